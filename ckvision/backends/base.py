@@ -1,0 +1,85 @@
+"""The backend interface every inference runtime implements, declared in full."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from ckvision.models.contract import ModelContract
+
+__all__ = ["Backend", "BackendOptions", "Capabilities"]
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Runtime knobs a backend may honour (others ignore what does not apply)."""
+
+    threads: int = 0  # intra-op threads; 0 = runtime default
+    execution_provider: str = "cpu"  # onnxruntime: cpu | cuda | tensorrt
+    precision: str = "fp32"  # pytorch: fp32 | fp16
+    device: str = "cpu"  # pytorch: cpu | cuda
+    cache_dir: Path | None = None  # onnxruntime TensorRT EP engine cache
+    compile: bool = False  # pytorch: torch.compile
+    cuda_graphs: bool = False  # tensorrt / pytorch
+    streams: int = 2  # tensorrt: execution contexts on separate streams
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    device: str  # "cpu", "cuda:0", "GPU name"
+    max_batch: int  # 0 = no limit
+    layouts: tuple[str, ...] = ("NCHW",)
+    dtypes: tuple[str, ...] = ("float32",)
+
+
+class Backend(abc.ABC):
+    """An inference runtime for one model.
+
+    The constructor is cheap and loads nothing; :meth:`load` does the work and is
+    idempotent, as is :meth:`close`. ``predict`` takes a batch laid out as the
+    model contract says and returns logits of shape ``(batch, num_classes)``.
+    """
+
+    name: str = ""
+
+    def __init__(self, model_path: Path, contract: ModelContract, options: BackendOptions) -> None:
+        self.model_path = Path(model_path)
+        self.contract = contract
+        self.options = options
+
+    @abc.abstractmethod
+    def load(self) -> None: ...
+
+    @abc.abstractmethod
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def version(self) -> dict[str, str]:
+        """Versions of the runtime pieces, recorded as provenance."""
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
+        for _ in range(iterations):
+            self.predict(batch)
+
+    def __enter__(self) -> Backend:
+        self.load()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

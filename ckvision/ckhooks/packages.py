@@ -1,0 +1,107 @@
+"""What the CK package installers do: put a model or a dataset into INSTALL_DIR.
+
+Each ``package/*/install.sh`` is one line calling ``python -m ckvision install-model``
+or ``install-dataset``; these functions are that command's body. Every artefact
+is written to a temporary path and renamed, so an interrupted install leaves no
+half-written model or cache for CK to detect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ckvision.errors import ConfigError, MissingPackageError
+from ckvision.fsutil import atomic_write_json
+from ckvision.models.contract import ModelContract
+from ckvision.program import MODEL_SIDECAR
+
+__all__ = ["install_model", "install_dataset", "sha256_of"]
+
+Log = Callable[[str], None]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def install_model(name: str, install_dir: Path, *, tags: str = "", log: Log = print) -> Path:
+    """Export or download model ``name`` into ``install_dir/model.onnx`` + its sidecar."""
+    from ckvision.models.registry import get_model_spec
+
+    spec = get_model_spec(name)
+    model_path = Path(install_dir) / "model.onnx"
+    if (Path(install_dir) / MODEL_SIDECAR).is_file() and model_path.is_file():
+        log(f"{name}: already installed at {model_path}")
+        return model_path
+    kind, _, where = spec.source.partition(":")
+    if kind == "export":
+        from ckvision.models.efficientnet import export_efficientnet_lite0
+
+        export_efficientnet_lite0(model_path, progress=log)
+    elif kind == "download":
+        from ckvision.models.download import download
+
+        download(where, model_path, sha256=spec.sha256, progress=log)
+    else:
+        raise ConfigError(f"model {name}: unknown source {spec.source!r}")
+    _write_sidecar(model_path, spec.contract, tags=tags, source=spec.source)
+    log(f"{name}: installed {model_path}")
+    return model_path
+
+
+def _write_sidecar(model_path: Path, contract: ModelContract, *, tags: str, source: str) -> None:
+    sidecar: dict[str, Any] = {
+        "name": contract.name,
+        "version": "1",
+        "format": "onnx",
+        "tags": [t for t in tags.split(",") if t],
+        "source": source,
+        "sha256": sha256_of(model_path),
+        "env": contract.to_env(),
+    }
+    atomic_write_json(model_path.parent / MODEL_SIDECAR, sidecar)
+
+
+def install_dataset(
+    kind: str,
+    install_dir: Path,
+    env: Mapping[str, str],
+    *,
+    source: Path | None = None,
+    count: int = 0,
+    log: Log = print,
+) -> Path:
+    """Preprocess the embedded sample set or a user's ImageNet val folder for the model."""
+    if not env.get("ML_MODEL_MODEL_NAME"):
+        raise MissingPackageError(
+            "model package (preprocessing needs its ML_MODEL_* contract)",
+            "model,onnx,efficientnet-lite0,fp32",
+        )
+    contract = ModelContract.from_env(env)
+    dest = Path(install_dir) / "data"
+    if kind == "sample":
+        from ckvision.data.sample_set import build_sample_cache
+
+        build_sample_cache(dest, contract, size=count or 256, progress=log)
+    elif kind == "imagenet":
+        from ckvision.data.imagenet import build_imagenet_cache
+
+        if source is None:
+            raise ConfigError(
+                "IMAGENET_VAL_DIR is not set: point it at your ImageNet val folder "
+                "(JPEGs + val_map.txt), e.g. ck install package "
+                "--tags=dataset,imagenet,preprocessed,full --env.IMAGENET_VAL_DIR=/data/imagenet/val"
+            )
+        build_imagenet_cache(source, dest, contract, count=count, progress=log)
+    else:
+        raise ConfigError(f"dataset kind {kind!r} unknown; use sample or imagenet")
+    log(f"dataset ready at {dest}")
+    return dest / "dataset.json"
+

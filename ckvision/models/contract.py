@@ -1,0 +1,140 @@
+"""The data contract a model carries: what its input must look like.
+
+A model package writes it into its CK env as ``ML_MODEL_*`` variables; the dataset
+package preprocesses to it and stores it next to the data; the program refuses to
+run a model on data preprocessed for another contract.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from ckvision.errors import ConfigError
+
+__all__ = ["ModelContract"]
+
+_LAYOUTS = ("NCHW", "NHWC")
+
+
+def _floats(text: str, name: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError as err:
+        raise ConfigError(f"{name}={text!r} is not three numbers") from err
+    if len(values) != 3:
+        raise ConfigError(f"{name}={text!r} must have three values (R G B)")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Preprocessing and I/O contract of an image-classification model."""
+
+    name: str
+    image_size: int = 224
+    resize_size: int = 256  # shorter side before the centre crop
+    layout: str = "NCHW"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # on [0, 1] pixels
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    color_order: str = "RGB"
+    input_dtype: str = "float32"
+    label_offset: int = 0  # output index = ImageNet class + label_offset
+    num_classes: int = 1000
+    input_name: str = "input"
+    output_name: str = "logits"
+    max_batch: int = 0  # 0 = dynamic, no limit
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.layout not in _LAYOUTS:
+            raise ConfigError(f"data layout {self.layout!r} unknown; use one of {_LAYOUTS}")
+        if self.color_order not in ("RGB", "BGR"):
+            raise ConfigError(f"colour order {self.color_order!r} unknown; use RGB or BGR")
+        if self.image_size <= 0 or self.resize_size < self.image_size:
+            raise ConfigError(
+                f"image size {self.image_size} / resize {self.resize_size} are inconsistent"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"channel stds must be positive, got {self.std}")
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        s = self.image_size
+        return (batch, 3, s, s) if self.layout == "NCHW" else (batch, s, s, 3)
+
+    def preprocessing_key(self) -> dict[str, object]:
+        """The fields that decide what preprocessed data looks like (stored with datasets)."""
+        return {
+            "image_size": self.image_size,
+            "resize_size": self.resize_size,
+            "layout": self.layout,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "color_order": self.color_order,
+            "input_dtype": self.input_dtype,
+        }
+
+    def to_env(self) -> dict[str, str]:
+        """``ML_MODEL_*`` variables, as CK model packages export them."""
+        return {
+            "ML_MODEL_MODEL_NAME": self.name,
+            "ML_MODEL_IMAGE_HEIGHT": str(self.image_size),
+            "ML_MODEL_IMAGE_WIDTH": str(self.image_size),
+            "ML_MODEL_RESIZE_SIZE": str(self.resize_size),
+            "ML_MODEL_DATA_LAYOUT": self.layout,
+            "ML_MODEL_GIVEN_CHANNEL_MEANS": " ".join(repr(v) for v in self.mean),
+            "ML_MODEL_GIVEN_CHANNEL_STDS": " ".join(repr(v) for v in self.std),
+            "ML_MODEL_NORMALIZE_DATA": "YES",
+            "ML_MODEL_COLOR_ORDER": self.color_order,
+            "ML_MODEL_INPUT_DATA_TYPE": self.input_dtype,
+            "ML_MODEL_LABEL_OFFSET": str(self.label_offset),
+            "ML_MODEL_NUM_CLASSES": str(self.num_classes),
+            "ML_MODEL_INPUT_LAYER_NAME": self.input_name,
+            "ML_MODEL_OUTPUT_LAYER_NAME": self.output_name,
+            "ML_MODEL_MAX_BATCH_SIZE": str(self.max_batch),
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ModelContract:
+        """Read the contract back from ``ML_MODEL_*`` variables."""
+        if "ML_MODEL_MODEL_NAME" not in env:
+            raise ConfigError(
+                "ML_MODEL_MODEL_NAME is not set: the model package's env is missing"
+            )
+
+        def _int(key: str, default: int) -> int:
+            text = env.get(key, "")
+            if text == "":
+                return default
+            try:
+                return int(text)
+            except ValueError as err:
+                raise ConfigError(f"{key}={text!r} is not an integer") from err
+
+        height = _int("ML_MODEL_IMAGE_HEIGHT", 224)
+        width = _int("ML_MODEL_IMAGE_WIDTH", height)
+        if height != width:
+            raise ConfigError(f"non-square inputs ({height}x{width}) are not supported")
+        return cls(
+            name=env["ML_MODEL_MODEL_NAME"],
+            image_size=height,
+            resize_size=_int("ML_MODEL_RESIZE_SIZE", round(height / 0.875)),
+            layout=env.get("ML_MODEL_DATA_LAYOUT", "NCHW"),
+            mean=_floats(env.get("ML_MODEL_GIVEN_CHANNEL_MEANS", "0.485 0.456 0.406"),
+                         "ML_MODEL_GIVEN_CHANNEL_MEANS"),
+            std=_floats(env.get("ML_MODEL_GIVEN_CHANNEL_STDS", "0.229 0.224 0.225"),
+                        "ML_MODEL_GIVEN_CHANNEL_STDS"),
+            color_order=env.get("ML_MODEL_COLOR_ORDER", "RGB"),
+            input_dtype=env.get("ML_MODEL_INPUT_DATA_TYPE", "float32"),
+            label_offset=_int("ML_MODEL_LABEL_OFFSET", 0),
+            num_classes=_int("ML_MODEL_NUM_CLASSES", 1000),
+            input_name=env.get("ML_MODEL_INPUT_LAYER_NAME", "input"),
+            output_name=env.get("ML_MODEL_OUTPUT_LAYER_NAME", "logits"),
+            max_batch=_int("ML_MODEL_MAX_BATCH_SIZE", 0),
+        )
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("extra")
+        return json.dumps(data, sort_keys=True)

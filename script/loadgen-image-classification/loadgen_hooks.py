@@ -1,0 +1,8 @@
+"""CK pre/post-processing for the LoadGen image-classification programs.
+
+Pre-processing writes user.conf from the CK_LOADGEN_* env vars; post-processing
+parses the LoadGen logs and scores accuracy into the run's characteristics
+(tmp-ck-timer.json). All logic is in ckvision.ckhooks.program.
+"""
+
+from ckvision.ckhooks.program import ck_postprocess, ck_preprocess  # noqa: F401
