@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--install-dir", type=Path, required=True)
     model.add_argument("--tags", default="")
 
-    data = sub.add_parser("install-dataset", help="preprocess a dataset for the model in ML_MODEL_*")
+    data = sub.add_parser(
+        "install-dataset", help="preprocess a dataset for the model in ML_MODEL_*"
+    )
     data.add_argument("--kind", required=True, choices=("sample", "imagenet"))
     data.add_argument("--install-dir", type=Path, required=True)
     data.add_argument("--count", type=int, default=0, help="images to take; 0 = all")

@@ -34,7 +34,9 @@ def collect_provenance() -> dict[str, object]:
         "host": {
             "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
-            "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "cpu_affinity": (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            ),
             "machine": platform.machine(),
             "system": platform.platform(),
             "hostname": platform.node(),

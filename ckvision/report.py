@@ -47,7 +47,9 @@ def print_results(
     frame = load_experiments(entries, [t for t in tags.split(",") if t])
     if frame.empty:
         where = ", ".join(map(str, entries)) or str(experiment_root())
-        raise DataError(f"no recorded runs found in {where}; record some with ck benchmark --record")
+        raise DataError(
+            f"no recorded runs found in {where}; record some with ck benchmark --record"
+        )
     table = summary_table(frame)
     print(format_table(table))
     if csv is not None:

@@ -45,7 +45,10 @@ def score_entries(
             continue
         if not 0 <= index < len(labels):
             raise DataError(f"accuracy log names sample {index}; the dataset has {len(labels)}")
-        seen[index] = np.frombuffer(bytes.fromhex(entry.get("data", "")), dtype="<i4")
+        try:
+            seen[index] = np.frombuffer(bytes.fromhex(entry.get("data", "")), dtype="<i4")
+        except ValueError as err:
+            raise RunError(f"accuracy log entry for sample {index} is not int32 hex") from err
     good = good_top5 = 0
     for index, classes in seen.items():
         label = int(labels[index])

@@ -61,7 +61,9 @@ class PreprocessedDataset:
             labels = np.loadtxt(path / "labels.txt", dtype=np.int64, ndmin=1)
             files = tuple((path / "files.txt").read_text(encoding="utf-8").splitlines())
         except (ValueError, OSError) as err:
-            raise DataError(f"{path}: corrupt dataset cache ({err}); reinstall the package") from err
+            raise DataError(
+                f"{path}: corrupt dataset cache ({err}); reinstall the package"
+            ) from err
         if not (len(images) == len(labels) == len(files) == meta.get("size")):
             raise DataError(
                 f"{path}: corrupt dataset cache ({len(images)} images, {len(labels)} labels, "

@@ -19,6 +19,7 @@ from ckvision.errors import ConfigError, DataError
 __all__ = ["SampleLibrary", "DEFAULT_BUFFER"]
 
 DEFAULT_BUFFER = 1024  # performance sample count when CK_LOADGEN_BUFFER_SIZE is unset
+_ROW_COPY_BYTES = 64 * 1024  # samples at least this big are gathered row by row
 
 
 class SampleLibrary:
@@ -44,6 +45,7 @@ class SampleLibrary:
         self.performance_count = buffer
         self.sample_shape: tuple[int, ...] = tuple(images.shape[1:])
         self.dtype = images.dtype
+        self._row_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
         self._ram: np.ndarray = np.empty((0, *self.sample_shape), dtype=self.dtype)
         self._row = np.full(size, -1, dtype=np.intp)
 
@@ -80,15 +82,20 @@ class SampleLibrary:
         return self._ram[row : row + 1]
 
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The batch of RAM ``rows`` (a view when they are consecutive, else a copy)."""
+        """The batch of RAM ``rows``: a view when they are consecutive, else a copy (into
+        ``out`` when given, to spare an allocation per batch)."""
+        n = len(rows)
         first = int(rows[0])
-        if int(rows[-1]) - first == len(rows) - 1 and (len(rows) < 3 or _consecutive(rows)):
-            return self._ram[first : first + len(rows)]
-        if out is not None:
-            taken: np.ndarray = np.take(self._ram, rows, axis=0, out=out[: len(rows)])
-            return taken
-        gathered: np.ndarray = self._ram[rows]
-        return gathered
+        if int(rows[-1]) - first == n - 1 and (n < 3 or _consecutive(rows)):
+            return self._ram[first : first + n]
+        dest = np.empty((n, *self.sample_shape), self.dtype) if out is None else out[:n]
+        ram = self._ram
+        if self._row_bytes >= _ROW_COPY_BYTES:
+            for i, row in enumerate(rows.tolist()):  # row by row: ~3x numpy's take for big rows
+                dest[i] = ram[row]
+        else:
+            np.take(ram, rows, axis=0, out=dest)
+        return dest
 
     def first_batch(self, n: int) -> np.ndarray:
         """The first ``n`` samples of the run, read from the dataset (for warm-up)."""

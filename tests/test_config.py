@@ -1,0 +1,104 @@
+"""RunConfig: parsing from CK env vars and every validation error, table-driven."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
+from ckvision.errors import CkVisionError, ConfigError
+
+BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"batch_size": 0}, r"CK_BATCH_SIZE=0 must be a positive integer"),
+    ({"workers": -1}, r"CK_LOADGEN_WORKERS=-1 must be a positive integer"),
+    ({"multistreamness": 0}, r"CK_LOADGEN_MULTISTREAMNESS=0 must be a positive"),
+    ({"count_override": 0}, r"CK_LOADGEN_COUNT_OVERRIDE=0 must be a positive"),
+    ({"buffer_size": -5}, r"CK_LOADGEN_BUFFER_SIZE=-5 must be a positive"),
+    ({"target_qps": 0.0}, r"CK_LOADGEN_TARGET_QPS=0.0 must be positive"),
+    ({"target_latency_ms": -1.0}, r"CK_LOADGEN_TARGET_LATENCY=-1.0 must be positive"),
+    ({"max_duration_s": 0.0}, r"CK_LOADGEN_MAX_DURATION_S=0.0 must be positive"),
+    ({"min_duration_s": -2.0}, r"CK_LOADGEN_MIN_DURATION_S=-2.0 must be positive"),
+    ({"dataset_size": -1}, r"CK_LOADGEN_DATASET_SIZE=-1 must be >= 0"),
+    ({"threads": -1}, r"CK_ORT_THREADS=-1 must be >= 0"),
+    ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US must be >= 0"),
+    ({"verbose": 4}, r"CK_VERBOSE=4 must be between 0 and 3"),
+    ({"compliance_test": "TEST05"}, r"CK_MLPERF_COMPLIANCE_TEST='TEST05' unknown"),
+    ({"execution_provider": "rocm"}, r"CK_ORT_PROVIDER='rocm' unknown; use one of: cpu, cuda"),
+    ({"precision": "int8"}, r"CK_PRECISION='int8' unknown"),
+    ({"device": "tpu"}, r"CK_DEVICE='tpu' unknown"),
+    ({"conf_file": Path("/nonexistent/mlperf.conf")}, r"CK_LOADGEN_CONF_FILE=.*no such file"),
+    ({"user_conf": Path("/nonexistent/user.conf")}, r"CK_LOADGEN_USER_CONF=.*no such file"),
+]
+
+BAD_ENV: list[tuple[dict[str, str], str]] = [
+    ({"CK_LOADGEN_SCENARIO": "Batch"}, r"CK_LOADGEN_SCENARIO='Batch' unknown; use one of"),
+    ({"CK_LOADGEN_MODE": "Submission"}, r"CK_LOADGEN_MODE='Submission' unknown"),
+    ({"CK_BATCH_SIZE": "eight"}, r"CK_BATCH_SIZE='eight' is not an integer"),
+    ({"CK_LOADGEN_TARGET_QPS": "fast"}, r"CK_LOADGEN_TARGET_QPS='fast' is not a number"),
+    ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_FIELDS)
+def test_bad_field_is_a_config_error(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**changes)
+
+
+@pytest.mark.parametrize(("env", "message"), BAD_ENV)
+def test_bad_env_is_a_config_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_env(env)
+
+
+def test_unknown_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'batchsize'"):
+        RunConfig.from_env({}, {"batchsize": 3})
+
+
+def test_errors_are_one_line_ckvision_errors() -> None:
+    for changes, _message in BAD_FIELDS:
+        with pytest.raises(CkVisionError) as info:
+            RunConfig(**changes)
+        assert "\n" not in str(info.value)
+        assert info.value.exit_code == 2
+
+
+def test_env_parsing_and_precedence() -> None:
+    env = {
+        "CK_LOADGEN_SCENARIO": "offline",
+        "CK_LOADGEN_MODE": "Performance",
+        "CK_BATCH_SIZE": "8",
+        "CK_LOADGEN_COUNT_OVERRIDE": "100",
+        "CK_LOADGEN_TARGET_QPS": "12.5",
+        "CK_LOADGEN_BUFFER_SIZE": " ",  # blank means unset
+        "CK_BACKEND": "null",
+    }
+    config = RunConfig.from_env(env, {"batch_size": "16", "verbose": None})
+    assert config.scenario is Scenario.OFFLINE
+    assert config.mode is Mode.PERFORMANCE
+    assert config.batch_size == 16  # the override wins over the env
+    assert config.count_override == 100
+    assert config.target_qps == 12.5
+    assert config.buffer_size is None
+    assert config.backend == "null"
+    assert config.verbose == 0
+
+
+def test_defaults_and_record() -> None:
+    config = RunConfig()
+    assert config.scenario is Scenario.SINGLE_STREAM and config.mode is Mode.ACCURACY
+    assert config.samples_per_query == 1
+    assert RunConfig(scenario=Scenario.MULTI_STREAM).samples_per_query == 8
+    assert RunConfig(scenario=Scenario.MULTI_STREAM, multistreamness=4).samples_per_query == 4
+    record = config.as_record()
+    assert record["scenario"] == "SingleStream" and record["mode"] == "AccuracyOnly"
+    assert set(ENV_VARS) <= set(record)
+
+
+def test_existing_conf_files_are_accepted(tmp_path: Path) -> None:
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Offline.target_qps = 10\n")
+    assert RunConfig(user_conf=conf, conf_file=conf).user_conf == conf

@@ -1,0 +1,63 @@
+"""The QSL: limits, loading into RAM, gathering batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ckvision.config import RunConfig
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.errors import ConfigError, DataError
+from ckvision.harness.qsl import SampleLibrary
+
+
+def _library(n: int = 10, shape: tuple[int, ...] = (3, 2, 2), **config: int) -> SampleLibrary:
+    images = np.arange(n * int(np.prod(shape)), dtype=np.float32).reshape(n, *shape)
+    return SampleLibrary(images, np.arange(n), RunConfig(**config))
+
+
+def test_sizes() -> None:
+    assert (_library().size, _library().performance_count) == (10, 10)
+    small = _library(dataset_size=4, buffer_size=3)
+    assert (small.size, small.performance_count, len(small.labels)) == (4, 3, 4)
+    assert _library(n=2000).performance_count == 1024
+
+
+def test_dataset_size_above_dataset_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"CK_LOADGEN_DATASET_SIZE=11 .* \(10 samples\)"):
+        _library(dataset_size=11)
+
+
+def test_buffer_above_size_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"CK_LOADGEN_BUFFER_SIZE=5 .* samples in the run \(4\)"):
+        _library(dataset_size=4, buffer_size=5)
+
+
+def test_load_gather_unload() -> None:
+    qsl = _library()
+    qsl.load([7, 2, 5, 2])
+    rows = qsl.rows([5, 7, 2])
+    batch = qsl.gather(rows)
+    np.testing.assert_array_equal(batch, qsl.images[[5, 7, 2]])
+    out = np.empty((8, 3, 2, 2), np.float32)
+    assert qsl.gather(qsl.rows([2, 5]), out).base is not None  # a view: consecutive rows
+    np.testing.assert_array_equal(qsl.gather(qsl.rows([7, 2]), out), qsl.images[[7, 2]])
+    np.testing.assert_array_equal(qsl.one(5)[0], qsl.images[5])
+    qsl.unload([7, 2, 5])
+    with pytest.raises(DataError, match="not loaded"):
+        qsl.rows([5])
+    with pytest.raises(DataError, match="sample 5, which is not loaded"):
+        qsl.one(5)
+
+
+def test_big_samples_are_gathered_row_by_row() -> None:
+    qsl = _library(n=6, shape=(3, 128, 128))  # 192 KiB per sample
+    qsl.load(range(6))
+    rows = qsl.rows([4, 1, 3])
+    np.testing.assert_array_equal(qsl.gather(rows), qsl.images[[4, 1, 3]])
+
+
+def test_from_dataset(tiny_dataset: PreprocessedDataset) -> None:
+    qsl = SampleLibrary.from_dataset(tiny_dataset, RunConfig())
+    assert qsl.size == tiny_dataset.size and qsl.sample_shape == (3, 16, 16)
+    assert qsl.first_batch(4).shape == (4, 3, 16, 16)
