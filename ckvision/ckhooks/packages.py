@@ -97,7 +97,8 @@ def install_dataset(
             raise ConfigError(
                 "IMAGENET_VAL_DIR is not set: point it at your ImageNet val folder "
                 "(JPEGs + val_map.txt), e.g. ck install package "
-                "--tags=dataset,imagenet,preprocessed,full --env.IMAGENET_VAL_DIR=/data/imagenet/val"
+                "--tags=dataset,imagenet,preprocessed,full "
+                "--env.IMAGENET_VAL_DIR=/data/imagenet/val"
             )
         build_imagenet_cache(source, dest, contract, count=count, progress=log)
     else:
