@@ -40,7 +40,8 @@ class TinyTruth:
 
 def tiny_logits(images: np.ndarray) -> np.ndarray:
     """The tiny model's function, in numpy."""
-    return images.mean(axis=(2, 3)) @ _WEIGHT
+    logits: np.ndarray = images.mean(axis=(2, 3)) @ _WEIGHT
+    return logits
 
 
 def build_tiny_onnx(path: Path, batch: int | str = "N", image: int = IMAGE,
