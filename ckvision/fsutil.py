@@ -30,6 +30,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result is a normal file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from ckvision.errors import ConfigError, DataError
 from ckvision.harness.qsl import SampleLibrary
 
 
-def _library(n: int = 10, shape: tuple[int, ...] = (3, 2, 2), **config: int) -> SampleLibrary:
+def _library(n: int = 10, shape: tuple[int, ...] = (3, 2, 2), **config: Any) -> SampleLibrary:
     images = np.arange(n * int(np.prod(shape)), dtype=np.float32).reshape(n, *shape)
     return SampleLibrary(images, np.arange(n), RunConfig(**config))
 
