@@ -90,16 +90,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "install-model":
-        from ckvision.ckhooks.packages import install_model
+        from ckvision.ck.hooks.packages import install_model
 
         install_model(args.name, args.install_dir, tags=args.tags)
     elif args.command == "install-dataset":
-        from ckvision.ckhooks.packages import install_dataset
+        from ckvision.ck.hooks.packages import install_dataset
 
         source = Path(args.source) if args.source else None
         install_dataset(args.kind, args.install_dir, os.environ, source=source, count=args.count)
     elif args.command == "build-engine":
-        from ckvision.ckhooks.engines import install_engine
+        from ckvision.ck.hooks.engines import install_engine
 
         install_engine(args)
     elif args.command == "results":
@@ -107,7 +107,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print_results(args.entries, tags=args.tags, csv=args.csv, plot=args.plot)
     elif args.command == "ck-setup":
-        from ckvision.cksetup import setup_ck
+        from ckvision.ck.setup import setup_ck
 
         setup_ck()
     elif args.command == "demo":

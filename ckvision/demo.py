@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ckvision.cktool import run_ck
+from ckvision.ck.tool import run_ck
 from ckvision.errors import RunError
 from ckvision.experiments.entries import experiment_root, find_entries, iter_runs
 
@@ -57,7 +57,7 @@ def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) ->
     from ckvision.report import format_table
 
     if not skip_setup:
-        from ckvision.cksetup import setup_ck
+        from ckvision.ck.setup import setup_ck
 
         setup_ck(log)
     runs = []

@@ -27,7 +27,7 @@ STRICT_MODULES = (
     "ckvision/models/tensorrt_build.py",
     "ckvision/models/calibration.py",
     "ckvision/backends/tensorrt_backend.py",
-    "ckvision/backends/cuda_util.py",
+    "ckvision/cuda.py",
 )
 _STUBS = "tensorrt-stubs"
 _FIXES = (

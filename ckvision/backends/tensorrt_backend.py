@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ckvision.backends import cuda_util
+from ckvision import cuda as cuda_util
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
 from ckvision.errors import BackendError, ModelError

@@ -26,7 +26,7 @@ from ckvision.models.engine_meta import write_bytes_atomic
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from ckvision.backends.cuda_util import DeviceBuffer
+    from ckvision.cuda import DeviceBuffer
 
 __all__ = ["CalibrationSource", "CalibrationBatches", "make_calibrator"]
 
@@ -89,7 +89,7 @@ def make_calibrator(
     device buffer (call it after the build). Needs TensorRT and a GPU."""
     import tensorrt as trt
 
-    from ckvision.backends.cuda_util import DeviceBuffer, memcpy_htod
+    from ckvision.cuda import DeviceBuffer, memcpy_htod
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self, batches: CalibrationBatches) -> None:

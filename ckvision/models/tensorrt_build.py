@@ -98,7 +98,7 @@ def _metadata(spec: EngineSpec, network: trt.INetworkDefinition, onnx_path: Path
               engine: bytes, settings: dict[str, Any]) -> EngineMeta:
     import tensorrt as trt
 
-    from ckvision.backends import cuda_util
+    from ckvision import cuda as cuda_util
 
     device = cuda_util.device_info(0)
     return EngineMeta(

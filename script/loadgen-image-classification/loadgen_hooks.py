@@ -2,7 +2,7 @@
 
 Pre-processing writes user.conf from the CK_LOADGEN_* env vars; post-processing
 parses the LoadGen logs and scores accuracy into the run's characteristics
-(tmp-ck-timer.json). All logic is in ckvision.ckhooks.program.
+(tmp-ck-timer.json). All logic is in ckvision.ck.hooks.program.
 """
 
-from ckvision.ckhooks.program import ck_postprocess, ck_preprocess  # noqa: F401
+from ckvision.ck.hooks.program import ck_postprocess, ck_preprocess  # noqa: F401

@@ -1,3 +1,3 @@
-"""CK detection hooks for this soft entry: all logic is in ckvision.ckhooks.soft."""
+"""CK detection hooks for this soft entry: all logic is in ckvision.ck.hooks.soft."""
 
-from ckvision.ckhooks.soft import setup, version_cmd  # noqa: F401
+from ckvision.ck.hooks.soft import setup, version_cmd  # noqa: F401

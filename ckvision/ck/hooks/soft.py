@@ -22,8 +22,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ckvision.ckhooks import ck_hook
-from ckvision.ckhooks.shell import check_shell_safe
+from ckvision.ck.hooks import ck_hook
+from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.errors import ConfigError, DataError, ModelError
 
 __all__ = ["version_cmd", "setup", "MODEL_SIDECAR"]

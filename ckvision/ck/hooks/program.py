@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ckvision.ckhooks import ck_hook
+from ckvision.ck.hooks import ck_hook
 from ckvision.config import RunConfig
 from ckvision.experiments.record import TIMER_FILE, collect_run
 from ckvision.fsutil import atomic_write_json

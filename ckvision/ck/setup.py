@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ckvision.cktool import ck_lines, run_ck
+from ckvision.ck.tool import ck_lines, run_ck
 from ckvision.errors import CkVisionError
 
 __all__ = ["REPO_ALIAS", "repo_root", "setup_ck", "DEFAULT_PACKAGES"]
