@@ -11,18 +11,18 @@ from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.errors import CkVisionError, ConfigError
 
 BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
-    ({"batch_size": 0}, r"CK_BATCH_SIZE=0 must be a positive integer"),
-    ({"workers": -1}, r"CK_LOADGEN_WORKERS=-1 must be a positive integer"),
-    ({"multistreamness": 0}, r"CK_LOADGEN_MULTISTREAMNESS=0 must be a positive"),
-    ({"count_override": 0}, r"CK_LOADGEN_COUNT_OVERRIDE=0 must be a positive"),
-    ({"buffer_size": -5}, r"CK_LOADGEN_BUFFER_SIZE=-5 must be a positive"),
+    ({"batch_size": 0}, r"CK_BATCH_SIZE=0 must be positive"),
+    ({"workers": -1}, r"CK_LOADGEN_WORKERS=-1 must be positive"),
+    ({"multistreamness": 0}, r"CK_LOADGEN_MULTISTREAMNESS=0 must be positive"),
+    ({"count_override": 0}, r"CK_LOADGEN_COUNT_OVERRIDE=0 must be positive"),
+    ({"buffer_size": -5}, r"CK_LOADGEN_BUFFER_SIZE=-5 must be positive"),
     ({"target_qps": 0.0}, r"CK_LOADGEN_TARGET_QPS=0.0 must be positive"),
     ({"target_latency_ms": -1.0}, r"CK_LOADGEN_TARGET_LATENCY=-1.0 must be positive"),
     ({"max_duration_s": 0.0}, r"CK_LOADGEN_MAX_DURATION_S=0.0 must be positive"),
     ({"min_duration_s": -2.0}, r"CK_LOADGEN_MIN_DURATION_S=-2.0 must be positive"),
     ({"dataset_size": -1}, r"CK_LOADGEN_DATASET_SIZE=-1 must be >= 0"),
     ({"threads": -1}, r"CK_ORT_THREADS=-1 must be >= 0"),
-    ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US must be >= 0"),
+    ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US=-1 must be >= 0"),
     ({"verbose": 4}, r"CK_VERBOSE=4 must be between 0 and 3"),
     ({"compliance_test": "TEST05"}, r"CK_MLPERF_COMPLIANCE_TEST='TEST05' unknown"),
     ({"execution_provider": "rocm"}, r"CK_ORT_PROVIDER='rocm' unknown; use one of: cpu, cuda"),
@@ -37,7 +37,7 @@ BAD_ENV: list[tuple[dict[str, str], str]] = [
     ({"CK_LOADGEN_MODE": "Submission"}, r"CK_LOADGEN_MODE='Submission' unknown"),
     ({"CK_BATCH_SIZE": "eight"}, r"CK_BATCH_SIZE='eight' is not an integer"),
     ({"CK_LOADGEN_TARGET_QPS": "fast"}, r"CK_LOADGEN_TARGET_QPS='fast' is not a number"),
-    ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be a positive integer"),
+    ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be positive"),
 ]
 
 
