@@ -1,0 +1,108 @@
+"""Whatever the backend does, every issued sample is completed exactly once and the run
+fails with one line: raise, wrong shape, fewer rows, wrong class count, NaN, hang, a
+dying worker thread. Through real LoadGen, in accuracy mode (its log lists each sample)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+
+from ckvision.backends import BackendOptions
+from ckvision.backends.null import NullBackend
+from ckvision.config import Mode, RunConfig, Scenario
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.errors import RunError
+from ckvision.harness import parse_output_dir, run_benchmark
+from ckvision.models.contract import ModelContract
+
+
+class _Faulty(NullBackend):
+    """The null backend, whose second call after warm-up misbehaves as ``fault`` says."""
+
+    fault = "none"
+    release = threading.Event()
+
+    def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
+        pass
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.calls = getattr(self, "calls", 0) + 1
+        out = np.asarray(super().predict(batch))
+        if self.calls != 2:
+            return out
+        if self.fault == "fewer rows":
+            return out[:-1]
+        if self.fault == "more classes":
+            return np.zeros((len(batch), out.shape[1] + 1), np.float32)
+        if self.fault == "nan":
+            bad = out.copy()
+            bad[-1, 3] = np.nan
+            return bad
+        if self.fault == "not an array":
+            return [0] * len(batch)  # type: ignore[return-value]
+        if self.fault == "hang":
+            self.release.wait(30)
+            return out
+        if self.fault == "thread dies":
+            raise SystemExit("worker killed")
+        raise AssertionError(self.fault)
+
+
+FAULTS = [
+    ("fewer rows", r"^backend null, output 'logits': returned shape \(3, 10\) for a batch of 4; "
+                   r"expected \(4, 10\)$"),
+    ("more classes", r"^backend null, output 'logits': returned 11 classes; the contract says 10 "
+                     r"\(10 \+ label offset 0\)$"),
+    ("nan", r"^backend null, output 'logits': row 3 of the batch holds NaN or infinity$"),
+    ("not an array", r"^backend null, output 'logits': returned list, not a numpy array$"),
+    ("thread dies", r"^backend null: worker ckvision-worker-0 died: SystemExit: worker killed$"),
+    ("hang", r"^backend null: call 2 \(4 samples\) has run 0\.\d s, over the 0\.3 s bound "
+             r"\(CK_BATCH_TIMEOUT_S / --batch-timeout-s\); the run failed$"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("fault", "message"), FAULTS, ids=[f for f, _m in FAULTS])
+@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.MULTI_STREAM])
+def test_a_misbehaving_backend_fails_the_run_with_one_line(
+    scenario: Scenario, fault: str, message: str, tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
+) -> None:
+    backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
+    backend.fault = fault
+    backend.release = threading.Event()
+    config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4,
+                          multistreamness=4, batch_timeout_s=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RunError, match=message) as info:
+            run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
+                          log=lambda _line: None)
+    finally:
+        backend.release.set()
+    assert "\n" not in str(info.value)
+    assert time.monotonic() - started < 20  # the watchdog acted, nothing waited 30 s
+    # LoadGen got every response exactly once, and finished cleanly
+    entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(SAMPLES))
+    assert parse_output_dir(tmp_path)["errors"] == 0
+
+
+def test_no_log_of_a_failed_run_is_scored_as_a_result(
+    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig], tmp_path: Path,
+) -> None:
+    """A failed run raises before any accuracy is computed or top-5 record is written."""
+    backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
+    backend.fault = "nan"
+    with pytest.raises(RunError):
+        run_benchmark(quick_config(scenario=Scenario.OFFLINE, batch_size=4), backend,
+                      tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None)
+    assert not (tmp_path / "ckvision_top5.json").exists()
