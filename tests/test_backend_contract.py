@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMAGE, _WEIGHT, build_tiny_onnx, tiny_logits
+from conftest import _WEIGHT, IMAGE, build_tiny_onnx, tiny_logits
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend
