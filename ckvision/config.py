@@ -239,7 +239,7 @@ class RunConfig:
 
     def loadgen_values(self) -> list[tuple[Setting, LoadGenKey, Any]]:
         """The (setting, LoadGen key, value) triples that apply to this scenario."""
-        out = []
+        out: list[tuple[Setting, LoadGenKey, Any]] = []
         for spec in SETTINGS.values():
             value = getattr(self, spec.name)
             if value is not None:
@@ -307,7 +307,7 @@ class RunConfig:
 
 def _declared(f: Field[Any]) -> Setting | None:
     spec = f.metadata.get("setting")
-    if spec is None:
+    if not isinstance(spec, Setting):
         return None
     return replace(spec, name=f.name, type_name=str(f.type))
 
@@ -344,6 +344,9 @@ def settings_table_markdown() -> str:
 
 
 def _range(spec: Setting) -> str:
+    for kind in (Scenario, Mode):
+        if kind.__name__ in spec.type_name:
+            return ", ".join(m.value for m in kind)
     if spec.choices:
         return ", ".join(spec.choices)
     if spec.minimum is not None and spec.maximum is not None:
@@ -410,3 +413,7 @@ def _enum(kind: type[enum.Enum], var: str, text: str) -> Any:
             return member
     allowed = ", ".join(m.value for m in kind)
     raise ConfigError(f"{var}={text!r} unknown; use one of: {allowed}")
+
+
+if __name__ == "__main__":  # print the README's env-var table
+    print(settings_table_markdown())

@@ -124,6 +124,14 @@ def run_program(
             "failures": result.failures,
             "started": started,
             "duration_s": result.duration_s,
+            # the typed run record's verdict, so readers need not re-parse LoadGen's logs
+            "result": {
+                "completed": result.completed,
+                "valid": result.valid,
+                "samples_per_second": result.samples_per_second,
+                "latency_ns": result.latency_ns,  # per query for MultiStream (LoadGen's)
+                "accuracy": result.accuracy,
+            },
         },
     )
     return collect_run(output_dir)

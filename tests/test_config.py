@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
+from ckvision.config import (
+    ENV_VARS,
+    REFUSED_ENV,
+    SETTINGS,
+    Mode,
+    RunConfig,
+    Scenario,
+    settings_table_markdown,
+)
 from ckvision.errors import CkVisionError, ConfigError
 
 BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
@@ -102,3 +110,71 @@ def test_existing_conf_files_are_accepted(tmp_path: Path) -> None:
     conf = tmp_path / "user.conf"
     conf.write_text("*.Offline.target_qps = 10\n")
     assert RunConfig(user_conf=conf, conf_file=conf).user_conf == conf
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_env_table_is_the_settings_table() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("<!-- settings-table:")
+    table = text[text.index("\n", start) + 1 : text.index("<!-- /settings-table -->")]
+    assert table.strip() == settings_table_markdown()
+
+
+def test_every_setting_has_its_flag_and_env_var() -> None:
+    from ckvision.cli import build_parser
+
+    parser = build_parser()
+    run = parser.parse_args(["run", *[f"{s.flag}=1" for s in SETTINGS.values()]])
+    for spec in SETTINGS.values():
+        assert getattr(run, spec.name) == "1", spec.flag
+        assert ENV_VARS[spec.name][0] == spec.env
+    names = [s.env for s in SETTINGS.values()] + [a for s in SETTINGS.values() for a in s.aliases]
+    assert len(names) == len(set(names))  # one env var, one setting
+    assert {"CK_LOADGEN_MAX_QUERY_COUNT", "CK_BATCH_TIMEOUT_S", "CK_LOADGEN_MIN_QUERY_COUNT",
+            "CK_LOADGEN_SAMPLES_PER_QUERY", "CK_LOADGEN_OFFLINE_EXPECTED_QPS"} <= set(names)
+
+
+@pytest.mark.parametrize(("env", "field", "value"), [
+    ({"CK_LOADGEN_MAX_QUERY_COUNT": "9"}, "max_query_count", 9),
+    ({"CK_LOADGEN_MIN_QUERY_COUNT": "3"}, "min_query_count", 3),
+    ({"CK_LOADGEN_SAMPLES_PER_QUERY": "4"}, "multistreamness", 4),
+    ({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "2.5"}, "target_qps", 2.5),
+    ({"CK_BATCH_TIMEOUT_S": "0.5"}, "batch_timeout_s", 0.5),
+    ({"CK_LOADGEN_TARGET_LATENCY": "0.5"}, "target_latency_ms", 0.5),
+])
+def test_ck_mlperf_variables_are_honoured(env: dict[str, str], field: str, value: Any) -> None:
+    assert getattr(RunConfig.from_env(env), field) == value
+
+
+@pytest.mark.parametrize("var", sorted(REFUSED_ENV))
+def test_ck_mlperf_variables_we_do_not_implement_are_refused(var: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{var}='x' is not supported by ckvision: "):
+        RunConfig.from_env({var: "x"})
+    assert RunConfig.from_env({var: " "}) == RunConfig()  # blank is unset
+
+
+def test_float32_accuracy_type_is_accepted_and_conflicts_are_refused() -> None:
+    assert RunConfig.from_env({"CK_MLPERF_ACCURACY_IMAGENET_TYPE": "float32"}) == RunConfig()
+    with pytest.raises(ConfigError, match="conflicting values for one setting: "
+                                          "CK_LOADGEN_MULTISTREAMNESS='4', "
+                                          "CK_LOADGEN_SAMPLES_PER_QUERY='8'"):
+        RunConfig.from_env({"CK_LOADGEN_MULTISTREAMNESS": "4",
+                            "CK_LOADGEN_SAMPLES_PER_QUERY": "8"})
+    with pytest.raises(ConfigError, match="COUNT_OVERRIDE sets both query counts"):
+        RunConfig(count_override=5, max_query_count=9)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("nan", "is not a finite number"), ("inf", "is not a finite number"),
+    ("1e400", "is not a finite number"),
+])
+def test_non_finite_numbers_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"CK_LOADGEN_TARGET_QPS='{text}' {message}"):
+        RunConfig.from_env({"CK_LOADGEN_TARGET_QPS": text})
+
+
+def test_a_flag_error_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="^--batch-size='x' is not an integer$"):
+        RunConfig.from_env({}, {"batch_size": "x"})

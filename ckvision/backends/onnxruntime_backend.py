@@ -157,7 +157,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"batch of {len(batch)} is above the model's fixed batch {size}")
         pad = np.zeros((size, *batch.shape[1:]), dtype=batch.dtype)  # per call: thread-safe
         pad[: len(batch)] = batch
-        out = self._session.run(self._output_names, {self._input_name: pad})[0]
+        out: np.ndarray = self._session.run(self._output_names, {self._input_name: pad})[0]
         return out[: len(batch)].astype(np.float32) if self._cast else out[: len(batch)]
 
     def close(self) -> None:
