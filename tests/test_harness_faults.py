@@ -5,6 +5,7 @@ dying worker thread. Through real LoadGen, in accuracy mode (its log lists each 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -106,3 +107,56 @@ def test_no_log_of_a_failed_run_is_scored_as_a_result(
         run_benchmark(quick_config(scenario=Scenario.OFFLINE, batch_size=4), backend,
                       tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None)
     assert not (tmp_path / "ckvision_top5.json").exists()
+
+
+_NEVER_HANGS = """
+import sys, threading, numpy as np
+from pathlib import Path
+import ckvision.harness.run as run
+from ckvision.backends import BackendOptions
+from ckvision.backends.null import NullBackend
+from ckvision.config import Mode, RunConfig, Scenario
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.models.contract import ModelContract
+
+class Hangs(NullBackend):
+    calls = 0
+    def warmup(self, batch, iterations=3):
+        pass
+    def predict(self, batch):
+        self.calls += 1
+        if self.calls == 5:
+            threading.Event().wait()  # forever
+        return super().predict(batch)
+
+run.ABORT_GRACE_S = 1.0
+dataset = PreprocessedDataset.open(Path(sys.argv[1]))
+contract = ModelContract(name="tiny", image_size=16, resize_size=16, num_classes=10)
+config = RunConfig(scenario=Scenario.SERVER, mode=Mode.PERFORMANCE, target_qps=200.0,
+                   min_duration_s=600.0, batch_timeout_s=0.5)
+run.run_benchmark(config, Hangs(Path("none"), contract, BackendOptions()), dataset,
+                  Path(sys.argv[2]), model_name="tiny", log=lambda _line: None)
+print("returned")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_run_that_cannot_stop_exits_with_one_line(
+    tiny_dataset: PreprocessedDataset, tmp_path: Path
+) -> None:
+    """A Server schedule of 10 minutes keeps LoadGen issuing after the watchdog's abort:
+    the process exits with the one line ABORT_GRACE_S later instead of running on."""
+    import subprocess
+    import sys
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _NEVER_HANGS, str(tiny_dataset.path),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=50,
+                          check=False)
+    assert done.returncode == 1, done.stderr
+    assert "returned" not in done.stdout
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"ckvision: error: backend null: call \d+ \(1 samples\) has run 0\.\d s, "
+                        r"over the 0\.5 s bound .*the run failed \(LoadGen did not stop within "
+                        r"1 s; exiting\)", last), last
+    assert time.monotonic() - started < 40

@@ -52,7 +52,7 @@ __all__ = ["RunResult", "run_benchmark", "USER_CONF", "ABORT_GRACE_S"]
 
 USER_CONF = "user.conf"
 PROGRESS_EVERY_S = 10.0
-ABORT_GRACE_S = 15.0
+ABORT_GRACE_S = 5.0  # after an abort, LoadGen gets this long to return
 _STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json")
 
 
@@ -79,12 +79,10 @@ class RunResult:
 
     @classmethod
     def from_run(cls, config: RunConfig, summary: dict[str, Any], **rest: Any) -> RunResult:
-        prefix = "query_" if config.scenario is Scenario.MULTI_STREAM else ""
-        latency = {}
+        latency = {}  # the logs' latency_* are the scenario's metric (see harness.logs)
         for name in ("p50", "p90", "p95", "p97", "p99", "p99_9", "mean"):
-            key = f"{prefix}latency_{name}_ns" if name != "mean" else f"{prefix}latency_mean_ns"
-            if key in summary:
-                latency[name] = float(summary[key])
+            if f"latency_{name}_ns" in summary:
+                latency[name] = float(summary[f"latency_{name}_ns"])
         validity = summary.get("result_validity")
         qps = summary.get("samples_per_second")
         return cls(
