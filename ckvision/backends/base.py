@@ -48,7 +48,7 @@ class Backend(abc.ABC):
     shape ``(batch,)``. The harness checks that before scoring
     (:mod:`ckvision.harness.outputs`). ``predict`` is called from several threads at
     once and must not share per-call buffers; a batch not shaped as the contract says is
-    a :class:`BackendError` (:meth:`check_batch`). Every registered backend passes
+    a :class:`BackendError` (:meth:`check_input`). Every registered backend passes
     ``tests/test_backend_contract.py``.
     """
 
@@ -76,7 +76,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
 
-    def check_batch(self, batch: np.ndarray) -> None:
+    def check_input(self, batch: np.ndarray) -> None:
         """Raise one clear :class:`BackendError` unless ``batch`` fits the contract."""
         want = self.contract.input_shape(len(batch))
         if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1:] != want[1:]:

@@ -25,7 +25,7 @@ class NullBackend(Backend):
         if self._logits is None:
             self.load()
         assert self._logits is not None
-        self.check_batch(batch)
+        self.check_input(batch)
         return np.broadcast_to(self._logits, (len(batch), self.contract.output_width))
 
     def close(self) -> None:

@@ -144,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             self.load()
-        self.check_batch(batch)
+        self.check_input(batch)
         n = len(batch)
         if self._fixed_batch and n != self._fixed_batch:
             return self._predict_padded(batch)
