@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 
@@ -104,8 +106,9 @@ def test_summary_headline_for_latency_scenarios() -> None:
 
 def test_multistream_metric_is_per_query() -> None:
     detail = "\n".join(
-        ':::MLLOG {"key": "%s", "value": %s, "metadata": {}}' % kv for kv in [
-            ("effective_scenario", '"MultiStream"'),
+        ':::MLLOG ' + json.dumps({"key": key, "value": value, "metadata": {}})
+        for key, value in [
+            ("effective_scenario", "MultiStream"),
             ("result_99.00_percentile_latency_ns", 100),
             ("result_99.00_percentile_per_query_latency_ns", 700),
         ])
