@@ -160,3 +160,26 @@ def test_a_run_that_cannot_stop_exits_with_one_line(
                         r"over the 0\.5 s bound .*the run failed \(LoadGen did not stop within "
                         r"1 s; exiting\)", last), last
     assert time.monotonic() - started < 40
+
+
+def test_observers_see_every_completion_once(
+    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig], tmp_path: Path,
+) -> None:
+    """The one hook for progress and histograms: every sample, with its latency."""
+    seen: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def observe(latencies_ns: list[int], ok: bool) -> None:
+        with lock:
+            seen.extend((latency, ok) for latency in latencies_ns)
+
+    backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
+    backend.fault = "fewer rows"
+    config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=4)
+    with pytest.raises(RunError):
+        run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
+                      log=lambda _line: None, observers=[observe])
+    assert len(seen) == SAMPLES
+    assert sum(1 for _latency, ok in seen if ok) == 4  # the one good call before the bad one
+    assert all(0 <= latency < 10**10 for latency, _ok in seen)

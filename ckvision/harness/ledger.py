@@ -9,9 +9,11 @@ Whatever a backend does (raise, return garbage, hang, kill its thread) or the us
 
 ``batch`` brackets each backend call; :meth:`Ledger.overdue` names the oldest call that
 has run longer than the bound, which the watchdog in :mod:`ckvision.harness.run` turns
-into a failed run. ``observers`` are called with ``(samples, now_ns)`` for every
-completion: the single place where completions and their time are observed (for progress
-and latency histograms).
+into a failed run. ``observers`` are called as ``observe(latencies_ns, ok)`` for every
+completion: the single place where completions and their latency (issue to completion,
+per sample, ``time.monotonic_ns``) are observed, e.g. for live progress and latency
+histograms; ``ok`` is ``False`` for samples completed empty (failed or aborted). LoadGen's
+own latencies stay the published figures.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 __all__ = ["Ledger", "Observer"]
 
-Observer = Callable[[int, int], None]  # (samples completed, time.monotonic_ns())
+Observer = Callable[[list[int], bool], None]  # (latency_ns of each sample, completed ok)
 
 
 class Ledger:
@@ -43,7 +45,8 @@ class Ledger:
         self.interrupted = False
         # qsl index -> the top-5 ImageNet classes of its latest response (-1: none yet)
         self.top5 = np.full((top5_size, 5), -1, dtype=np.int32)
-        self._outstanding: dict[int, int] = {}  # LoadGen response id -> qsl index
+        # LoadGen response id -> (qsl index, time.monotonic_ns() at issue)
+        self._outstanding: dict[int, tuple[int, int]] = {}
         self._calls: dict[int, tuple[float, int]] = {}  # call number -> (start, samples)
         self._calls_made = 0
         self._lock = threading.Lock()
@@ -51,12 +54,13 @@ class Ledger:
     # -- LoadGen side ----------------------------------------------------------------------
     def issue(self, samples: Sequence[Any]) -> bool:
         """Record ``samples`` as outstanding; ``False`` (and completed empty) once aborted."""
+        now = time.monotonic_ns()
         with self._lock:
             if self.fatal is None:
                 for s in samples:
-                    self._outstanding[s.id] = s.index
+                    self._outstanding[s.id] = (s.index, now)
                 return True
-        self._respond_empty([s.id for s in samples])
+        self._respond_empty([s.id for s in samples], [now] * len(samples))
         return False
 
     @property
@@ -84,28 +88,30 @@ class Ledger:
     def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None) -> None:
         """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout)."""
         with self._lock:
-            index = [self._outstanding.pop(i, -1) for i in ids]
-        keep = [j for j, qsl_index in enumerate(index) if qsl_index >= 0]
-        if not keep:
+            issued = [self._outstanding.pop(i, None) for i in ids]
+        kept = [(j, entry) for j, entry in enumerate(issued) if entry is not None]
+        if not kept:
             return
+        keep = [j for j, _entry in kept]
         response = np.ascontiguousarray(classes[keep], dtype=np.float32)
         if top5 is not None and len(self.top5):
-            self.top5[[index[j] for j in keep], : top5.shape[1]] = top5[keep]
+            self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5[keep]
         base, step = response.ctypes.data, response.strides[0]
         lg.QuerySamplesComplete([
             lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)
         ])
-        self._count(len(keep))
+        self._count([entry[1] for _j, entry in kept], ok=True)
 
     def fail(self, ids: Sequence[int], err: BaseException | str) -> None:
         """Complete the outstanding ones of ``ids`` empty and count them as failed."""
         with self._lock:
-            gone = [i for i in ids if self._outstanding.pop(i, -1) >= 0]
+            popped = [(i, self._outstanding.pop(i, None)) for i in ids]
+            gone = [(i, entry[1]) for i, entry in popped if entry is not None]
             if gone and self.fatal is None:
                 self.failures += len(gone)
                 if self.first_error is None:
                     self.first_error = str(err) or type(err).__name__
-        self._respond_empty(gone)
+        self._respond_empty([i for i, _t in gone], [t for _i, t in gone])
 
     def abort(self, reason: str, *, interrupted: bool = False) -> bool:
         """Fail the run: complete every outstanding sample now, and every later one on
@@ -115,9 +121,9 @@ class Ledger:
             if first:
                 self.fatal = reason
                 self.interrupted = interrupted
-            ids = list(self._outstanding)
+            gone = list(self._outstanding.items())
             self._outstanding.clear()
-        self._respond_empty(ids)
+        self._respond_empty([i for i, _e in gone], [e[1] for _i, e in gone])
         return first
 
     def overdue(self, bound_s: float, now: float | None = None) -> tuple[int, int, float] | None:
@@ -130,15 +136,16 @@ class Ledger:
                 return number, samples, now - start
         return None
 
-    def _respond_empty(self, ids: Sequence[int]) -> None:
+    def _respond_empty(self, ids: Sequence[int], issued_ns: list[int]) -> None:
         if ids:
             lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
-            self._count(len(ids))
+            self._count(issued_ns, ok=False)
 
-    def _count(self, n: int) -> None:
+    def _count(self, issued_ns: list[int], *, ok: bool) -> None:
         with self._lock:
-            self.completed += n
+            self.completed += len(issued_ns)
         if self.observers:
             now = time.monotonic_ns()
+            latencies = [now - t for t in issued_ns]
             for observe in self.observers:
-                observe(n, now)
+                observe(latencies, ok)

@@ -104,7 +104,8 @@ def run_benchmark(
 ) -> RunResult:
     """Run one LoadGen test of ``backend`` on ``dataset``; logs land in ``output_dir``.
 
-    ``observers`` are called ``(samples, monotonic_ns)`` on every completion.
+    ``observers`` are called ``observe(latencies_ns, ok)`` on every completion (see
+    :mod:`ckvision.harness.ledger`): the hook for live progress and latency histograms.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
