@@ -7,7 +7,7 @@ everything outstanding at once, and every sample issued after it the moment it a
 Whatever a backend does (raise, return garbage, hang, kill its thread) or the user does
 (Ctrl-C), LoadGen gets every response it waits for, so the test always ends.
 
-``batch`` brackets each backend call; :meth:`Ledger.overdue` names the oldest call that
+``begin`` / ``end`` bracket each backend call; :meth:`Ledger.overdue` names the oldest call that
 has run longer than the bound, which the watchdog in :mod:`ckvision.harness.run` turns
 into a failed run. ``observers`` are called as ``observe(latencies_ns, ok)`` for every
 completion: the single place where completions and their latency (issue to completion,
@@ -18,10 +18,9 @@ own latencies stay the published figures.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlperf_loadgen as lg
@@ -72,18 +71,17 @@ class Ledger:
         return self.fatal is not None
 
     # -- worker side -----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def call(self, samples: int) -> Iterator[int]:
-        """Bracket one backend call of ``samples`` samples; yields its number."""
+    def begin(self, samples: int) -> int:
+        """A backend call of ``samples`` samples starts; returns its number (for :meth:`end`)."""
         with self._lock:
             self._calls_made += 1
             number = self._calls_made
             self._calls[number] = (time.monotonic(), samples)
-        try:
-            yield number
-        finally:
-            with self._lock:
-                self._calls.pop(number, None)
+        return number
+
+    def end(self, number: int) -> None:
+        with self._lock:
+            self._calls.pop(number, None)
 
     def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None) -> None:
         """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout)."""
@@ -93,9 +91,13 @@ class Ledger:
         if not kept:
             return
         keep = [j for j, _entry in kept]
-        response = np.ascontiguousarray(classes[keep], dtype=np.float32)
+        if len(keep) == len(ids):  # the usual case: nothing was aborted meanwhile
+            response = np.ascontiguousarray(classes, dtype=np.float32)
+        else:
+            response = np.ascontiguousarray(classes[keep], dtype=np.float32)
+            top5 = None if top5 is None else top5[keep]
         if top5 is not None and len(self.top5):
-            self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5[keep]
+            self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5
         base, step = response.ctypes.data, response.strides[0]
         lg.QuerySamplesComplete([
             lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)

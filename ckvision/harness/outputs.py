@@ -29,40 +29,56 @@ def decode(
     out: object, n: int, contract: ModelContract, backend: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(top-1 classes as float32 (n,), top-k classes as int32 (n, k))`` of a checked output."""
-    where = f"backend {backend}, output {contract.output_name!r}"
     if not isinstance(out, np.ndarray):
-        raise OutputContractError(f"{where}: returned {type(out).__name__}, not a numpy array")
+        raise OutputContractError(
+            f"{_where(contract, backend)}: returned {type(out).__name__}, not a numpy array")
     width = contract.num_classes + contract.label_offset
     if contract.output_kind == "argmax":
-        if out.ndim == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.ndim != 1 or len(out) != n:
-            raise OutputContractError(
-                f"{where}: ArgMax output has shape {out.shape} for a batch of {n}; "
-                f"expected ({n},)")
-        if not np.issubdtype(out.dtype, np.integer):
-            raise OutputContractError(
-                f"{where}: ArgMax output has dtype {out.dtype}; expected integer class ids")
-        if n and (int(out.min()) < 0 or int(out.max()) >= width):
-            raise OutputContractError(
-                f"{where}: ArgMax output holds {int(out.min())}..{int(out.max())}, outside "
-                f"0..{width - 1}")
-        classes = out.astype(np.int32) - contract.label_offset
-        return classes.astype(np.float32), classes[:, None]
+        return _decode_argmax(out, n, width, contract, backend)
     if out.ndim != 2 or out.shape[0] != n:
         raise OutputContractError(
-            f"{where}: returned shape {out.shape} for a batch of {n}; expected ({n}, {width})")
+            f"{_where(contract, backend)}: returned shape {out.shape} for a batch of {n}; "
+            f"expected ({n}, {width})")
     if out.shape[1] != width:
         raise OutputContractError(
-            f"{where}: returned {out.shape[1]} classes; the contract says {width} "
-            f"({contract.num_classes} + label offset {contract.label_offset})")
-    if not np.issubdtype(out.dtype, np.floating):
-        raise OutputContractError(f"{where}: scores have dtype {out.dtype}; expected floats")
-    if not np.isfinite(out).all():
+            f"{_where(contract, backend)}: returned {out.shape[1]} classes; the contract says "
+            f"{width} ({contract.num_classes} + label offset {contract.label_offset})")
+    if out.dtype.kind != "f":
+        raise OutputContractError(
+            f"{_where(contract, backend)}: scores have dtype {out.dtype}; expected floats")
+    # min and max are NaN if any value is, and infinite if any is: two cheap reductions
+    if not (np.isfinite(out.min()) and np.isfinite(out.max())):
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-        raise OutputContractError(f"{where}: row {bad} of the batch holds NaN or infinity")
+        raise OutputContractError(
+            f"{_where(contract, backend)}: row {bad} of the batch holds NaN or infinity")
     top = top_k(out, TOP_K, contract.label_offset)
     return top[:, 0].astype(np.float32), top
+
+
+def _decode_argmax(
+    out: np.ndarray, n: int, width: int, contract: ModelContract, backend: str
+) -> tuple[np.ndarray, np.ndarray]:
+    if out.ndim == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.ndim != 1 or len(out) != n:
+        raise OutputContractError(
+            f"{_where(contract, backend)}: ArgMax output has shape {out.shape} for a batch of "
+            f"{n}; expected ({n},)")
+    if out.dtype.kind not in "iu":
+        raise OutputContractError(
+            f"{_where(contract, backend)}: ArgMax output has dtype {out.dtype}; expected "
+            "integer class ids")
+    low, high = int(out.min()), int(out.max())
+    if low < 0 or high >= width:
+        raise OutputContractError(
+            f"{_where(contract, backend)}: ArgMax output holds {low}..{high}, outside "
+            f"0..{width - 1}")
+    classes = out.astype(np.int32) - contract.label_offset
+    return classes.astype(np.float32), classes[:, None]
+
+
+def _where(contract: ModelContract, backend: str) -> str:
+    return f"backend {backend}, output {contract.output_name!r}"
 
 
 def top_k(scores: np.ndarray, k: int = TOP_K, offset: int = 0) -> np.ndarray:

@@ -81,11 +81,6 @@ class SampleLibrary:
             raise DataError(f"LoadGen issued sample {index}, which is not loaded in RAM")
         return self._ram[row : row + 1]
 
-    def one_row(self, rows: np.ndarray) -> np.ndarray:
-        """The batch of one RAM row: a view, no copy."""
-        row = int(rows[0])
-        return self._ram[row : row + 1]
-
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The batch of RAM ``rows``: a view when they are consecutive, else a copy (into
         ``out`` when given, to spare an allocation per batch)."""

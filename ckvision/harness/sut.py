@@ -1,12 +1,17 @@
 """The system under test: worker threads that batch samples, infer, and complete them.
 
-LoadGen calls ``issue`` on its own thread; ``issue`` only records the samples in the
-:class:`~ckvision.harness.ledger.Ledger` and queues them, so no backend code ever runs
-on a LoadGen thread (a hung backend cannot hang LoadGen, see the watchdog in
-:mod:`ckvision.harness.run`). ``workers`` threads take batches from one
-:class:`BatchQueue`, the same for every scenario; only how long a batch may wait to fill
-differs (Server: ``server_batch_timeout_us``, measured from the arrival of the batch's
-oldest sample; elsewhere: not at all).
+LoadGen calls ``issue`` on its own thread; ``issue`` records the samples in the
+:class:`~ckvision.harness.ledger.Ledger` and queues them; ``workers`` threads take
+batches and infer. How long a batch may wait to fill differs: Server waits up to
+``server_batch_timeout_us``, measured from the arrival of the batch's oldest sample
+(:class:`BatchQueue`); elsewhere nothing waits (:class:`ImmediateQueue`).
+
+SingleStream is the exception: its one sample per query is inferred right in ``issue``
+(a hand-off to a worker costs two thread wake-ups per query, tens of microseconds, all
+of it in the published latency). The ledger and the watchdog work the same; only a
+backend that hangs there leaves LoadGen's thread stuck, so that run ends by the
+watchdog's exit (one line, ``ABORT_GRACE_S`` after the abort) rather than by an
+exception (see :mod:`ckvision.harness.run`).
 
 A batch that raises, or returns something the output contract rejects, is completed
 empty through the ledger and counted; a contract violation or a dying worker aborts the
@@ -18,6 +23,7 @@ kept in ``ledger.top5`` for our own record.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -32,7 +38,7 @@ from ckvision.harness.ledger import Ledger
 from ckvision.harness.outputs import OutputContractError, decode, top_k
 from ckvision.harness.qsl import SampleLibrary
 
-__all__ = ["SUT", "BatchQueue", "make_sut", "top_k"]
+__all__ = ["SUT", "BatchQueue", "ImmediateQueue", "make_sut", "top_k"]
 
 
 class BatchQueue:
@@ -89,6 +95,56 @@ class BatchQueue:
             return [pop()[1] for _ in range(min(n, len(self._items)))]
 
 
+class ImmediateQueue:
+    """The queue for batches that never wait to fill (every scenario but Server).
+
+    ``queue.SimpleQueue`` hands a sample to a blocked worker with one semaphore release
+    (a :class:`BatchQueue` condition costs tens of microseconds more per SingleStream
+    query); ``take`` returns what is there, up to ``n``, blocking only for the first.
+    """
+
+    _CLOSED = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+
+    def put(self, samples: Sequence[Any]) -> None:
+        put = self._queue.put
+        for sample in samples:
+            put(sample)
+
+    def flush(self) -> None:
+        """Nothing waits to fill here."""
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(self._CLOSED)
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    def take(self, n: int, wait_s: float = 0.0) -> list[Any] | None:
+        """Up to ``n`` samples (at least one); ``None`` once closed and empty."""
+        del wait_s
+        first = self._queue.get()
+        if first is self._CLOSED:
+            self._queue.put(first)  # the next worker sees it too
+            return None
+        batch = [first]
+        get = self._queue.get_nowait
+        while len(batch) < n:
+            try:
+                item = get()
+            except queue.Empty:
+                break
+            if item is self._CLOSED:
+                self._queue.put(item)
+                break
+            batch.append(item)
+        return batch
+
+
 class SUT:
     """Issue queues; ``workers`` threads take batches, infer, and complete them."""
 
@@ -100,8 +156,10 @@ class SUT:
         self.batch_size = config.batch_size
         self.wait_s = (config.server_batch_timeout_us / 1e6
                        if config.scenario is Scenario.SERVER else 0.0)
-        self.queue = BatchQueue()
-        self._threads = [
+        self.queue: BatchQueue | ImmediateQueue = (
+            BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue())
+        self.inline = config.scenario is Scenario.SINGLE_STREAM
+        self._threads = [] if self.inline else [
             threading.Thread(target=self._work, name=f"ckvision-worker-{i}", daemon=True)
             for i in range(config.workers)
         ]
@@ -110,10 +168,16 @@ class SUT:
     # in a state it cannot be destroyed from).
     def issue(self, samples: Sequence[Any]) -> None:
         try:
-            if self.ledger.issue(samples):
+            if not self.ledger.issue(samples):
+                return
+            if self.inline:
+                self._run(samples, None)
+            else:
                 self.queue.put(samples)
         except BaseException as err:  # noqa: BLE001 - nothing may escape into LoadGen
-            self.ledger.abort(f"issuing {len(samples)} samples failed: {err!r}")
+            self.ledger.abort(
+                f"backend {self.backend.name}: the issuing thread failed: "
+                f"{type(err).__name__}: {err}")
 
     def flush(self) -> None:
         """LoadGen has issued its last query: no batch waits to fill any more."""
@@ -124,7 +188,8 @@ class SUT:
             thread.start()
 
     def alive(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
+        """Whether anything can still infer (LoadGen's own thread, when inline)."""
+        return self.inline or any(t.is_alive() for t in self._threads)
 
     def stop(self, timeout_s: float | None = None) -> list[str]:
         """Close the queue and join the workers; names the ones still stuck in a call."""
@@ -155,10 +220,15 @@ class SUT:
             self.ledger.fail(ids, "aborted")
             return
         try:
-            rows = self.qsl.rows([s.index for s in samples])
-            batch = self.qsl.gather(rows, buffer) if len(rows) > 1 else self.qsl.one_row(rows)
-            with self.ledger.call(len(ids)):
+            if len(samples) == 1:
+                batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
+            else:
+                batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+            call = self.ledger.begin(len(ids))
+            try:
                 out = self.backend.predict(batch)
+            finally:
+                self.ledger.end(call)
             classes, top5 = decode(out, len(ids), self.backend.contract, self.backend.name)
         except OutputContractError as err:
             self.ledger.fail(ids, err)
