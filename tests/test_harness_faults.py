@@ -56,26 +56,33 @@ class _Faulty(NullBackend):
         raise AssertionError(self.fault)
 
 
-FAULTS = [
-    ("fewer rows", r"^backend null, output 'logits': returned shape \(3, 10\) for a batch of 4; "
-                   r"expected \(4, 10\)$"),
+FAULTS = [  # {n}: the batch size, {less}: one row fewer, {who}: the thread that infers
+    ("fewer rows", r"^backend null, output 'logits': returned shape \({less}, 10\) for a batch "
+                   r"of {n}; expected \({n}, 10\)$"),
     ("more classes", r"^backend null, output 'logits': returned 11 classes; the contract says 10 "
                      r"\(10 \+ label offset 0\)$"),
-    ("nan", r"^backend null, output 'logits': row 3 of the batch holds NaN or infinity$"),
+    ("nan", r"^backend null, output 'logits': row {less} of the batch holds NaN or infinity$"),
     ("not an array", r"^backend null, output 'logits': returned list, not a numpy array$"),
-    ("thread dies", r"^backend null: worker ckvision-worker-0 died: SystemExit: worker killed$"),
-    ("hang", r"^backend null: call 2 \(4 samples\) has run 0\.\d s, over the 0\.3 s bound "
+    ("thread dies", r"^backend null: {who} died: SystemExit: worker killed$"),
+    ("hang", r"^backend null: call 2 \({n} samples\) has run 0\.\d s, over the 0\.3 s bound "
              r"\(CK_BATCH_TIMEOUT_S / --batch-timeout-s\); the run failed$"),
 ]
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("fault", "message"), FAULTS, ids=[f for f, _m in FAULTS])
-@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.MULTI_STREAM])
+@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.MULTI_STREAM,
+                                      Scenario.SINGLE_STREAM])
 def test_a_misbehaving_backend_fails_the_run_with_one_line(
     scenario: Scenario, fault: str, message: str, tiny_contract: ModelContract,
     tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
 ) -> None:
+    if scenario is Scenario.SINGLE_STREAM and fault == "hang":
+        pytest.skip("a hang on LoadGen's own thread ends the process: see the next test")
+    n = 1 if scenario is Scenario.SINGLE_STREAM else 4
+    who = ("LoadGen's issuing thread" if scenario is Scenario.SINGLE_STREAM
+           else "worker ckvision-worker-0")
+    message = message.format(n=n, less=n - 1, who=who)
     backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
     backend.fault = fault
     backend.release = threading.Event()

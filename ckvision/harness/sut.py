@@ -176,7 +176,7 @@ class SUT:
                 self.queue.put(samples)
         except BaseException as err:  # noqa: BLE001 - nothing may escape into LoadGen
             self.ledger.abort(
-                f"backend {self.backend.name}: the issuing thread failed: "
+                f"backend {self.backend.name}: LoadGen's issuing thread died: "
                 f"{type(err).__name__}: {err}")
 
     def flush(self) -> None:
