@@ -160,8 +160,8 @@ def test_a_run_that_cannot_stop_exits_with_one_line(
 
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", _NEVER_HANGS, str(tiny_dataset.path),
-                           str(tmp_path / "out"), scenario.value], capture_output=True, text=True, timeout=50,
-                          check=False)
+                           str(tmp_path / "out"), scenario.value],
+                          capture_output=True, text=True, timeout=50, check=False)
     assert done.returncode == 1, done.stderr
     assert "returned" not in done.stdout
     last = done.stderr.strip().splitlines()[-1]
