@@ -147,3 +147,21 @@ def test_ctrl_c_raises_after_loadgen_is_done(
     assert again.failures == 0
     assert again.completed == {Scenario.OFFLINE: 110, Scenario.MULTI_STREAM: 256}.get(
         scenario, 32)
+
+
+def test_a_conf_sample_count_above_the_qsl_is_clamped_with_a_note(
+    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig], tmp_path: Path,
+) -> None:
+    conf = tmp_path / "mlperf.conf"
+    conf.write_text("*.SingleStream.performance_sample_count_override = 1024\n")
+    lines: list[str] = []
+    result = run_benchmark(
+        quick_config(mode=Mode.PERFORMANCE, conf_file=conf),
+        create_backend("null", Path("none"), tiny_contract), tiny_dataset, tmp_path / "out",
+        model_name="tiny", log=lines.append)
+    assert lines == ["note: performance sample count 1024 from the LoadGen conf is above the "
+                     f"{SAMPLES} samples in the run; using {SAMPLES}",
+                     "note: CK_LOADGEN_TARGET_QPS=2000.0 does not apply to SingleStream; "
+                     "ignored"][::-1]
+    assert result.summary["performance_sample_count"] == SAMPLES
