@@ -25,8 +25,17 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 
-__all__ = ["Scenario", "Mode", "RunConfig", "Setting", "LoadGenKey", "SETTINGS", "ENV_VARS",
-           "REFUSED_ENV", "settings_table_markdown"]
+__all__ = [
+    "Scenario",
+    "Mode",
+    "RunConfig",
+    "Setting",
+    "LoadGenKey",
+    "SETTINGS",
+    "ENV_VARS",
+    "REFUSED_ENV",
+    "settings_table_markdown",
+]
 
 
 class Scenario(str, enum.Enum):
@@ -119,8 +128,9 @@ def setting(
     must_exist: bool = False,
 ) -> Any:
     """A :class:`RunConfig` field carrying its :class:`Setting` (name/type filled in later)."""
-    spec = Setting("", env, help, unit, minimum, maximum, choices, aliases, loadgen or {},
-                   must_exist)
+    spec = Setting(
+        "", env, help, unit, minimum, maximum, choices, aliases, loadgen or {}, must_exist
+    )
     return field(default=default, metadata={"setting": spec})
 
 
@@ -142,87 +152,173 @@ class RunConfig:
 
     backend: str = "onnxruntime"
     scenario: Scenario = setting(
-        "CK_LOADGEN_SCENARIO", Scenario.SINGLE_STREAM,
-        "SingleStream (default), MultiStream, Server, Offline")
-    mode: Mode = setting("CK_LOADGEN_MODE", Mode.ACCURACY,
-                         "AccuracyOnly (default), PerformanceOnly")
-    batch_size: int = setting("CK_BATCH_SIZE", 1,
-                              "samples per backend call (Offline/Server/MultiStream)", minimum=1)
+        "CK_LOADGEN_SCENARIO",
+        Scenario.SINGLE_STREAM,
+        "SingleStream (default), MultiStream, Server, Offline",
+    )
+    mode: Mode = setting(
+        "CK_LOADGEN_MODE", Mode.ACCURACY, "AccuracyOnly (default), PerformanceOnly"
+    )
+    batch_size: int = setting(
+        "CK_BATCH_SIZE", 1, "samples per backend call (Offline/Server/MultiStream)", minimum=1
+    )
     multistreamness: int | None = setting(
-        "CK_LOADGEN_MULTISTREAMNESS", None, "samples per MultiStream query (default 8)",
-        minimum=1, aliases=("CK_LOADGEN_SAMPLES_PER_QUERY",),
-        loadgen={Scenario.MULTI_STREAM: (
-            LoadGenKey("multi_stream_samples_per_query", "samples_per_query"),)})
-    count_override: int | None = setting(
-        "CK_LOADGEN_COUNT_OVERRIDE", None, "min_query_count = max_query_count", minimum=1,
-        loadgen=_every(_MIN_COUNT, _MAX_COUNT))
-    min_query_count: int | None = setting(
-        "CK_LOADGEN_MIN_QUERY_COUNT", None, "minimum number of queries", minimum=1,
-        loadgen=_every(_MIN_COUNT))
-    max_query_count: int | None = setting(
-        "CK_LOADGEN_MAX_QUERY_COUNT", None, "stop after this many queries", minimum=1,
-        loadgen=_every(_MAX_COUNT))
-    dataset_size: int = setting("CK_LOADGEN_DATASET_SIZE", 0,
-                                "samples in the QSL; 0 = whole dataset", minimum=0)
-    buffer_size: int | None = setting(
-        "CK_LOADGEN_BUFFER_SIZE", None, "performance sample count held in memory", minimum=1,
-        loadgen=_every(LoadGenKey("performance_sample_count_override",
-                                  "performance_sample_count_override")))
-    target_qps: float | None = setting(
-        "CK_LOADGEN_TARGET_QPS", None, "Server target QPS / Offline expected QPS", unit="QPS",
-        minimum=1e-9, aliases=("CK_LOADGEN_OFFLINE_EXPECTED_QPS",),
+        "CK_LOADGEN_MULTISTREAMNESS",
+        None,
+        "samples per MultiStream query (default 8)",
+        minimum=1,
+        aliases=("CK_LOADGEN_SAMPLES_PER_QUERY",),
         loadgen={
-            Scenario.SERVER: (LoadGenKey("server_target_qps", "target_qps", integer=False,
-                                         conf_whole=False),),
-            Scenario.OFFLINE: (LoadGenKey("offline_expected_qps", "target_qps", integer=False,
-                                          conf_whole=False),),
-        })
+            Scenario.MULTI_STREAM: (
+                LoadGenKey("multi_stream_samples_per_query", "samples_per_query"),
+            )
+        },
+    )
+    count_override: int | None = setting(
+        "CK_LOADGEN_COUNT_OVERRIDE",
+        None,
+        "min_query_count = max_query_count",
+        minimum=1,
+        loadgen=_every(_MIN_COUNT, _MAX_COUNT),
+    )
+    min_query_count: int | None = setting(
+        "CK_LOADGEN_MIN_QUERY_COUNT",
+        None,
+        "minimum number of queries",
+        minimum=1,
+        loadgen=_every(_MIN_COUNT),
+    )
+    max_query_count: int | None = setting(
+        "CK_LOADGEN_MAX_QUERY_COUNT",
+        None,
+        "stop after this many queries",
+        minimum=1,
+        loadgen=_every(_MAX_COUNT),
+    )
+    dataset_size: int = setting(
+        "CK_LOADGEN_DATASET_SIZE", 0, "samples in the QSL; 0 = whole dataset", minimum=0
+    )
+    buffer_size: int | None = setting(
+        "CK_LOADGEN_BUFFER_SIZE",
+        None,
+        "performance sample count held in memory",
+        minimum=1,
+        loadgen=_every(
+            LoadGenKey("performance_sample_count_override", "performance_sample_count_override")
+        ),
+    )
+    target_qps: float | None = setting(
+        "CK_LOADGEN_TARGET_QPS",
+        None,
+        "Server target QPS / Offline expected QPS",
+        unit="QPS",
+        minimum=1e-9,
+        aliases=("CK_LOADGEN_OFFLINE_EXPECTED_QPS",),
+        loadgen={
+            Scenario.SERVER: (
+                LoadGenKey("server_target_qps", "target_qps", integer=False, conf_whole=False),
+            ),
+            Scenario.OFFLINE: (
+                LoadGenKey("offline_expected_qps", "target_qps", integer=False, conf_whole=False),
+            ),
+        },
+    )
     target_latency_ms: float | None = setting(
-        "CK_LOADGEN_TARGET_LATENCY", None,
-        "Server target latency / SingleStream, MultiStream expected latency", unit="ms",
+        "CK_LOADGEN_TARGET_LATENCY",
+        None,
+        "Server target latency / SingleStream, MultiStream expected latency",
+        unit="ms",
         minimum=1e-6,
         loadgen={
-            Scenario.SERVER: (LoadGenKey("server_target_latency_ns", "target_latency",
-                                         scale=_NS_PER_MS, conf_scale=1 / _NS_PER_MS),),
-            Scenario.SINGLE_STREAM: (LoadGenKey("single_stream_expected_latency_ns",
-                                                "target_latency", scale=_NS_PER_MS,
-                                                conf_scale=1 / _NS_PER_MS, conf_whole=False),),
-            Scenario.MULTI_STREAM: (LoadGenKey("multi_stream_expected_latency_ns",
-                                               "target_latency", scale=_NS_PER_MS,
-                                               conf_scale=1 / _NS_PER_MS, conf_whole=False),),
-        })
+            Scenario.SERVER: (
+                LoadGenKey(
+                    "server_target_latency_ns",
+                    "target_latency",
+                    scale=_NS_PER_MS,
+                    conf_scale=1 / _NS_PER_MS,
+                ),
+            ),
+            Scenario.SINGLE_STREAM: (
+                LoadGenKey(
+                    "single_stream_expected_latency_ns",
+                    "target_latency",
+                    scale=_NS_PER_MS,
+                    conf_scale=1 / _NS_PER_MS,
+                    conf_whole=False,
+                ),
+            ),
+            Scenario.MULTI_STREAM: (
+                LoadGenKey(
+                    "multi_stream_expected_latency_ns",
+                    "target_latency",
+                    scale=_NS_PER_MS,
+                    conf_scale=1 / _NS_PER_MS,
+                    conf_whole=False,
+                ),
+            ),
+        },
+    )
     max_duration_s: float | None = setting(
-        "CK_LOADGEN_MAX_DURATION_S", None, "stop the test after this long", unit="s",
+        "CK_LOADGEN_MAX_DURATION_S",
+        None,
+        "stop the test after this long",
+        unit="s",
         minimum=1e-9,
-        loadgen=_every(LoadGenKey("max_duration_ms", "max_duration", scale=1000.0, ceil=True)))
+        loadgen=_every(LoadGenKey("max_duration_ms", "max_duration", scale=1000.0, ceil=True)),
+    )
     min_duration_s: float | None = setting(
-        "CK_LOADGEN_MIN_DURATION_S", None, "minimum test duration", unit="s", minimum=1e-9,
-        loadgen=_every(LoadGenKey("min_duration_ms", "min_duration", scale=1000.0, ceil=True)))
-    conf_file: Path | None = setting("CK_LOADGEN_CONF_FILE", None,
-                                     "an mlperf.conf-style file applied first", must_exist=True)
-    user_conf: Path | None = setting("CK_LOADGEN_USER_CONF", None,
-                                     "a user.conf applied last (overrides the vars)",
-                                     must_exist=True)
-    compliance_test: str | None = setting("CK_MLPERF_COMPLIANCE_TEST", None,
-                                          "TEST01 / TEST04 (writes audit.config)",
-                                          choices=("TEST01", "TEST04"))
-    threads: int = setting("CK_ORT_THREADS", 0, "backend intra-op threads; 0 = runtime default",
-                           minimum=0)
+        "CK_LOADGEN_MIN_DURATION_S",
+        None,
+        "minimum test duration",
+        unit="s",
+        minimum=1e-9,
+        loadgen=_every(LoadGenKey("min_duration_ms", "min_duration", scale=1000.0, ceil=True)),
+    )
+    conf_file: Path | None = setting(
+        "CK_LOADGEN_CONF_FILE", None, "an mlperf.conf-style file applied first", must_exist=True
+    )
+    user_conf: Path | None = setting(
+        "CK_LOADGEN_USER_CONF",
+        None,
+        "a user.conf applied last (overrides the vars)",
+        must_exist=True,
+    )
+    compliance_test: str | None = setting(
+        "CK_MLPERF_COMPLIANCE_TEST",
+        None,
+        "TEST01 / TEST04 (writes audit.config)",
+        choices=("TEST01", "TEST04"),
+    )
+    threads: int = setting(
+        "CK_ORT_THREADS", 0, "backend intra-op threads; 0 = runtime default", minimum=0
+    )
     workers: int = setting("CK_LOADGEN_WORKERS", 1, "inference worker threads", minimum=1)
     server_batch_timeout_us: int = setting(
-        "CK_SERVER_BATCH_TIMEOUT_US", 2000,
-        "Server: longest a batch's oldest sample waits for the batch to fill", unit="us",
-        minimum=0)
+        "CK_SERVER_BATCH_TIMEOUT_US",
+        2000,
+        "Server: longest a batch's oldest sample waits for the batch to fill",
+        unit="us",
+        minimum=0,
+    )
     batch_timeout_s: float = setting(
-        "CK_BATCH_TIMEOUT_S", 60.0, "watchdog: a batch taking longer fails the run", unit="s",
-        minimum=1e-3)
-    execution_provider: str = setting("CK_ORT_PROVIDER", "cpu",
-                                      "onnxruntime provider: cpu, cuda, tensorrt",
-                                      choices=("cpu", "cuda", "tensorrt"))
-    precision: str = setting("CK_PRECISION", "fp32", "pytorch backend precision: fp32, fp16",
-                             choices=("fp32", "fp16"))
-    device: str = setting("CK_DEVICE", "cpu", "pytorch backend device: cpu, cuda",
-                          choices=("cpu", "cuda"))
+        "CK_BATCH_TIMEOUT_S",
+        60.0,
+        "watchdog: a batch taking longer fails the run",
+        unit="s",
+        minimum=1e-3,
+    )
+    execution_provider: str = setting(
+        "CK_ORT_PROVIDER",
+        "cpu",
+        "onnxruntime provider: cpu, cuda, tensorrt",
+        choices=("cpu", "cuda", "tensorrt"),
+    )
+    precision: str = setting(
+        "CK_PRECISION", "fp32", "pytorch backend precision: fp32, fp16", choices=("fp32", "fp16")
+    )
+    device: str = setting(
+        "CK_DEVICE", "cpu", "pytorch backend device: cpu, cuda", choices=("cpu", "cuda")
+    )
     verbose: int = setting("CK_VERBOSE", 0, "0 (quiet) .. 3 (debug)", minimum=0, maximum=3)
 
     def __post_init__(self) -> None:
@@ -258,7 +354,8 @@ class RunConfig:
             f"note: {spec.env}={getattr(self, spec.name)} does not apply to "
             f"{self.scenario.value}; ignored"
             for spec in SETTINGS.values()
-            if spec.loadgen and getattr(self, spec.name) is not None
+            if spec.loadgen
+            and getattr(self, spec.name) is not None
             and self.scenario not in spec.loadgen
         ]
 
@@ -273,8 +370,9 @@ class RunConfig:
                 raise ConfigError(f"{var}={text!r} is not supported by ckvision: {why}")
         values: dict[str, Any] = {}
         for spec in SETTINGS.values():
-            given = [(v, env[v].strip()) for v in (spec.env, *spec.aliases)
-                     if env.get(v, "").strip()]
+            given = [
+                (v, env[v].strip()) for v in (spec.env, *spec.aliases) if env.get(v, "").strip()
+            ]
             if len({text for _v, text in given}) > 1:
                 shown = ", ".join(f"{v}={text!r}" for v, text in given)
                 raise ConfigError(f"conflicting values for one setting: {shown}")
@@ -328,7 +426,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 # ck-mlperf variables we do not implement: refused with this reason, never ignored.
 REFUSED_ENV: dict[str, str] = {
     "CK_MLPERF_ACCURACY_IMAGENET_TYPE": "the accuracy log always holds float32 class ids "
-                                        "(MLPerf's default); only float32 is accepted",
+    "(MLPerf's default); only float32 is accepted",
     "CK_LOADGEN_SIDELOAD_JSON": "side-loaded JSON is not recorded; remove it",
     "CK_LOADGEN_INCLUDE_TRACE": "use CK_VERBOSE=3 to write LoadGen's trace",
     "CK_MLPERF_PRE_SET_UP_INTEL_CPU": "ckvision never runs sudo; tune the CPU yourself",
@@ -371,8 +469,11 @@ def _validate(spec: Setting, value: Any) -> None:
         if math.isinf(value):
             raise ConfigError(f"{spec.env}={value} must be finite")
         if spec.minimum is not None and value < spec.minimum:
-            bound = "positive" if 0 < spec.minimum < 1e-2 or spec.minimum == 1 else (
-                f">= {spec.minimum:g}")
+            bound = (
+                "positive"
+                if 0 < spec.minimum < 1e-2 or spec.minimum == 1
+                else (f">= {spec.minimum:g}")
+            )
             raise ConfigError(f"{spec.env}={value} must be {bound}")
         if spec.maximum is not None and value > spec.maximum:
             raise ConfigError(

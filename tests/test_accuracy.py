@@ -15,8 +15,11 @@ from ckvision.errors import DataError, RunError
 
 def _entry(index: int, top1: int, seq: int | None = None) -> dict[str, object]:
     """An entry as our SUT writes it: the top-1 class as one float32 (MLPerf's layout)."""
-    return {"seq_id": index if seq is None else seq, "qsl_idx": index,
-            "data": np.asarray([top1], dtype=np.float32).tobytes().hex().upper()}
+    return {
+        "seq_id": index if seq is None else seq,
+        "qsl_idx": index,
+        "data": np.asarray([top1], dtype=np.float32).tobytes().hex().upper(),
+    }
 
 
 LABELS = np.array([3, 1, 4, 1], dtype=np.int64)
@@ -43,8 +46,14 @@ def reference_accuracy(entries: list[dict[str, object]], labels: np.ndarray) -> 
 def test_three_of_four_is_75_percent() -> None:
     entries = [_entry(0, 3), _entry(1, 1), _entry(2, 4), _entry(3, 7)]  # label 1 is 5th of #3
     result = score_entries(entries, LABELS, dataset="toy", top5=TOP5)
-    assert result == {"top1": 75.0, "top5": 100.0, "good": 3, "good_top5": 4, "total": 4,
-                      "dataset": "toy"}
+    assert result == {
+        "top1": 75.0,
+        "top5": 100.0,
+        "good": 3,
+        "good_top5": 4,
+        "total": 4,
+        "dataset": "toy",
+    }
     assert format_accuracy(result) == (
         "accuracy=75.000%, good=3, total=4\ntop5=100.000%, good=4, total=4"
     )
@@ -84,8 +93,9 @@ def test_sample_outside_dataset_is_a_data_error() -> None:
 def test_log_file_and_top5_record(tmp_path: Path) -> None:
     log = tmp_path / "mlperf_log_accuracy.json"
     log.write_text(json.dumps([_entry(2, 4), _entry(3, 7)]))
-    (tmp_path / TOP5_FILE).write_text(json.dumps(
-        {"format": "ckvision-top5/1", "top5": {"2": TOP5[2], "3": TOP5[3]}}))
+    (tmp_path / TOP5_FILE).write_text(
+        json.dumps({"format": "ckvision-top5/1", "top5": {"2": TOP5[2], "3": TOP5[3]}})
+    )
     result = score_accuracy_log(log, LABELS)
     assert (result["good"], result["good_top5"], result["total"]) == (1, 2, 2)
     assert read_top5(tmp_path / TOP5_FILE) == {2: TOP5[2], 3: TOP5[3]}

@@ -69,16 +69,21 @@ MODELS: dict[str, list[tuple[str, Callable[[Path], Path], float | None]]] = {
     "pytorch": [("torchscript", lambda d: _torchscript(d / "tiny.pt"), 1e-5)],
     "tensorrt": [("engine", _tensorrt, None)],
 }
-CASES = [(name, variant) for name in backend_names()
-         for variant, _make, _tol in MODELS.get(name, [("unknown", lambda d: d, None)])]
+CASES = [
+    (name, variant)
+    for name in backend_names()
+    for variant, _make, _tol in MODELS.get(name, [("unknown", lambda d: d, None)])
+]
 
 
 @pytest.fixture(params=CASES, ids=[f"{n}-{v}" for n, v in CASES])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name, variant = request.param
     if name not in MODELS:
-        pytest.fail(f"backend {name!r} is registered but tests/test_backend_contract.py has "
-                    "no model for it: add one to MODELS (or a skip with the reason)")
+        pytest.fail(
+            f"backend {name!r} is registered but tests/test_backend_contract.py has "
+            "no model for it: add one to MODELS (or a skip with the reason)"
+        )
     _variant, make, tolerance = next(m for m in MODELS[name] if m[0] == variant)
     made = create_backend(name, make(tmp_path), CONTRACT, BackendOptions(threads=1))
     made.load()
@@ -131,8 +136,9 @@ def test_many_threads_at_once_give_the_serial_results(backend: Backend) -> None:
     backend.close()
 
 
-@pytest.mark.parametrize("shape", [(2, 3, IMAGE + 1, IMAGE), (2, 3, IMAGE), (2, IMAGE, IMAGE, 3),
-                                   (0, 3, IMAGE, IMAGE)])
+@pytest.mark.parametrize(
+    "shape", [(2, 3, IMAGE + 1, IMAGE), (2, 3, IMAGE), (2, IMAGE, IMAGE, 3), (0, 3, IMAGE, IMAGE)]
+)
 def test_wrong_input_shape_is_one_clear_error(backend: Backend, shape: tuple[int, ...]) -> None:
     with pytest.raises(BackendError, match=f"^backend {backend.name}: ") as info:
         backend.predict(np.zeros(shape, np.float32))

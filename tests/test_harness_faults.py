@@ -57,42 +57,62 @@ class _Faulty(NullBackend):
 
 
 FAULTS = [  # {n}: the batch size, {less}: one row fewer, {who}: the thread that infers
-    ("fewer rows", r"^backend null, output 'logits': returned shape \({less}, 10\) for a batch "
-                   r"of {n}; expected \({n}, 10\)$"),
-    ("more classes", r"^backend null, output 'logits': returned 11 classes; the contract says 10 "
-                     r"\(10 \+ label offset 0\)$"),
+    (
+        "fewer rows",
+        r"^backend null, output 'logits': returned shape \({less}, 10\) for a batch "
+        r"of {n}; expected \({n}, 10\)$",
+    ),
+    (
+        "more classes",
+        r"^backend null, output 'logits': returned 11 classes; the contract says 10 "
+        r"\(10 \+ label offset 0\)$",
+    ),
     ("nan", r"^backend null, output 'logits': row {less} of the batch holds NaN or infinity$"),
     ("not an array", r"^backend null, output 'logits': returned list, not a numpy array$"),
     ("thread dies", r"^backend null: {who} died: SystemExit: worker killed$"),
-    ("hang", r"^backend null: call 2 \({n} samples\) has run 0\.\d s, over the 0\.3 s bound "
-             r"\(CK_BATCH_TIMEOUT_S / --batch-timeout-s\); the run failed$"),
+    (
+        "hang",
+        r"^backend null: call 2 \({n} samples\) has run 0\.\d s, over the 0\.3 s bound "
+        r"\(CK_BATCH_TIMEOUT_S / --batch-timeout-s\); the run failed$",
+    ),
 ]
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("fault", "message"), FAULTS, ids=[f for f, _m in FAULTS])
-@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.MULTI_STREAM,
-                                      Scenario.SINGLE_STREAM])
+@pytest.mark.parametrize(
+    "scenario", [Scenario.OFFLINE, Scenario.MULTI_STREAM, Scenario.SINGLE_STREAM]
+)
 def test_a_misbehaving_backend_fails_the_run_with_one_line(
-    scenario: Scenario, fault: str, message: str, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    fault: str,
+    message: str,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     if scenario is Scenario.SINGLE_STREAM and fault == "hang":
         pytest.skip("a hang on LoadGen's own thread ends the process: see the next test")
     n = 1 if scenario is Scenario.SINGLE_STREAM else 4
-    who = ("LoadGen's issuing thread" if scenario is Scenario.SINGLE_STREAM
-           else "worker ckvision-worker-0")
+    who = (
+        "LoadGen's issuing thread"
+        if scenario is Scenario.SINGLE_STREAM
+        else "worker ckvision-worker-0"
+    )
     message = message.format(n=n, less=n - 1, who=who)
     backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
     backend.fault = fault
     backend.release = threading.Event()
-    config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4,
-                          multistreamness=4, batch_timeout_s=0.3)
+    config = quick_config(
+        scenario=scenario, mode=Mode.ACCURACY, batch_size=4, multistreamness=4, batch_timeout_s=0.3
+    )
     started = time.monotonic()
     try:
         with pytest.raises(RunError, match=message) as info:
-            run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
-                          log=lambda _line: None)
+            run_benchmark(
+                config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
+            )
     finally:
         backend.release.set()
     assert "\n" not in str(info.value)
@@ -104,15 +124,23 @@ def test_a_misbehaving_backend_fails_the_run_with_one_line(
 
 
 def test_no_log_of_a_failed_run_is_scored_as_a_result(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     """A failed run raises before any accuracy is computed or top-5 record is written."""
     backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
     backend.fault = "nan"
     with pytest.raises(RunError):
-        run_benchmark(quick_config(scenario=Scenario.OFFLINE, batch_size=4), backend,
-                      tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None)
+        run_benchmark(
+            quick_config(scenario=Scenario.OFFLINE, batch_size=4),
+            backend,
+            tiny_dataset,
+            tmp_path,
+            model_name="tiny",
+            log=lambda _line: None,
+        )
     assert not (tmp_path / "ckvision_top5.json").exists()
 
 
@@ -159,21 +187,37 @@ def test_a_run_that_cannot_stop_exits_with_one_line(
     import sys
 
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _NEVER_HANGS, str(tiny_dataset.path),
-                           str(tmp_path / "out"), scenario.value],
-                          capture_output=True, text=True, timeout=50, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _NEVER_HANGS,
+            str(tiny_dataset.path),
+            str(tmp_path / "out"),
+            scenario.value,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
     assert done.returncode == 1, done.stderr
     assert "returned" not in done.stdout
     last = done.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"ckvision: error: backend null: call \d+ \(1 samples\) has run 0\.\d s, "
-                        r"over the 0\.5 s bound .*the run failed \(LoadGen did not stop within "
-                        r"1 s; exiting\)", last), last
+    assert re.fullmatch(
+        r"ckvision: error: backend null: call \d+ \(1 samples\) has run 0\.\d s, "
+        r"over the 0\.5 s bound .*the run failed \(LoadGen did not stop within "
+        r"1 s; exiting\)",
+        last,
+    ), last
     assert time.monotonic() - started < 40
 
 
 def test_observers_see_every_completion_once(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     """The one hook for progress and histograms: every sample, with its latency."""
     seen: list[tuple[int, bool]] = []
@@ -187,8 +231,15 @@ def test_observers_see_every_completion_once(
     backend.fault = "fewer rows"
     config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=4)
     with pytest.raises(RunError):
-        run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
-                      log=lambda _line: None, observers=[observe])
+        run_benchmark(
+            config,
+            backend,
+            tiny_dataset,
+            tmp_path,
+            model_name="tiny",
+            log=lambda _line: None,
+            observers=[observe],
+        )
     assert len(seen) == SAMPLES
     assert sum(1 for _latency, ok in seen if ok) == 4  # the one good call before the bad one
     assert all(0 <= latency < 10**10 for latency, _ok in seen)

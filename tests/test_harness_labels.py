@@ -45,10 +45,14 @@ def build_resnet50_shaped(path: Path) -> Path:
         ],
         "resnet50-shaped",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, IMAGE, IMAGE])],
-        [helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
-         helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", OUTPUTS])],
-        initializer=[numpy_helper.from_array(weight, "weight"),
-                     numpy_helper.from_array(bias, "bias")],
+        [
+            helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", OUTPUTS]),
+        ],
+        initializer=[
+            numpy_helper.from_array(weight, "weight"),
+            numpy_helper.from_array(bias, "bias"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -57,28 +61,37 @@ def build_resnet50_shaped(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("output", "kind"), [("softmax_tensor:0", "scores"),
-                                              ("ArgMax:0", "argmax")])
+@pytest.mark.parametrize(
+    ("output", "kind"), [("softmax_tensor:0", "scores"), ("ArgMax:0", "argmax")]
+)
 @pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.SINGLE_STREAM])
 def test_resnet50_layout_scores_like_the_1000_class_model(
-    output: str, kind: str, scenario: Scenario, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, tiny_truth: TinyTruth,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    output: str,
+    kind: str,
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    tiny_truth: TinyTruth,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
-    contract = replace(tiny_contract, label_offset=1, num_classes=1000,
-                       output_name=output, output_kind=kind)
+    contract = replace(
+        tiny_contract, label_offset=1, num_classes=1000, output_name=output, output_kind=kind
+    )
     assert contract.output_width == OUTPUTS
     model = build_resnet50_shaped(tmp_path / "resnet50.onnx")
     backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=1))
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4)
-    result = run_benchmark(config, backend, tiny_dataset, tmp_path / "out", model_name="r50",
-                           log=lambda _line: None)
+    result = run_benchmark(
+        config, backend, tiny_dataset, tmp_path / "out", model_name="r50", log=lambda _line: None
+    )
     assert result.accuracy is not None
     assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)  # 75.000%
     # the log holds ImageNet classes (output index - 1), as MLPerf's reference writes them
     entries = json.loads((tmp_path / "out" / "mlperf_log_accuracy.json").read_text())
-    found = {e["qsl_idx"]: int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[0])
-             for e in entries}
+    found = {
+        e["qsl_idx"]: int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[0]) for e in entries
+    }
     predicted = tiny_truth.logits.argmax(axis=1)
     assert found == {i: int(predicted[i]) for i in range(SAMPLES)}
     if kind == "scores":
@@ -92,17 +105,24 @@ def test_outputs_are_bound_by_name_never_by_position(
 ) -> None:
     model = build_resnet50_shaped(tmp_path / "resnet50.onnx")
     contract = replace(tiny_contract, label_offset=1, num_classes=1000, output_name="probs")
-    with pytest.raises(ModelError, match=r"has no output 'probs' .*; its outputs: ArgMax:0, "
-                                         r"softmax_tensor:0$"):
+    with pytest.raises(
+        ModelError,
+        match=r"has no output 'probs' .*; its outputs: ArgMax:0, "
+        r"softmax_tensor:0$",
+    ):
         create_backend("onnxruntime", model, contract).load()
     wrong_offset = replace(tiny_contract, num_classes=1000, output_name="softmax_tensor:0")
-    with pytest.raises(ModelError, match=r"the contract says \[N, 1000\] \(1000 classes \+ "
-                                         r"label offset 0\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"the contract says \[N, 1000\] \(1000 classes \+ "
+        r"label offset 0\)",
+    ):
         create_backend("onnxruntime", model, wrong_offset).load()
 
 
 def test_null_backend_honours_the_offset(tiny_contract: ModelContract) -> None:
     contract = replace(tiny_contract, label_offset=1, num_classes=1000)
     out = create_backend("null", Path("none"), contract).predict(
-        np.zeros((2, 3, IMAGE, IMAGE), np.float32))
+        np.zeros((2, 3, IMAGE, IMAGE), np.float32)
+    )
     assert out.shape == (2, 1001) and list(out.argmax(axis=1)) == [1, 1]  # ImageNet class 0

@@ -103,5 +103,6 @@ def format_accuracy(result: dict[str, Any]) -> str:
     line = f"accuracy={result['top1']:.3f}%, good={result['good']}, total={result['total']}"
     if result.get("top5") is None:
         return line
-    return (f"{line}\ntop5={result['top5']:.3f}%, good={result['good_top5']}, "
-            f"total={result['total']}")
+    return (
+        f"{line}\ntop5={result['top5']:.3f}%, good={result['good_top5']}, total={result['total']}"
+    )

@@ -99,9 +99,9 @@ class Ledger:
         if top5 is not None and len(self.top5):
             self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5
         base, step = response.ctypes.data, response.strides[0]
-        lg.QuerySamplesComplete([
-            lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)
-        ])
+        lg.QuerySamplesComplete(
+            [lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)]
+        )
         self._count([entry[1] for _j, entry in kept], ok=True)
 
     def fail(self, ids: Sequence[int], err: BaseException | str) -> None:

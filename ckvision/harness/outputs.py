@@ -31,26 +31,31 @@ def decode(
     """``(top-1 classes as float32 (n,), top-k classes as int32 (n, k))`` of a checked output."""
     if not isinstance(out, np.ndarray):
         raise OutputContractError(
-            f"{_where(contract, backend)}: returned {type(out).__name__}, not a numpy array")
+            f"{_where(contract, backend)}: returned {type(out).__name__}, not a numpy array"
+        )
     width = contract.num_classes + contract.label_offset
     if contract.output_kind == "argmax":
         return _decode_argmax(out, n, width, contract, backend)
     if out.ndim != 2 or out.shape[0] != n:
         raise OutputContractError(
             f"{_where(contract, backend)}: returned shape {out.shape} for a batch of {n}; "
-            f"expected ({n}, {width})")
+            f"expected ({n}, {width})"
+        )
     if out.shape[1] != width:
         raise OutputContractError(
             f"{_where(contract, backend)}: returned {out.shape[1]} classes; the contract says "
-            f"{width} ({contract.num_classes} + label offset {contract.label_offset})")
+            f"{width} ({contract.num_classes} + label offset {contract.label_offset})"
+        )
     if out.dtype.kind != "f":
         raise OutputContractError(
-            f"{_where(contract, backend)}: scores have dtype {out.dtype}; expected floats")
+            f"{_where(contract, backend)}: scores have dtype {out.dtype}; expected floats"
+        )
     # min and max are NaN if any value is, and infinite if any is: two cheap reductions
     if not (np.isfinite(out.min()) and np.isfinite(out.max())):
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise OutputContractError(
-            f"{_where(contract, backend)}: row {bad} of the batch holds NaN or infinity")
+            f"{_where(contract, backend)}: row {bad} of the batch holds NaN or infinity"
+        )
     top = top_k(out, TOP_K, contract.label_offset)
     return top[:, 0].astype(np.float32), top
 
@@ -63,16 +68,19 @@ def _decode_argmax(
     if out.ndim != 1 or len(out) != n:
         raise OutputContractError(
             f"{_where(contract, backend)}: ArgMax output has shape {out.shape} for a batch of "
-            f"{n}; expected ({n},)")
+            f"{n}; expected ({n},)"
+        )
     if out.dtype.kind not in "iu":
         raise OutputContractError(
             f"{_where(contract, backend)}: ArgMax output has dtype {out.dtype}; expected "
-            "integer class ids")
+            "integer class ids"
+        )
     low, high = int(out.min()), int(out.max())
     if low < 0 or high >= width:
         raise OutputContractError(
             f"{_where(contract, backend)}: ArgMax output holds {low}..{high}, outside "
-            f"0..{width - 1}")
+            f"0..{width - 1}"
+        )
     classes = out.astype(np.int32) - contract.label_offset
     return classes.astype(np.float32), classes[:, None]
 

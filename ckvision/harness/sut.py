@@ -148,21 +148,28 @@ class ImmediateQueue:
 class SUT:
     """Issue queues; ``workers`` threads take batches, infer, and complete them."""
 
-    def __init__(self, backend: Backend, qsl: SampleLibrary, config: RunConfig,
-                 ledger: Ledger) -> None:
+    def __init__(
+        self, backend: Backend, qsl: SampleLibrary, config: RunConfig, ledger: Ledger
+    ) -> None:
         self.backend = backend
         self.qsl = qsl
         self.ledger = ledger
         self.batch_size = config.batch_size
-        self.wait_s = (config.server_batch_timeout_us / 1e6
-                       if config.scenario is Scenario.SERVER else 0.0)
+        self.wait_s = (
+            config.server_batch_timeout_us / 1e6 if config.scenario is Scenario.SERVER else 0.0
+        )
         self.queue: BatchQueue | ImmediateQueue = (
-            BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue())
+            BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue()
+        )
         self.inline = config.scenario is Scenario.SINGLE_STREAM
-        self._threads = [] if self.inline else [
-            threading.Thread(target=self._work, name=f"ckvision-worker-{i}", daemon=True)
-            for i in range(config.workers)
-        ]
+        self._threads = (
+            []
+            if self.inline
+            else [
+                threading.Thread(target=self._work, name=f"ckvision-worker-{i}", daemon=True)
+                for i in range(config.workers)
+            ]
+        )
 
     # LoadGen callbacks: they never raise (an exception escaping into LoadGen leaves it
     # in a state it cannot be destroyed from).
@@ -177,7 +184,8 @@ class SUT:
         except BaseException as err:  # noqa: BLE001 - nothing may escape into LoadGen
             self.ledger.abort(
                 f"backend {self.backend.name}: LoadGen's issuing thread died: "
-                f"{type(err).__name__}: {err}")
+                f"{type(err).__name__}: {err}"
+            )
 
     def flush(self) -> None:
         """LoadGen has issued its last query: no batch waits to fill any more."""
@@ -212,7 +220,8 @@ class SUT:
         except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
             self.ledger.abort(
                 f"backend {self.backend.name}: worker {threading.current_thread().name} "
-                f"died: {type(err).__name__}: {err}")
+                f"died: {type(err).__name__}: {err}"
+            )
 
     def _run(self, samples: Sequence[Any], buffer: np.ndarray | None) -> None:
         ids = [s.id for s in samples]
