@@ -82,7 +82,9 @@ class LoadGenKey:
     def conf_value(self, value: float) -> str | None:
         """The user.conf text LoadGen reads back as exactly :meth:`value`, else ``None``."""
         field_value = self.value(value)
-        conf = float(f"{field_value * self.conf_scale:.12g}")
+        conf = float(field_value * self.conf_scale)
+        if self.conf_scale != 1.0:  # drop the float noise of the unit change (2.4999999999)
+            conf = float(f"{conf:.12g}")
         if self.conf_whole and not conf.is_integer():
             return None
         text = str(int(conf)) if conf.is_integer() else repr(conf)

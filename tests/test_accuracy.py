@@ -111,3 +111,36 @@ def test_log_file_and_top5_record(tmp_path: Path) -> None:
 
 def test_no_entries_is_zero_not_a_crash() -> None:
     assert score_entries([], LABELS)["top1"] == 0.0
+
+
+def test_edges_a_bug_would_move(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="names sample 4; the dataset has 4"):
+        score_entries([_entry(4, 1)], LABELS)  # one past the end
+    no_data = score_entries([{"seq_id": 0, "qsl_idx": 1}], LABELS)  # no "data": wrong
+    assert (no_data["good"], no_data["total"]) == (0, 1)
+    sixth = score_entries([_entry(1, 9)], LABELS, top5={1: [9, 8, 7, 6, 5, 1]})
+    assert sixth["good_top5"] == 0  # only the first five count
+    assert score_entries([], LABELS, top5={})["top5"] == 0.0
+    with pytest.raises(RunError, match="^accuracy log entry for sample 0 is not float32 hex$"):
+        score_entries([{"qsl_idx": 0, "data": "zz"}], LABELS)
+
+
+def test_log_without_top5_record_and_explicit_record_path(tmp_path: Path) -> None:
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text(json.dumps([_entry(2, 4)]))
+    alone = score_accuracy_log(log, LABELS, dataset="toy")
+    assert (alone["good"], alone["top5"], alone["dataset"]) == (1, None, "toy")
+    elsewhere = tmp_path / "other" / "top5.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps({"format": "ckvision-top5/1", "top5": {"2": [0, 4]}}))
+    assert score_accuracy_log(log, LABELS, top5_path=elsewhere)["good_top5"] == 1
+    (tmp_path / TOP5_FILE).write_text('{"format": "ckvision-top5/2", "top5": {}}')
+    with pytest.raises(
+        RunError,
+        match=r"unreadable top-5 record \(unknown format "
+        r"'ckvision-top5/2'\)$",
+    ):
+        score_accuracy_log(log, LABELS)
+    log.write_text('{"not": "a list"}')
+    with pytest.raises(RunError, match="accuracy log is not a JSON list$"):
+        score_accuracy_log(log, LABELS)

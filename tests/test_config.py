@@ -178,3 +178,10 @@ def test_non_finite_numbers_are_refused(text: str, message: str) -> None:
 def test_a_flag_error_names_the_flag() -> None:
     with pytest.raises(ConfigError, match="^--batch-size='x' is not an integer$"):
         RunConfig.from_env({}, {"batch_size": "x"})
+
+
+def test_overrides_after_an_unset_one_still_apply() -> None:
+    config = RunConfig.from_env(
+        {"CK_BACKEND": "onnxruntime"}, {"batch_size": None, "backend": "null", "verbose": "2"}
+    )
+    assert (config.backend, config.verbose, config.batch_size) == ("null", 2, 1)

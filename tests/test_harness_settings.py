@@ -95,7 +95,8 @@ def test_layer_order(tmp_path: Path) -> None:
 def test_bad_conf_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "user.conf"
     bad.write_text("m.Offline.target_qps = fast\n")
-    with pytest.raises(ConfigError, match="LoadGen could not read"):
+    with pytest.raises(ConfigError, match=r"LoadGen could not read .*user.conf \(status -22\); "
+                                          r"lines must be '<model>.<Scenario>.<key> = <number>'$"):
         build_test_settings(RunConfig(scenario=Scenario.OFFLINE, user_conf=bad), "m")
     with pytest.raises(ConfigError, match="cannot key a LoadGen conf"):
         build_test_settings(RunConfig(), "my model")
@@ -125,6 +126,7 @@ AGREEMENT = [
     {"target_qps": 12.25, "target_latency_ms": 0.5, "multistreamness": 4},
     {"target_qps": 1000, "target_latency_ms": 15, "max_duration_s": 20},
     {"target_latency_ms": 2.125, "min_duration_s": 0.1},
+    {"target_qps": 1 / 3, "target_latency_ms": 0.1},
 ]
 
 
@@ -145,6 +147,10 @@ def test_user_conf_and_loadgen_settings_agree_exactly(
     assert applied, "every case sets something in every scenario"
     for spec, key, value in applied:
         assert getattr(settings, key.field) == key.value(value)
+        in_conf_unit = key.value(value) * key.conf_scale
+        fractional = abs(in_conf_unit - round(in_conf_unit)) > 1e-9
+        # only a whole-number key given a fraction cannot be written as a line
+        assert (key.conf_value(value) is None) == (key.conf_whole and fractional), spec.env
         if key.conf_value(value) is None:
             assert f"set {key.field} = {key.value(value)} directly" in text
         else:
@@ -158,5 +164,7 @@ def test_fractions_and_durations_survive() -> None:
     assert (short.min_duration_ms, short.max_duration_ms) == (1, 1501)  # never rounded away
     qps = build_test_settings(RunConfig(scenario=Scenario.SERVER, target_qps=0.5), "m")
     assert qps.server_target_qps == 0.5
+    ns = build_test_settings(RunConfig(scenario=Scenario.SERVER, target_latency_ms=1.0000004), "m")
+    assert ns.server_target_latency_ns == 1_000_000  # nearest ns (only durations round up)
     counts = build_test_settings(RunConfig(min_query_count=3, max_query_count=9), "m")
     assert (counts.min_query_count, counts.max_query_count) == (3, 9)
