@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import SAMPLES, TinyTruth
+from test_accuracy import reference_accuracy
 
+from ckvision.accuracy import format_accuracy
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.config import Mode, RunConfig, Scenario
@@ -45,6 +48,11 @@ def test_accuracy_mode_is_exact(
     assert result.accuracy["top1"] == pytest.approx(75.0)
     assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)
     assert result.accuracy["top5"] == pytest.approx(tiny_truth.top5)
+    # MLPerf's tools/accuracy-imagenet.py, default options, reads the same from LoadGen's log
+    entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    ours = format_accuracy(result.accuracy).splitlines()[0]
+    assert reference_accuracy(entries, tiny_truth.labels) == ours == (
+        f"accuracy=75.000%, good=30, total={SAMPLES}")
     assert result.failures == 0
     assert result.summary["mode"] == "AccuracyOnly"
     assert result.summary["scenario"] == scenario.value
