@@ -96,6 +96,7 @@ def run_program(
 
         check_tensorrt_available()
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     dataset = PreprocessedDataset.open(inputs.dataset_dir)
     dataset.check_matches(inputs.contract)
     options = BackendOptions(

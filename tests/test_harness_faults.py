@@ -20,7 +20,8 @@ from ckvision.backends.null import NullBackend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import RunError
-from ckvision.harness import parse_output_dir, run_benchmark
+from ckvision.harness import run_benchmark
+from ckvision.harness.logs import parse_detail
 from ckvision.models.contract import ModelContract
 
 
@@ -118,9 +119,12 @@ def test_a_misbehaving_backend_fails_the_run_with_one_line(
     assert "\n" not in str(info.value)
     assert time.monotonic() - started < 20  # the watchdog acted, nothing waited 30 s
     # LoadGen got every response exactly once, and finished cleanly
-    entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    assert not (tmp_path / "mlperf_log_accuracy.json").exists()  # set aside: not a result
+    assert not (tmp_path / "mlperf_log_summary.txt").exists()
+    entries = json.loads((tmp_path / "mlperf_log_accuracy.json.failed-run").read_text())
     assert sorted(e["qsl_idx"] for e in entries) == list(range(SAMPLES))
-    assert parse_output_dir(tmp_path)["errors"] == 0
+    detail = (tmp_path / "mlperf_log_detail.txt.failed-run").read_text()
+    assert parse_detail(detail)["errors"] == 0  # LoadGen itself ended cleanly
 
 
 def test_no_log_of_a_failed_run_is_scored_as_a_result(

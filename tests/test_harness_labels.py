@@ -126,3 +126,16 @@ def test_null_backend_honours_the_offset(tiny_contract: ModelContract) -> None:
         np.zeros((2, 3, IMAGE, IMAGE), np.float32)
     )
     assert out.shape == (2, 1001) and list(out.argmax(axis=1)) == [1, 1]  # ImageNet class 0
+
+
+def test_background_is_a_real_answer_in_the_top5_record(tmp_path: Path) -> None:
+    """A 1001-class model may rank "background" (class -1 after the offset) first."""
+    from ckvision.accuracy.scoring import read_top5
+    from ckvision.harness.ledger import NO_CLASS
+    from ckvision.harness.run import _write_top5
+
+    top5 = np.full((3, 5), NO_CLASS, np.int32)
+    top5[0] = [-1, 4, 2, 7, 0]
+    top5[2, 0] = 5  # an ArgMax output: the top-1 only
+    _write_top5(tmp_path / "top5.json", top5)
+    assert read_top5(tmp_path / "top5.json") == {0: [-1, 4, 2, 7, 0], 2: [5]}

@@ -19,7 +19,8 @@ from ckvision.backends.null import NullBackend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
-from ckvision.harness import parse_output_dir, run_benchmark
+from ckvision.harness import run_benchmark
+from ckvision.harness.logs import parse_detail
 from ckvision.models.contract import ModelContract
 
 
@@ -51,7 +52,9 @@ def test_failed_batch_completes_every_sample_then_raises(
         run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
                       log=lines.append)
     failed = int(str(info.value).split()[0])
-    entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    assert not (tmp_path / "mlperf_log_accuracy.json").exists()  # set aside: not a result
+    assert not (tmp_path / "mlperf_log_summary.txt").exists()
+    entries = json.loads((tmp_path / "mlperf_log_accuracy.json.failed-run").read_text())
     assert sorted(e["qsl_idx"] for e in entries) == list(range(SAMPLES))  # each exactly once
     assert sum(1 for e in entries if e["data"] == "") == failed  # the failed call, only it
     # one backend call failed: its samples, and no others (Server batches may be partial)
@@ -59,7 +62,8 @@ def test_failed_batch_completes_every_sample_then_raises(
         assert 1 <= failed <= 4
     else:
         assert failed == (1 if scenario is Scenario.SINGLE_STREAM else 4)
-    assert parse_output_dir(tmp_path)["errors"] == 0
+    detail = (tmp_path / "mlperf_log_detail.txt.failed-run").read_text()
+    assert parse_detail(detail)["errors"] == 0  # LoadGen itself ended cleanly
 
 
 def test_batch_above_model_maximum_is_a_config_error(

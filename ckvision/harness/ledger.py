@@ -26,7 +26,9 @@ from typing import Any
 import mlperf_loadgen as lg
 import numpy as np
 
-__all__ = ["Ledger", "Observer"]
+__all__ = ["Ledger", "Observer", "NO_CLASS"]
+
+NO_CLASS = np.iinfo(np.int32).min
 
 Observer = Callable[[list[int], bool], None]  # (latency_ns of each sample, completed ok)
 
@@ -42,8 +44,9 @@ class Ledger:
         self.first_error: str | None = None
         self.fatal: str | None = None  # why the run was aborted (None: not aborted)
         self.interrupted = False
-        # qsl index -> the top-5 ImageNet classes of its latest response (-1: none yet)
-        self.top5 = np.full((top5_size, 5), -1, dtype=np.int32)
+        # qsl index -> the top-5 ImageNet classes of its latest response (NO_CLASS: none;
+        # -1 is a real answer: "background" of a model with label offset 1)
+        self.top5 = np.full((top5_size, 5), NO_CLASS, dtype=np.int32)
         # LoadGen response id -> (qsl index, time.monotonic_ns() at issue)
         self._outstanding: dict[int, tuple[int, int]] = {}
         self._calls: dict[int, tuple[float, int]] = {}  # call number -> (start, samples)

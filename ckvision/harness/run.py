@@ -42,7 +42,7 @@ from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
 from ckvision.fsutil import atomic_write_text
-from ckvision.harness.ledger import Ledger, Observer
+from ckvision.harness.ledger import NO_CLASS, Ledger, Observer
 from ckvision.harness.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, parse_output_dir
 from ckvision.harness.qsl import SampleLibrary
 from ckvision.harness.settings import build_test_settings, write_audit_config, write_user_conf
@@ -53,7 +53,8 @@ __all__ = ["RunResult", "run_benchmark", "USER_CONF", "ABORT_GRACE_S"]
 USER_CONF = "user.conf"
 PROGRESS_EVERY_S = 10.0
 ABORT_GRACE_S = 5.0  # after an abort, LoadGen gets this long to return
-_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json")
+_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json",
+          *(name + ".failed-run" for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG)))
 
 
 @dataclass(frozen=True)
@@ -127,14 +128,15 @@ def run_benchmark(
     sut = make_sut(config, backend, qsl, ledger)
     duration = _run_loadgen(sut, qsl, settings, _log_settings(config, output_dir), audit,
                             config, log)
-    if ledger.interrupted:
-        raise KeyboardInterrupt
-    if ledger.fatal is not None:
-        raise RunError(ledger.fatal)
-    summary = parse_output_dir(output_dir)
-    if ledger.failures:
+    if ledger.fatal is not None or ledger.failures:
+        _set_aside(output_dir)  # LoadGen ended "normally": its logs must not look like a result
+        if ledger.interrupted:
+            raise KeyboardInterrupt
+        if ledger.fatal is not None:
+            raise RunError(ledger.fatal)
         raise RunError(
             f"{ledger.failures} of {ledger.completed} samples failed: {ledger.first_error}")
+    summary = parse_output_dir(output_dir)
     accuracy = None
     if config.mode is Mode.ACCURACY:
         _write_top5(output_dir / TOP5_FILE, ledger.top5)
@@ -145,10 +147,20 @@ def run_benchmark(
                               completed=ledger.completed, duration_s=duration)
 
 
+FAILED_SUFFIX = ".failed-run"
+
+
+def _set_aside(output_dir: Path) -> None:
+    """Rename the logs of a failed run to ``<name>.failed-run`` (kept for diagnosis)."""
+    for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG):
+        with contextlib.suppress(FileNotFoundError):
+            (output_dir / name).replace(output_dir / (name + FAILED_SUFFIX))
+
+
 def _write_top5(path: Path, top5: np.ndarray) -> None:
     """Our own record of each sample's top-5 classes (MLPerf's log holds the top-1)."""
-    done = np.flatnonzero(top5[:, 0] >= 0) if len(top5) else np.empty(0, np.intp)
-    rows = {str(int(i)): [int(c) for c in top5[i] if c >= 0] for i in done}
+    done = np.flatnonzero(top5[:, 0] != NO_CLASS) if len(top5) else np.empty(0, np.intp)
+    rows = {str(int(i)): [int(c) for c in top5[i] if c != NO_CLASS] for i in done}
     atomic_write_text(path, json.dumps({"format": "ckvision-top5/1", "top5": rows}) + "\n")
 
 
