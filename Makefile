@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ckvision-installed
 
-.PHONY: demo test setup lint typecheck clean-ck-tmp help
+.PHONY: demo test setup lint typecheck clean-ck-tmp help mutation
 
 help:
 	@echo "make demo   set up .venv + CK and run the recorded demo on EfficientNet-Lite0"
@@ -36,6 +36,13 @@ typecheck: $(STAMP)  # also run by the test suite (tests/test_typecheck.py)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the harness, the scorer and the settings (scope and tests: [tool.mutmut]
+# in pyproject.toml). Not part of `make test`: about 10-20 min on 2 cores.
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
 
 clean-ck-tmp:
 	rm -rf program/*/tmp

@@ -96,6 +96,7 @@ def run_program(
 
         check_tensorrt_available()
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     dataset = PreprocessedDataset.open(inputs.dataset_dir)
     dataset.check_matches(inputs.contract)
     options = BackendOptions(
@@ -124,6 +125,14 @@ def run_program(
             "failures": result.failures,
             "started": started,
             "duration_s": result.duration_s,
+            # the typed run record's verdict, so readers need not re-parse LoadGen's logs
+            "result": {
+                "completed": result.completed,
+                "valid": result.valid,
+                "samples_per_second": result.samples_per_second,
+                "latency_ns": result.latency_ns,  # per query for MultiStream (LoadGen's)
+                "accuracy": result.accuracy,
+            },
         },
     )
     return collect_run(output_dir)

@@ -7,22 +7,30 @@ from typing import Any
 
 import pytest
 
-from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
+from ckvision.config import (
+    ENV_VARS,
+    REFUSED_ENV,
+    SETTINGS,
+    Mode,
+    RunConfig,
+    Scenario,
+    settings_table_markdown,
+)
 from ckvision.errors import CkVisionError, ConfigError
 
 BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
-    ({"batch_size": 0}, r"CK_BATCH_SIZE=0 must be a positive integer"),
-    ({"workers": -1}, r"CK_LOADGEN_WORKERS=-1 must be a positive integer"),
-    ({"multistreamness": 0}, r"CK_LOADGEN_MULTISTREAMNESS=0 must be a positive"),
-    ({"count_override": 0}, r"CK_LOADGEN_COUNT_OVERRIDE=0 must be a positive"),
-    ({"buffer_size": -5}, r"CK_LOADGEN_BUFFER_SIZE=-5 must be a positive"),
+    ({"batch_size": 0}, r"CK_BATCH_SIZE=0 must be positive"),
+    ({"workers": -1}, r"CK_LOADGEN_WORKERS=-1 must be positive"),
+    ({"multistreamness": 0}, r"CK_LOADGEN_MULTISTREAMNESS=0 must be positive"),
+    ({"count_override": 0}, r"CK_LOADGEN_COUNT_OVERRIDE=0 must be positive"),
+    ({"buffer_size": -5}, r"CK_LOADGEN_BUFFER_SIZE=-5 must be positive"),
     ({"target_qps": 0.0}, r"CK_LOADGEN_TARGET_QPS=0.0 must be positive"),
     ({"target_latency_ms": -1.0}, r"CK_LOADGEN_TARGET_LATENCY=-1.0 must be positive"),
     ({"max_duration_s": 0.0}, r"CK_LOADGEN_MAX_DURATION_S=0.0 must be positive"),
     ({"min_duration_s": -2.0}, r"CK_LOADGEN_MIN_DURATION_S=-2.0 must be positive"),
     ({"dataset_size": -1}, r"CK_LOADGEN_DATASET_SIZE=-1 must be >= 0"),
     ({"threads": -1}, r"CK_ORT_THREADS=-1 must be >= 0"),
-    ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US must be >= 0"),
+    ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US=-1 must be >= 0"),
     ({"verbose": 4}, r"CK_VERBOSE=4 must be between 0 and 3"),
     ({"compliance_test": "TEST05"}, r"CK_MLPERF_COMPLIANCE_TEST='TEST05' unknown"),
     ({"execution_provider": "rocm"}, r"CK_ORT_PROVIDER='rocm' unknown; use one of: cpu, cuda"),
@@ -37,7 +45,7 @@ BAD_ENV: list[tuple[dict[str, str], str]] = [
     ({"CK_LOADGEN_MODE": "Submission"}, r"CK_LOADGEN_MODE='Submission' unknown"),
     ({"CK_BATCH_SIZE": "eight"}, r"CK_BATCH_SIZE='eight' is not an integer"),
     ({"CK_LOADGEN_TARGET_QPS": "fast"}, r"CK_LOADGEN_TARGET_QPS='fast' is not a number"),
-    ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be a positive integer"),
+    ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be positive"),
 ]
 
 
@@ -102,3 +110,78 @@ def test_existing_conf_files_are_accepted(tmp_path: Path) -> None:
     conf = tmp_path / "user.conf"
     conf.write_text("*.Offline.target_qps = 10\n")
     assert RunConfig(user_conf=conf, conf_file=conf).user_conf == conf
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_env_table_is_the_settings_table() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("<!-- settings-table:")
+    table = text[text.index("\n", start) + 1 : text.index("<!-- /settings-table -->")]
+    assert table.strip() == settings_table_markdown()
+
+
+def test_every_setting_has_its_flag_and_env_var() -> None:
+    from ckvision.cli import build_parser
+
+    parser = build_parser()
+    run = parser.parse_args(["run", *[f"{s.flag}=1" for s in SETTINGS.values()]])
+    for spec in SETTINGS.values():
+        assert getattr(run, spec.name) == "1", spec.flag
+        assert ENV_VARS[spec.name][0] == spec.env
+    names = [s.env for s in SETTINGS.values()] + [a for s in SETTINGS.values() for a in s.aliases]
+    assert len(names) == len(set(names))  # one env var, one setting
+    assert {"CK_LOADGEN_MAX_QUERY_COUNT", "CK_BATCH_TIMEOUT_S", "CK_LOADGEN_MIN_QUERY_COUNT",
+            "CK_LOADGEN_SAMPLES_PER_QUERY", "CK_LOADGEN_OFFLINE_EXPECTED_QPS"} <= set(names)
+
+
+@pytest.mark.parametrize(("env", "field", "value"), [
+    ({"CK_LOADGEN_MAX_QUERY_COUNT": "9"}, "max_query_count", 9),
+    ({"CK_LOADGEN_MIN_QUERY_COUNT": "3"}, "min_query_count", 3),
+    ({"CK_LOADGEN_SAMPLES_PER_QUERY": "4"}, "multistreamness", 4),
+    ({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "2.5"}, "target_qps", 2.5),
+    ({"CK_BATCH_TIMEOUT_S": "0.5"}, "batch_timeout_s", 0.5),
+    ({"CK_LOADGEN_TARGET_LATENCY": "0.5"}, "target_latency_ms", 0.5),
+])
+def test_ck_mlperf_variables_are_honoured(env: dict[str, str], field: str, value: Any) -> None:
+    assert getattr(RunConfig.from_env(env), field) == value
+
+
+@pytest.mark.parametrize("var", sorted(REFUSED_ENV))
+def test_ck_mlperf_variables_we_do_not_implement_are_refused(var: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{var}='x' is not supported by ckvision: "):
+        RunConfig.from_env({var: "x"})
+    assert RunConfig.from_env({var: " "}) == RunConfig()  # blank is unset
+
+
+def test_float32_accuracy_type_is_accepted_and_conflicts_are_refused() -> None:
+    assert RunConfig.from_env({"CK_MLPERF_ACCURACY_IMAGENET_TYPE": "float32"}) == RunConfig()
+    with pytest.raises(ConfigError, match="conflicting values for one setting: "
+                                          "CK_LOADGEN_MULTISTREAMNESS='4', "
+                                          "CK_LOADGEN_SAMPLES_PER_QUERY='8'"):
+        RunConfig.from_env({"CK_LOADGEN_MULTISTREAMNESS": "4",
+                            "CK_LOADGEN_SAMPLES_PER_QUERY": "8"})
+    with pytest.raises(ConfigError, match="COUNT_OVERRIDE sets both query counts"):
+        RunConfig(count_override=5, max_query_count=9)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("nan", "is not a finite number"), ("inf", "is not a finite number"),
+    ("1e400", "is not a finite number"),
+])
+def test_non_finite_numbers_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"CK_LOADGEN_TARGET_QPS='{text}' {message}"):
+        RunConfig.from_env({"CK_LOADGEN_TARGET_QPS": text})
+
+
+def test_a_flag_error_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="^--batch-size='x' is not an integer$"):
+        RunConfig.from_env({}, {"batch_size": "x"})
+
+
+def test_overrides_after_an_unset_one_still_apply() -> None:
+    config = RunConfig.from_env(
+        {"CK_BACKEND": "onnxruntime"}, {"batch_size": None, "backend": "null", "verbose": "2"}
+    )
+    assert (config.backend, config.verbose, config.batch_size) == ("null", 2, 1)

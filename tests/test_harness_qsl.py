@@ -63,3 +63,32 @@ def test_from_dataset(tiny_dataset: PreprocessedDataset) -> None:
     qsl = SampleLibrary.from_dataset(tiny_dataset, RunConfig())
     assert qsl.size == tiny_dataset.size and qsl.sample_shape == (3, 16, 16)
     assert qsl.first_batch(4).shape == (4, 3, 16, 16)
+
+
+def test_a_new_load_forgets_the_rows_of_the_last() -> None:
+    """Stale rows would silently feed one sample's pixels for another's."""
+    qsl = _library()
+    qsl.load([1, 2, 3])
+    qsl.load([8, 3])
+    np.testing.assert_array_equal(qsl.gather(qsl.rows([3, 8])), qsl.images[[3, 8]])
+    for stale in (1, 2):
+        with pytest.raises(DataError, match="not loaded"):
+            qsl.rows([stale])
+    qsl.unload([8, 3])
+    qsl.load([0])
+    with pytest.raises(DataError, match="sample 3, which is not loaded"):
+        qsl.one(3)
+
+
+def test_gather_views_only_consecutive_rows_and_fills_out_otherwise() -> None:
+    qsl = _library()
+    qsl.load(range(10))
+    view = qsl.gather(qsl.rows([3, 4, 5, 6]))
+    assert np.shares_memory(view, qsl._ram)
+    out = np.zeros((8, 3, 2, 2), np.float32)
+    for rows in ([3, 4, 6], [6, 5, 4], [3, 5], [2, 3, 4, 3]):
+        got = qsl.gather(qsl.rows(rows), out)
+        np.testing.assert_array_equal(got, qsl.images[rows])
+        assert np.shares_memory(got, out)  # copied into the worker's buffer, not RAM
+    assert qsl.first_batch(3).shape == (3, 3, 2, 2)
+    assert qsl.first_batch(50).shape == (10, 3, 2, 2) and qsl.first_batch(0).shape[0] == 1

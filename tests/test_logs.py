@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def test_server_fixture() -> None:
     assert result["completed_samples_per_second"] == 1565.91
     assert result["headline"] == "Completed samples per second"
     assert result["result_query_count"] == 1500
-    for p in ("50", "90", "95", "97", "99", "99_9"):
-        assert result[f"latency_p{p}_ns"] > 0
+    percentiles = [result[f"latency_p{p}_ns"] for p in ("50", "90", "95", "97", "99", "99_9")]
+    assert percentiles[:2] == [874589, 2246282]  # as logged
+    assert percentiles == sorted(percentiles)  # each under its own key, none swapped
     assert result["early_stopping_lines"] == ["Run successful."]
     assert result["recommendations"] == []
     assert result["errors"] == 1
@@ -99,3 +101,18 @@ def test_summary_headline_for_latency_scenarios() -> None:
     result = parse_summary("90.0th percentile latency (ns) : 3645\nResult is : VALID\n")
     assert result == {"recommendations": [], "headline": "90.0th percentile latency (ns)",
                       "headline_value": 3645.0}
+
+
+def test_multistream_metric_is_per_query() -> None:
+    detail = "\n".join(
+        ':::MLLOG ' + json.dumps({"key": key, "value": value, "metadata": {}})
+        for key, value in [
+            ("effective_scenario", "MultiStream"),
+            ("result_99.00_percentile_latency_ns", 100),
+            ("result_99.00_percentile_per_query_latency_ns", 700),
+        ])
+    result = parse_detail(detail)
+    assert result["latency_p99_ns"] == 700  # LoadGen's MultiStream metric
+    assert result["sample_latency_p99_ns"] == 100
+    single = parse_detail(detail.replace("MultiStream", "SingleStream"))
+    assert single["latency_p99_ns"] == 100 and "sample_latency_p99_ns" not in single

@@ -15,8 +15,6 @@ from ckvision.models.contract import ModelContract
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
-LITE0_ONNX = ROOT / "build" / "efficientnet-lite0.onnx"
 TINY = ModelContract(name="tiny", image_size=16, resize_size=16, num_classes=5)
 
 
@@ -55,17 +53,6 @@ def test_torchscript_on_cpu_matches_onnxruntime(tmp_path: Path) -> None:
         assert backend.capabilities.device == "cpu"
     assert torch.get_num_threads() == 1
     torch.set_num_threads(threads)
-
-
-@pytest.mark.skipif(not LITE0_ONNX.is_file(), reason=f"{LITE0_ONNX} not exported yet")
-def test_efficientnet_lite0_matches_exported_onnx() -> None:
-    pytest.importorskip("efficientnet_lite_pytorch")
-    contract = ModelContract(name="efficientnet-lite0")
-    batch = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype(np.float32)
-    with create_backend("pytorch", LITE0_ONNX, contract) as backend:
-        got = backend.predict(batch)
-    np.testing.assert_allclose(got, _ort(LITE0_ONNX, batch), rtol=1e-3, atol=1e-3)
-    assert got.shape == (2, 1000)
 
 
 @pytest.mark.parametrize(

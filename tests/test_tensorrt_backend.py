@@ -11,7 +11,7 @@ import pytest
 
 from ckvision.backends.base import BackendOptions
 from ckvision.backends.registry import create_backend
-from ckvision.errors import BackendError, ConfigError, DataError
+from ckvision.errors import BackendError, ConfigError, DataError, ModelError
 from ckvision.models.calibration import CalibrationBatches, CalibrationSource
 from ckvision.models.contract import ModelContract
 from ckvision.models.engine_meta import EngineMeta, EngineSpec, write_meta
@@ -71,6 +71,24 @@ def test_batch_checked_from_metadata_before_loading(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exceeds the engine's max batch 4"):
         backend.check_batch(5)  # type: ignore[attr-defined]
     assert backend.capabilities.max_batch == 4
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    ({"ArgMax:0": [-1], "softmax_tensor:0": [-1, 1001]},
+     r"has no output 'logits' .*; its outputs: ArgMax:0, softmax_tensor:0$"),
+    ({"ArgMax:0": [-1], "logits": [-1, 4]}, r"has 2 outputs; this backend binds one \('logits'\)"),
+])
+def test_engine_output_is_bound_by_the_contract_name(
+    tmp_path: Path, outputs: dict[str, list[int]], message: str
+) -> None:
+    meta = EngineMeta(
+        model="tiny", precision="fp32", max_batch=4, tensorrt_version="10.13.0.35",
+        gpu_name="NVIDIA H100", compute_capability=(9, 0), inputs={"input": [-1, 3, 8, 8]},
+        outputs=outputs, onnx_sha256="0" * 64, engine_sha256="0" * 64, engine_size=0,
+    )
+    backend = create_backend("tensorrt", tmp_path, CONTRACT)
+    with pytest.raises(ModelError, match=message):
+        backend._check_output(meta)  # type: ignore[attr-defined]
 
 
 def _images(tmp_path: Path, count: int) -> list[str]:

@@ -9,6 +9,7 @@ from types import TracebackType
 
 import numpy as np
 
+from ckvision.errors import BackendError
 from ckvision.models.contract import ModelContract
 
 __all__ = ["Backend", "BackendOptions", "Capabilities"]
@@ -41,7 +42,14 @@ class Backend(abc.ABC):
 
     The constructor is cheap and loads nothing; :meth:`load` does the work and is
     idempotent, as is :meth:`close`. ``predict`` takes a batch laid out as the
-    model contract says and returns logits of shape ``(batch, num_classes)``.
+    model contract says and returns the output the contract names
+    (``contract.output_name``): scores of shape ``(batch, num_classes + label_offset)``,
+    or for an ArgMax output (``contract.output_kind == "argmax"``) integer indices of
+    shape ``(batch,)``. The harness checks that before scoring
+    (:mod:`ckvision.harness.outputs`). ``predict`` is called from several threads at
+    once and must not share per-call buffers; a batch not shaped as the contract says is
+    a :class:`BackendError` (:meth:`check_input`). Every registered backend passes
+    ``tests/test_backend_contract.py``.
     """
 
     name: str = ""
@@ -67,6 +75,23 @@ class Backend(abc.ABC):
     @property
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    def check_input(self, batch: np.ndarray) -> None:
+        """Raise one clear :class:`BackendError` unless ``batch`` fits the contract."""
+        want = self.contract.input_shape(len(batch))
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1:] != want[1:]:
+            shape = getattr(batch, "shape", type(batch).__name__)
+            raise BackendError(
+                f"backend {self.name}: batch of shape {shape} does not fit model "
+                f"{self.contract.name}, which takes {['N', *want[1:]]} ({self.contract.layout})"
+            )
+        if len(batch) == 0:
+            raise BackendError(f"backend {self.name}: empty batch")
+        if batch.dtype != np.dtype(self.contract.input_dtype):
+            raise BackendError(
+                f"backend {self.name}: batch of {batch.dtype}; model {self.contract.name} "
+                f"takes {self.contract.input_dtype}"
+            )
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         for _ in range(iterations):

@@ -18,14 +18,15 @@ class NullBackend(Backend):
 
     def load(self) -> None:
         if self._logits is None:
-            self._logits = np.zeros((1, self.contract.num_classes), dtype=np.float32)
-            self._logits[0, 0] = 1.0
+            self._logits = np.zeros((1, self.contract.output_width), dtype=np.float32)
+            self._logits[0, self.contract.label_offset] = 1.0  # ImageNet class 0 wins
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._logits is None:
             self.load()
         assert self._logits is not None
-        return np.broadcast_to(self._logits, (len(batch), self.contract.num_classes))
+        self.check_input(batch)
+        return np.broadcast_to(self._logits, (len(batch), self.contract.output_width))
 
     def close(self) -> None:
         self._logits = None

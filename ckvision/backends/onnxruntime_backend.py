@@ -56,7 +56,6 @@ class OnnxRuntimeBackend(Backend):
     _session: Any = None
     _fixed_batch = 0
     _cast = False
-    _pad: np.ndarray | None = None
 
     def load(self) -> None:
         if self._session is not None:
@@ -121,20 +120,31 @@ class OnnxRuntimeBackend(Backend):
                 f"model {name} expects {dtype} input but the dataset/contract gives "
                 f"{contract.input_dtype}"
             )
-        classes = outputs[0].shape[-1] if outputs[0].shape else None
-        if isinstance(classes, int) and classes < contract.num_classes:
+        by_name = {o.name: o for o in outputs}
+        if contract.output_name not in by_name:
             raise ModelError(
-                f"model {name} outputs {classes} classes but the contract says "
-                f"{contract.num_classes}"
+                f"model {name} has no output {contract.output_name!r} (the contract's "
+                f"ML_MODEL_OUTPUT_LAYER_NAME); its outputs: {', '.join(by_name)}"
             )
+        output = by_name[contract.output_name]
+        dims = list(output.shape or [])
+        if contract.output_kind == "scores":
+            width = dims[-1] if dims else None
+            if len(dims) != 2 or (isinstance(width, int) and width != contract.output_width):
+                raise ModelError(
+                    f"model {name} output {output.name!r} has shape {dims}; the contract says "
+                    f"[N, {contract.output_width}] ({contract.num_classes} classes + label "
+                    f"offset {contract.label_offset})"
+                )
         self._input_name = inputs[0].name
-        self._output_names = [outputs[0].name]
+        self._output_names = [output.name]
         self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 0
-        self._cast = outputs[0].type != "tensor(float)"
+        self._cast = contract.output_kind == "scores" and output.type != "tensor(float)"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             self.load()
+        self.check_input(batch)
         n = len(batch)
         if self._fixed_batch and n != self._fixed_batch:
             return self._predict_padded(batch)
@@ -145,15 +155,13 @@ class OnnxRuntimeBackend(Backend):
         size = self._fixed_batch
         if len(batch) > size:
             raise BackendError(f"batch of {len(batch)} is above the model's fixed batch {size}")
-        if self._pad is None:
-            self._pad = np.zeros((size, *batch.shape[1:]), dtype=batch.dtype)
-        self._pad[: len(batch)] = batch
-        out = self._session.run(self._output_names, {self._input_name: self._pad})[0]
-        return np.asarray(out[: len(batch)], dtype=np.float32)
+        pad = np.zeros((size, *batch.shape[1:]), dtype=batch.dtype)  # per call: thread-safe
+        pad[: len(batch)] = batch
+        out: np.ndarray = self._session.run(self._output_names, {self._input_name: pad})[0]
+        return out[: len(batch)].astype(np.float32) if self._cast else out[: len(batch)]
 
     def close(self) -> None:
         self._session = None
-        self._pad = None
 
     def version(self) -> dict[str, str]:
         ort = _ort()

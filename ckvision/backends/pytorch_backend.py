@@ -111,6 +111,7 @@ class PyTorchBackend(Backend):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:
             self.load()
+        self.check_input(batch)
         if self.options.cuda_graphs:
             return self._graph_for(len(batch)).run(self._to_tensor(batch))
         with self._torch.inference_mode():

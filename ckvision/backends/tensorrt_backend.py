@@ -187,6 +187,7 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         meta = read_meta(self.plan_path.parent)
+        self._check_output(meta)
         runtime = runtime_info()
         check_engine_compat(meta, runtime)
         data = read_engine_bytes(self.plan_path, meta)
@@ -197,6 +198,18 @@ class TensorRTBackend(Backend):
                              f"(see {self.plan_path.parent / META_FILE} for how it was built)")
         self._engine, self._meta, self._gpu = engine, meta, runtime.gpu_name
         self._make_slots()
+
+    def _check_output(self, meta: EngineMeta) -> None:
+        """The output is bound by the contract's name, never by position."""
+        want = self.contract.output_name
+        if want not in meta.outputs:
+            raise ModelError(
+                f"engine {self.plan_path} has no output {want!r} (the contract's "
+                f"ML_MODEL_OUTPUT_LAYER_NAME); its outputs: {', '.join(meta.outputs)}")
+        if len(meta.outputs) != 1:
+            raise ModelError(
+                f"engine {self.plan_path} has {len(meta.outputs)} outputs; this backend binds "
+                f"one ({want!r}): rebuild the engine with only that output marked")
 
     def _make_slots(self) -> None:
         assert self._engine is not None and self._meta is not None  # set by load()
@@ -223,6 +236,7 @@ class TensorRTBackend(Backend):
         if self._free is None:
             self.load()
         assert self._free is not None  # set by load()
+        self.check_input(batch)
         check_batch(self._metadata(), len(batch))
         slot = self._free.get()
         try:

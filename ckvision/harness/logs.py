@@ -3,7 +3,8 @@
 ``mlperf_log_detail.txt`` is the source of truth: one ``:::MLLOG {json}`` line per event,
 each with ``key``, ``value`` and ``metadata.is_error`` / ``is_warning``.
 ``mlperf_log_summary.txt`` adds the headline line and the recommendations as printed.
-Latencies stay in nanoseconds, as LoadGen writes them.
+Latencies stay in nanoseconds, as LoadGen writes them. ``latency_*`` are always the
+scenario's metric: per query for MultiStream (``sample_latency_*`` per sample there).
 """
 
 from __future__ import annotations
@@ -98,7 +99,18 @@ def parse_detail(text: str) -> dict[str, Any]:
         if meta.get("is_warning"):
             out["warnings"] += 1
         _store(out, str(key), value)
+    if out.get("scenario") == "MultiStream":
+        _per_query_metric(out)
     return out
+
+
+def _per_query_metric(out: dict[str, Any]) -> None:
+    """MultiStream's metric is per query (LoadGen's own): ``latency_*`` become the
+    per-query figures; the per-sample ones stay as ``sample_latency_*``."""
+    for key in [k for k in out if k.startswith("latency_")]:
+        out[f"sample_{key}"] = out.pop(key)
+    for key in [k for k in out if k.startswith("query_latency_")]:
+        out[key[len("query_"):]] = out[key]
 
 
 def _store(out: dict[str, Any], key: str, value: Any) -> None:

@@ -5,9 +5,12 @@ Layers, later wins:
 1. LoadGen's built-in ``mlperf.conf`` (the official defaults: 10 min minimum duration,
    latency percentiles, per-benchmark sample counts);
 2. ``config.conf_file``, an mlperf.conf-style file;
-3. the values of the config (count, durations, QPS, latency, multistreamness, buffer);
-4. the generated user.conf (the same values, as text: the record of what ran);
-5. ``config.user_conf``, the user's own user.conf.
+3. the values of the config, set field by field from the settings table
+   (:class:`ckvision.config.RunConfig`), exactly (0.5 ms stays 500000 ns);
+4. ``config.user_conf``, the user's own user.conf.
+
+The generated user.conf is the record of layer 3, written from the same table; it is
+not applied (LoadGen's conf parser truncates some keys to whole numbers).
 
 Conf files are applied with LoadGen's plain parser (``conf_type=2``), so every run in a
 process gets the same layers (LoadGen loads ``mlperf.conf`` itself only on the first
@@ -17,7 +20,6 @@ user.conf of a process, and logs an error for each later one).
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 import mlperf_loadgen as lg
@@ -59,36 +61,34 @@ _AUDIT = {
 }
 
 
-def user_conf_values(config: RunConfig) -> dict[str, str]:
-    """user.conf keys (``<key>`` of ``<model>.<Scenario>.<key>``) and values for ``config``."""
-    values: dict[str, str] = {}
-    scenario = config.scenario
-    if config.count_override is not None:
-        values["min_query_count"] = str(config.count_override)
-        values["max_query_count"] = str(config.count_override)
-    if config.min_duration_s is not None:
-        values["min_duration"] = str(_ms(config.min_duration_s))
-    if config.max_duration_s is not None:
-        values["max_duration"] = str(_ms(config.max_duration_s))
-    if config.target_qps is not None and scenario in (Scenario.SERVER, Scenario.OFFLINE):
-        values["target_qps"] = _number(config.target_qps)
-    if config.target_latency_ms is not None and scenario is not Scenario.OFFLINE:
-        values["target_latency"] = _number(config.target_latency_ms)
-    if scenario is Scenario.MULTI_STREAM and config.multistreamness is not None:
-        values["samples_per_query"] = str(config.multistreamness)
-    if config.buffer_size is not None:
-        values["performance_sample_count_override"] = str(config.buffer_size)
-    return values
+def user_conf_values(config: RunConfig) -> dict[str, str | None]:
+    """user.conf keys (``<key>`` of ``<model>.<Scenario>.<key>``) and values for ``config``.
+
+    Derived from the settings table, like :func:`build_test_settings`; a value LoadGen's
+    conf parser cannot read back exactly (it truncates e.g. a Server ``target_latency``
+    to whole ms) maps to ``None`` and is written as a comment with the exact value.
+    """
+    return {key.conf_key: key.conf_value(value) for _spec, key, value in config.loadgen_values()}
 
 
 def write_user_conf(config: RunConfig, model_name: str, path: Path) -> Path:
-    """Write the user.conf equivalent to ``config`` (atomically); returns ``path``."""
+    """Write the user.conf equivalent to ``config`` (atomically); returns ``path``.
+
+    It is the record of what ran: LoadGen reads it back to exactly the settings
+    :func:`build_test_settings` made (tested). It is not applied on top of them.
+    """
     _check_model_name(model_name)
-    lines = [
-        f"# user.conf written by ckvision for {model_name} {config.scenario.value}",
-        *(f"{model_name}.{config.scenario.value}.{key} = {value}"
-          for key, value in user_conf_values(config).items()),
-    ]
+    prefix = f"{model_name}.{config.scenario.value}"
+    lines = [f"# user.conf written by ckvision for {model_name} {config.scenario.value}"]
+    for spec, key, value in config.loadgen_values():
+        text = key.conf_value(value)
+        if text is None:
+            lines.append(
+                f"# {prefix}.{key.conf_key} = {value!r} ({spec.env}; LoadGen reads this key as "
+                f"a whole number, so ckvision set {key.field} = {key.value(value)} directly)"
+            )
+        else:
+            lines.append(f"{prefix}.{key.conf_key} = {text}")
     _write(Path(path), lines)
     return Path(path)
 
@@ -122,39 +122,16 @@ def build_test_settings(
     if config.conf_file is not None:
         _apply_conf(settings, config.conf_file, model_name, scenario)
     _apply_values(settings, config)
-    for path in (user_conf, config.user_conf):
-        if path is not None:
-            _apply_conf(settings, path, model_name, scenario)
+    del user_conf  # the record of the values just set; applying it could only lose precision
+    if config.user_conf is not None:
+        _apply_conf(settings, config.user_conf, model_name, scenario)
     settings.mode = _MODES[config.mode]  # a conf's "mode" key must not turn accuracy into perf
     return settings
 
 
 def _apply_values(settings: lg.TestSettings, config: RunConfig) -> None:
-    scenario = config.scenario
-    if config.count_override is not None:
-        settings.min_query_count = config.count_override
-        settings.max_query_count = config.count_override
-    if config.min_duration_s is not None:
-        settings.min_duration_ms = _ms(config.min_duration_s)
-    if config.max_duration_s is not None:
-        settings.max_duration_ms = _ms(config.max_duration_s)
-    if config.target_qps is not None:
-        if scenario is Scenario.SERVER:
-            settings.server_target_qps = config.target_qps
-        elif scenario is Scenario.OFFLINE:
-            settings.offline_expected_qps = config.target_qps
-    if config.target_latency_ms is not None:
-        ns = round(config.target_latency_ms * 1e6)
-        if scenario is Scenario.SERVER:
-            settings.server_target_latency_ns = ns
-        elif scenario is Scenario.SINGLE_STREAM:
-            settings.single_stream_expected_latency_ns = ns
-        elif scenario is Scenario.MULTI_STREAM:
-            settings.multi_stream_expected_latency_ns = ns
-    if scenario is Scenario.MULTI_STREAM and config.multistreamness is not None:
-        settings.multi_stream_samples_per_query = config.multistreamness
-    if config.buffer_size is not None:
-        settings.performance_sample_count_override = config.buffer_size
+    for _spec, key, value in config.loadgen_values():
+        setattr(settings, key.field, key.value(value))
 
 
 def _apply_conf(settings: lg.TestSettings, path: Path, model_name: str, scenario: str) -> None:
@@ -178,11 +155,3 @@ def _check_model_name(model_name: str) -> None:
         raise ConfigError(
             f"model name {model_name!r} cannot key a LoadGen conf (no spaces or #)"
         )
-
-
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,178 +1,67 @@
-"""Systems under test, one per LoadGen scenario.
+"""The system under test: worker threads that batch samples, infer, and complete them.
 
-Every issued sample is completed, even when its batch fails: the failure is counted,
-the first error is kept, and the sample is completed with an empty response; the run
-raises afterwards (see :mod:`ckvision.harness.run`). A sample's response is its top-5
-ImageNet classes as int32; the array stays alive until ``QuerySamplesComplete`` returns.
+LoadGen calls ``issue`` on its own thread; ``issue`` records the samples in the
+:class:`~ckvision.harness.ledger.Ledger` and queues them; ``workers`` threads take
+batches and infer. How long a batch may wait to fill differs: Server waits up to
+``server_batch_timeout_us``, measured from the arrival of the batch's oldest sample
+(:class:`BatchQueue`); elsewhere nothing waits (:class:`ImmediateQueue`).
 
-LoadGen calls ``issue`` on the thread that started the test, for every scenario, so
-SingleStream and MultiStream infer right there (lowest latency) while Offline and
-Server only enqueue and let worker threads batch.
+SingleStream is the exception: its one sample per query is inferred right in ``issue``
+(a hand-off to a worker costs two thread wake-ups per query, tens of microseconds, all
+of it in the published latency). The ledger and the watchdog work the same; only a
+backend that hangs there leaves LoadGen's thread stuck, so that run ends by the
+watchdog's exit (one line, ``ABORT_GRACE_S`` after the abort) rather than by an
+exception (see :mod:`ckvision.harness.run`).
+
+A batch that raises, or returns something the output contract rejects, is completed
+empty through the ledger and counted; a contract violation or a dying worker aborts the
+run (the ledger completes everything outstanding at once). A sample's response is its
+top-1 ImageNet class as float32, the layout of MLPerf's reference (so
+``tools/accuracy-imagenet.py`` scores our log with its default options); the top-5 are
+kept in ``ledger.top5`` for our own record.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import mlperf_loadgen as lg
 import numpy as np
 
 from ckvision.backends.base import Backend
 from ckvision.config import RunConfig, Scenario
+from ckvision.harness.ledger import Ledger
+from ckvision.harness.outputs import OutputContractError, decode, top_k
 from ckvision.harness.qsl import SampleLibrary
 
-__all__ = ["BaseSUT", "SingleStreamSUT", "MultiStreamSUT", "OfflineSUT", "ServerSUT",
-           "make_sut", "top_k"]
-
-TOP_K = 5
+__all__ = ["SUT", "BatchQueue", "ImmediateQueue", "make_sut", "top_k"]
 
 
-class _Aborted(Exception):
-    """The run was interrupted: complete the sample without inference."""
+class BatchQueue:
+    """Samples waiting for a worker, each with its arrival time.
 
-
-def top_k(logits: np.ndarray, k: int = TOP_K, offset: int = 0) -> np.ndarray:
-    """Indices of the ``k`` largest logits per row, best first, minus ``offset``, as int32.
-
-    ``k`` rounds of a row-wise argmax: a few microseconds per sample whatever the values
-    (``np.argpartition`` slows down a hundredfold on rows of equal values).
+    ``take(n, wait_s)`` returns a batch as soon as ``n`` samples wait, or when the oldest
+    waiting sample has waited ``wait_s``, or at once after :meth:`flush` (LoadGen issued
+    its last query) or :meth:`close`. A queue serves one test: flushing state never leaks
+    into the next.
     """
-    batch, classes = logits.shape
-    k = min(k, classes)
-    top = np.empty((batch, k), dtype=np.int32)
-    if k == 1:
-        top[:, 0] = logits.argmax(axis=1)
-    else:
-        work = np.array(logits, dtype=np.float32)
-        rows = np.arange(batch)
-        for j in range(k):
-            best = work.argmax(axis=1)
-            top[:, j] = best
-            work[rows, best] = -np.inf
-    if offset:
-        top -= offset
-    return top
 
-
-class BaseSUT:
-    """Runs batches on a backend and completes their samples; counts what failed."""
-
-    def __init__(
-        self, backend: Backend, qsl: SampleLibrary, config: RunConfig,
-        log: Callable[[str], None] = print,
-    ) -> None:
-        self.backend = backend
-        self.qsl = qsl
-        self.batch_size = config.batch_size
-        self.label_offset = backend.contract.label_offset
-        self.log = log
-        self.completed = 0
-        self.failures = 0
-        self.first_error: BaseException | None = None
-        self.aborted = False  # set on Ctrl-C: complete the rest without inference
-        self._lock = threading.Lock()
-
-    # LoadGen callbacks; they must never raise (an exception escaping into LoadGen
-    # leaves it in a state it cannot be destroyed from).
-    def issue(self, samples: Sequence[Any]) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        """LoadGen has issued its last query."""
-
-    def start(self) -> None:
-        """Start worker threads (none for synchronous SUTs)."""
-
-    def stop(self) -> None:
-        """Stop and join worker threads."""
-
-    def _run(self, samples: Sequence[Any], buffer: np.ndarray | None = None) -> None:
-        ids = [s.id for s in samples]
-        try:
-            if self.aborted:
-                raise _Aborted
-            batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
-            top = top_k(self.backend.predict(batch), TOP_K, self.label_offset)
-        except Exception as err:  # completed empty, counted, raised after the test
-            self._fail(ids, err)
-            return
-        self._complete(ids, top)
-
-    def _complete(self, ids: list[int], top: np.ndarray) -> None:
-        base, step = top.ctypes.data, top.strides[0]
-        addresses = range(base, base + len(ids) * step, step)
-        lg.QuerySamplesComplete(
-            [lg.QuerySampleResponse(i, a, step) for i, a in zip(ids, addresses, strict=True)]
-        )
-        with self._lock:
-            self.completed += len(ids)
-
-    def _fail(self, ids: list[int], err: BaseException) -> None:
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
-        with self._lock:
-            self.completed += len(ids)
-            if isinstance(err, _Aborted):
-                return
-            self.failures += len(ids)
-            first = self.first_error is None
-            if first:
-                self.first_error = err
-        if first:
-            self.log(f"warning: a batch of {len(ids)} failed (completing it empty): {err}")
-
-
-class SingleStreamSUT(BaseSUT):
-    """One sample per query, inferred in the issue callback from a RAM view (no copy)."""
-
-    def issue(self, samples: Sequence[Any]) -> None:
-        if len(samples) != 1:
-            self._run(samples)
-            return
-        sample = samples[0]
-        try:
-            if self.aborted:
-                raise _Aborted
-            logits = self.backend.predict(self.qsl.one(sample.index))
-            top = top_k(logits, TOP_K, self.label_offset)
-        except Exception as err:  # completed empty, counted, raised after the test
-            self._fail([sample.id], err)
-            return
-        self._complete([sample.id], top)
-
-
-class MultiStreamSUT(BaseSUT):
-    """One query of K samples, inferred in batches of ``batch_size`` in the issue callback."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._buffer = np.empty((self.batch_size, *self.qsl.sample_shape), self.qsl.dtype)
-
-    def issue(self, samples: Sequence[Any]) -> None:
-        step = self.batch_size
-        for start in range(0, len(samples), step):
-            self._run(samples[start : start + step], self._buffer)
-
-
-class _BatchQueue:
-    """Samples waiting for a worker; ``take`` returns up to ``n``, waiting for a batch to fill."""
-
-    def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._items: deque[tuple[float, Any]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._flushing = False
+        self._clock = clock
 
     def put(self, samples: Sequence[Any]) -> None:
+        now = self._clock()
         with self._cond:
-            self._items.extend(samples)
-            if len(samples) == 1:
-                self._cond.notify()
-            else:
-                self._cond.notify_all()
+            self._items.extend((now, s) for s in samples)
+            self._cond.notify_all()
 
     def flush(self) -> None:
         with self._cond:
@@ -184,88 +73,185 @@ class _BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def take(self, n: int, wait_s: float) -> list[Any] | None:
         """Up to ``n`` samples; ``None`` once closed and empty."""
         with self._cond:
             while True:
-                while not self._items:
-                    if self._closed:
-                        return None
+                if self._items:
+                    if len(self._items) >= n or wait_s <= 0 or self._flushing or self._closed:
+                        break
+                    left = self._items[0][0] + wait_s - self._clock()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                elif self._closed:
+                    return None
+                else:
                     self._cond.wait()
-                if len(self._items) < n and wait_s > 0:
-                    deadline = time.monotonic() + wait_s
-                    while len(self._items) < n and not (self._flushing or self._closed):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-                count = min(n, len(self._items))
-                if count:
-                    pop = self._items.popleft
-                    return [pop() for _ in range(count)]
+            pop = self._items.popleft
+            return [pop()[1] for _ in range(min(n, len(self._items)))]
 
 
-class _QueuedSUT(BaseSUT):
-    """Issue only enqueues; ``workers`` threads take batches and complete them."""
+class ImmediateQueue:
+    """The queue for batches that never wait to fill (every scenario but Server).
 
-    wait_s = 0.0
+    ``queue.SimpleQueue`` hands a sample to a blocked worker with one semaphore release
+    (a :class:`BatchQueue` condition costs tens of microseconds more per SingleStream
+    query); ``take`` returns what is there, up to ``n``, blocking only for the first.
+    """
 
-    def __init__(self, backend: Backend, qsl: SampleLibrary, config: RunConfig,
-                 log: Callable[[str], None] = print) -> None:
-        super().__init__(backend, qsl, config, log)
-        self._queue = _BatchQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"ckvision-worker-{i}", daemon=True)
-            for i in range(config.workers)
-        ]
+    _CLOSED = object()
 
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+
+    def put(self, samples: Sequence[Any]) -> None:
+        put = self._queue.put
+        for sample in samples:
+            put(sample)
+
+    def flush(self) -> None:
+        """Nothing waits to fill here."""
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(self._CLOSED)
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    def take(self, n: int, wait_s: float = 0.0) -> list[Any] | None:
+        """Up to ``n`` samples (at least one); ``None`` once closed and empty."""
+        del wait_s
+        first = self._queue.get()
+        if first is self._CLOSED:
+            self._queue.put(first)  # the next worker sees it too
+            return None
+        batch = [first]
+        get = self._queue.get_nowait
+        while len(batch) < n:
+            try:
+                item = get()
+            except queue.Empty:
+                break
+            if item is self._CLOSED:
+                self._queue.put(item)
+                break
+            batch.append(item)
+        return batch
+
+
+class SUT:
+    """Issue queues; ``workers`` threads take batches, infer, and complete them."""
+
+    def __init__(
+        self, backend: Backend, qsl: SampleLibrary, config: RunConfig, ledger: Ledger
+    ) -> None:
+        self.backend = backend
+        self.qsl = qsl
+        self.ledger = ledger
+        self.batch_size = config.batch_size
+        self.wait_s = (
+            config.server_batch_timeout_us / 1e6 if config.scenario is Scenario.SERVER else 0.0
+        )
+        self.queue: BatchQueue | ImmediateQueue = (
+            BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue()
+        )
+        self.inline = config.scenario is Scenario.SINGLE_STREAM
+        self._threads = (
+            []
+            if self.inline
+            else [
+                threading.Thread(target=self._work, name=f"ckvision-worker-{i}", daemon=True)
+                for i in range(config.workers)
+            ]
+        )
+
+    # LoadGen callbacks: they never raise (an exception escaping into LoadGen leaves it
+    # in a state it cannot be destroyed from).
     def issue(self, samples: Sequence[Any]) -> None:
-        self._queue.put(samples)
+        try:
+            if not self.ledger.issue(samples):
+                return
+            if self.inline:
+                self._run(samples, None)
+            else:
+                self.queue.put(samples)
+        except BaseException as err:  # noqa: BLE001 - nothing may escape into LoadGen
+            self.ledger.abort(
+                f"backend {self.backend.name}: LoadGen's issuing thread died: "
+                f"{type(err).__name__}: {err}"
+            )
+
+    def flush(self) -> None:
+        """LoadGen has issued its last query: no batch waits to fill any more."""
+        self.queue.flush()
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
 
-    def stop(self) -> None:
-        self._queue.close()
+    def alive(self) -> bool:
+        """Whether anything can still infer (LoadGen's own thread, when inline)."""
+        return self.inline or any(t.is_alive() for t in self._threads)
+
+    def stop(self, timeout_s: float | None = None) -> list[str]:
+        """Close the queue and join the workers; names the ones still stuck in a call."""
+        self.queue.close()
+        stuck = []
         for thread in self._threads:
             if thread.is_alive():
-                thread.join()
+                thread.join(timeout_s)
+                if thread.is_alive():
+                    stuck.append(thread.name)
+        return stuck
 
     def _work(self) -> None:
         buffer = None
         if self.batch_size > 1:
             buffer = np.empty((self.batch_size, *self.qsl.sample_shape), self.qsl.dtype)
-        take, size, wait_s = self._queue.take, self.batch_size, self.wait_s
-        while (samples := take(size, wait_s)) is not None:
-            self._run(samples, buffer)
+        try:
+            while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
+                self._run(samples, buffer)
+        except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
+            self.ledger.abort(
+                f"backend {self.backend.name}: worker {threading.current_thread().name} "
+                f"died: {type(err).__name__}: {err}"
+            )
+
+    def _run(self, samples: Sequence[Any], buffer: np.ndarray | None) -> None:
+        ids = [s.id for s in samples]
+        if self.ledger.aborted:
+            self.ledger.fail(ids, "aborted")
+            return
+        try:
+            if len(samples) == 1:
+                batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
+            else:
+                batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+            call = self.ledger.begin(len(ids))
+            try:
+                out = self.backend.predict(batch)
+            finally:
+                self.ledger.end(call)
+            classes, top5 = decode(out, len(ids), self.backend.contract, self.backend.name)
+        except OutputContractError as err:
+            self.ledger.fail(ids, err)
+            self.ledger.abort(str(err))
+            return
+        except Exception as err:  # completed empty, counted, raised after the test
+            self.ledger.fail(ids, err)
+            return
+        except BaseException as err:
+            self.ledger.fail(ids, err)
+            raise
+        self.ledger.complete(ids, classes, top5)
 
 
-class OfflineSUT(_QueuedSUT):
-    """All samples arrive in one query; workers take full batches at once."""
-
-
-class ServerSUT(_QueuedSUT):
-    """Dynamic batching: wait at most ``server_batch_timeout_us`` for a batch to fill."""
-
-    def __init__(self, backend: Backend, qsl: SampleLibrary, config: RunConfig,
-                 log: Callable[[str], None] = print) -> None:
-        super().__init__(backend, qsl, config, log)
-        self.wait_s = config.server_batch_timeout_us / 1e6
-
-    def flush(self) -> None:
-        self._queue.flush()
-
-
-_SUTS: dict[Scenario, type[BaseSUT]] = {
-    Scenario.SINGLE_STREAM: SingleStreamSUT,
-    Scenario.MULTI_STREAM: MultiStreamSUT,
-    Scenario.OFFLINE: OfflineSUT,
-    Scenario.SERVER: ServerSUT,
-}
-
-
-def make_sut(config: RunConfig, backend: Backend, qsl: SampleLibrary,
-             log: Callable[[str], None] = print) -> BaseSUT:
-    """The SUT for ``config.scenario``."""
-    return _SUTS[config.scenario](backend, qsl, config, log)
+def make_sut(config: RunConfig, backend: Backend, qsl: SampleLibrary, ledger: Ledger) -> SUT:
+    """The SUT for ``config`` (one kind for every scenario; see the module docstring)."""
+    return SUT(backend, qsl, config, ledger)

@@ -16,6 +16,7 @@ from ckvision.errors import ConfigError
 __all__ = ["ModelContract"]
 
 _LAYOUTS = ("NCHW", "NHWC")
+_OUTPUT_KINDS = ("scores", "argmax")
 
 
 def _floats(text: str, name: str) -> tuple[float, float, float]:
@@ -41,9 +42,10 @@ class ModelContract:
     color_order: str = "RGB"
     input_dtype: str = "float32"
     label_offset: int = 0  # output index = ImageNet class + label_offset
-    num_classes: int = 1000
+    num_classes: int = 1000  # ImageNet classes; the output has num_classes + label_offset
     input_name: str = "input"
-    output_name: str = "logits"
+    output_name: str = "logits"  # backends bind the output by this name, never by position
+    output_kind: str = "scores"  # scores: (N, classes) floats | argmax: (N,) class indices
     max_batch: int = 0  # 0 = dynamic, no limit
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -56,8 +58,19 @@ class ModelContract:
             raise ConfigError(
                 f"image size {self.image_size} / resize {self.resize_size} are inconsistent"
             )
+        if self.output_kind not in _OUTPUT_KINDS:
+            raise ConfigError(
+                f"output kind {self.output_kind!r} unknown; use one of {_OUTPUT_KINDS}")
+        if self.label_offset < 0 or self.num_classes <= 0:
+            raise ConfigError(f"label offset {self.label_offset} / classes {self.num_classes} "
+                              "must be >= 0 / positive")
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"channel stds must be positive, got {self.std}")
+
+    @property
+    def output_width(self) -> int:
+        """Columns of a scores output: the ImageNet classes plus the label offset."""
+        return self.num_classes + self.label_offset
 
     def input_shape(self, batch: int) -> tuple[int, int, int, int]:
         s = self.image_size
@@ -92,6 +105,7 @@ class ModelContract:
             "ML_MODEL_NUM_CLASSES": str(self.num_classes),
             "ML_MODEL_INPUT_LAYER_NAME": self.input_name,
             "ML_MODEL_OUTPUT_LAYER_NAME": self.output_name,
+            "ML_MODEL_OUTPUT_KIND": self.output_kind,
             "ML_MODEL_MAX_BATCH_SIZE": str(self.max_batch),
         }
 
@@ -131,6 +145,7 @@ class ModelContract:
             num_classes=_int("ML_MODEL_NUM_CLASSES", 1000),
             input_name=env.get("ML_MODEL_INPUT_LAYER_NAME", "input"),
             output_name=env.get("ML_MODEL_OUTPUT_LAYER_NAME", "logits"),
+            output_kind=env.get("ML_MODEL_OUTPUT_KIND", "scores"),
             max_batch=_int("ML_MODEL_MAX_BATCH_SIZE", 0),
         )
 

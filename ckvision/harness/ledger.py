@@ -1,0 +1,156 @@
+"""The one owner of "every sample LoadGen issued is completed exactly once".
+
+Every SUT goes through a :class:`Ledger`: ``issue`` records each sample LoadGen handed
+over; ``complete`` / ``fail`` complete the ones still outstanding (a sample completed
+twice is impossible: completion pops it under the lock first); ``abort`` completes
+everything outstanding at once, and every sample issued after it the moment it arrives.
+Whatever a backend does (raise, return garbage, hang, kill its thread) or the user does
+(Ctrl-C), LoadGen gets every response it waits for, so the test always ends.
+
+``begin`` / ``end`` bracket each backend call; :meth:`Ledger.overdue` names the oldest call that
+has run longer than the bound, which the watchdog in :mod:`ckvision.harness.run` turns
+into a failed run. ``observers`` are called as ``observe(latencies_ns, ok)`` for every
+completion: the single place where completions and their latency (issue to completion,
+per sample, ``time.monotonic_ns``) are observed, e.g. for live progress and latency
+histograms; ``ok`` is ``False`` for samples completed empty (failed or aborted). LoadGen's
+own latencies stay the published figures.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import mlperf_loadgen as lg
+import numpy as np
+
+__all__ = ["Ledger", "Observer", "NO_CLASS"]
+
+NO_CLASS = np.iinfo(np.int32).min
+
+Observer = Callable[[list[int], bool], None]  # (latency_ns of each sample, completed ok)
+
+
+class Ledger:
+    """Issued -> completed, for one LoadGen test."""
+
+    def __init__(self, backend: str, *, top5_size: int = 0) -> None:
+        self.backend = backend
+        self.observers: list[Observer] = []
+        self.completed = 0
+        self.failures = 0
+        self.first_error: str | None = None
+        self.fatal: str | None = None  # why the run was aborted (None: not aborted)
+        self.interrupted = False
+        # qsl index -> the top-5 ImageNet classes of its latest response (NO_CLASS: none;
+        # -1 is a real answer: "background" of a model with label offset 1)
+        self.top5 = np.full((top5_size, 5), NO_CLASS, dtype=np.int32)
+        # LoadGen response id -> (qsl index, time.monotonic_ns() at issue)
+        self._outstanding: dict[int, tuple[int, int]] = {}
+        self._calls: dict[int, tuple[float, int]] = {}  # call number -> (start, samples)
+        self._calls_made = 0
+        self._lock = threading.Lock()
+
+    # -- LoadGen side ----------------------------------------------------------------------
+    def issue(self, samples: Sequence[Any]) -> bool:
+        """Record ``samples`` as outstanding; ``False`` (and completed empty) once aborted."""
+        now = time.monotonic_ns()
+        with self._lock:
+            if self.fatal is None:
+                for s in samples:
+                    self._outstanding[s.id] = (s.index, now)
+                return True
+        self._respond_empty([s.id for s in samples], [now] * len(samples))
+        return False
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+    @property
+    def aborted(self) -> bool:
+        return self.fatal is not None
+
+    # -- worker side -----------------------------------------------------------------------
+    def begin(self, samples: int) -> int:
+        """A backend call of ``samples`` samples starts; returns its number (for :meth:`end`)."""
+        with self._lock:
+            self._calls_made += 1
+            number = self._calls_made
+            self._calls[number] = (time.monotonic(), samples)
+        return number
+
+    def end(self, number: int) -> None:
+        with self._lock:
+            self._calls.pop(number, None)
+
+    def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None) -> None:
+        """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout)."""
+        with self._lock:
+            issued = [self._outstanding.pop(i, None) for i in ids]
+        kept = [(j, entry) for j, entry in enumerate(issued) if entry is not None]
+        if not kept:
+            return
+        keep = [j for j, _entry in kept]
+        if len(keep) == len(ids):  # the usual case: nothing was aborted meanwhile
+            response = np.ascontiguousarray(classes, dtype=np.float32)
+        else:
+            response = np.ascontiguousarray(classes[keep], dtype=np.float32)
+            top5 = None if top5 is None else top5[keep]
+        if top5 is not None and len(self.top5):
+            self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5
+        base, step = response.ctypes.data, response.strides[0]
+        lg.QuerySamplesComplete(
+            [lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)]
+        )
+        self._count([entry[1] for _j, entry in kept], ok=True)
+
+    def fail(self, ids: Sequence[int], err: BaseException | str) -> None:
+        """Complete the outstanding ones of ``ids`` empty and count them as failed."""
+        with self._lock:
+            popped = [(i, self._outstanding.pop(i, None)) for i in ids]
+            gone = [(i, entry[1]) for i, entry in popped if entry is not None]
+            if gone and self.fatal is None:
+                self.failures += len(gone)
+                if self.first_error is None:
+                    self.first_error = str(err) or type(err).__name__
+        self._respond_empty([i for i, _t in gone], [t for _i, t in gone])
+
+    def abort(self, reason: str, *, interrupted: bool = False) -> bool:
+        """Fail the run: complete every outstanding sample now, and every later one on
+        arrival. Returns ``False`` if the run was already aborted (the first reason stays)."""
+        with self._lock:
+            first = self.fatal is None
+            if first:
+                self.fatal = reason
+                self.interrupted = interrupted
+            gone = list(self._outstanding.items())
+            self._outstanding.clear()
+        self._respond_empty([i for i, _e in gone], [e[1] for _i, e in gone])
+        return first
+
+    def overdue(self, bound_s: float, now: float | None = None) -> tuple[int, int, float] | None:
+        """``(call number, samples, seconds)`` of the oldest call running over ``bound_s``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            calls = list(self._calls.items())
+        for number, (start, samples) in sorted(calls):
+            if now - start > bound_s:
+                return number, samples, now - start
+        return None
+
+    def _respond_empty(self, ids: Sequence[int], issued_ns: list[int]) -> None:
+        if ids:
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+            self._count(issued_ns, ok=False)
+
+    def _count(self, issued_ns: list[int], *, ok: bool) -> None:
+        with self._lock:
+            self.completed += len(issued_ns)
+        if self.observers:
+            now = time.monotonic_ns()
+            latencies = [now - t for t in issued_ns]
+            for observe in self.observers:
+                observe(latencies, ok)
