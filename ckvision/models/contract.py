@@ -45,6 +45,10 @@ class ModelContract:
     input_name: str = "input"
     output_name: str = "logits"
     max_batch: int = 0  # 0 = dynamic, no limit
+    # How the pixels are resized (part of the contract, recorded with every dataset):
+    # library "pillow" | "opencv", interpolation "linear" | "area" | "cubic" | "nearest".
+    library: str = "pillow"
+    interpolation: str = "linear"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +62,12 @@ class ModelContract:
             )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"channel stds must be positive, got {self.std}")
+        if self.library not in ("pillow", "opencv"):
+            raise ConfigError(f"image library {self.library!r} unknown; use pillow or opencv")
+        if self.interpolation not in ("linear", "area", "cubic", "nearest"):
+            raise ConfigError(
+                f"interpolation {self.interpolation!r} unknown; use linear, area, cubic or nearest"
+            )
 
     def input_shape(self, batch: int) -> tuple[int, int, int, int]:
         s = self.image_size
@@ -73,6 +83,8 @@ class ModelContract:
             "std": list(self.std),
             "color_order": self.color_order,
             "input_dtype": self.input_dtype,
+            "library": self.library,
+            "interpolation": self.interpolation,
         }
 
     def to_env(self) -> dict[str, str]:
@@ -93,6 +105,8 @@ class ModelContract:
             "ML_MODEL_INPUT_LAYER_NAME": self.input_name,
             "ML_MODEL_OUTPUT_LAYER_NAME": self.output_name,
             "ML_MODEL_MAX_BATCH_SIZE": str(self.max_batch),
+            "ML_MODEL_PREPROCESS_LIBRARY": self.library,
+            "ML_MODEL_PREPROCESS_INTERPOLATION": self.interpolation,
         }
 
     @classmethod
@@ -132,6 +146,8 @@ class ModelContract:
             input_name=env.get("ML_MODEL_INPUT_LAYER_NAME", "input"),
             output_name=env.get("ML_MODEL_OUTPUT_LAYER_NAME", "logits"),
             max_batch=_int("ML_MODEL_MAX_BATCH_SIZE", 0),
+            library=env.get("ML_MODEL_PREPROCESS_LIBRARY", "pillow"),
+            interpolation=env.get("ML_MODEL_PREPROCESS_INTERPOLATION", "linear"),
         )
 
     def to_json(self) -> str:
