@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from ckvision.data.cache import PreprocessedDataset, clean_stale_partials
-from ckvision.data.images import decode_rgb8
 from ckvision.data.imagenet import build_imagenet_cache
+from ckvision.data.images import decode_rgb8
 from ckvision.data.install import install_dataset
 from ckvision.data.variation import Preprocessing
 from ckvision.errors import CkVisionError, ConfigError, DataError, ModelError
