@@ -26,7 +26,8 @@ _PYTHON_LIBS = (
 )
 DEFAULT_PACKAGES = (
     "model,onnx,efficientnet-lite0,fp32",
-    "dataset,imagenet,preprocessed,sample",
+    # the sample set in the demo model's preprocessing variation (side/crop/library/inter)
+    "dataset,imagenet,preprocessed,ckvision-sample,side.224,crop.875,using-pillow,inter.linear,rgb8",
 )
 
 

@@ -117,22 +117,24 @@ def normalise(batch: np.ndarray, contract: ModelContract) -> np.ndarray:
                 f"model {contract.name}: input dtype {dtype} with normalisation is not "
                 "supported; only float inputs, or uint8 RGB pixels as they are"
             )
-        src = batch
-        return np.ascontiguousarray(src.transpose(0, 3, 1, 2) if contract.layout == "NCHW" else src)
+        return np.ascontiguousarray(
+            batch.transpose(0, 3, 1, 2) if contract.layout == "NCHW" else batch
+        )
     work = np.float32 if dtype.itemsize <= 4 else np.float64
     n, h, w, _ = batch.shape
     shape = (n, 3, h, w) if contract.layout == "NCHW" else (n, h, w, 3)
     out = np.empty(shape, dtype=work)
-    for c, src in enumerate(order):  # model channel c takes RGB channel src
+    for c, rgb in enumerate(order):  # model channel c takes RGB channel rgb
         dst = out[:, c] if contract.layout == "NCHW" else out[..., c]
-        np.multiply(batch[..., src], work(scale[c]), out=dst, dtype=work)
+        np.multiply(batch[..., rgb], work(scale[c]), out=dst, dtype=work)
         dst += work(offset[c])
     return out if out.dtype == dtype else out.astype(dtype)
 
 
 def normalize(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
     """One HxWx3 uint8 RGB sample -> one model input (no batch axis)."""
-    return normalise(pixels[None], contract)[0]
+    sample: np.ndarray = normalise(pixels[None], contract)[0]
+    return sample
 
 
 def preprocess(image: Image.Image, contract: ModelContract) -> np.ndarray:

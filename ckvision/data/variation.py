@@ -40,7 +40,11 @@ __all__ = [
     "MAX_SIDE",
     "ENV_PREFIX",
     "as_spec",
+    "dataset_tags",
+    "SAMPLE_TAG",
 ]
+
+SAMPLE_TAG = "ckvision-sample"  # the embedded sample set's package tag
 
 LIBRARIES = ("pillow", "opencv")
 INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
@@ -224,3 +228,11 @@ class Preprocessing:
 def as_spec(choice: Preprocessing | ModelContract) -> Preprocessing:
     """A preprocessing choice, or the one a model's contract asks for."""
     return choice if isinstance(choice, Preprocessing) else Preprocessing.for_model(choice)
+
+
+def dataset_tags(contract: ModelContract, subset: str = SAMPLE_TAG) -> str:
+    """The CK tags that select the one installed dataset a model can use: the subset
+    (``ckvision-sample``, or ``full``/``first.N`` of the ImageNet val folder) plus the
+    model's preprocessing variation. Used for ``--dep_add_tags.images`` and installs."""
+    return ",".join(["dataset", "imagenet", "preprocessed", subset,
+                     *Preprocessing.for_model(contract).tags()])
