@@ -1,0 +1,103 @@
+"""Dataset variations through the real ``ck`` (2.6.4) in a temporary CK_REPOS/CK_TOOLS.
+
+Two variations of the embedded sample set install side by side (the second never touches
+the first), each env entry carries its variation tags, and a bad variation tag installs
+nothing. No model is needed: a dataset package does not depend on one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+CK = str(Path(sys.executable).with_name("ck"))
+SAMPLE = "dataset,imagenet,preprocessed,ckvision-sample,first.40"
+_PREPARE = """
+from ckvision.ck.setup import detect_software, register_repo
+from ckvision.ck.tool import run_ck
+register_repo()
+run_ck(["detect", "platform.os", "--platform_init_uoa=generic-linux", "--quiet"], capture=True)
+detect_software()
+"""
+
+
+def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("ckdata")
+    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
+    prepared = subprocess.run([sys.executable, "-c", _PREPARE], env=env, capture_output=True,
+                              text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+    return env
+
+
+def _envs(env: dict[str, str], tags: str) -> list[dict[str, object]]:
+    """Installed dataset env entries matching ``tags``: their tags and install dir."""
+    found = ck(env, "search", "env", f"--tags={tags}")
+    assert found.returncode == 0, found.stdout
+    entries = []
+    for line in found.stdout.splitlines():
+        if ":env:" not in line:
+            continue
+        uid = line.strip().split(":")[-1]
+        meta = json.loads(ck(env, "load", f"env:{uid}", "--min").stdout)
+        meta = meta.get("dict", meta)
+        entries.append({"tags": meta["tags"],
+                        "dir": meta["env"]["CK_ENV_DATASET_IMAGENET_PREPROCESSED"]})
+    return entries
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_two_variations_install_side_by_side(ck_env: dict[str, str]) -> None:
+    first = ck(ck_env, "install", "package", f"--tags={SAMPLE}", "--quiet")
+    assert first.returncode == 0, first.stdout[-3000:]
+    (pillow,) = _envs(ck_env, "dataset,ckvision-sample")
+    assert {"side.224", "crop.875", "using-pillow", "inter.linear", "rgb8", "first.40"} <= set(
+        pillow["tags"])  # type: ignore[arg-type]
+    before = _digest(Path(str(pillow["dir"])))
+
+    second = ck(ck_env, "install", "package", f"--tags={SAMPLE},using-opencv,inter.area",
+                "--quiet")
+    assert second.returncode == 0, second.stdout[-3000:]
+    both = _envs(ck_env, "dataset,ckvision-sample")
+    assert len(both) == 2 and len({str(e["dir"]) for e in both}) == 2
+    (opencv,) = _envs(ck_env, "dataset,ckvision-sample,using-opencv,inter.area")
+    assert "using-pillow" not in opencv["tags"] and "inter.linear" not in opencv["tags"]  # type: ignore[operator]
+    assert _digest(Path(str(pillow["dir"]))) == before
+    meta = json.loads((Path(str(opencv["dir"])) / "dataset.json").read_text())
+    assert (meta["storage"], meta["preprocessing"]["library"], meta["size"]) == (
+        "rgb8", "opencv", 40)
+    # the demo's tags pick exactly the pillow copy
+    demo = ("dataset,imagenet,preprocessed,ckvision-sample,"
+            "side.224,crop.875,using-pillow,inter.linear")
+    assert [e["dir"] for e in _envs(ck_env, demo)] == [pillow["dir"]]
+
+
+def test_unknown_variation_tag_installs_nothing(ck_env: dict[str, str]) -> None:
+    tools = Path(ck_env["CK_TOOLS"])
+    before = sorted(p.name for p in tools.iterdir()) if tools.is_dir() else []
+    envs_before = len(_envs(ck_env, "dataset"))
+    bad = ck(ck_env, "install", "package", f"--tags={SAMPLE},inter.bogus", "--quiet")
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stdout + bad.stderr
+    after = sorted(p.name for p in tools.iterdir()) if tools.is_dir() else []
+    assert after == before and len(_envs(ck_env, "dataset")) == envs_before
