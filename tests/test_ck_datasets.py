@@ -101,3 +101,42 @@ def test_unknown_variation_tag_installs_nothing(ck_env: dict[str, str]) -> None:
     assert "Traceback" not in bad.stdout + bad.stderr
     after = sorted(p.name for p in tools.iterdir()) if tools.is_dir() else []
     assert after == before and len(_envs(ck_env, "dataset")) == envs_before
+
+
+def _tiny_model(env: dict[str, str], folder: Path) -> None:
+    """A real (tiny) ONNX classifier with the demo model's spatial contract, detected as
+    a model,onnx env entry, so `ck run` has a model to resolve."""
+    from conftest import build_tiny_onnx
+
+    from ckvision.models.contract import ModelContract
+
+    folder.mkdir(parents=True)
+    build_tiny_onnx(folder / "model.onnx", image=224, classes=1000)
+    contract = ModelContract(name="tiny224", output_name="logits")
+    sidecar = {"name": "tiny224", "version": "1", "format": "onnx", "tags": [],
+               "source": "test", "env": contract.to_env()}
+    (folder / "model.json").write_text(json.dumps(sidecar), encoding="utf-8")
+    detected = ck(env, "detect", "soft", "--tags=model,onnx",
+                  f"--full_path={folder / 'model.onnx'}", "--quiet")
+    assert detected.returncode == 0, detected.stdout[-2000:]
+
+
+def test_two_matching_datasets_are_one_line_not_a_silent_pick(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    if len(_envs(ck_env, "dataset,ckvision-sample")) < 2:
+        pytest.skip("needs the two variations installed by the test above")
+    _tiny_model(ck_env, tmp_path / "model")
+    run = ("run", "program:image-classification-onnxruntime-loadgen-py",
+           "--env.CK_LOADGEN_DATASET_SIZE=8", "--env.CK_LOADGEN_SCENARIO=Offline",
+           "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+    ambiguous = ck(ck_env, *run)
+    assert ambiguous.returncode != 0
+    lines = [x for x in ambiguous.stdout.splitlines() if "installed entries match images" in x]
+    assert len(lines) == 1, ambiguous.stdout[-3000:]
+    for tag in ("using-pillow", "inter.linear", "using-opencv", "inter.area"):
+        assert tag in lines[0]
+    assert "--dep_add_tags.images=" in lines[0]
+    picked = ck(ck_env, *run, "--dep_add_tags.images=using-pillow")
+    assert picked.returncode == 0, picked.stdout[-3000:]
+    assert "accuracy=" in picked.stdout

@@ -366,3 +366,18 @@ def test_a_killed_install_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
     assert ds.size == 1
     assert sorted(p.name for p in dest.parent.iterdir()) == [live.name, "data"]
     assert clean_stale_partials(dest) == []  # the live one stays
+
+
+def test_two_matching_datasets_give_one_line_naming_the_tags() -> None:
+    from ckvision.data.select import ambiguity_error
+
+    base = ["dataset", "imagenet", "preprocessed", "side.224", "crop.875", "rgb8"]
+    err = ambiguity_error("images", "dataset,imagenet,preprocessed", [
+        ("1a2b", [*base, "ckvision-sample", "using-pillow", "inter.linear"]),
+        ("3c4d", [*base, "full", "using-opencv", "inter.area"]),
+    ])
+    assert err is not None and "\n" not in str(err)
+    assert "1a2b (ckvision-sample,using-pillow,inter.linear)" in str(err)
+    assert "3c4d (full,using-opencv,inter.area)" in str(err)
+    assert "--dep_add_tags.images=ckvision-sample,using-pillow,inter.linear" in str(err)
+    assert ambiguity_error("images", "x", [("1a2b", base)]) is None
