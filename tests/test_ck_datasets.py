@@ -140,3 +140,9 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
     picked = ck(ck_env, *run, "--dep_add_tags.images=using-pillow")
     assert picked.returncode == 0, picked.stdout[-3000:]
     assert "accuracy=" in picked.stdout
+    # the other variation does not match the model's contract: one line, non-zero exit
+    wrong = ck(ck_env, *run, "--dep_add_tags.images=using-opencv")
+    assert wrong.returncode != 0 and "accuracy=" not in wrong.stdout
+    (line,) = [x for x in (wrong.stdout + wrong.stderr).splitlines()
+               if "does not match model tiny224" in x]
+    assert "using-pillow,inter.linear" in line and "Traceback" not in wrong.stdout + wrong.stderr
