@@ -38,8 +38,11 @@ VAL_IMAGES = 50_000
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50", help="registered model whose contract "
-                        "is used (resnet50 | efficientnet-lite0)")
+    parser.add_argument(
+        "--model",
+        default="resnet50",
+        help="registered model whose contract is used (resnet50 | efficientnet-lite0)",
+    )
     parser.add_argument("--samples", type=int, default=1024, help="samples LoadGen loads")
     parser.add_argument("--batch", type=int, default=32, help="gather batch size")
     parser.add_argument("--repeats", type=int, default=3)
@@ -50,48 +53,76 @@ def main(argv: list[str] | None = None) -> int:
     pixels = rng.integers(0, 256, (args.samples, spec.side, spec.side, 3), dtype=np.uint8)
     items = [(str(i), i % 1000) for i in range(args.samples)]
     with tempfile.TemporaryDirectory(prefix="ckvision-dataset-load-") as tmp:
-        old = write_cache(Path(tmp) / "float32", name="old", kind="sample", source="random",
-                          contract=contract, items=items,
-                          load=lambda f: normalize(pixels[int(f)], contract))
-        new = write_rgb8_cache(Path(tmp) / "rgb8", name="new", kind="sample", source="random",
-                               spec=spec, items=items, load=lambda f: pixels[int(f)])
+        old = write_cache(
+            Path(tmp) / "float32",
+            name="old",
+            kind="sample",
+            source="random",
+            contract=contract,
+            items=items,
+            load=lambda f: normalize(pixels[int(f)], contract),
+        )
+        new = write_rgb8_cache(
+            Path(tmp) / "rgb8",
+            name="new",
+            kind="sample",
+            source="random",
+            spec=spec,
+            items=items,
+            load=lambda f: pixels[int(f)],
+        )
         old_qsl = SampleLibrary.from_dataset(old.for_model(contract), RunConfig())
         new_qsl = SampleLibrary.from_dataset(new.for_model(contract), RunConfig())
         indices = rng.permutation(args.samples)[: old_qsl.performance_count].tolist()
         old_load = _best(lambda: old_qsl.load(indices), args.repeats)
         new_load = _best(lambda: new_qsl.load(indices), args.repeats)
-        assert np.allclose(old_qsl.gather(old_qsl.rows(indices[:8])),
-                           new_qsl.gather(new_qsl.rows(indices[:8])), atol=1e-4)
+        assert np.allclose(
+            old_qsl.gather(old_qsl.rows(indices[:8])),
+            new_qsl.gather(new_qsl.rows(indices[:8])),
+            atol=1e-4,
+        )
         order = np.asarray(indices)[rng.permutation(len(indices))]
-        batches = [order[i : i + args.batch] for i in range(0, len(order) - args.batch + 1,
-                                                           args.batch)]
+        batches = [
+            order[i : i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)
+        ]
         out = np.empty((args.batch, *old_qsl.sample_shape), np.float32)
-        old_gather = _best(lambda: [old_qsl.gather(old_qsl.rows(b), out) for b in batches],
-                           args.repeats) / len(batches)
-        new_gather = _best(lambda: [new_qsl.gather(new_qsl.rows(b), out) for b in batches],
-                           args.repeats) / len(batches)
+        old_gather = _best(
+            lambda: [old_qsl.gather(old_qsl.rows(b), out) for b in batches], args.repeats
+        ) / len(batches)
+        new_gather = _best(
+            lambda: [new_qsl.gather(new_qsl.rows(b), out) for b in batches], args.repeats
+        ) / len(batches)
         old_bytes = old.images.dtype.itemsize * int(np.prod(old.images.shape[1:]))
         new_bytes = spec.bytes_per_image
         shared = _models_sharing(spec)
     n = len(indices)
-    print(f"model {contract.name} ({','.join(spec.tags())}), {n} samples loaded, "
-          f"best of {args.repeats}")
-    print(f"load_samples  float32 cache {old_load * 1e3:8.1f} ms  rgb8+normalise "
-          f"{new_load * 1e3:8.1f} ms  ratio new/old {new_load / old_load:.2f}")
-    print(f"gather/batch  float32 cache {old_gather * 1e6:8.1f} us  rgb8+normalise "
-          f"{new_gather * 1e6:8.1f} us  ratio new/old {new_gather / old_gather:.2f}")
-    print(f"disk/image    float32 {old_bytes} B  rgb8 {new_bytes} B  "
-          f"ratio {new_bytes / old_bytes:.2f}; full val set ({VAL_IMAGES}): "
-          f"float32 {old_bytes * VAL_IMAGES / 1e9:.1f} GB per "
-          f"model, rgb8 {new_bytes * VAL_IMAGES / 1e9:.1f} GB shared by {shared}")
+    print(
+        f"model {contract.name} ({','.join(spec.tags())}), {n} samples loaded, "
+        f"best of {args.repeats}"
+    )
+    print(
+        f"load_samples  float32 cache {old_load * 1e3:8.1f} ms  rgb8+normalise "
+        f"{new_load * 1e3:8.1f} ms  ratio new/old {new_load / old_load:.2f}"
+    )
+    print(
+        f"gather/batch  float32 cache {old_gather * 1e6:8.1f} us  rgb8+normalise "
+        f"{new_gather * 1e6:8.1f} us  ratio new/old {new_gather / old_gather:.2f}"
+    )
+    print(
+        f"disk/image    float32 {old_bytes} B  rgb8 {new_bytes} B  "
+        f"ratio {new_bytes / old_bytes:.2f}; full val set ({VAL_IMAGES}): "
+        f"float32 {old_bytes * VAL_IMAGES / 1e9:.1f} GB per "
+        f"model, rgb8 {new_bytes * VAL_IMAGES / 1e9:.1f} GB shared by {shared}"
+    )
     return 0
 
 
 def _models_sharing(spec: Preprocessing) -> str:
     from ckvision.models.registry import model_names
 
-    names = [m for m in model_names()
-             if Preprocessing.for_model(get_model_spec(m).contract) == spec]
+    names = [
+        m for m in model_names() if Preprocessing.for_model(get_model_spec(m).contract) == spec
+    ]
     return ", ".join(names)
 
 
@@ -106,4 +137,3 @@ def _best(work: Callable[[], object], repeats: int) -> float:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -29,16 +29,28 @@ detect_software()
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [CK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
 def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("ckdata")
     env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
-    prepared = subprocess.run([sys.executable, "-c", _PREPARE], env=env, capture_output=True,
-                              text=True, timeout=600, stdin=subprocess.DEVNULL)
+    prepared = subprocess.run(
+        [sys.executable, "-c", _PREPARE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
     return env
 
@@ -54,8 +66,9 @@ def _envs(env: dict[str, str], tags: str) -> list[dict[str, object]]:
         uid = line.strip().split(":")[-1]
         meta = json.loads(ck(env, "load", f"env:{uid}", "--min").stdout)
         meta = meta.get("dict", meta)
-        entries.append({"tags": meta["tags"],
-                        "dir": meta["env"]["CK_ENV_DATASET_IMAGENET_PREPROCESSED"]})
+        entries.append(
+            {"tags": meta["tags"], "dir": meta["env"]["CK_ENV_DATASET_IMAGENET_PREPROCESSED"]}
+        )
     return entries
 
 
@@ -72,11 +85,11 @@ def test_two_variations_install_side_by_side(ck_env: dict[str, str]) -> None:
     assert first.returncode == 0, first.stdout[-3000:]
     (pillow,) = _envs(ck_env, "dataset,ckvision-sample")
     assert {"side.224", "crop.875", "using-pillow", "inter.linear", "rgb8", "first.40"} <= set(
-        pillow["tags"])  # type: ignore[arg-type]
+        pillow["tags"]
+    )  # type: ignore[arg-type]
     before = _digest(Path(str(pillow["dir"])))
 
-    second = ck(ck_env, "install", "package", f"--tags={SAMPLE},using-opencv,inter.area",
-                "--quiet")
+    second = ck(ck_env, "install", "package", f"--tags={SAMPLE},using-opencv,inter.area", "--quiet")
     assert second.returncode == 0, second.stdout[-3000:]
     both = _envs(ck_env, "dataset,ckvision-sample")
     assert len(both) == 2 and len({str(e["dir"]) for e in both}) == 2
@@ -85,10 +98,14 @@ def test_two_variations_install_side_by_side(ck_env: dict[str, str]) -> None:
     assert _digest(Path(str(pillow["dir"]))) == before
     meta = json.loads((Path(str(opencv["dir"])) / "dataset.json").read_text())
     assert (meta["storage"], meta["preprocessing"]["library"], meta["size"]) == (
-        "rgb8", "opencv", 40)
+        "rgb8",
+        "opencv",
+        40,
+    )
     # the demo's tags pick exactly the pillow copy
-    demo = ("dataset,imagenet,preprocessed,ckvision-sample,"
-            "side.224,crop.875,using-pillow,inter.linear")
+    demo = (
+        "dataset,imagenet,preprocessed,ckvision-sample,side.224,crop.875,using-pillow,inter.linear"
+    )
     assert [e["dir"] for e in _envs(ck_env, demo)] == [pillow["dir"]]
 
 
@@ -113,11 +130,23 @@ def _tiny_model(env: dict[str, str], folder: Path) -> None:
     folder.mkdir(parents=True)
     build_tiny_onnx(folder / "model.onnx", image=224, classes=1000)
     contract = ModelContract(name="tiny224", output_name="logits")
-    sidecar = {"name": "tiny224", "version": "1", "format": "onnx", "tags": [],
-               "source": "test", "env": contract.to_env()}
+    sidecar = {
+        "name": "tiny224",
+        "version": "1",
+        "format": "onnx",
+        "tags": [],
+        "source": "test",
+        "env": contract.to_env(),
+    }
     (folder / "model.json").write_text(json.dumps(sidecar), encoding="utf-8")
-    detected = ck(env, "detect", "soft", "--tags=model,onnx",
-                  f"--full_path={folder / 'model.onnx'}", "--quiet")
+    detected = ck(
+        env,
+        "detect",
+        "soft",
+        "--tags=model,onnx",
+        f"--full_path={folder / 'model.onnx'}",
+        "--quiet",
+    )
     assert detected.returncode == 0, detected.stdout[-2000:]
 
 
@@ -127,9 +156,15 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
     if len(_envs(ck_env, "dataset,ckvision-sample")) < 2:
         pytest.skip("needs the two variations installed by the test above")
     _tiny_model(ck_env, tmp_path / "model")
-    run = ("run", "program:image-classification-onnxruntime-loadgen-py",
-           "--env.CK_LOADGEN_DATASET_SIZE=8", "--env.CK_LOADGEN_SCENARIO=Offline",
-           "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+    run = (
+        "run",
+        "program:image-classification-onnxruntime-loadgen-py",
+        "--env.CK_LOADGEN_DATASET_SIZE=8",
+        "--env.CK_LOADGEN_SCENARIO=Offline",
+        "--skip_print_timers",
+        "--return_error_if_external_fail=yes",
+        "--quiet",
+    )
     ambiguous = ck(ck_env, *run)
     assert ambiguous.returncode != 0
     lines = [x for x in ambiguous.stdout.splitlines() if "installed entries match images" in x]
@@ -143,6 +178,7 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
     # the other variation does not match the model's contract: one line, non-zero exit
     wrong = ck(ck_env, *run, "--dep_add_tags.images=using-opencv")
     assert wrong.returncode != 0 and "accuracy=" not in wrong.stdout
-    (line,) = [x for x in (wrong.stdout + wrong.stderr).splitlines()
-               if "does not match model tiny224" in x]
+    (line,) = [
+        x for x in (wrong.stdout + wrong.stderr).splitlines() if "does not match model tiny224" in x
+    ]
     assert "using-pillow,inter.linear" in line and "Traceback" not in wrong.stdout + wrong.stderr

@@ -71,8 +71,11 @@ def jpeg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = []
     for i, (w, h) in enumerate(sizes, start=1):
         image = Image.fromarray(photos[i % 3]).resize((w, h), Image.Resampling.BICUBIC)
-        options = [{"quality": 90}, {"quality": 80, "subsampling": 0},
-                   {"quality": 95, "progressive": True}][i % 3]
+        options = [
+            {"quality": 90},
+            {"quality": 80, "subsampling": 0},
+            {"quality": 95, "progressive": True},
+        ][i % 3]
         image.save(folder / _name(i), "JPEG", **options)
         lines.append(f"{_name(i)} {i}\n")
     Image.fromarray(skimage.data.camera()).save(folder / _name(7), "JPEG", quality=85)
@@ -95,8 +98,9 @@ def test_resnet50_pixels_equal_the_mlperf_reference(jpeg_dir: Path, tmp_path: Pa
 
 def test_a_wrong_resize_would_be_caught(jpeg_dir: Path, tmp_path: Path) -> None:
     """The parity test can fail: INTER_LINEAR instead of INTER_AREA differs."""
-    cache = build_imagenet_cache(jpeg_dir, tmp_path / "lin", Preprocessing(library="opencv"),
-                                 count=1)
+    cache = build_imagenet_cache(
+        jpeg_dir, tmp_path / "lin", Preprocessing(library="opencv"), count=1
+    )
     crop, _tensor = reference_resnet50(jpeg_dir / cache.files[0])
     assert not np.array_equal(cache.images[0], crop)
 
@@ -179,8 +183,11 @@ def _alpha_only_drawing(path: Path) -> Path:
 
 
 def _float_tiff(path: Path) -> Path:
-    return _save(path, Image.fromarray(np.linspace(0, 1, 23 * 31, dtype=np.float32)
-                                       .reshape(23, 31), "F"), format="TIFF")
+    return _save(
+        path,
+        Image.fromarray(np.linspace(0, 1, 23 * 31, dtype=np.float32).reshape(23, 31), "F"),
+        format="TIFF",
+    )
 
 
 @pytest.mark.parametrize(
@@ -194,7 +201,9 @@ def _float_tiff(path: Path) -> Path:
     ids=["16bit-low-byte", "alpha-only", "float", "garbage"],
 )
 def test_images_that_would_go_wrong_are_refused_naming_the_file(
-    tmp_path: Path, make, why: str  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    make,
+    why: str,  # type: ignore[no-untyped-def]
 ) -> None:
     path = make(tmp_path / "ILSVRC2012_val_00000042.png")
     with pytest.raises(DataError) as info:
@@ -207,13 +216,24 @@ def test_images_that_would_go_wrong_are_refused_naming_the_file(
 # -- variations --------------------------------------------------------------------------
 def test_tags_parse_into_one_choice() -> None:
     spec = Preprocessing.from_tags(
-        ["dataset", "imagenet", "side.160", "crop.1000", "using-opencv", "inter.cubic", "rgb8"])
+        ["dataset", "imagenet", "side.160", "crop.1000", "using-opencv", "inter.cubic", "rgb8"]
+    )
     assert (spec.side, spec.crop, spec.resize, spec.library, spec.interpolation) == (
-        160, 1000, 160, "opencv", "cubic")
+        160,
+        1000,
+        160,
+        "opencv",
+        "cubic",
+    )
     assert Preprocessing.from_tags(spec.tags()) == spec
     assert Preprocessing().resize == 256 and Preprocessing().bytes_per_image == 150528
     assert Preprocessing.for_model(EFFNET).tags() == [
-        "side.224", "crop.875", "using-pillow", "inter.linear", "rgb8"]
+        "side.224",
+        "crop.875",
+        "using-pillow",
+        "inter.linear",
+        "rgb8",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -239,19 +259,27 @@ def test_bad_variation_tags_are_one_line(tags: list[str], match: str) -> None:
 # -- one copy, every matching model; mismatches refused ---------------------------------
 @pytest.fixture(scope="module")
 def shared(jpeg_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreprocessedDataset:
-    return build_imagenet_cache(jpeg_dir, tmp_path_factory.mktemp("c") / "data",
-                                Preprocessing(), count=3)
+    return build_imagenet_cache(
+        jpeg_dir, tmp_path_factory.mktemp("c") / "data", Preprocessing(), count=3
+    )
 
 
 def test_one_copy_serves_every_model_whose_spatial_contract_matches(
     shared: PreprocessedDataset,
 ) -> None:
-    nhwc_bgr = ModelContract(name="other", layout="NHWC", color_order="BGR",
-                             mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1), input_dtype="float16")
+    nhwc_bgr = ModelContract(
+        name="other",
+        layout="NHWC",
+        color_order="BGR",
+        mean=(0.1, 0.2, 0.3),
+        std=(0.3, 0.2, 0.1),
+        input_dtype="float16",
+    )
     a, b = shared.for_model(EFFNET), shared.for_model(nhwc_bgr)
     rgb = shared.images[:3].astype(np.float64) / 255
-    np.testing.assert_allclose(a.images[[0, 2]], ((rgb - 0.5) / 0.5).transpose(0, 3, 1, 2)[[0, 2]],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        a.images[[0, 2]], ((rgb - 0.5) / 0.5).transpose(0, 3, 1, 2)[[0, 2]], rtol=1e-6, atol=1e-6
+    )
     bgr = (rgb[..., ::-1] - np.array([0.1, 0.2, 0.3])) / np.array([0.3, 0.2, 0.1])
     assert b.images.dtype == np.float16 and b.images.shape == (3, 224, 224, 3)
     np.testing.assert_allclose(np.asarray(b.images).astype(np.float64), bgr, rtol=2e-3, atol=2e-3)
@@ -291,8 +319,14 @@ def test_second_variation_never_touches_the_first(jpeg_dir: Path, tmp_path: Path
     install_dataset("imagenet", first, {}, source=jpeg_dir, count=2, log=lambda _m: None)
     before = _tree_digest(first)
     second = tmp_path / "opencv"
-    install_dataset("imagenet", second, _variation_env(library="opencv", interpolation="area"),
-                    source=jpeg_dir, count=2, log=lambda _m: None)
+    install_dataset(
+        "imagenet",
+        second,
+        _variation_env(library="opencv", interpolation="area"),
+        source=jpeg_dir,
+        count=2,
+        log=lambda _m: None,
+    )
     assert _tree_digest(first) == before
     a = PreprocessedDataset.open(first / "data")
     b = PreprocessedDataset.open(second / "data")
@@ -307,8 +341,11 @@ def test_second_variation_never_touches_the_first(jpeg_dir: Path, tmp_path: Path
         (_variation_env(side="big"), ConfigError, r"CKVISION_DATASET_SIDE 'big'"),
         (_variation_env(crop="2000"), ConfigError, r"crop\.2000 is impossible"),
         (_variation_env(library="magick"), ConfigError, r"library 'magick' unknown"),
-        ({**get_model_spec("resnet50").contract.to_env()}, ModelError,
-         r"does not match model resnet50, .*install with tags side\.224,crop\.875,using-opencv"),
+        (
+            {**get_model_spec("resnet50").contract.to_env()},
+            ModelError,
+            r"does not match model resnet50, .*install with tags side\.224,crop\.875,using-opencv",
+        ),
     ],
     ids=["side", "crop", "library", "model-mismatch"],
 )
@@ -342,8 +379,9 @@ write_rgb8_cache(Path(sys.argv[1]), name="t", kind="sample", source="test",
 
 def test_a_killed_install_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
     dest = tmp_path / "pkg" / "data"
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, str(dest)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_BUILD, str(dest)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline() == "building\n"
         os.kill(child.pid, signal.SIGKILL)
@@ -359,9 +397,15 @@ def test_a_killed_install_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
     from ckvision.data.cache import write_rgb8_cache
 
     started = time.monotonic()
-    ds = write_rgb8_cache(dest, name="t", kind="sample", source="test",
-                          spec=Preprocessing(side=4, crop=1000), items=[("0", 0)],
-                          load=lambda _f: pixels)
+    ds = write_rgb8_cache(
+        dest,
+        name="t",
+        kind="sample",
+        source="test",
+        spec=Preprocessing(side=4, crop=1000),
+        items=[("0", 0)],
+        load=lambda _f: pixels,
+    )
     assert time.monotonic() - started < 10
     assert ds.size == 1
     assert sorted(p.name for p in dest.parent.iterdir()) == [live.name, "data"]
@@ -372,10 +416,14 @@ def test_two_matching_datasets_give_one_line_naming_the_tags() -> None:
     from ckvision.data.select import ambiguity_error
 
     base = ["dataset", "imagenet", "preprocessed", "side.224", "crop.875", "rgb8"]
-    err = ambiguity_error("images", "dataset,imagenet,preprocessed", [
-        ("1a2b", [*base, "ckvision-sample", "using-pillow", "inter.linear"]),
-        ("3c4d", [*base, "full", "using-opencv", "inter.area"]),
-    ])
+    err = ambiguity_error(
+        "images",
+        "dataset,imagenet,preprocessed",
+        [
+            ("1a2b", [*base, "ckvision-sample", "using-pillow", "inter.linear"]),
+            ("3c4d", [*base, "full", "using-opencv", "inter.area"]),
+        ],
+    )
     assert err is not None and "\n" not in str(err)
     assert "1a2b (ckvision-sample,using-pillow,inter.linear)" in str(err)
     assert "3c4d (full,using-opencv,inter.area)" in str(err)

@@ -211,7 +211,8 @@ class PreprocessedDataset:
         if tuple(self.images.shape[1:]) != expected or self.images.dtype != dtype:
             hint = (
                 " (rgb8 pixels: the program normalises them with the dataset's for_model())"
-                if self.storage == "rgb8" and not self.bound_to else ""
+                if self.storage == "rgb8" and not self.bound_to
+                else ""
             )
             raise ModelError(
                 f"dataset {self.name} has samples of shape {tuple(self.images.shape[1:])} "
@@ -275,8 +276,18 @@ def write_rgb8_cache(
     into place only when complete; leftovers of a killed build are removed first."""
     shape = (len(items), spec.side, spec.side, 3)
     meta = {"storage": "rgb8", "preprocessing": spec.as_dict(), "tags": spec.tags()}
-    return _write(final, name, kind, source, shape, np.dtype(np.uint8), items, load,
-                  progress, {**(extra or {}), **meta})
+    return _write(
+        final,
+        name,
+        kind,
+        source,
+        shape,
+        np.dtype(np.uint8),
+        items,
+        load,
+        progress,
+        {**(extra or {}), **meta},
+    )
 
 
 def write_cache(
@@ -297,14 +308,31 @@ def write_cache(
     comparing the two in benchmarks/dataset_load.py."""
     shape = contract.input_shape(len(items))
     meta = {"storage": "contract", "preprocessing": contract.preprocessing_key()}
-    return _write(final, name, kind, source, shape, np.dtype(contract.input_dtype), items,
-                  load, progress, {**(extra or {}), **meta})
+    return _write(
+        final,
+        name,
+        kind,
+        source,
+        shape,
+        np.dtype(contract.input_dtype),
+        items,
+        load,
+        progress,
+        {**(extra or {}), **meta},
+    )
 
 
 def _write(
-    final: Path, name: str, kind: str, source: str, shape: tuple[int, ...], dtype: np.dtype,
-    items: Sequence[tuple[str, int]], load: Callable[[str], np.ndarray],
-    progress: Callable[[int, int], None] | None, extra: dict[str, Any],
+    final: Path,
+    name: str,
+    kind: str,
+    source: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    items: Sequence[tuple[str, int]],
+    load: Callable[[str], np.ndarray],
+    progress: Callable[[int, int], None] | None,
+    extra: dict[str, Any],
 ) -> PreprocessedDataset:
     if not items:
         raise DataError(f"dataset {name}: no images to preprocess")
@@ -312,8 +340,7 @@ def _write(
     clean_stale_partials(final)
     with atomic_dir(final) as tmp:
         (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="ascii")
-        array = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=dtype,
-                                          shape=shape)
+        array = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=dtype, shape=shape)
         for i, (file, _label) in enumerate(items):
             array[i] = load(file)
             if progress is not None:

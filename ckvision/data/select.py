@@ -20,8 +20,9 @@ def distinguishing_tags(candidates: Sequence[Sequence[str]]) -> list[list[str]]:
     return [[t for t in dict.fromkeys(tags) if t not in common] for tags in candidates]
 
 
-def ambiguity_error(dep: str, query: str, candidates: Sequence[tuple[str, Sequence[str]]]
-                    ) -> ConfigError | None:
+def ambiguity_error(
+    dep: str, query: str, candidates: Sequence[tuple[str, Sequence[str]]]
+) -> ConfigError | None:
     """One-line error when more than one ``(uid, tags)`` candidate matched ``query``
     for dependency ``dep``; None when the choice is unique."""
     if len(candidates) < 2:

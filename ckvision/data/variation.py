@@ -203,12 +203,16 @@ class Preprocessing:
     def from_env(cls, env: Mapping[str, str]) -> Preprocessing:
         """Read the choice from ``CKVISION_DATASET_*`` (the package variations' extra_env)."""
         base = cls()
-        text = {k: env.get(ENV_PREFIX + k.upper(), "") for k in
-                ("side", "crop", "library", "interpolation", "storage")}
+        text = {
+            k: env.get(ENV_PREFIX + k.upper(), "")
+            for k in ("side", "crop", "library", "interpolation", "storage")
+        }
         return cls(
-            side=_positive_int(text["side"], "CKVISION_DATASET_SIDE") if text["side"]
+            side=_positive_int(text["side"], "CKVISION_DATASET_SIDE")
+            if text["side"]
             else base.side,
-            crop=_positive_int(text["crop"], "CKVISION_DATASET_CROP") if text["crop"]
+            crop=_positive_int(text["crop"], "CKVISION_DATASET_CROP")
+            if text["crop"]
             else base.crop,
             library=text["library"] or base.library,
             interpolation=text["interpolation"] or base.interpolation,
@@ -234,5 +238,6 @@ def dataset_tags(contract: ModelContract, subset: str = SAMPLE_TAG) -> str:
     """The CK tags that select the one installed dataset a model can use: the subset
     (``ckvision-sample``, or ``full``/``first.N`` of the ImageNet val folder) plus the
     model's preprocessing variation. Used for ``--dep_add_tags.images`` and installs."""
-    return ",".join(["dataset", "imagenet", "preprocessed", subset,
-                     *Preprocessing.for_model(contract).tags()])
+    return ",".join(
+        ["dataset", "imagenet", "preprocessed", subset, *Preprocessing.for_model(contract).tags()]
+    )
