@@ -227,6 +227,8 @@ def test_tags_parse_into_one_choice() -> None:
     )
     assert Preprocessing.from_tags(spec.tags()) == spec
     assert Preprocessing().resize == 256 and Preprocessing().bytes_per_image == 150528
+    side299 = ModelContract(name="m", image_size=299, resize_size=341)  # MLPerf's floor
+    assert Preprocessing.for_model(side299).crop == 875
     assert Preprocessing.for_model(EFFNET).tags() == [
         "side.224",
         "crop.875",
