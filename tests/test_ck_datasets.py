@@ -102,11 +102,44 @@ def test_two_variations_install_side_by_side(ck_env: dict[str, str]) -> None:
         "opencv",
         40,
     )
-    # the demo's tags pick exactly the pillow copy
-    demo = (
-        "dataset,imagenet,preprocessed,ckvision-sample,side.224,crop.875,using-pillow,inter.linear"
+
+
+def test_demo_uses_the_sample_set_after_an_imagenet_folder_is_installed(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from ckvision.demo import benchmark_args
+
+    folder = tmp_path / "my imagenet val"  # a space, as users' folders have
+    folder.mkdir()
+    for i in range(1, 4):
+        Image.new("RGB", (40 + i, 30), (60 * i, 20, 90)).save(
+            folder / f"ILSVRC2012_val_{i:08d}.JPEG", "JPEG"
+        )
+    (folder / "val_map.txt").write_text(
+        "".join(f"ILSVRC2012_val_{i:08d}.JPEG {i}\n" for i in range(1, 4)), encoding="utf-8"
     )
-    assert [e["dir"] for e in _envs(ck_env, demo)] == [pillow["dir"]]
+    val = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,preprocessed,full",
+        f"--env.IMAGENET_VAL_DIR={folder}",
+        "--quiet",
+    )
+    assert val.returncode == 0, val.stdout[-3000:]
+    (full,) = _envs(ck_env, "dataset,imagenet,preprocessed,full")
+    assert json.loads((Path(str(full["dir"])) / "dataset.json").read_text())["size"] == 3
+    # the demo's own --dep_add_tags.images picks exactly the pillow sample copy
+    (added,) = [
+        a
+        for a in benchmark_args("Offline", "AccuracyOnly", {})
+        if a.startswith("--dep_add_tags.images=")
+    ]
+    tags = "dataset,imagenet,preprocessed," + added.split("=", 1)[1]
+    (picked,) = _envs(ck_env, tags)
+    assert "ckvision-sample" in picked["tags"] and "using-pillow" in picked["tags"]  # type: ignore[operator]
 
 
 def test_unknown_variation_tag_installs_nothing(ck_env: dict[str, str]) -> None:
@@ -172,11 +205,11 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
     for tag in ("using-pillow", "inter.linear", "using-opencv", "inter.area"):
         assert tag in lines[0]
     assert "--dep_add_tags.images=" in lines[0]
-    picked = ck(ck_env, *run, "--dep_add_tags.images=using-pillow")
+    picked = ck(ck_env, *run, "--dep_add_tags.images=ckvision-sample,using-pillow")
     assert picked.returncode == 0, picked.stdout[-3000:]
     assert "accuracy=" in picked.stdout
     # the other variation does not match the model's contract: one line, non-zero exit
-    wrong = ck(ck_env, *run, "--dep_add_tags.images=using-opencv")
+    wrong = ck(ck_env, *run, "--dep_add_tags.images=ckvision-sample,using-opencv")
     assert wrong.returncode != 0 and "accuracy=" not in wrong.stdout
     (line,) = [
         x for x in (wrong.stdout + wrong.stderr).splitlines() if "does not match model tiny224" in x
