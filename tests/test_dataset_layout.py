@@ -431,3 +431,11 @@ def test_two_matching_datasets_give_one_line_naming_the_tags() -> None:
     assert "3c4d (full,using-opencv,inter.area)" in str(err)
     assert "--dep_add_tags.images=ckvision-sample,using-pillow,inter.linear" in str(err)
     assert ambiguity_error("images", "x", [("1a2b", base)]) is None
+
+
+def test_a_file_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "evil\nname.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(DataError) as info:
+        decode_rgb8(path)
+    assert "\n" not in str(info.value) and "evil\\nname.png" in str(info.value)

@@ -39,7 +39,8 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def _refuse(name: str, why: str) -> DataError:
-    return DataError(f"cannot use image {name}: {why}; remove or replace it")
+    shown = name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
+    return DataError(f"cannot use image {shown}: {why}; remove or replace it")
 
 
 def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
