@@ -229,6 +229,12 @@ def test_tags_parse_into_one_choice() -> None:
     assert Preprocessing().resize == 256 and Preprocessing().bytes_per_image == 150528
     side299 = ModelContract(name="m", image_size=299, resize_size=341)  # MLPerf's floor
     assert Preprocessing.for_model(side299).crop == 875
+    tiny = ModelContract(name="t", image_size=4, resize_size=4)  # 875 and 1000 both give 4
+    assert Preprocessing.for_model(tiny).crop == 1000
+    assert Preprocessing(side=4, crop=875).mismatch(tiny) == []  # same pixels
+    assert Preprocessing(side=224, crop=1000).mismatch(EFFNET) == [
+        "crop 875 = resize 256 (dataset has crop 1000 = resize 224)"
+    ]
     assert Preprocessing.for_model(EFFNET).tags() == [
         "side.224",
         "crop.875",

@@ -143,8 +143,9 @@ class Preprocessing:
         """The choice a model's contract asks for (the packaged crop.875 / crop.1000 when
         they give the contract's resize, e.g. 341 for side 299 as MLPerf floors it)."""
         side, resize = contract.image_size, contract.resize_size
+        exact = side * 1000 / resize
         packaged = [c for c in (875, 1000) if side * 1000 // c == resize]
-        crop = packaged[0] if packaged else round(side * 1000 / resize)
+        crop = min(packaged, key=lambda c: abs(c - exact)) if packaged else round(exact)
         spec = cls(
             side=contract.image_size,
             crop=crop,
@@ -222,13 +223,20 @@ class Preprocessing:
         )
 
     def mismatch(self, contract: ModelContract) -> list[str]:
-        """What differs between this dataset choice and what ``contract`` asks for."""
+        """What differs between this dataset choice and what ``contract`` asks for
+        (crops compare by the resize they give: equal resizes are equal pixels)."""
         want = Preprocessing.for_model(contract)
-        return [
+        diffs = [
             f"{field} {getattr(want, field)!r} (dataset has {getattr(self, field)!r})"
-            for field in ("side", "crop", "library", "interpolation")
+            for field in ("side", "library", "interpolation")
             if getattr(want, field) != getattr(self, field)
         ]
+        if want.resize != self.resize:
+            diffs.append(
+                f"crop {want.crop} = resize {want.resize} "
+                f"(dataset has crop {self.crop} = resize {self.resize})"
+            )
+        return diffs
 
 
 def as_spec(choice: Preprocessing | ModelContract) -> Preprocessing:
