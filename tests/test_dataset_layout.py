@@ -301,7 +301,10 @@ def test_a_mismatching_model_is_one_line_naming_the_tags_to_install(
     message = str(info.value)
     assert "\n" not in message
     assert "library 'opencv'" in message and "interpolation 'area'" in message
-    assert "side.224,crop.875,using-opencv,inter.area,rgb8" in message
+    assert (
+        "--tags=dataset,imagenet,preprocessed,first.3,side.224,crop.875,using-opencv,inter.area,rgb8"
+        in message
+    )
 
 
 def test_unbound_rgb8_pixels_never_reach_a_model(shared: PreprocessedDataset) -> None:

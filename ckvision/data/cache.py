@@ -95,6 +95,7 @@ class PreprocessedDataset:
     preprocessing: dict[str, Any]
     storage: str = "contract"  # "rgb8" (shared) | "contract" (made for one model)
     bound_to: str = ""  # the model an rgb8 dataset was bound to by for_model()
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def size(self) -> int:
@@ -142,6 +143,7 @@ class PreprocessedDataset:
             files=files,
             preprocessing=dict(meta.get("preprocessing", {})),
             storage=storage,
+            meta=meta,
         )
         if storage == "rgb8":
             try:
@@ -186,7 +188,10 @@ class PreprocessedDataset:
 
     @property
     def kind_tag(self) -> str:
-        return "sample" if self.kind == "sample" else "full"
+        """The CK tag of this dataset's subset (ckvision-sample, full, first.N)."""
+        return str(
+            self.meta.get("subset_tag") or ("ckvision-sample" if self.kind == "sample" else "full")
+        )
 
     def check_matches(self, contract: ModelContract) -> None:
         """Refuse a model whose input contract differs from how this data was made."""

@@ -131,5 +131,5 @@ def build_imagenet_cache(
         items=chosen,
         load=load,
         progress=throttled_progress(progress, "preprocessed"),
-        extra={"first": first},
+        extra={"first": first, "subset_tag": f"first.{len(chosen)}" if subset else "full"},
     )

@@ -42,7 +42,7 @@ from ckvision.data.cache import PreprocessedDataset, write_rgb8_cache
 from ckvision.data.imagenet import throttled_progress
 from ckvision.data.images import to_rgb8
 from ckvision.data.preprocess import load_image, resize_and_crop
-from ckvision.data.variation import Preprocessing, as_spec
+from ckvision.data.variation import SAMPLE_TAG, Preprocessing, as_spec
 from ckvision.errors import DataError
 from ckvision.models.contract import ModelContract
 
@@ -226,6 +226,7 @@ def _metadata(variants: list[Variant]) -> dict[str, Any]:
         "real_count": real,
         "augmented_count": len(variants) - real,
         "synthetic_count": 0,
+        "subset_tag": SAMPLE_TAG,
         "photos": {p.file: p.imagenet_class for p in used},
         "accuracy_note": (
             f"sample-set accuracy over {len(variants)} images derived from "
