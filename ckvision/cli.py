@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--tags", default="")
 
     data = sub.add_parser(
-        "install-dataset", help="preprocess a dataset for the model in ML_MODEL_*"
+        "install-dataset", help="preprocess a dataset into the rgb8 cache of the variation in "
+        "CKVISION_DATASET_* (set by the package's variation tags)"
     )
     data.add_argument("--kind", required=True, choices=("sample", "imagenet"))
     data.add_argument("--install-dir", type=Path, required=True)

@@ -46,8 +46,19 @@ def benchmark_args(scenario: str, mode: str, env: dict[str, str]) -> list[str]:
         f"--tags=ckvision,demo,onnxruntime,{MODEL},{scenario.lower()},{short}",
         "--skip_print_timers", "--skip_stat_analysis", "--process_multi_keys", "--quiet",
         "--return_error_if_external_fail=yes",
+        f"--dep_add_tags.images={_demo_dataset_tags()}",
     ]
     return args
+
+
+def _demo_dataset_tags() -> str:
+    """Always the embedded sample set in the demo model's variation, even when the
+    user's ImageNet folder or other variations are installed too."""
+    from ckvision.data.variation import SAMPLE_TAG, Preprocessing
+    from ckvision.models.registry import get_model_spec
+
+    spec = Preprocessing.for_model(get_model_spec(MODEL).contract)
+    return ",".join([SAMPLE_TAG, *spec.tags()])
 
 
 def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) -> None:

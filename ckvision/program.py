@@ -97,8 +97,8 @@ def run_program(
         check_tensorrt_available()
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
-    dataset = PreprocessedDataset.open(inputs.dataset_dir)
-    dataset.check_matches(inputs.contract)
+    # rgb8 datasets are normalised to the model's contract as LoadGen loads samples
+    dataset = PreprocessedDataset.open(inputs.dataset_dir).for_model(inputs.contract)
     options = BackendOptions(
         threads=config.threads,
         execution_provider=config.execution_provider,
@@ -119,7 +119,8 @@ def run_program(
             "config": config.as_record(),
             "model": {**inputs.model_info, "contract": json.loads(inputs.contract.to_json())},
             "dataset": {"name": dataset.name, "kind": dataset.kind, "size": dataset.size,
-                        "path": str(dataset.path)},
+                        "path": str(dataset.path), "storage": dataset.storage,
+                        "preprocessing": dataset.preprocessing},
             "backend": {"name": config.backend, "versions": versions},
             "provenance": collect_provenance(),
             "failures": result.failures,

@@ -92,3 +92,41 @@ def test_gather_views_only_consecutive_rows_and_fills_out_otherwise() -> None:
         assert np.shares_memory(got, out)  # copied into the worker's buffer, not RAM
     assert qsl.first_batch(3).shape == (3, 3, 2, 2)
     assert qsl.first_batch(50).shape == (10, 3, 2, 2) and qsl.first_batch(0).shape[0] == 1
+
+
+def test_rgb8_dataset_is_normalised_when_loaded(tmp_path: Any) -> None:
+    """An rgb8 cache bound to a model feeds the QSL the model's layout and dtype; the
+    normalisation happens in load(), the hot path only gathers RAM rows."""
+    from ckvision.data.cache import write_rgb8_cache
+    from ckvision.data.variation import Preprocessing
+    from ckvision.models.contract import ModelContract
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    ds = write_rgb8_cache(
+        tmp_path / "rgb8",
+        name="t",
+        kind="sample",
+        source="generated",
+        spec=Preprocessing(side=4, crop=1000),
+        items=[(f"{i}", i) for i in range(6)],
+        load=lambda f: pixels[int(f)],
+    )
+    contract = ModelContract(
+        name="m",
+        image_size=4,
+        resize_size=4,
+        mean=(0.5, 0.25, 0.0),
+        std=(0.5, 0.25, 1.0),
+        layout="NCHW",
+    )
+    qsl = SampleLibrary.from_dataset(ds.for_model(contract), RunConfig())
+    assert (qsl.sample_shape, qsl.dtype) == ((3, 4, 4), np.float32)
+    qsl.load([4, 1])
+    got = qsl.gather(qsl.rows([1, 4]))
+    expected = (pixels / 255.0 - np.array([0.5, 0.25, 0.0])) / np.array([0.5, 0.25, 1.0])
+    expected = expected.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected[[1, 4]], rtol=1e-6, atol=1e-6)
+    warm = qsl.first_batch(2)  # the warm-up batch is normalised too
+    assert warm.dtype == np.float32
+    np.testing.assert_allclose(warm, expected[:2], rtol=1e-6, atol=1e-6)

@@ -86,11 +86,14 @@ def test_build_full_cache(val_dir: Path, tmp_path: Path) -> None:
     messages: list[str] = []
     ds = build_imagenet_cache(val_dir, tmp_path / "cache", CONTRACT, progress=messages.append)
     assert (ds.name, ds.kind, ds.size) == ("imagenet2012-val", "imagenet-val", 6)
-    assert ds.images.shape == (6, 3, 16, 16) and ds.images.dtype == np.float32
+    assert ds.images.shape == (6, 16, 16, 3) and ds.images.dtype == np.uint8  # rgb8
     assert ds.labels.tolist() == list(LABELS)
     assert ds.files == tuple(_name(i) for i in range(1, 7))
-    np.testing.assert_array_equal(ds.images[3], preprocess_file(val_dir / _name(4), CONTRACT))
-    ds.check_matches(CONTRACT)
+    bound = ds.for_model(CONTRACT)  # normalised at load time, as the program feeds it
+    assert bound.images.shape == (6, 3, 16, 16) and bound.images.dtype == np.float32
+    np.testing.assert_array_equal(bound.images[3], preprocess_file(val_dir / _name(4), CONTRACT))
+    np.testing.assert_array_equal(np.asarray(bound.images)[[1, 4]], bound.images[[1, 4]])
+    bound.check_matches(CONTRACT)
     assert messages[0] == "preprocessed 1/6 images" and messages[-1] == "preprocessed 6/6 images"
     reopened = PreprocessedDataset.open(tmp_path / "cache")
     assert reopened.size == 6
@@ -121,7 +124,7 @@ def test_unreadable_image_leaves_nothing(val_dir: Path, tmp_path: Path) -> None:
     bad = val_dir / _name(5)
     bad.write_bytes(bad.read_bytes()[:100])
     dest = tmp_path / "out" / "cache"
-    with pytest.raises(DataError, match=r"cannot read image .*ILSVRC2012_val_00000005\.JPEG"):
+    with pytest.raises(DataError, match=r"cannot use image .*ILSVRC2012_val_00000005\.JPEG"):
         build_imagenet_cache(val_dir, dest, CONTRACT)
     assert not dest.exists()
     assert _leftovers(dest.parent) == []

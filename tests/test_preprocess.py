@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from ckvision.data.preprocess import load_image, preprocess, preprocess_file, resize_and_crop
+from ckvision.data.variation import Preprocessing
 from ckvision.errors import CkVisionError, DataError
 from ckvision.models.contract import ModelContract
 
@@ -78,10 +79,17 @@ def test_centre_crop_keeps_the_middle_columns() -> None:
     np.testing.assert_allclose(out[0, 0] * 255, [20, 30], rtol=1e-5)
 
 
-def test_resize_shorter_side_then_crop_geometry() -> None:
-    image = Image.new("RGB", (300, 150))
-    assert resize_and_crop(image, 64, 56).size == (56, 56)
-    assert resize_and_crop(Image.new("RGB", (150, 300)), 256, 224).size == (224, 224)
+@pytest.mark.parametrize("library", ["pillow", "opencv"])
+def test_resize_shorter_side_then_crop_geometry(library: str) -> None:
+    spec = Preprocessing(side=56, crop=875, library=library)  # resize 64
+    assert resize_and_crop(np.zeros((150, 300, 3), np.uint8), spec).shape == (56, 56, 3)
+    spec = Preprocessing(side=224, crop=875, library=library)
+    assert resize_and_crop(np.zeros((300, 150, 3), np.uint8), spec).shape == (224, 224, 3)
+
+
+def test_absurd_aspect_ratio_is_refused() -> None:
+    with pytest.raises(DataError, match=r"cannot use image x\.png: 10000x2 is more than"):
+        resize_and_crop(np.zeros((2, 10000, 3), np.uint8), Preprocessing(), "x.png")
 
 
 def test_grey_and_rgba_images_become_rgb(tmp_path: Path) -> None:
@@ -111,7 +119,7 @@ def _truncated_jpeg(path: Path) -> Path:
 )
 def test_unreadable_image_is_a_data_error_naming_the_file(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
     path = make(tmp_path / "ILSVRC2012_val_00000007.JPEG")
-    match = r"cannot read image .*ILSVRC2012_val_00000007\.JPEG: .*; remove or replace it"
+    match = r"cannot use image .*ILSVRC2012_val_00000007\.JPEG: .*; remove or replace it"
     with pytest.raises(DataError, match=match):
         load_image(path)
 

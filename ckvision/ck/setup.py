@@ -26,13 +26,14 @@ _PYTHON_LIBS = (
 )
 DEFAULT_PACKAGES = (
     "model,onnx,efficientnet-lite0,fp32",
-    "dataset,imagenet,preprocessed,sample",
+    # the sample set in the demo model's preprocessing variation (side/crop/library/inter)
+    "dataset,imagenet,preprocessed,ckvision-sample,side.224,crop.875,using-pillow,inter.linear,rgb8",
 )
 
 
 def repo_root() -> Path:
     """The checkout this package runs from (where .ckr.json is)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[2]  # ckvision/ck/setup.py -> checkout
     if not (root / ".ckr.json").is_file():
         raise CkVisionError(f"{root} is not a ck-mlperf-vision checkout (no .ckr.json)")
     return root

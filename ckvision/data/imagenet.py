@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ckvision.data.cache import PreprocessedDataset, write_cache
-from ckvision.data.preprocess import preprocess_file
+from ckvision.data.cache import PreprocessedDataset, write_rgb8_cache
+from ckvision.data.preprocess import rgb8_file
+from ckvision.data.variation import Preprocessing, as_spec
 from ckvision.errors import DataError
 from ckvision.models.contract import ModelContract
 
@@ -95,18 +96,20 @@ def throttled_progress(
 def build_imagenet_cache(
     src_dir: Path,
     dest_dir: Path,
-    contract: ModelContract,
+    choice: Preprocessing | ModelContract,
     *,
     count: int = 0,
     first: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> PreprocessedDataset:
-    """Preprocess ``count`` images (0 = all) from ``first`` on into a cache at ``dest_dir``.
+    """Preprocess ``count`` images (0 = all) from ``first`` on into the rgb8 cache of
+    ``choice`` (a preprocessing choice, or the one a model contract asks for) at ``dest_dir``.
 
     The cache appears only when complete: an unreadable image or Ctrl-C leaves
     ``dest_dir`` as it was.
     """
     src_dir = Path(src_dir)
+    spec = as_spec(choice)
     if count < 0 or first < 0:
         raise DataError(f"image count {count} and first index {first} must not be negative")
     items = read_val_map(src_dir)
@@ -117,16 +120,16 @@ def build_imagenet_cache(
     name = f"imagenet2012-val-{len(chosen)}" if subset else "imagenet2012-val"
 
     def load(file: str) -> np.ndarray:
-        return preprocess_file(src_dir / file, contract)
+        return rgb8_file(src_dir / file, spec)
 
-    return write_cache(
+    return write_rgb8_cache(
         Path(dest_dir),
         name=name,
         kind="imagenet-val",
         source=str(src_dir.resolve()),
-        contract=contract,
+        spec=spec,
         items=chosen,
         load=load,
         progress=throttled_progress(progress, "preprocessed"),
-        extra={"first": first, "model": contract.name},
+        extra={"first": first, "subset_tag": f"first.{len(chosen)}" if subset else "full"},
     )

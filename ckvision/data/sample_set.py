@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from ckvision.data.cache import PreprocessedDataset, write_cache
+from ckvision.data.cache import PreprocessedDataset, write_rgb8_cache
 from ckvision.data.imagenet import throttled_progress
-from ckvision.data.preprocess import load_image, preprocess
+from ckvision.data.images import to_rgb8
+from ckvision.data.preprocess import load_image, resize_and_crop
+from ckvision.data.variation import SAMPLE_TAG, Preprocessing, as_spec
 from ckvision.errors import DataError
 from ckvision.models.contract import ModelContract
 
@@ -187,44 +189,47 @@ def _load_photos(photos: list[SamplePhoto]) -> dict[str, Image.Image]:
 
 def build_sample_cache(
     dest_dir: Path,
-    contract: ModelContract,
+    choice: Preprocessing | ModelContract,
     *,
     size: int = DEFAULT_SIZE,
     progress: Callable[[str], None] | None = None,
 ) -> PreprocessedDataset:
-    """Build the ``size``-sample set preprocessed to ``contract`` at ``dest_dir`` (atomic)."""
+    """Build the ``size``-sample rgb8 set of ``choice`` (a preprocessing choice, or the
+    one a model contract asks for) at ``dest_dir`` (atomic)."""
+    spec = as_spec(choice)
     variants = sample_items(size)
     by_name = {v.name: v for v in variants}
     photos = _load_photos(sorted({v.photo for v in variants}, key=lambda p: p.file))
 
     def load(name: str) -> np.ndarray:
         variant = by_name[name]
-        return preprocess(variant.apply(photos[variant.photo.file]), contract)
+        pixels = to_rgb8(variant.apply(photos[variant.photo.file]), name)
+        return resize_and_crop(pixels, spec, name)
 
-    return write_cache(
+    return write_rgb8_cache(
         Path(dest_dir),
         name=f"ckvision-sample-{size}",
         kind="sample",
         source="real photos from scikit-image and matplotlib, see sample_labels.json",
-        contract=contract,
+        spec=spec,
         items=[(v.name, v.photo.imagenet_class) for v in variants],
         load=load,
         progress=throttled_progress(progress, "preprocessed"),
-        extra=_metadata(variants, contract),
+        extra=_metadata(variants),
     )
 
 
-def _metadata(variants: list[Variant], contract: ModelContract) -> dict[str, Any]:
+def _metadata(variants: list[Variant]) -> dict[str, Any]:
     real = sum(1 for v in variants if not v.tag)
     used = sorted({v.photo for v in variants}, key=lambda p: p.file)
     return {
         "real_count": real,
         "augmented_count": len(variants) - real,
         "synthetic_count": 0,
+        "subset_tag": SAMPLE_TAG,
         "photos": {p.file: p.imagenet_class for p in used},
         "accuracy_note": (
             f"sample-set accuracy over {len(variants)} images derived from "
             f"{len(used)} real photos, not ImageNet accuracy"
         ),
-        "model": contract.name,
     }

@@ -47,6 +47,10 @@ class ModelContract:
     output_name: str = "logits"  # backends bind the output by this name, never by position
     output_kind: str = "scores"  # scores: (N, classes) floats | argmax: (N,) class indices
     max_batch: int = 0  # 0 = dynamic, no limit
+    # How the pixels are resized (part of the contract, recorded with every dataset):
+    # library "pillow" | "opencv", interpolation "linear" | "area" | "cubic" | "nearest".
+    library: str = "pillow"
+    interpolation: str = "linear"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,12 @@ class ModelContract:
                               "must be >= 0 / positive")
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"channel stds must be positive, got {self.std}")
+        if self.library not in ("pillow", "opencv"):
+            raise ConfigError(f"image library {self.library!r} unknown; use pillow or opencv")
+        if self.interpolation not in ("linear", "area", "cubic", "nearest"):
+            raise ConfigError(
+                f"interpolation {self.interpolation!r} unknown; use linear, area, cubic or nearest"
+            )
 
     @property
     def output_width(self) -> int:
@@ -86,6 +96,8 @@ class ModelContract:
             "std": list(self.std),
             "color_order": self.color_order,
             "input_dtype": self.input_dtype,
+            "library": self.library,
+            "interpolation": self.interpolation,
         }
 
     def to_env(self) -> dict[str, str]:
@@ -107,6 +119,8 @@ class ModelContract:
             "ML_MODEL_OUTPUT_LAYER_NAME": self.output_name,
             "ML_MODEL_OUTPUT_KIND": self.output_kind,
             "ML_MODEL_MAX_BATCH_SIZE": str(self.max_batch),
+            "ML_MODEL_PREPROCESS_LIBRARY": self.library,
+            "ML_MODEL_PREPROCESS_INTERPOLATION": self.interpolation,
         }
 
     @classmethod
@@ -147,6 +161,8 @@ class ModelContract:
             output_name=env.get("ML_MODEL_OUTPUT_LAYER_NAME", "logits"),
             output_kind=env.get("ML_MODEL_OUTPUT_KIND", "scores"),
             max_batch=_int("ML_MODEL_MAX_BATCH_SIZE", 0),
+            library=env.get("ML_MODEL_PREPROCESS_LIBRARY", "pillow"),
+            interpolation=env.get("ML_MODEL_PREPROCESS_INTERPOLATION", "linear"),
         )
 
     def to_json(self) -> str:

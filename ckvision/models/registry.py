@@ -110,6 +110,8 @@ register_model(
             num_classes=1000,
             input_name="input",
             output_name="logits",
+            library="pillow",
+            interpolation="linear",
         ),
         source="export:efficientnet-lite0",
         tags=(
@@ -144,6 +146,9 @@ register_model(
             num_classes=1000,
             input_name="input_tensor:0",
             output_name="softmax_tensor:0",
+            # MLPerf reference (pre_process_vgg): cv2.imread, INTER_AREA, 87.5% crop.
+            library="opencv",
+            interpolation="area",
         ),
         source=f"download:{RESNET50_ONNX_URL}",
         tags=("model", "image-classification", "resnet50", "mlperf", "onnx", "fp32", "opset-11"),

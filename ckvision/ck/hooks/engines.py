@@ -65,8 +65,7 @@ def _calibration(dataset_dir: str, count: int, contract: ModelContract):  # type
             "INT8 needs a calibration set: install one first with "
             "ck install package --tags=dataset,imagenet,preprocessed (then reinstall the engine)"
         )
-    dataset = PreprocessedDataset.open(Path(dataset_dir))
-    dataset.check_matches(contract)
+    dataset = PreprocessedDataset.open(Path(dataset_dir)).for_model(contract)
     n = min(count, dataset.size) if count > 0 else dataset.size
     return CalibrationSource(files=[str(i) for i in range(n)],
                              load=lambda idx: dataset.images[int(idx)])

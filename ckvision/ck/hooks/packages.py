@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ckvision.errors import ConfigError, MissingPackageError
+from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_json
 from ckvision.models.contract import ModelContract
 from ckvision.program import MODEL_SIDECAR
@@ -78,31 +78,8 @@ def install_dataset(
     count: int = 0,
     log: Log = print,
 ) -> Path:
-    """Preprocess the embedded sample set or a user's ImageNet val folder for the model."""
-    if not env.get("ML_MODEL_MODEL_NAME"):
-        raise MissingPackageError(
-            "model package (preprocessing needs its ML_MODEL_* contract)",
-            "model,onnx,efficientnet-lite0,fp32",
-        )
-    contract = ModelContract.from_env(env)
-    dest = Path(install_dir) / "data"
-    if kind == "sample":
-        from ckvision.data.sample_set import build_sample_cache
+    """Preprocess the embedded sample set or a user's ImageNet val folder into the
+    rgb8 cache of the variation in ``env`` (see :mod:`ckvision.data.install`)."""
+    from ckvision.data.install import install_dataset as install
 
-        build_sample_cache(dest, contract, size=count or 256, progress=log)
-    elif kind == "imagenet":
-        from ckvision.data.imagenet import build_imagenet_cache
-
-        if source is None:
-            raise ConfigError(
-                "IMAGENET_VAL_DIR is not set: point it at your ImageNet val folder "
-                "(JPEGs + val_map.txt), e.g. ck install package "
-                "--tags=dataset,imagenet,preprocessed,full "
-                "--env.IMAGENET_VAL_DIR=/data/imagenet/val"
-            )
-        build_imagenet_cache(source, dest, contract, count=count, progress=log)
-    else:
-        raise ConfigError(f"dataset kind {kind!r} unknown; use sample or imagenet")
-    log(f"dataset ready at {dest}")
-    return dest / "dataset.json"
-
+    return install(kind, install_dir, env, source=source, count=count, log=log)

@@ -21,10 +21,31 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
 
     env = {str(k): str(v) for k, v in i.get("env", {}).items()}
     config = RunConfig.from_env(env)  # one clear line for a bad value, before any loading
+    _check_unique_dep(i, "images")  # two matching datasets: one line, not a silent pick
     model_name = env.get("ML_MODEL_MODEL_NAME", "model")
     path = Path(os.getcwd()) / "user.conf"
     write_user_conf(config, model_name, path)
     return {"return": 0, "new_env": {"CK_LOADGEN_USER_CONF_GENERATED": str(path)}}
+
+
+def _check_unique_dep(i: dict[str, Any], dep: str) -> None:
+    """Refuse when more than one installed env entry matches ``dep``'s final tags (CK,
+    with --quiet, would have taken the first silently); the line names the tags to add."""
+    from ckvision.data.select import ambiguity_error
+
+    query = str(i.get("deps", {}).get(dep, {}).get("tags", ""))
+    kernel = i.get("ck_kernel")
+    if not query or kernel is None:
+        return
+    found = kernel.access({"action": "search", "module_uoa": "env", "tags": query,
+                           "add_meta": "yes"})
+    if found.get("return", 1) > 0:
+        return
+    candidates = [(str(e.get("data_uid", "")), [str(t) for t in e.get("meta", {}).get("tags", [])])
+                  for e in found.get("lst", [])]
+    error = ambiguity_error(dep, query, candidates)
+    if error is not None:
+        raise error
 
 
 @ck_hook

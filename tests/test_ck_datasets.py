@@ -1,0 +1,217 @@
+"""Dataset variations through the real ``ck`` (2.6.4) in a temporary CK_REPOS/CK_TOOLS.
+
+Two variations of the embedded sample set install side by side (the second never touches
+the first), each env entry carries its variation tags, and a bad variation tag installs
+nothing. No model is needed: a dataset package does not depend on one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+CK = str(Path(sys.executable).with_name("ck"))
+SAMPLE = "dataset,imagenet,preprocessed,ckvision-sample,first.40"
+_PREPARE = """
+from ckvision.ck.setup import detect_software, register_repo
+from ckvision.ck.tool import run_ck
+register_repo()
+run_ck(["detect", "platform.os", "--platform_init_uoa=generic-linux", "--quiet"], capture=True)
+detect_software()
+"""
+
+
+def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("ckdata")
+    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
+    prepared = subprocess.run(
+        [sys.executable, "-c", _PREPARE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+    return env
+
+
+def _envs(env: dict[str, str], tags: str) -> list[dict[str, object]]:
+    """Installed dataset env entries matching ``tags``: their tags and install dir."""
+    found = ck(env, "search", "env", f"--tags={tags}")
+    assert found.returncode == 0, found.stdout
+    entries = []
+    for line in found.stdout.splitlines():
+        if ":env:" not in line:
+            continue
+        uid = line.strip().split(":")[-1]
+        meta = json.loads(ck(env, "load", f"env:{uid}", "--min").stdout)
+        meta = meta.get("dict", meta)
+        entries.append(
+            {"tags": meta["tags"], "dir": meta["env"]["CK_ENV_DATASET_IMAGENET_PREPROCESSED"]}
+        )
+    return entries
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_two_variations_install_side_by_side(ck_env: dict[str, str]) -> None:
+    first = ck(ck_env, "install", "package", f"--tags={SAMPLE}", "--quiet")
+    assert first.returncode == 0, first.stdout[-3000:]
+    (pillow,) = _envs(ck_env, "dataset,ckvision-sample")
+    assert {"side.224", "crop.875", "using-pillow", "inter.linear", "rgb8", "first.40"} <= set(
+        pillow["tags"]
+    )  # type: ignore[arg-type]
+    before = _digest(Path(str(pillow["dir"])))
+
+    second = ck(ck_env, "install", "package", f"--tags={SAMPLE},using-opencv,inter.area", "--quiet")
+    assert second.returncode == 0, second.stdout[-3000:]
+    both = _envs(ck_env, "dataset,ckvision-sample")
+    assert len(both) == 2 and len({str(e["dir"]) for e in both}) == 2
+    (opencv,) = _envs(ck_env, "dataset,ckvision-sample,using-opencv,inter.area")
+    assert "using-pillow" not in opencv["tags"] and "inter.linear" not in opencv["tags"]  # type: ignore[operator]
+    assert _digest(Path(str(pillow["dir"]))) == before
+    meta = json.loads((Path(str(opencv["dir"])) / "dataset.json").read_text())
+    assert (meta["storage"], meta["preprocessing"]["library"], meta["size"]) == (
+        "rgb8",
+        "opencv",
+        40,
+    )
+
+
+def test_demo_uses_the_sample_set_after_an_imagenet_folder_is_installed(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from ckvision.demo import benchmark_args
+
+    folder = tmp_path / "my imagenet val"  # a space, as users' folders have
+    folder.mkdir()
+    for i in range(1, 4):
+        Image.new("RGB", (40 + i, 30), (60 * i, 20, 90)).save(
+            folder / f"ILSVRC2012_val_{i:08d}.JPEG", "JPEG"
+        )
+    (folder / "val_map.txt").write_text(
+        "".join(f"ILSVRC2012_val_{i:08d}.JPEG {i}\n" for i in range(1, 4)), encoding="utf-8"
+    )
+    val = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,preprocessed,full",
+        f"--env.IMAGENET_VAL_DIR={folder}",
+        "--quiet",
+    )
+    assert val.returncode == 0, val.stdout[-3000:]
+    (full,) = _envs(ck_env, "dataset,imagenet,preprocessed,full")
+    assert json.loads((Path(str(full["dir"])) / "dataset.json").read_text())["size"] == 3
+    # the demo's own --dep_add_tags.images picks exactly the pillow sample copy
+    (added,) = [
+        a
+        for a in benchmark_args("Offline", "AccuracyOnly", {})
+        if a.startswith("--dep_add_tags.images=")
+    ]
+    tags = "dataset,imagenet,preprocessed," + added.split("=", 1)[1]
+    (picked,) = _envs(ck_env, tags)
+    assert "ckvision-sample" in picked["tags"] and "using-pillow" in picked["tags"]  # type: ignore[operator]
+
+
+def test_unknown_variation_tag_installs_nothing(ck_env: dict[str, str]) -> None:
+    tools = Path(ck_env["CK_TOOLS"])
+    before = sorted(p.name for p in tools.iterdir()) if tools.is_dir() else []
+    envs_before = len(_envs(ck_env, "dataset"))
+    bad = ck(ck_env, "install", "package", f"--tags={SAMPLE},inter.bogus", "--quiet")
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stdout + bad.stderr
+    after = sorted(p.name for p in tools.iterdir()) if tools.is_dir() else []
+    assert after == before and len(_envs(ck_env, "dataset")) == envs_before
+
+
+def _tiny_model(env: dict[str, str], folder: Path) -> None:
+    """A real (tiny) ONNX classifier with the demo model's spatial contract, detected as
+    a model,onnx env entry, so `ck run` has a model to resolve."""
+    from conftest import build_tiny_onnx
+
+    from ckvision.models.contract import ModelContract
+
+    folder.mkdir(parents=True)
+    build_tiny_onnx(folder / "model.onnx", image=224, classes=1000)
+    contract = ModelContract(name="tiny224", output_name="logits")
+    sidecar = {
+        "name": "tiny224",
+        "version": "1",
+        "format": "onnx",
+        "tags": [],
+        "source": "test",
+        "env": contract.to_env(),
+    }
+    (folder / "model.json").write_text(json.dumps(sidecar), encoding="utf-8")
+    detected = ck(
+        env,
+        "detect",
+        "soft",
+        "--tags=model,onnx",
+        f"--full_path={folder / 'model.onnx'}",
+        "--quiet",
+    )
+    assert detected.returncode == 0, detected.stdout[-2000:]
+
+
+def test_two_matching_datasets_are_one_line_not_a_silent_pick(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    if len(_envs(ck_env, "dataset,ckvision-sample")) < 2:
+        pytest.skip("needs the two variations installed by the test above")
+    _tiny_model(ck_env, tmp_path / "model")
+    run = (
+        "run",
+        "program:image-classification-onnxruntime-loadgen-py",
+        "--env.CK_LOADGEN_DATASET_SIZE=8",
+        "--env.CK_LOADGEN_SCENARIO=Offline",
+        "--skip_print_timers",
+        "--return_error_if_external_fail=yes",
+        "--quiet",
+    )
+    ambiguous = ck(ck_env, *run)
+    assert ambiguous.returncode != 0
+    lines = [x for x in ambiguous.stdout.splitlines() if "installed entries match images" in x]
+    assert len(lines) == 1, ambiguous.stdout[-3000:]
+    for tag in ("using-pillow", "inter.linear", "using-opencv", "inter.area"):
+        assert tag in lines[0]
+    assert "--dep_add_tags.images=" in lines[0]
+    picked = ck(ck_env, *run, "--dep_add_tags.images=ckvision-sample,using-pillow")
+    assert picked.returncode == 0, picked.stdout[-3000:]
+    assert "accuracy=" in picked.stdout
+    # the other variation does not match the model's contract: one line, non-zero exit
+    wrong = ck(ck_env, *run, "--dep_add_tags.images=ckvision-sample,using-opencv")
+    assert wrong.returncode != 0 and "accuracy=" not in wrong.stdout
+    (line,) = [
+        x for x in (wrong.stdout + wrong.stderr).splitlines() if "does not match model tiny224" in x
+    ]
+    assert "using-pillow,inter.linear" in line and "Traceback" not in wrong.stdout + wrong.stderr
