@@ -8,7 +8,7 @@ from typing import Any
 
 from ckvision.ck.hooks import ck_hook
 from ckvision.config import RunConfig
-from ckvision.experiments.record import TIMER_FILE, collect_run
+from ckvision.experiments.record import TIMER_FILE, collect_run, mlperf_submission_keys
 from ckvision.fsutil import atomic_write_json
 
 __all__ = ["ck_preprocess", "ck_postprocess"]
@@ -31,5 +31,6 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
 def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
     """Parse the LoadGen logs and the accuracy into the run's characteristics."""
     record = collect_run(Path(os.getcwd()))
+    record.update(mlperf_submission_keys(Path(os.getcwd())))  # ck-mlperf's keys, next to ours
     atomic_write_json(Path(os.getcwd()) / TIMER_FILE, record)
     return {"return": 0}
