@@ -107,7 +107,7 @@ def mlperf_submission_keys(output_dir: Path) -> dict[str, Any]:
     for line in mlperf_log["summary"]:
         key, sep, value = line.strip().partition(": ")
         if sep:
-            parsed[key] = value
+            parsed[key.strip()] = value.strip()
     accuracy_mode = any("AccuracyOnly" in v for k, v in parsed.items() if k == "Mode")
     return {"mlperf_log": mlperf_log, "mlperf_conf": conf,
             "parsed_summary": {} if accuracy_mode else parsed}

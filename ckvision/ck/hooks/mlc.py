@@ -68,11 +68,8 @@ def prepare_dataset(i: dict[str, Any]) -> dict[str, Any]:
     if not count.isdigit():
         raise ConfigError(f"CKVISION_DATASET_COUNT={count!r} is not a non-negative integer")
     source = str(env.get("IMAGENET_VAL_DIR", "") or "")
-    here = Path(os.getcwd())
-    marker = here / "data" / "dataset.json"
-    if not marker.is_file():
-        install_dataset(kind, here, {k: str(v) for k, v in env.items()},
-                        source=Path(source) if source else None, count=int(count))
+    marker = install_dataset(kind, Path(os.getcwd()), {k: str(v) for k, v in env.items()},
+                             source=Path(source) if source else None, count=int(count))
     env[DATASET_ENV] = str(marker.parent)
     return {"return": 0}
 

@@ -1,0 +1,342 @@
+"""Living next to ck-env, ck-mlperf and ck-tensorrt, and speaking their contracts.
+
+Fast checks read our entries and the upstream facts (tests/data/ck-upstream); the slow
+ones drive the real ck 2.6.4 in the session's ``ck_world`` (stand-in upstream repositories
+registered next to ours), with stdin closed so any interactive question fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ck_upstream import UPSTREAM_PROGRAM, upstream_entries
+
+from ckvision.errors import ConfigError
+from ckvision.experiments.record import mlperf_submission_keys
+from ckvision.models.contract import ModelContract
+
+ROOT = Path(__file__).resolve().parents[1]
+CK = str(Path(sys.executable).with_name("ck"))
+PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
+# Program names users type: the same alias upstream, addressed as ck-mlperf-vision:program:X.
+SHARED_PROGRAM_NAMES = {("program", "image-classification-tensorrt-loadgen-py")}
+# Owned by the data-layout branch (dataset soft entries are renamed there).
+PENDING_ELSEWHERE = {("soft", "dataset.imagenet.preprocessed")}
+PROMPTS = ("More than one environment found", "Please select", "Select one of the options")
+
+
+def our_entries() -> dict[tuple[str, str], str]:
+    """(module, alias) -> uid for every CK entry in this repository."""
+    found: dict[tuple[str, str], str] = {}
+    for alias_file in ROOT.glob("*/.cm/alias-a-*"):
+        module = alias_file.parent.parent.name
+        if (alias_file.parent.parent / alias_file.name[len("alias-a-"):]).is_dir():
+            found[(module, alias_file.name[len("alias-a-"):])] = alias_file.read_text().strip()
+    return found
+
+
+def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------- fast: entries and metadata
+
+
+def test_no_entry_shares_an_alias_or_uid_with_an_upstream_entry() -> None:
+    upstream = {(e.module, e.alias): e.uid for e in upstream_entries()}
+    upstream_uids = {e.uid for e in upstream_entries()}
+    ours = our_entries()
+    assert ("soft", "lib.python.onnxruntime.ckvision") in ours  # the walk finds entries
+    clashes = sorted(k for k in ours if k in upstream
+                     and k not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE)
+    assert clashes == []
+    assert sorted(k for k, uid in ours.items() if uid in upstream_uids) == []
+
+
+def test_soft_entries_carry_the_upstream_tags_for_the_same_software() -> None:
+    upstream = {e.alias: set(e.tags) for e in upstream_entries() if e.module == "soft"}
+    pairs = {"compiler.python.ckvision": "compiler.python",
+             "lib.python.numpy.ckvision": "lib.python.numpy",
+             "lib.python.onnxruntime.ckvision": "lib.python.onnxruntime",
+             "lib.python.tensorrt.ckvision": "lib.python.tensorrt",
+             "model.onnx.ckvision": "model.onnx",
+             "model.tensorrt.ckvision": "model.tensorrt"}
+    for ours, theirs in pairs.items():
+        tags = set(json.loads((ROOT / "soft" / ours / ".cm" / "meta.json").read_text())["tags"])
+        assert upstream[theirs] <= tags, (ours, upstream[theirs] - tags)
+
+
+def test_repository_metadata_for_ck_cm_and_mlc_agree() -> None:
+    import yaml
+
+    ckr = json.loads((ROOT / ".ckr.json").read_text())
+    cmr = yaml.safe_load((ROOT / "cmr.yaml").read_text())
+    old_cmr = yaml.safe_load((ROOT / ".cmr.yaml").read_text())
+    mlc = yaml.safe_load((ROOT / "meta.yaml").read_text())
+    for meta in (cmr, old_cmr, mlc):
+        assert (meta["alias"], meta["uid"]) == (ckr["data_alias"], ckr["data_uid"])
+    assert ckr["dict"]["shared"] == "git" and ckr["dict"]["url"].endswith(".git")
+
+
+def test_engine_package_accepts_the_words_of_ck_mlperf_docs() -> None:
+    meta = json.loads((ROOT / "package/model-tensorrt-converted-from-onnx/.cm/meta.json")
+                      .read_text())
+    words = set(meta["tags"]) | set(meta["variations"])
+    for typed in ("model,tensorrt,resnet,converted-from-onnx,fp32,maxbatch.32",
+                  "model,tensorrt,resnet50,converted-from-onnx,fp16,maxbatch.1"):
+        assert set(typed.split(",")) <= words, typed
+    assert meta["variations"]["resnet"]["extra_env"] == meta["variations"]["resnet50"]["extra_env"]
+
+
+# ---------------------------------------------------------------- fast: ML_MODEL_* meaning
+
+
+def test_ml_model_env_round_trips_and_reads_ck_mlperf_packages() -> None:
+    ours = ModelContract(name="efficientnet-lite0", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    env = ours.to_env()
+    assert env["ML_MODEL_COLOUR_CHANNELS_BGR"] == "NO" and "ML_MODEL_MAX_BATCH_SIZE" not in env
+    assert ModelContract.from_env(env) == ours
+    # ck-mlperf's model-onnx-mlperf-resnet50: means on 0..255, no normalisation, no stds
+    resnet = ModelContract.from_env({"ML_MODEL_MODEL_NAME": "resnet50",
+                                     "ML_MODEL_GIVEN_CHANNEL_MEANS": "123.68 116.78 103.94",
+                                     "ML_MODEL_COLOUR_CHANNELS_BGR": "YES"})
+    assert resnet.mean == pytest.approx((123.68 / 255, 116.78 / 255, 103.94 / 255))
+    assert resnet.std == pytest.approx((1 / 255,) * 3) and resnet.color_order == "BGR"
+    # ck-mlperf's mobilenet: NORMALIZE_DATA to [-1, 1], no mean -> mean = std = 0.5
+    mobilenet = ModelContract.from_env({"ML_MODEL_MODEL_NAME": "mobilenet",
+                                        "ML_MODEL_NORMALIZE_DATA": "YES",
+                                        "ML_MODEL_SUBTRACT_MEAN": "NO"})
+    assert mobilenet.mean == pytest.approx((0.5,) * 3)
+    assert mobilenet.std == pytest.approx((0.5,) * 3)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"ML_MODEL_SUBTRACT_MEAN": "YES"}, "per-image"),
+    ({"ML_MODEL_NORMALIZE_DATA": "maybe"}, "must be YES or NO"),
+    ({"ML_MODEL_IMAGE_CHANNELS": "4"}, "IMAGE_CHANNELS"),
+])
+def test_ml_model_env_refuses_what_it_cannot_mean(extra: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ModelContract.from_env({"ML_MODEL_MODEL_NAME": "m", **extra})
+
+
+def test_records_carry_the_keys_ck_mlperf_submission_tooling_reads(tmp_path: Path) -> None:
+    src = ROOT / "tests/data/loadgen/offline"
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+        (tmp_path / name).write_text((src / name).read_text())
+    (tmp_path / "mlperf_log_accuracy.json").write_text("[]")
+    (tmp_path / "user.conf").write_text("model.Offline.target_qps = 10\n")
+    keys = mlperf_submission_keys(tmp_path)
+    assert keys["parsed_summary"]["Result is"] in ("VALID", "INVALID")
+    assert keys["parsed_summary"]["Scenario"] == "Offline"
+    assert any("Samples per second" in line for line in keys["mlperf_log"]["summary"])
+    assert keys["mlperf_log"]["detail"] and keys["mlperf_log"]["accuracy"] == []
+    assert keys["mlperf_conf"]["user.conf"] == ["model.Offline.target_qps = 10\n"]
+
+
+# ---------------------------------------------------------------- slow: the real ck
+
+
+_LOAD_ALL = """
+import json, sys
+import ck.kernel as ck
+wrong = []
+for module, alias, uid in json.load(sys.stdin):
+    r = ck.access({"action": "load", "module_uoa": module, "data_uoa": alias})
+    if r["return"] or r["data_uid"] != uid:
+        wrong.append([module, alias, uid, r.get("data_uid", r.get("error"))])
+print(json.dumps(wrong))
+"""
+
+
+@pytest.mark.slow
+def test_ck_load_of_every_upstream_alias_returns_the_upstream_uid(
+    ck_world: dict[str, str],
+) -> None:
+    wanted = [[e.module, e.alias, e.uid] for e in upstream_entries()
+              if (e.module, e.alias) not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE]
+    done = subprocess.run([sys.executable, "-c", _LOAD_ALL], input=json.dumps(wanted),
+                          env=ck_world, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert len(wanted) > 500
+
+
+@pytest.mark.slow
+def test_our_program_runs_next_to_upstream_without_a_question(ck_world: dict[str, str]) -> None:
+    run = ck(ck_world, "run", f"ck-mlperf-vision:{PROGRAM}", "--env.CK_LOADGEN_DATASET_SIZE=8",
+             "--env.CK_LOADGEN_SCENARIO=Offline", "--env.CK_BATCH_SIZE=4",
+             "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert ", total=8" in run.stdout
+    assert not any(p in run.stdout for p in PROMPTS)
+
+
+@pytest.mark.slow
+def test_upstream_style_program_resolves_against_our_env_entries(
+    ck_world: dict[str, str],
+) -> None:
+    run = ck(ck_world, "run", f"ck-mlperf:program:{UPSTREAM_PROGRAM[0]}", "--quiet",
+             "--skip_print_timers", "--return_error_if_external_fail=yes")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "UPSTREAM-ENV-OK efficientnet-lite0 NCHW" in run.stdout
+
+
+@pytest.mark.slow
+def test_upstream_env_entry_is_accepted_and_two_candidates_never_prompt(
+    ck_world: dict[str, str], tmp_path: Path,
+) -> None:
+    """An env entry made by ck-env's soft:lib.python.numpy next to ours: --quiet picks one,
+    ``ckvision ck-deps`` without --quiet says in one line which tags to add."""
+    import numpy
+
+    env = dict(ck_world)
+    request = tmp_path / "env.json"
+    request.write_text(json.dumps({"dict": {
+        "tags": ["lib", "python-package", "numpy", "upstream-made", "v1.26"],
+        "soft_uoa": "6a10047b1bcd16fc", "setup": {},
+        "customize": {"version": "1.26", "full_path": numpy.__file__},
+        "env": {"CK_ENV_LIB_NUMPY": str(Path(numpy.__file__).parent),
+                "PYTHONPATH": str(Path(numpy.__file__).parents[1]) + ":$PYTHONPATH"},
+    }}))
+    added = ck(env, "add", "local:env:", f"@{request}", "--quiet")
+    assert added.returncode == 0, added.stdout + added.stderr
+    try:
+        check = subprocess.run([sys.executable, "-m", "ckvision", "ck-deps", PROGRAM],
+                               env=env, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+        assert check.returncode != 0
+        lines = [ln for ln in check.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, check.stderr
+        assert "lib-python-numpy" in lines[0] and "--dep_add_tags.lib-python-numpy=" in lines[0]
+        assert "upstream-made" in lines[0]
+        picked = subprocess.run([sys.executable, "-m", "ckvision", "ck-deps", PROGRAM,
+                                 "--dep-add-tags", "lib-python-numpy=upstream-made"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert picked.returncode == 0, picked.stderr
+        run = ck(env, "run", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
+                 "--dep_add_tags.lib-python-numpy=upstream-made", "--skip_print_timers",
+                 "--return_error_if_external_fail=yes", "--quiet")
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert not any(p in run.stdout for p in PROMPTS)
+    finally:
+        ck(env, "rm", "local:env:*", "--tags=upstream-made", "--force", "--quiet")
+
+
+@pytest.mark.slow
+def test_unknown_variation_tag_is_one_line_and_installs_nothing(
+    ck_world: dict[str, str],
+) -> None:
+    tools = Path(ck_world["CK_TOOLS"])
+    before = sorted(p.name for p in tools.iterdir())
+    out = subprocess.run([sys.executable, "-m", "ckvision", "ck-install",
+                          "model,tensorrt,mobilenet,converted-from-onnx,fp32"],
+                         env=ck_world, capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "mobilenet" in lines[0], out.stderr
+    assert sorted(p.name for p in tools.iterdir()) == before
+
+
+# ---------------------------------------------------------------- slow: git URLs, CM, MLC
+
+
+@pytest.fixture(scope="module")
+def bare_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bare = tmp_path_factory.mktemp("git") / "ck-mlperf-vision.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(bare)], check=True,
+                   timeout=120)
+    return bare
+
+
+@pytest.mark.slow
+def test_ck_pull_repo_from_a_bare_clone_then_pull_all(bare_clone: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, CK_REPOS=str(tmp_path / "repos"))
+    pulled = ck(env, "pull", "repo", f"--url={bare_clone}", "--quiet")
+    assert pulled.returncode == 0, pulled.stdout[-2000:]
+    where = ck(env, "where", "repo:ck-mlperf-vision").stdout.strip().splitlines()[-1]
+    assert (Path(where) / "program/image-classification-onnxruntime-loadgen-py").is_dir()
+    meta = json.loads(ck(env, "load", "repo:ck-mlperf-vision", "--out=json").stdout)
+    assert meta["dict"]["shared"] == "git" and meta["dict"]["url"] == str(bare_clone)
+    # a new upstream commit arrives with `ck pull all`
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(bare_clone), str(work)], check=True, timeout=60)
+    (work / "NEW-COMMIT").write_text("x\n")
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "NEW-COMMIT"], check=True, timeout=60)
+    subprocess.run([*git, "commit", "-qm", "new"], check=True, timeout=60)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD"], check=True, timeout=60)
+    assert ck(env, "pull", "all", "--quiet").returncode == 0
+    assert (Path(where) / "NEW-COMMIT").is_file()
+
+
+_CM = """
+import json, os, sys
+import cmind
+r = cmind.access({"action": "pull", "automation": "repo", "url": sys.argv[1], "quiet": True})
+assert r["return"] == 0, r
+r = cmind.access({"action": "find", "automation": "repo", "artifact": "ck-mlperf-vision"})
+assert r["return"] == 0 and r["list"], r
+repo = r["list"][0]
+print(json.dumps({"path": repo.path, "uid": repo.meta["uid"], "alias": repo.meta["alias"]}))
+r = cmind.access({"action": "list", "automation": "ckx", "artifact": "program", "out": "",
+                  "quiet": "yes"})
+"""
+
+
+@pytest.mark.slow
+def test_cm_pulls_the_repository_and_runs_our_program_through_ckx(
+    ck_world: dict[str, str], bare_clone: Path, tmp_path: Path,
+) -> None:
+    env = dict(ck_world, CM_REPOS=str(tmp_path / "cm"))
+    done = subprocess.run([sys.executable, "-c", _CM, f"file://{bare_clone}"], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    repo = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (repo["alias"], repo["uid"]) == ("ck-mlperf-vision", "5bd43cea20ccb212")
+    assert (Path(repo["path"]) / "script/ckvision-loadgen-run/meta.yaml").is_file()
+    cm = str(Path(sys.executable).with_name("cm"))
+    run = subprocess.run([cm, "run", "ckx", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
+                          "--skip_print_timers", "--quiet"], env=env, capture_output=True,
+                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert ", total=8" in run.stdout
+
+
+@pytest.mark.slow
+def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
+    bare_clone: Path, tmp_path: Path,
+) -> None:
+    from ckvision.analysis import load_experiments
+
+    env = dict(os.environ, MLC_REPOS=str(tmp_path / "mlc"), CK_REPOS=str(tmp_path / "ck"))
+    work = tmp_path / "work"
+    work.mkdir()
+    bin_dir = Path(sys.executable).parent
+
+    def mlc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(bin_dir / args[0]), *args[1:]], env=env, cwd=work,
+                              capture_output=True, text=True, timeout=400,
+                              stdin=subprocess.DEVNULL)
+
+    pulled = mlc("mlc", "pull", "repo", f"file://{bare_clone}")
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    run = mlc("mlcr", "run,ckvision,loadgen", "--scenario=Offline", "--batch_size=4",
+              "--dataset_size=16", "--record_uoa=mlc.test", "--quiet")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "accuracy=" in run.stdout and ", total=16" in run.stdout
+    entry = tmp_path / "ck" / "local" / "experiment" / "mlc.test"
+    frame = load_experiments([entry], ["ckvision", "mlc"])
+    assert len(frame) == 1 and frame.iloc[0]["loadgen.scenario"] == "Offline"
+    point = json.loads(next(entry.glob("ckp-*.0001.json")).read_text())
+    assert "mlperf_log" in point["characteristics_list"][0]["run"]
+    bad = mlc("mlcr", "run,ckvision,loadgen,_no-such-model", "--quiet")
+    assert bad.returncode != 0
+    assert "no-such-model" in bad.stdout + bad.stderr
