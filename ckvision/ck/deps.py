@@ -104,7 +104,8 @@ def check_package_tags(tags: str) -> dict[str, Any]:
         best = max(known.items(), key=lambda kv: len(set(wanted) & kv[1]), default=("", set()))
         unknown = [t for t in wanted if t not in best[1]]
         raise ConfigError(f"no package has the tags {','.join(wanted)}: "
-                          f"package:{names.get(best[0])} knows none of {','.join(unknown)}; its tags and variations: "
+                          f"package:{names.get(best[0])} knows none of {','.join(unknown)}; "
+                          "its tags and variations: "
                           f"{','.join(sorted(best[1]))}")
     raise ConfigError(f"tags {','.join(wanted)} match {len(matches)} packages "
                       f"({', '.join(sorted(names[m] for m in matches))}); add a tag that names one")
