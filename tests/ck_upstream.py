@@ -44,6 +44,19 @@ def upstream_entries() -> list[Entry]:
     return list(entries.values())
 
 
+def _module_uids() -> dict[str, str]:
+    """Module name -> UID, from the upstream module entries and this repository's index."""
+    uids: dict[str, str] = {}
+    for path in sorted(DATA.glob("entries*.tsv")):
+        with path.open(encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                if row["module"] == "module":
+                    uids.setdefault(row["alias"], row["uid"])
+    for alias_file in (Path(__file__).resolve().parents[1] / ".cm").glob("alias-a-*"):
+        uids.setdefault(alias_file.name[len("alias-a-"):], alias_file.read_text().strip())
+    return uids
+
+
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
@@ -88,6 +101,7 @@ def _upstream_program_meta() -> dict[str, object]:
             "python": dep("compiler,lang-python", 0),
             "lib-python-numpy": dep("lib,python-package,numpy", 10),
             "lib-python-onnxruntime": dep("lib,python-package,onnxruntime", 20),
+            "images": dep("dataset,imagenet,preprocessed", 40),
             "weights": {**dep("model,image-classification,onnx", 30),
                         "pass_matching_tags_to": {"side.": ["images"]}},
         },
@@ -114,7 +128,13 @@ def build_standins(root: Path) -> dict[str, Path]:
         (module / ".cm").mkdir(parents=True, exist_ok=True)
         (module / ".cm" / f"alias-a-{entry.alias}").write_text(entry.uid + "\n")
         (module / ".cm" / f"alias-u-{entry.uid}").write_text(entry.alias + "\n")
+    module_uids = _module_uids()
     for name, repo in repos.items():
+        for module in (d.name for d in repo.iterdir() if d.is_dir()):
+            uid = module_uids[module]
+            (repo / ".cm").mkdir(exist_ok=True)
+            (repo / ".cm" / f"alias-a-{module}").write_text(uid + "\n")
+            (repo / ".cm" / f"alias-u-{uid}").write_text(module + "\n")
         _write_json(repo / ".ckr.json", {"data_alias": name, "data_name": name,
                                          "data_uoa": name, "dict": {"repo_deps": []}})
     return repos

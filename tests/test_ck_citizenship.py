@@ -308,6 +308,11 @@ def test_cm_pulls_the_repository_and_runs_our_program_through_ckx(
                          text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert ", total=8" in run.stdout
+    bad = subprocess.run([cm, "run", "ckx", "program:no-such-program", "--quiet"], env=env,
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert bad.returncode != 0
+    assert [ln for ln in bad.stderr.splitlines() if ln.strip()] == [
+        "CM error: no program(s) found!"]
 
 
 @pytest.mark.slow
@@ -337,6 +342,12 @@ def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
     assert len(frame) == 1 and frame.iloc[0]["loadgen.scenario"] == "Offline"
     point = json.loads(next(entry.glob("ckp-*.0001.json")).read_text())
     assert "mlperf_log" in point["characteristics_list"][0]["run"]
-    bad = mlc("mlcr", "run,ckvision,loadgen,_no-such-model", "--quiet")
-    assert bad.returncode != 0
-    assert "no-such-model" in bad.stdout + bad.stderr
+    caches = sorted((tmp_path / "mlc").glob("local/cache/*"))
+    for tags in ("run,ckvision,loadgen,_no-such-model", "run,ckvision,no-such-tag"):
+        bad = mlc("mlcr", tags, "--quiet")
+        assert bad.returncode != 0
+        said = [ln for ln in (bad.stdout + bad.stderr).splitlines()
+                if "no scripts were found with tags" in ln]
+        assert len(said) == 1 and "'run', 'ckvision'" in said[0], bad.stderr
+    assert sorted((tmp_path / "mlc").glob("local/cache/*")) == caches  # nothing installed
+    assert [p.name for p in entry.parent.glob("[!.]*")] == ["mlc.test"]  # nothing recorded
