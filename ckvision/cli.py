@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.program import resolve_inputs, run_program
     from ckvision.report import print_run
 
+    refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
     config = RunConfig.from_env(os.environ, overrides)

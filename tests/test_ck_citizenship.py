@@ -351,3 +351,51 @@ def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
         assert len(said) == 1 and "'run', 'ckvision'" in said[0], bad.stderr
     assert sorted((tmp_path / "mlc").glob("local/cache/*")) == caches  # nothing installed
     assert [p.name for p in entry.parent.glob("[!.]*")] == ["mlc.test"]  # nothing recorded
+
+
+# ---------------------------------------------------------------- ck-mlperf's env contract
+
+# Every variable ck-mlperf's loadgen-py programs, imagenet_helper, tensorrt_helper and
+# loadgen_pre/postprocess read (tests/data/ck-upstream facts, sections 1a-1c).
+CK_MLPERF_PROGRAM_VARS = """
+CK_LOADGEN_SCENARIO CK_LOADGEN_MODE CK_LOADGEN_BUFFER_SIZE CK_LOADGEN_DATASET_SIZE
+CK_LOADGEN_COUNT_OVERRIDE CK_LOADGEN_MULTISTREAMNESS CK_LOADGEN_USER_CONF
+CK_ENV_MLPERF_INFERENCE_MLPERF_CONF ML_MODEL_MODEL_NAME CK_ENV_TENSORRT_MODEL_FILENAME
+CK_ENV_ONNX_MODEL_OUTPUT_LAYER_NAME CK_ENV_TENSORRT_PLUGIN_PATH ML_MODEL_TENSORRT_PLUGIN
+ML_MODEL_USE_DLA CK_BATCH_SIZE CK_VERBOSE ML_MODEL_IMAGE_HEIGHT ML_MODEL_IMAGE_WIDTH
+ML_MODEL_IMAGE_CHANNELS ML_MODEL_DATA_LAYOUT ML_MODEL_COLOUR_CHANNELS_BGR
+ML_MODEL_INPUT_DATA_TYPE ML_MODEL_DATA_TYPE ML_MODEL_MAX_BATCH_SIZE ML_MODEL_NORMALIZE_DATA
+ML_MODEL_NORMALIZE_LOWER ML_MODEL_NORMALIZE_UPPER ML_MODEL_SUBTRACT_MEAN
+ML_MODEL_GIVEN_CHANNEL_MEANS ML_MODEL_GIVEN_CHANNEL_STDS CK_CAFFE_IMAGENET_SYNSET_WORDS_TXT
+CK_ENV_DATASET_IMAGENET_PREPROCESSED_DIR CK_MLPERF_PRE_SET_UP_INTEL_CPU
+CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG CK_LOADGEN_MAX_QUERY_COUNT
+CK_LOADGEN_SAMPLES_PER_QUERY CK_LOADGEN_TARGET_LATENCY CK_LOADGEN_TARGET_QPS
+CK_LOADGEN_MAX_DURATION_S CK_LOADGEN_OFFLINE_EXPECTED_QPS CK_LOADGEN_MIN_QUERY_COUNT
+CK_MLPERF_COMPLIANCE_TEST CK_MLPERF_PRE_SCHINDLER CK_LOADGEN_SIDELOAD_JSON
+CK_LOADGEN_INCLUDE_TRACE CK_MLPERF_ACCURACY_IMAGENET_TYPE
+""".split()
+
+
+def test_every_ck_mlperf_variable_is_honoured_or_refused() -> None:
+    from ckvision.ck.upstream_env import HONOURED, UPSTREAM_ENV, refuse_unsupported
+    from ckvision.config import ENV_VARS
+
+    assert sorted(set(CK_MLPERF_PROGRAM_VARS) - set(UPSTREAM_ENV)) == []
+    ours = {var for var, _help in ENV_VARS.values()}
+    for var, (fine, where) in UPSTREAM_ENV.items():
+        if fine == HONOURED and where.startswith("config:"):
+            assert var in ours, var  # honoured by the one settings table
+    refuse_unsupported({"CK_LOADGEN_INCLUDE_TRACE": "no", "ML_MODEL_USE_DLA": "",
+                        "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": "YES"})
+    with pytest.raises(ConfigError, match="CK_LOADGEN_OFFLINE_EXPECTED_QPS='50'.*TARGET_QPS"):
+        refuse_unsupported({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "50"})
+
+
+def test_ckvision_run_refuses_an_unsupported_ck_mlperf_variable_in_one_line() -> None:
+    env = dict(os.environ, ML_MODEL_USE_DLA="YES")
+    out = subprocess.run([sys.executable, "-m", "ckvision", "run", "--model", "/nonexistent"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [
+        "ckvision: error: ML_MODEL_USE_DLA='YES' (ck-mlperf) is not supported: "
+        "Jetson DLA is not supported"]

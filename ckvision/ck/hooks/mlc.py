@@ -80,6 +80,7 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
     import secrets
 
     from ckvision.ck.experiment import record_point
+    from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.config import RunConfig
     from ckvision.experiments.record import mlperf_submission_keys
     from ckvision.harness.settings import write_user_conf
@@ -87,6 +88,7 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
 
     env = _env(i)
     text_env = {str(k): str(v) for k, v in env.items()}
+    refuse_unsupported(text_env)
     config = RunConfig.from_env(text_env)  # one line for a bad value, before any loading
     if not text_env.get(f"{MODEL_ENV}_ONNX_FILEPATH") or not text_env.get(DATASET_ENV):
         raise MissingPackageError("model and dataset (run the script with its deps)",

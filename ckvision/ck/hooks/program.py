@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_hook
+from ckvision.ck.upstream_env import refuse_unsupported
 from ckvision.config import RunConfig
 from ckvision.experiments.record import TIMER_FILE, collect_run, mlperf_submission_keys
 from ckvision.fsutil import atomic_write_json
@@ -20,6 +21,7 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     from ckvision.harness.settings import write_user_conf
 
     env = {str(k): str(v) for k, v in i.get("env", {}).items()}
+    refuse_unsupported(env)  # ck-mlperf's variables we cannot honour: one line
     config = RunConfig.from_env(env)  # one clear line for a bad value, before any loading
     model_name = env.get("ML_MODEL_MODEL_NAME", "model")
     path = Path(os.getcwd()) / "user.conf"
