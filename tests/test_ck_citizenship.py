@@ -399,3 +399,28 @@ def test_ckvision_run_refuses_an_unsupported_ck_mlperf_variable_in_one_line() ->
     assert out.stderr.strip().splitlines() == [
         "ckvision: error: ML_MODEL_USE_DLA='YES' (ck-mlperf) is not supported: "
         "Jetson DLA is not supported"]
+
+
+@pytest.mark.slow
+def test_registering_an_existing_checkout_in_place_writes_nothing_into_it(
+    tmp_path: Path,
+) -> None:
+    """The README's commands for ck, cm and mlc register a checkout without copying it."""
+    clone = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    env = dict(os.environ, CK_REPOS=str(tmp_path / "ck"), CM_REPOS=str(tmp_path / "cm"),
+               MLC_REPOS=str(tmp_path / "mlc"))
+    bin_dir = Path(sys.executable).parent
+    for cmd in ([CK, "add", "repo:ck-mlperf-vision", f"--path={clone}", "--quiet"],
+                [str(bin_dir / "cm"), "init", "repo", f"--path={clone}", "--quiet"],
+                [str(bin_dir / "mlc"), "add", "repo", str(clone)]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, cwd=tmp_path)
+        assert done.returncode == 0, (cmd, done.stdout[-1000:], done.stderr[-1000:])
+    status = subprocess.run(["git", "-C", str(clone), "status", "--short", "--ignored"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert status.stdout == ""
+    assert str(clone) in json.loads((tmp_path / "cm" / "repos.json").read_text())
+    assert str(clone) in json.loads((tmp_path / "mlc" / "repos.json").read_text())
+    where = ck(env, "where", "repo:ck-mlperf-vision").stdout.strip().splitlines()[-1]
+    assert Path(where) == clone
