@@ -424,3 +424,21 @@ def test_registering_an_existing_checkout_in_place_writes_nothing_into_it(
     assert str(clone) in json.loads((tmp_path / "mlc" / "repos.json").read_text())
     where = ck(env, "where", "repo:ck-mlperf-vision").stdout.strip().splitlines()[-1]
     assert Path(where) == clone
+
+
+def test_our_programs_only_use_our_own_files_and_hooks() -> None:
+    script_uid = (ROOT / "script/.cm/alias-a-loadgen-image-classification").read_text().strip()
+    for meta_file in ROOT.glob("program/*/.cm/meta.json"):
+        run_time = json.loads(meta_file.read_text())["run_cmds"]["default"]["run_time"]
+        for hook in ("pre_process_via_ck", "post_process_via_ck"):
+            assert run_time[hook]["data_uoa"] == script_uid  # by UID: no alias lookup
+        assert "../" not in run_time["run_cmd_main"]  # nothing relative to another entry
+
+
+@pytest.mark.slow
+def test_the_shared_program_name_is_addressed_per_repository(ck_world: dict[str, str]) -> None:
+    name = "program:image-classification-tensorrt-loadgen-py"
+    ours = ck(ck_world, "find", f"ck-mlperf-vision:{name}").stdout.strip().splitlines()[-1]
+    theirs = ck(ck_world, "find", f"ck-mlperf:{name}").stdout.strip().splitlines()[-1]
+    assert Path(ours) == ROOT / "program/image-classification-tensorrt-loadgen-py"
+    assert Path(theirs) != Path(ours) and Path(theirs).is_dir()
