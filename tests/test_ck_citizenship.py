@@ -286,8 +286,6 @@ r = cmind.access({"action": "find", "automation": "repo", "artifact": "ck-mlperf
 assert r["return"] == 0 and r["list"], r
 repo = r["list"][0]
 print(json.dumps({"path": repo.path, "uid": repo.meta["uid"], "alias": repo.meta["alias"]}))
-r = cmind.access({"action": "list", "automation": "ckx", "artifact": "program", "out": "",
-                  "quiet": "yes"})
 """
 
 
@@ -303,8 +301,17 @@ def test_cm_pulls_the_repository_and_runs_our_program_through_ckx(
     assert (repo["alias"], repo["uid"]) == ("ck-mlperf-vision", "5bd43cea20ccb212")
     assert (Path(repo["path"]) / "script/ckvision-loadgen-run/meta.yaml").is_file()
     cm = str(Path(sys.executable).with_name("cm"))
+    # the CM copy registered with classic CK through ckx, in a CK_REPOS of its own
+    own = dict(env, CK_REPOS=str(tmp_path / "ck"))
+    added = subprocess.run([cm, "add", "ckx", "repo:ck-mlperf-vision",
+                            f"--path={repo['path']}", "--quiet=yes"], env=own, capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert added.returncode == 0, added.stdout[-2000:] + added.stderr[-2000:]
+    listed = ck(own, "list", "ck-mlperf-vision:program:*").stdout.split()
+    assert "image-classification-onnxruntime-loadgen-py" in listed
+    # and our program runs through ckx (in the session's prepared CK_REPOS)
     run = subprocess.run([cm, "run", "ckx", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
-                          "--skip_print_timers", "--quiet"], env=env, capture_output=True,
+                          "--skip_print_timers", "--quiet=yes"], env=env, capture_output=True,
                          text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert ", total=8" in run.stdout
