@@ -349,6 +349,11 @@ def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
     assert len(frame) == 1 and frame.iloc[0]["loadgen.scenario"] == "Offline"
     point = json.loads(next(entry.glob("ckp-*.0001.json")).read_text())
     assert "mlperf_log" in point["characteristics_list"][0]["run"]
+    assert point["choices"]["env"]["CK_LOADGEN_SCENARIO"] == "Offline"
+    again = mlc("mlcr", "run,ckvision,loadgen", "--dataset_size=8", "--record_uoa=mlc.test",
+                "--quiet")  # model and dataset come from MLC's cache; a second point is added
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(entry.glob("ckp-*.0001.json"))) == 2
     caches = sorted((tmp_path / "mlc").glob("local/cache/*"))
     for tags in ("run,ckvision,loadgen,_no-such-model", "run,ckvision,no-such-tag"):
         bad = mlc("mlcr", tags, "--quiet")

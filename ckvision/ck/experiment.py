@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ckvision.ck.tool import ck_lines, run_ck
+from ckvision.ck.tool import CkCommandError, ck_lines, run_ck
 from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_json
 
@@ -29,8 +29,8 @@ _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 def _entry_path(name: str) -> Path | None:
     try:
-        lines = ck_lines(["find", f"experiment:{name}"])
-    except Exception:  # noqa: BLE001 - "not found" is a ck error exit
+        lines = ck_lines(["find", f"local:experiment:{name}"])
+    except CkCommandError:  # "not found" is a ck error exit
         return None
     path = Path(lines[-1]) if lines else None
     return path if path is not None and path.is_dir() else None
