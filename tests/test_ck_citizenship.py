@@ -88,8 +88,12 @@ def test_engine_package_accepts_the_words_of_ck_mlperf_docs() -> None:
     meta = json.loads((ROOT / "package/model-tensorrt-converted-from-onnx/.cm/meta.json")
                       .read_text())
     words = set(meta["tags"]) | set(meta["variations"])
+    upstream = next(e for e in upstream_entries()
+                    if (e.repo, e.alias) == ("ck-tensorrt", "model-tensorrt-convert-from-onnx"))
+    batches = {v for v in upstream.extra.split(",") if v.startswith("maxbatch.")}
+    assert len(batches) == 32 and batches <= set(meta["variations"])
     for typed in ("model,tensorrt,resnet,converted-from-onnx,fp32,maxbatch.32",
-                  "model,tensorrt,resnet50,converted-from-onnx,fp16,maxbatch.1"):
+                  "model,tensorrt,resnet50,converted-from-onnx,fp16,maxbatch.15"):
         assert set(typed.split(",")) <= words, typed
     assert meta["variations"]["resnet"]["extra_env"] == meta["variations"]["resnet50"]["extra_env"]
 
