@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,44 @@ def test_upstream_env_entry_is_accepted_and_two_candidates_never_prompt(
         assert not any(p in run.stdout for p in PROMPTS)
     finally:
         ck(env, "rm", "local:env:*", "--tags=upstream-made", "--force", "--quiet")
+
+
+@pytest.mark.slow
+def test_a_python_detected_by_ck_env_does_not_replace_ours(
+    ck_world: dict[str, str], tmp_path: Path,
+) -> None:
+    """ck-env users have python detected already (often another interpreter): ck-setup
+    still detects ours and CK's --quiet choice takes it (our soft sorts first)."""
+    fake = tmp_path / "bin" / "python3"  # another interpreter, one that cannot run ckvision
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho not-our-python; exit 3\n")
+    fake.chmod(0o755)
+    other = str(fake)
+    request = tmp_path / "env.json"
+    # name and version that CK's own order (sort, name, version; highest first) puts first
+    request.write_text(json.dumps({"data_name": "zz python (ck-env)", "dict": {
+        "tags": ["compiler", "python", "lang-python", "upstream-made-python", "v9.9"],
+        "soft_uoa": "45d68512df22fde7", "setup": {},
+        "customize": {"version": "9.9", "full_path": other, "version_split": [9, 9]},
+        "env": {"CK_ENV_COMPILER_PYTHON_FILE": other, "CK_ENV_COMPILER_PYTHON": str(fake.parent)},
+    }}))
+    added = ck(ck_world, "add", "local:env:", f"@{request}", "--quiet")
+    assert added.returncode == 0, added.stdout
+    fake_uid = re.search(r"Entry\s+\(([0-9a-f]{16})", added.stdout).group(1)  # type: ignore[union-attr]
+    try:
+        again = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=ck_world,
+                               capture_output=True, text=True, timeout=300,
+                               stdin=subprocess.DEVNULL)
+        assert again.returncode == 0 and "compiler,lang-python already detected" in again.stdout
+        run = ck(ck_world, "run", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
+                 "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert ", total=8" in run.stdout
+        resolved = re.search(r"Dependency \d+ = python .*?environment UID = ([0-9a-f]{16})",
+                             run.stdout, re.S)
+        assert resolved is not None and resolved.group(1) != fake_uid
+    finally:
+        ck(ck_world, "rm", "local:env:*", "--tags=upstream-made-python", "--force", "--quiet")
 
 
 @pytest.mark.slow

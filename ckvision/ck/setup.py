@@ -6,6 +6,8 @@ Idempotent: what is already registered, detected or installed is left alone.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +48,20 @@ def _has_env(tags: str) -> bool:
     return any(":env:" in line for line in ck_lines(["search", "env", f"--tags={tags}"]))
 
 
+def _has_env_for(tags: str, path: Path) -> bool:
+    """An env entry with ``tags`` for this very file (ck-env may have detected another
+    interpreter's numpy or python with the same tags: that one does not run ckvision)."""
+    out = run_ck(["search", "env", f"--tags={tags}", "--add_meta", "--out=json"],
+                 capture=True).stdout
+    try:
+        found = json.loads(out[out.index("{"):]).get("lst", [])
+    except ValueError:
+        return False
+    want = os.path.abspath(path)  # not resolved: a venv's python links to the system one
+    return any(os.path.abspath(e.get("meta", {}).get("customize", {}).get("full_path", ""))
+               == want for e in found)
+
+
 def register_repo(log: Callable[[str], None] = print) -> None:
     root = repo_root()
     where = run_ck(["where", f"repo:{REPO_ALIAS}"], capture=True) if _repo_known() else None
@@ -75,7 +91,7 @@ def detect_software(log: Callable[[str], None] = print) -> None:
             continue
         wanted.append((tags, Path(spec.origin), soft_uid))
     for tags, path, soft_uid in wanted:
-        if _has_env(tags):
+        if _has_env_for(tags, path):
             log(f"ck: {tags} already detected")
             continue
         run_ck(["detect", f"soft:{soft_uid}", f"--full_path={path}", "--quiet"], capture=True)
