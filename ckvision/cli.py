@@ -69,15 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--plot", type=Path, help="also write a PNG plot")
 
     sub.add_parser("ck-setup", help="register this repo with ck, detect software, install packages")
+    deps = sub.add_parser("ck-deps", help="which env entry each dependency of a CK program "
+                          "resolves to; one line if CK would have to ask")
+    deps.add_argument("program", help="e.g. program:image-classification-onnxruntime-loadgen-py")
+    deps.add_argument("--dep-add-tags", action="append", default=[], metavar="NAME=TAGS",
+                      help="as ck's --dep_add_tags.NAME=TAGS (repeatable)")
+    install = sub.add_parser("ck-install", help="install this repo's package selected by TAGS "
+                             "(checked first: an unknown tag is one line, nothing installed)")
+    install.add_argument("tags", help="e.g. model,tensorrt,resnet,converted-from-onnx,fp16")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.program import resolve_inputs, run_program
     from ckvision.report import print_run
 
+    refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
     config = RunConfig.from_env(os.environ, overrides)
@@ -111,6 +121,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.ck.setup import setup_ck
 
         setup_ck()
+    elif args.command == "ck-deps":
+        from ckvision.ck.deps import check_program_deps, parse_dep_add_tags
+
+        chosen = check_program_deps(args.program, parse_dep_add_tags(args.dep_add_tags))
+        for name, uid in chosen.items():
+            print(f"{name}: env:{uid}")
+    elif args.command == "ck-install":
+        from ckvision.ck.deps import install
+
+        install(args.tags)
     elif args.command == "demo":
         from ckvision.demo import run_demo
 

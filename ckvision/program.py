@@ -29,11 +29,11 @@ DATASET_ENV = "CK_ENV_DATASET_IMAGENET_PREPROCESSED"
 DATASET_TAGS = "dataset,imagenet,preprocessed,sample"
 # backend -> (env var holding the model file, the package tags that provide one)
 MODEL_ENV: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("CK_ENV_ONNX_MODEL_FILE", "model,onnx,efficientnet-lite0,fp32"),
-    "null": ("CK_ENV_ONNX_MODEL_FILE", "model,onnx,efficientnet-lite0,fp32"),
-    "pytorch": ("CK_ENV_ONNX_MODEL_FILE", "model,onnx,efficientnet-lite0,fp32"),
+    "onnxruntime": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
+    "null": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
+    "pytorch": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
     "tensorrt": (
-        "CK_ENV_TENSORRT_MODEL_FILE",
+        "CK_ENV_TENSORRT_MODEL_FILENAME",
         "model,tensorrt,efficientnet-lite0,converted-from-onnx,fp16,maxbatch.32",
     ),
 }

@@ -119,3 +119,35 @@ def quick_config() -> Callable[..., RunConfig]:
         return RunConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ck_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One prepared CK_REPOS/CK_TOOLS per session, shared by the slow ck tests.
+
+    This checkout is registered first, then stand-ins of ck-env, ck-mlperf, ck-tensorrt,
+    ck-ml, ck-crowdtuning and ck-docker (tests/ck_upstream.py: same aliases, UIDs, tags),
+    then ``python -m ckvision ck-setup`` detects software and installs the default model
+    and dataset, with stdin closed (a prompt would fail it).
+    """
+    import os
+    import subprocess
+    import sys
+
+    from ck_upstream import build_standins
+
+    base = tmp_path_factory.mktemp("ck-world")
+    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
+    ck = str(Path(sys.executable).with_name("ck"))
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*args: str) -> None:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+
+    run(ck, "add", "repo:ck-mlperf-vision", f"--path={root}", "--quiet")
+    for name, path in build_standins(base / "upstream").items():
+        run(ck, "add", f"repo:{name}", f"--path={path}", "--quiet")
+    run(sys.executable, "-m", "ckvision", "ck-setup")
+    return env

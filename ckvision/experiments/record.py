@@ -17,7 +17,8 @@ import numpy as np
 from ckvision.errors import RunError
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["RUN_FILE", "TIMER_FILE", "RECORD_VERSION", "write_run_info", "collect_run"]
+__all__ = ["RUN_FILE", "TIMER_FILE", "RECORD_VERSION", "write_run_info", "collect_run",
+           "mlperf_submission_keys"]
 
 RUN_FILE = "ckvision-run.json"
 TIMER_FILE = "tmp-ck-timer.json"
@@ -73,3 +74,40 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
         "duration_s": info.get("duration_s"),
         "logs": _raw_logs(output_dir),
     }
+
+
+def mlperf_submission_keys(output_dir: Path) -> dict[str, Any]:
+    """The keys ck-mlperf's submission tooling (program:dump-repo-to-submission) reads.
+
+    Stored next to ours in ``characteristics_list[i].run``, with ck-mlperf's
+    ``loadgen_postprocess`` shapes: ``mlperf_log`` (``summary``/``detail`` as lists of
+    lines, ``accuracy`` as parsed JSON), ``mlperf_conf`` (file name -> list of lines for
+    mlperf.conf, user.conf, audit.config) and ``parsed_summary`` (summary "key: value"
+    lines; empty in accuracy mode).
+    """
+    output_dir = Path(output_dir)
+
+    def lines(name: str) -> list[str] | None:
+        path = output_dir / name
+        if not path.is_file() or path.stat().st_size > _MAX_RAW_BYTES:
+            return None
+        return path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+
+    mlperf_log: dict[str, Any] = {"summary": lines("mlperf_log_summary.txt") or [],
+                                  "detail": lines("mlperf_log_detail.txt") or []}
+    accuracy = output_dir / "mlperf_log_accuracy.json"
+    if accuracy.is_file() and accuracy.stat().st_size <= _MAX_RAW_BYTES:
+        try:
+            mlperf_log["accuracy"] = json.loads(accuracy.read_text(encoding="utf-8") or "[]")
+        except ValueError as err:
+            raise RunError(f"{accuracy} is not valid JSON: {err}") from err
+    conf = {name: text for name in ("mlperf.conf", USER_CONF, "audit.config")
+            if (text := lines(name)) is not None}
+    parsed: dict[str, str] = {}
+    for line in mlperf_log["summary"]:
+        key, sep, value = line.strip().partition(": ")
+        if sep:
+            parsed[key.strip()] = value.strip()
+    accuracy_mode = any("AccuracyOnly" in v for k, v in parsed.items() if k == "Mode")
+    return {"mlperf_log": mlperf_log, "mlperf_conf": conf,
+            "parsed_summary": {} if accuracy_mode else parsed}

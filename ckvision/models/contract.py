@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from ckvision.errors import ConfigError
 
-__all__ = ["ModelContract"]
+__all__ = ["ModelContract", "UPSTREAM_MAPPING"]
 
 _LAYOUTS = ("NCHW", "NHWC")
 _OUTPUT_KINDS = ("scores", "argmax")
@@ -101,31 +101,43 @@ class ModelContract:
         }
 
     def to_env(self) -> dict[str, str]:
-        """``ML_MODEL_*`` variables, as CK model packages export them."""
-        return {
+        """``ML_MODEL_*`` variables with the meaning ck-mlperf's model packages give them.
+
+        ck-mlperf's ``imagenet_helper`` turns 0..255 pixels ``x`` into
+        ``(x * (UPPER - LOWER) / 255 + LOWER - MEANS) / STDS`` (NORMALIZE_DATA=YES) or
+        ``(x - MEANS) / STDS`` (NO); we always write the first form with LOWER=0, UPPER=1,
+        so MEANS/STDS are exactly our [0, 1] mean/std. See :data:`UPSTREAM_MAPPING`.
+        """
+        env = {
             "ML_MODEL_MODEL_NAME": self.name,
             "ML_MODEL_IMAGE_HEIGHT": str(self.image_size),
             "ML_MODEL_IMAGE_WIDTH": str(self.image_size),
+            "ML_MODEL_IMAGE_CHANNELS": "3",
             "ML_MODEL_RESIZE_SIZE": str(self.resize_size),
             "ML_MODEL_DATA_LAYOUT": self.layout,
+            "ML_MODEL_NORMALIZE_DATA": "YES",
+            "ML_MODEL_NORMALIZE_LOWER": "0.0",
+            "ML_MODEL_NORMALIZE_UPPER": "1.0",
+            "ML_MODEL_SUBTRACT_MEAN": "YES",
             "ML_MODEL_GIVEN_CHANNEL_MEANS": " ".join(repr(v) for v in self.mean),
             "ML_MODEL_GIVEN_CHANNEL_STDS": " ".join(repr(v) for v in self.std),
-            "ML_MODEL_NORMALIZE_DATA": "YES",
-            "ML_MODEL_COLOR_ORDER": self.color_order,
+            "ML_MODEL_COLOUR_CHANNELS_BGR": "YES" if self.color_order == "BGR" else "NO",
             "ML_MODEL_INPUT_DATA_TYPE": self.input_dtype,
             "ML_MODEL_LABEL_OFFSET": str(self.label_offset),
             "ML_MODEL_NUM_CLASSES": str(self.num_classes),
             "ML_MODEL_INPUT_LAYER_NAME": self.input_name,
             "ML_MODEL_OUTPUT_LAYER_NAME": self.output_name,
             "ML_MODEL_OUTPUT_KIND": self.output_kind,
-            "ML_MODEL_MAX_BATCH_SIZE": str(self.max_batch),
             "ML_MODEL_PREPROCESS_LIBRARY": self.library,
             "ML_MODEL_PREPROCESS_INTERPOLATION": self.interpolation,
         }
+        if self.max_batch > 0:  # ck-mlperf: the engine's max batch; absent = dynamic
+            env["ML_MODEL_MAX_BATCH_SIZE"] = str(self.max_batch)
+        return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ModelContract:
-        """Read the contract back from ``ML_MODEL_*`` variables."""
+        """Read the contract back from ``ML_MODEL_*`` variables (ck-mlperf's meaning)."""
         if "ML_MODEL_MODEL_NAME" not in env:
             raise ConfigError(
                 "ML_MODEL_MODEL_NAME is not set: the model package's env is missing"
@@ -144,16 +156,17 @@ class ModelContract:
         width = _int("ML_MODEL_IMAGE_WIDTH", height)
         if height != width:
             raise ConfigError(f"non-square inputs ({height}x{width}) are not supported")
+        if _int("ML_MODEL_IMAGE_CHANNELS", 3) != 3:
+            raise ConfigError("ML_MODEL_IMAGE_CHANNELS must be 3 (RGB or BGR images)")
+        mean, std = _normalisation(env)
         return cls(
             name=env["ML_MODEL_MODEL_NAME"],
             image_size=height,
-            resize_size=_int("ML_MODEL_RESIZE_SIZE", round(height / 0.875)),
+            resize_size=_int("ML_MODEL_RESIZE_SIZE", int(100.0 * height / 87.5)),  # MLPerf floors
             layout=env.get("ML_MODEL_DATA_LAYOUT", "NCHW"),
-            mean=_floats(env.get("ML_MODEL_GIVEN_CHANNEL_MEANS", "0.485 0.456 0.406"),
-                         "ML_MODEL_GIVEN_CHANNEL_MEANS"),
-            std=_floats(env.get("ML_MODEL_GIVEN_CHANNEL_STDS", "0.229 0.224 0.225"),
-                        "ML_MODEL_GIVEN_CHANNEL_STDS"),
-            color_order=env.get("ML_MODEL_COLOR_ORDER", "RGB"),
+            mean=mean,
+            std=std,
+            color_order="BGR" if _yes(env, "ML_MODEL_COLOUR_CHANNELS_BGR", False) else "RGB",
             input_dtype=env.get("ML_MODEL_INPUT_DATA_TYPE", "float32"),
             label_offset=_int("ML_MODEL_LABEL_OFFSET", 0),
             num_classes=_int("ML_MODEL_NUM_CLASSES", 1000),
@@ -169,3 +182,63 @@ class ModelContract:
         data = asdict(self)
         data.pop("extra")
         return json.dumps(data, sort_keys=True)
+
+
+# ck-mlperf ML_MODEL_* variable -> how ModelContract reads it (README "CK and CM citizenship").
+UPSTREAM_MAPPING: dict[str, str] = {
+    "ML_MODEL_MODEL_NAME": "name (MLPerf model key in mlperf.conf/user.conf)",
+    "ML_MODEL_IMAGE_HEIGHT/_WIDTH": "image_size (square only)",
+    "ML_MODEL_IMAGE_CHANNELS": "must be 3",
+    "ML_MODEL_DATA_LAYOUT": "layout (NCHW/NHWC; CHW4 refused)",
+    "ML_MODEL_COLOUR_CHANNELS_BGR": "color_order (YES -> BGR)",
+    "ML_MODEL_INPUT_DATA_TYPE": "input_dtype",
+    "ML_MODEL_NORMALIZE_DATA/_LOWER/_UPPER, ML_MODEL_SUBTRACT_MEAN, "
+    "ML_MODEL_GIVEN_CHANNEL_MEANS/_STDS": "mean, std on [0, 1] pixels (exact conversion)",
+    "ML_MODEL_MAX_BATCH_SIZE": "max_batch (absent = dynamic)",
+}
+_TRUE = ("yes", "on", "true", "1")
+_FALSE = ("no", "off", "false", "0")
+
+
+def _yes(env: Mapping[str, str], key: str, default: bool) -> bool:
+    text = env.get(key, "").strip().lower()
+    if text == "":
+        return default
+    if text not in _TRUE + _FALSE:
+        raise ConfigError(f"{key}={env[key]!r} must be YES or NO")
+    return text in _TRUE
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    text = env.get(key, "").strip()
+    try:
+        return float(text) if text else default
+    except ValueError as err:
+        raise ConfigError(f"{key}={text!r} is not a number") from err
+
+
+def _normalisation(
+    env: Mapping[str, str],
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """ck-mlperf's normalisation variables -> (mean, std) on [0, 1] pixels, exactly."""
+    if _yes(env, "ML_MODEL_NORMALIZE_DATA", False):
+        lower = _float(env, "ML_MODEL_NORMALIZE_LOWER", -1.0)
+        scale = _float(env, "ML_MODEL_NORMALIZE_UPPER", 1.0) - lower
+        if scale <= 0:
+            raise ConfigError("ML_MODEL_NORMALIZE_UPPER must be above ML_MODEL_NORMALIZE_LOWER")
+    else:
+        lower, scale = 0.0, 255.0
+    means: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    if _yes(env, "ML_MODEL_SUBTRACT_MEAN", True):
+        given = env.get("ML_MODEL_GIVEN_CHANNEL_MEANS", "").strip()
+        if not given:
+            raise ConfigError(
+                "ML_MODEL_SUBTRACT_MEAN=YES without ML_MODEL_GIVEN_CHANNEL_MEANS (per-image "
+                "mean subtraction) is not supported; set the means or ML_MODEL_SUBTRACT_MEAN=NO"
+            )
+        means = _floats(given, "ML_MODEL_GIVEN_CHANNEL_MEANS")
+    stds_text = env.get("ML_MODEL_GIVEN_CHANNEL_STDS", "").strip()
+    stds = _floats(stds_text, "ML_MODEL_GIVEN_CHANNEL_STDS") if stds_text else (1.0, 1.0, 1.0)
+    mean = tuple((m - lower) / scale for m in means)
+    std = tuple(s / scale for s in stds)
+    return mean, std  # type: ignore[return-value]

@@ -50,7 +50,7 @@ def install_engine(args: argparse.Namespace) -> Path:
     atomic_write_json(out_dir / MODEL_SIDECAR, {
         "name": contract.name, "version": "1", "format": "tensorrt",
         "tags": list(spec.tags), "source": f"converted-from-onnx:{onnx_info.get('sha256', '')}",
-        "env": contract.to_env(),
+        "env": {**contract.to_env(), "ML_MODEL_DATA_TYPE": spec.precision},
     })
     print(f"engine ready: {plan}")
     return plan

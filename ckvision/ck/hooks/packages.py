@@ -64,7 +64,7 @@ def _write_sidecar(model_path: Path, contract: ModelContract, *, tags: str, sour
         "tags": [t for t in tags.split(",") if t],
         "source": source,
         "sha256": sha256_of(model_path),
-        "env": contract.to_env(),
+        "env": {**contract.to_env(), "ML_MODEL_DATA_TYPE": "fp32"},  # weights precision
     }
     atomic_write_json(model_path.parent / MODEL_SIDECAR, sidecar)
 

@@ -26,7 +26,7 @@ from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.errors import ConfigError, DataError, ModelError
 
-__all__ = ["version_cmd", "setup", "MODEL_SIDECAR"]
+__all__ = ["version_cmd", "setup", "MODEL_SIDECAR", "upstream_model_env"]
 
 MODEL_SIDECAR = "model.json"  # written next to every model file by our packages
 
@@ -59,6 +59,29 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         error = DataError if what == "dataset" else ModelError
         raise error(f"cannot read {what} metadata {path}: {err}; reinstall the package") from err
+
+
+def upstream_model_env(kind: str, prefix: str, full_path: Path,
+                       env: dict[str, str]) -> dict[str, str]:
+    """The variables ck-mlperf's and ck-tensorrt's model soft entries set, same meaning.
+
+    soft:model.onnx (ck-mlperf) sets ``_ROOT``, ``_ONNX_FILENAME``, ``_ONNX_FILEPATH``,
+    ``_INPUT_LAYER_NAME``, ``_OUTPUT_LAYER_NAME``, ``_IMAGE_HEIGHT``/``_WIDTH``;
+    soft:model.tensorrt (ck-tensorrt) sets ``_ROOT`` and ``_FILENAME`` (the full path).
+    """
+    out = {f"{prefix}_ROOT": str(full_path.parent)}
+    if kind == "tensorrt-engine":
+        out[f"{prefix}_FILENAME"] = str(full_path)
+        return out
+    out[f"{prefix}_ONNX_FILENAME"] = full_path.name
+    out[f"{prefix}_ONNX_FILEPATH"] = str(full_path)
+    for ours, theirs in (("ML_MODEL_INPUT_LAYER_NAME", "INPUT_LAYER_NAME"),
+                         ("ML_MODEL_OUTPUT_LAYER_NAME", "OUTPUT_LAYER_NAME"),
+                         ("ML_MODEL_IMAGE_HEIGHT", "IMAGE_HEIGHT"),
+                         ("ML_MODEL_IMAGE_WIDTH", "IMAGE_WIDTH")):
+        if env.get(ours):
+            out[f"{prefix}_{theirs}"] = env[ours]
+    return out
 
 
 @ck_hook
@@ -94,6 +117,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     elif kind in ("onnx-model", "tensorrt-engine"):
         sidecar = _read_json(full_path.parent / MODEL_SIDECAR, "model")
         env.update({str(k): str(v) for k, v in sidecar.get("env", {}).items()})
+        env.update(upstream_model_env(kind, prefix, full_path, env))
     elif kind == "dataset":
         meta = _read_json(full_path, "dataset")
         env[f"{prefix}_NAME"] = str(meta.get("name", ""))
