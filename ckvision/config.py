@@ -54,6 +54,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "precision": ("CK_PRECISION", "pytorch backend precision: fp32 | fp16"),
     "device": ("CK_DEVICE", "pytorch backend device: cpu | cuda"),
     "verbose": ("CK_VERBOSE", "0 (quiet) .. 3 (debug)"),
+    "triton_urls": ("CK_TRITON_URLS", "Triton host:port list (comma); empty = start a server"),
+    "triton_protocol": ("CK_TRITON_PROTOCOL", "Triton client protocol: http | grpc"),
+    "triton_shm": ("CK_TRITON_SHM", "Triton inputs/outputs via shared memory: none | system"),
+    "triton_timeout_s": ("CK_TRITON_TIMEOUT_S", "Triton request / readiness timeout, seconds"),
+    "triton_model": ("CK_TRITON_MODEL", "model name in the Triton repository"),
+    "triton_python": ("CK_TRITON_PYTHON", "Python of the triton env (runs tritonserver)"),
 }
 
 
@@ -83,6 +89,12 @@ class RunConfig:
     precision: str = "fp32"
     device: str = "cpu"
     verbose: int = 0
+    triton_urls: str = ""
+    triton_protocol: str = "http"
+    triton_shm: str = "none"
+    triton_timeout_s: float = 30.0
+    triton_model: str = "classifier"
+    triton_python: str = ""
 
     def __post_init__(self) -> None:
         _check_positive("batch_size", self.batch_size)
@@ -110,6 +122,10 @@ class RunConfig:
         _check_choice("CK_ORT_PROVIDER", self.execution_provider, ("cpu", "cuda", "tensorrt"))
         _check_choice("CK_PRECISION", self.precision, ("fp32", "fp16"))
         _check_choice("CK_DEVICE", self.device, ("cpu", "cuda"))
+        _check_choice("CK_TRITON_PROTOCOL", self.triton_protocol, ("http", "grpc"))
+        _check_choice("CK_TRITON_SHM", self.triton_shm, ("none", "system"))
+        if self.triton_timeout_s <= 0:
+            raise ConfigError(f"CK_TRITON_TIMEOUT_S={self.triton_timeout_s} must be positive")
         for name in ("conf_file", "user_conf"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
