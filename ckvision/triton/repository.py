@@ -23,6 +23,7 @@ __all__ = ["RepoSpec", "BACKENDS", "config_pbtxt", "parse_pbtxt", "write_reposit
            "REPO_INFO"]
 
 REPO_INFO = "ckvision-triton.json"  # beside the model dirs: what was generated from what
+SIDECAR = "model.json"  # ckvision.program.MODEL_SIDECAR: the contract, as for every model
 # backend -> (model file name in the version dir, config line naming the backend)
 BACKENDS: dict[str, tuple[str, str]] = {
     "python": ("model.onnx", 'backend: "python"'),
@@ -201,6 +202,11 @@ def write_repository(repo: Path, model_file: Path, contract: ModelContract,
         shutil.copy2(model_file, version / want)
         if spec.backend == "python":
             shutil.copy2(Path(__file__).with_name("python_model.py"), version / "model.py")
+    atomic_write_json(Path(repo) / SIDECAR, {
+        "name": contract.name, "version": "1", "format": f"triton-{spec.backend}",
+        "tags": ["model", "triton", contract.name, spec.backend, f"maxbatch.{spec.max_batch}"],
+        "source": str(model_file), "env": contract.to_env(),
+    })
     atomic_write_json(Path(repo) / REPO_INFO, {
         "model_name": spec.model_name, "backend": spec.backend, "source": str(model_file),
         "max_batch": spec.max_batch, "dynamic_batching": spec.dynamic_batching,

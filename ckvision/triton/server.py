@@ -63,8 +63,8 @@ def find_triton(python: str = "", server: str = "") -> TritonInstall:
     python = python or _default_python()
     try:
         probe = subprocess.run(  # noqa: S603 - argument list, no shell
-            [python, "-c", _PROBE], capture_output=True, text=True,
-                               timeout=120, stdin=subprocess.DEVNULL)
+            [python, "-c", _PROBE], capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BackendError(f"Triton server not installed: cannot run {python} ({err}); "
                            f"{_FIX}") from err
