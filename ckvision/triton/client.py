@@ -119,6 +119,7 @@ class TritonBackend(Backend):
         self._turn = itertools.count()
         self._client_ns = 0
         self._client_requests = 0
+        self._senders: set[int] = set()  # threads that sent requests: requests in flight
         self._before: list[dict[str, int]] = []
         # gevent (tritonclient.http) on LoadGen's issue thread garbles LoadGen's accuracy
         # log; so HTTP requests from the main thread go through one I/O thread.
@@ -244,6 +245,7 @@ class TritonBackend(Backend):
         with self._lock:
             self._client_ns += elapsed
             self._client_requests += 1
+            self._senders.add(threading.get_ident())
         return logits
 
     def _infer(self, link: _Link, batch: np.ndarray) -> np.ndarray:
@@ -279,6 +281,7 @@ class TritonBackend(Backend):
         self._before = self._snapshots()
         with self._lock:
             self._client_ns = self._client_requests = 0
+            self._senders = set()
 
     def _snapshots(self) -> list[dict[str, int]]:
         snaps = []
@@ -297,7 +300,8 @@ class TritonBackend(Backend):
             return {}
         out = triton_stats.breakdown(self._before, self._snapshots(), self._client_requests,
                                      self._client_ns)
-        out.update({"urls": ",".join(self.urls), "protocol": self.options.triton_protocol,
+        out.update({"concurrency": len(self._senders), "urls": ",".join(self.urls),
+                    "protocol": self.options.triton_protocol,
                     "shared_memory": self.options.triton_shm, "model": self.options.triton_model,
                     "managed_server": self._server is not None})
         if self._server is not None:
