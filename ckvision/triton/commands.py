@@ -106,7 +106,7 @@ def _server(args: argparse.Namespace) -> None:
 
 
 def _perf(args: argparse.Namespace) -> None:
-    from ckvision.triton.perf import PerfSpec, record_entry, run_perf_analyzer
+    from ckvision.triton.perf import PerfSpec, run_perf_analyzer
     from ckvision.triton.server import TritonServer, find_triton
 
     levels = _ints(args.concurrency, "--concurrency")
@@ -136,10 +136,10 @@ def _perf(args: argparse.Namespace) -> None:
         print(f"concurrency {row['concurrency']:.0f}: {row['throughput']:.1f} infer/s, "
               f"p99 {row.get('p99_latency_us', 0) / 1e3:.3f} ms")
     if args.record:
-        from ckvision.experiments.entries import experiment_root
+        from ckvision.ck.hooks.triton import record_perf_entry
 
         tags = [t for t in args.tags.split(",") if t] or ["triton", "perf_analyzer"]
-        print(f"recorded: {record_entry(experiment_root(), args.record, tags, records)}")
+        print(f"recorded: {record_perf_entry(args.record, tags, records)}")
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -23,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.errors import BackendError, ConfigError, DataError
-from ckvision.fsutil import atomic_write_json, atomic_write_text
 from ckvision.triton.server import TritonInstall
 
-__all__ = ["PerfSpec", "perf_command", "parse_perf_csv", "run_perf_analyzer", "record_entry",
-           "COLUMNS"]
+__all__ = ["PerfSpec", "perf_command", "parse_perf_csv", "run_perf_analyzer", "COLUMNS"]
 
 # perf_analyzer CSV column -> our key (microseconds unless named otherwise)
 COLUMNS = {
@@ -170,34 +166,3 @@ def run_perf_analyzer(install: TritonInstall, spec: PerfSpec, out_dir: Path,
              "logs": {"perf_analyzer.log": log_text}}
             for row in parse_perf_csv(csv_path)]
 
-
-_ENTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-def record_entry(root: Path, name: str, tags: list[str], records: list[dict[str, Any]]) -> Path:
-    """Record perf_analyzer's rows as a CK experiment entry, as ``ck benchmark --record`` does.
-
-    ``root`` is ``$CK_REPOS/local/experiment``. A new point file is added each time; what
-    was recorded before is never rewritten. CK's alias files are written too, so
-    ``ck list experiment`` sees the entry.
-    """
-    if not _ENTRY.match(name):
-        raise ConfigError(f"experiment name {name!r} must be letters, digits, _ . - "
-                          "(up to 100)")
-    bad = [t for t in tags if not _ENTRY.match(t)]
-    if bad:
-        raise ConfigError(f"experiment tags {bad} must be letters, digits, _ . -")
-    entry = Path(root) / name
-    cm = entry / ".cm"
-    if not (cm / "info.json").is_file():
-        uid = secrets.token_hex(8)
-        atomic_write_json(cm / "meta.json", {"tags": tags, "meta": {"tool": "perf_analyzer"}})
-        atomic_write_json(cm / "desc.json", {})
-        atomic_write_json(cm / "info.json", {"backup_data_uid": uid, "data_name": name,
-                                             "control": {"engine": "ckvision"}})
-        atomic_write_text(Path(root) / ".cm" / f"alias-a-{name}", uid)
-        atomic_write_text(Path(root) / ".cm" / f"alias-u-{uid}", name)
-    point = secrets.token_hex(8)
-    atomic_write_json(entry / f"ckp-{point}.0001.json",
-                      {"characteristics_list": [{"run": r} for r in records]})
-    return entry
