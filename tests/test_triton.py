@@ -353,3 +353,43 @@ def test_no_orphan_server_after_a_failed_interrupted_or_killed_run(
     while _servers_on(repo) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _servers_on(repo) == []
+
+
+def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
+    tmp_path: Path, triton_server: Any, tiny_contract: ModelContract, tiny_dataset: Any,
+    quick_config_m: Any, in_process_accuracy: dict[str, Any],
+) -> None:
+    """The scale-out path: `ckvision triton-server` on a second "machine", two URLs."""
+    import tritonclient.http as http
+
+    from ckvision.harness.run import run_benchmark
+
+    ports = [_free_port() for _ in range(3)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckvision", "triton-server", "--repository",
+         str(triton_server.repo), "--log-dir", str(tmp_path), "--ports",
+         ",".join(map(str, ports))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"tritonserver ready: http 127.0.0.1:{ports[0]}"), \
+            line + proc.stderr.read() if proc.stderr else line
+        second = f"127.0.0.1:{ports[0]}"
+        options = BackendOptions(triton_urls=(triton_server.http, second),
+                                 triton_timeout_s=20.0)
+        with create_backend("triton", triton_server.repo, tiny_contract, options) as backend:
+            result = run_benchmark(quick_config_m(scenario=Scenario.OFFLINE, batch_size=2,
+                                                  workers=2), backend, tiny_dataset,
+                                   tmp_path / "run", model_name="tiny", log=lambda _: None)
+            stats = backend.run_statistics()
+        assert result.accuracy == in_process_accuracy and stats["inferences"] == 40
+        client = http.InferenceServerClient(second)
+        served = client.get_inference_statistics("classifier")["model_stats"][0]
+        client.close()
+        assert 0 < served["inference_count"] < 40 + 3 * 2  # its share (+ its warm-up)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(_servers_on(triton_server.repo)) == 1  # only the session's server is left

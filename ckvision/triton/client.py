@@ -278,10 +278,25 @@ class TritonBackend(Backend):
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         super().warmup(batch, iterations)
-        self._before = self._snapshots()
+        self._before = self._settled()
         with self._lock:
             self._client_ns = self._client_requests = 0
             self._senders = set()
+
+    def _settled(self) -> list[dict[str, int]]:
+        """Snapshots once Triton has booked the last responses (it does so after sending).
+
+        Two equal snapshots in a row, or the last one after a second (another client's
+        traffic never settles; then its requests are in the breakdown too).
+        """
+        previous, deadline = self._snapshots(), time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            current = self._snapshots()
+            if current == previous:
+                break
+            previous = current
+        return previous
 
     def _snapshots(self) -> list[dict[str, int]]:
         snaps = []
@@ -298,7 +313,7 @@ class TritonBackend(Backend):
     def run_statistics(self) -> dict[str, Any]:
         if not self._loaded:
             return {}
-        out = triton_stats.breakdown(self._before, self._snapshots(), self._client_requests,
+        out = triton_stats.breakdown(self._before, self._settled(), self._client_requests,
                                      self._client_ns)
         out.update({"concurrency": len(self._senders), "urls": ",".join(self.urls),
                     "protocol": self.options.triton_protocol,

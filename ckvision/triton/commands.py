@@ -88,14 +88,15 @@ def _repo(args: argparse.Namespace) -> None:
 def _server(args: argparse.Namespace) -> None:
     from ckvision.triton.server import TritonServer, find_triton
 
-    ports = _ints(args.ports, "--ports") if args.ports else None
-    if ports is not None and len(ports) != 3:
+    given = _ints(args.ports, "--ports") if args.ports else ()
+    if given and len(given) != 3:
         raise ConfigError("--ports must be three ports: http,grpc,metrics")
+    ports = (given[0], given[1], given[2]) if given else None
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with TritonServer(find_triton(args.python), args.repository, args.log_dir,
-                          ports=ports) as server:  # type: ignore[arg-type]
+                          ports=ports) as server:
             print(f"tritonserver ready: http {server.http_url} grpc {server.grpc_url} "
                   f"(log: {server.log_path}); Ctrl-C stops it", flush=True)
             while not stop.wait(0.5):

@@ -13,7 +13,7 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict) -> None:  # type: ignore[type-arg]
         config = json.loads(args["model_config"])
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
@@ -28,7 +28,7 @@ class TritonPythonModel:
         )
         self.onnx_input = self.session.get_inputs()[0].name
 
-    def execute(self, requests):
+    def execute(self, requests: list) -> list:  # type: ignore[type-arg]
         arrays = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy()
                   for r in requests]
         sizes = [len(a) for a in arrays]

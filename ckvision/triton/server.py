@@ -111,8 +111,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _remove_orphan_regions(paths: set[Path]) -> None:
-    """Delete the Python backend's shared-memory files that no live process maps."""
+def _remove_orphan_regions(paths: set[Path], older_than_s: float = 0.0) -> None:
+    """Delete the Python backend's shared-memory files that no live process maps.
+
+    ``older_than_s`` spares regions a server starting right now has made but not mapped.
+    """
+    if older_than_s:
+        now = time.time()
+        paths = {p for p in paths if _age(p, now) > older_than_s}
     if not paths:
         return
     mapped: set[str] = set()
@@ -124,6 +130,13 @@ def _remove_orphan_regions(paths: set[Path]) -> None:
         if str(path) not in mapped:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -185,6 +198,8 @@ class TritonServer:
             self.ports = (free_port(), free_port(), free_port())
         for port in self.ports:
             _check_port_free(port)
+        # a server killed outright (SIGKILL, OOM) leaves its 1 MiB regions: clear old ones
+        _remove_orphan_regions(set(Path("/dev/shm").glob(_SHM_GLOB)), older_than_s=60.0)
         self._shm_before = set(Path("/dev/shm").glob(_SHM_GLOB))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         args = [str(self.install.server), f"--model-repository={self.repository}",
