@@ -12,11 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from conftest import tiny_logits
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, Scenario
@@ -393,3 +396,38 @@ def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert len(_servers_on(triton_server.repo)) == 1  # only the session's server is left
+
+
+@pytest.mark.parametrize(("protocol", "shm"), [("http", "system"), ("grpc", "none")])
+def test_many_threads_at_once_give_the_serial_results(
+    protocol: str, shm: str, triton_server: Any, tiny_contract: ModelContract
+) -> None:
+    """Per-thread clients and shared-memory regions: no request sees another's data."""
+    rng = np.random.default_rng(5)
+    batches = [rng.normal(size=(n, 3, 16, 16)).astype(np.float32) for n in (1, 3, 5, 8) * 4]
+    errors: list[BaseException] = []
+    with create_backend("triton", triton_server.repo, tiny_contract,
+                        triton_server.options(protocol, shm)) as backend:
+        serial = [backend.predict(b) for b in batches]
+
+        def work(worker: int) -> None:
+            try:
+                for _ in range(10):
+                    for i in range(worker, len(batches), 6):
+                        np.testing.assert_array_equal(backend.predict(batches[i]), serial[i])
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with pytest.raises(BackendError, match=r"^backend triton: batch of float64; model tiny"):
+            backend.predict(batches[0].astype(np.float64))
+        with pytest.raises(BackendError, match=r"^backend triton: batch of 9 is above the "
+                                               r"Triton model's max batch 8"):
+            backend.predict(np.zeros((9, 3, 16, 16), np.float32))
+    assert not errors, errors[0]
+    for batch, out in zip(batches, serial, strict=True):
+        np.testing.assert_allclose(out, tiny_logits(batch), rtol=1e-5, atol=1e-5)
