@@ -164,7 +164,8 @@ def test_loadgen_through_triton_scores_as_in_process(
 
 
 def test_program_with_a_managed_server_records_the_breakdown(
-    tmp_path: Path, triton_server: Any, tiny_dataset: Any, quick_config_m: Any
+    tmp_path: Path, triton_server: Any, tiny_dataset: Any, quick_config_m: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from ckvision.analysis.frame import _flatten
     from ckvision.program import resolve_inputs, run_program
@@ -182,6 +183,11 @@ def test_program_with_a_managed_server_records_the_breakdown(
     row: dict[str, Any] = {}
     _flatten("", record, row)
     assert row["backend.statistics.server_queue_us"] >= 0
+    from ckvision.report import print_run
+
+    capsys.readouterr()
+    print_run(record)
+    assert f"({stats['requests']} requests, mean server batch 1.00)" in capsys.readouterr().out
 
 
 def test_perf_analyzer_short_run_is_parsed(tmp_path: Path, triton_server: Any) -> None:
