@@ -24,7 +24,7 @@ import numpy as np
 
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
-from ckvision.errors import BackendError, ConfigError, MissingPackageError, ModelError
+from ckvision.errors import BackendError, ConfigError, ModelError
 from ckvision.triton import stats as triton_stats
 
 __all__ = ["TritonBackend", "parse_urls"]
@@ -56,8 +56,8 @@ def _modules(protocol: str) -> tuple[Any, Any]:
             import tritonclient.http as client
         import tritonclient.utils.shared_memory as shm
     except ImportError as err:
-        raise MissingPackageError(f"tritonclient ({_first_line(err)})",
-                                  "lib,python-package,tritonclient") from err
+        raise BackendError(f"the Triton client is not installed ({_first_line(err)}); "
+                           "pip install 'ckvision[triton]'") from err
     return client, shm
 
 
