@@ -437,3 +437,38 @@ def test_many_threads_at_once_give_the_serial_results(
     assert not errors, errors[0]
     for batch, out in zip(batches, serial, strict=True):
         np.testing.assert_allclose(out, tiny_logits(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_statistics_snapshots_from_grpc_strings_diff_into_per_request_times() -> None:
+    from ckvision.triton.stats import breakdown, snapshot
+
+    def raw(n: int, scale: int, as_str: bool) -> dict[str, Any]:
+        num = str if as_str else int
+        phases = {p: {"count": num(n), "ns": num(n * scale * k)} for k, p in enumerate(
+            ("success", "queue", "compute_input", "compute_infer", "compute_output"), start=1)}
+        return {"model_stats": [{"name": "other"}, {
+            "name": "m", "inference_count": num(4 * n), "execution_count": num(n),
+            "inference_stats": phases}]}
+
+    before = [snapshot(raw(10, 1000, True), "m"), snapshot(raw(5, 1000, False), "m")]
+    after = [snapshot(raw(30, 1000, True), "m"), snapshot(raw(5, 1000, False), "m")]
+    out = breakdown(before, after, client_requests=20, client_ns=20 * 3000)
+    assert out["requests"] == 20 and out["inferences"] == 80 and out["avg_server_batch"] == 4
+    assert (out["server_total_us"], out["server_queue_us"], out["server_compute_infer_us"]) \
+        == (1.0, 2.0, 4.0)
+    assert out["client_us"] == 3.0 and out["client_remainder_us"] == 2.0
+    assert snapshot(raw(1, 1, False), "absent") == {}
+    assert breakdown([{}], [{}], 0, 0)["requests"] == 0
+
+
+def test_perf_analyzer_command_line(tmp_path: Path) -> None:
+    from ckvision.triton.perf import PerfSpec, perf_command
+
+    spec = PerfSpec(model="m", url="h:1", protocol="http", batch=4, concurrency=(1, 8, 2),
+                    shared_memory="system", output_shm_bytes=160)
+    args = perf_command(Path("/pa"), spec, tmp_path / "o.csv")
+    assert args[:9] == ["/pa", "-m", "m", "-i", "http", "-u", "h:1", "-b", "4"]
+    assert "1:8:2" in args and args[-4:] == ["--shared-memory", "system",
+                                             "--output-shared-memory-size", "160"]
+    with pytest.raises(ConfigError, match="start <= end"):
+        PerfSpec(concurrency=(4, 2, 1))
