@@ -15,9 +15,11 @@ import contextlib
 import itertools
 import os
 import re
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +140,8 @@ class TritonBackend(Backend):
         from ckvision.triton.server import TritonServer, find_triton
 
         repo = self.model_path if self.model_path.is_dir() else self.model_path.parent
-        run_dir = self.options.run_dir or repo
+        # the run's directory (the program's output dir), else a kept temporary one
+        run_dir = self.options.run_dir or Path(tempfile.mkdtemp(prefix="ckvision-triton-"))
         self._server = TritonServer(find_triton(self.options.triton_python), repo, run_dir,
                                     ready_timeout_s=max(60.0, self.options.triton_timeout_s))
         self._server.start()
