@@ -134,6 +134,7 @@ def quick_config_m() -> Any:
     (Scenario.OFFLINE, "grpc", "none", 8, 2),
     (Scenario.OFFLINE, "http", "system", 4, 2),
     (Scenario.SERVER, "grpc", "system", 2, 2),
+    (Scenario.MULTI_STREAM, "http", "system", 4, 1),
 ])
 def test_loadgen_through_triton_scores_as_in_process(
     scenario: Scenario, protocol: str, shm: str, batch: int, workers: int, tmp_path: Path,
