@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] <= (3, 11) else "ck 2.6.4 needs Python 3.10 or 3.11; set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "tensorrt-stubs==10.13.0.35.1"
 	touch $(STAMP)
 
@@ -34,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)  # also run by the test suite (tests/test_typecheck.py)
 	$(BIN)/python tests/test_typecheck.py
 
-test: lint
+test: lint triton-venv
 	$(BIN)/python -m pytest -q
 
 # Mutation testing of the harness, the scorer and the settings (scope and tests: [tool.mutmut]
@@ -43,6 +43,20 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results
+# Triton server + perf_analyzer env (numpy < 2; PyPI only): tritonserver 2.51 with the
+# python backend from nvidia-pytriton, perf_analyzer from tritonclient[all] 2.51.
+TRITON_VENV := .venv-triton
+TRITON_VENV_PKGS := "nvidia-pytriton==0.7.0" "tritonclient[all]==2.51.0" "numpy==1.26.4" \
+                    "onnxruntime==1.32.0"
+TRITON_STAMP := $(TRITON_VENV)/.ckvision-triton-installed
+
+$(TRITON_STAMP): Makefile
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TRITON_VENV_PKGS)
+	touch $(TRITON_STAMP)
+
+.PHONY: triton-venv
+triton-venv: $(TRITON_STAMP)
 
 clean-ck-tmp:
 	rm -rf program/*/tmp

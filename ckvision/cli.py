@@ -21,7 +21,8 @@ _EPILOG = "Every run option can also come from its CK env var; a flag wins over 
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", help="onnxruntime | tensorrt | pytorch | null (CK_BACKEND)")
+    parser.add_argument("--backend",
+                        help="onnxruntime | tensorrt | pytorch | triton | null (CK_BACKEND)")
     parser.add_argument("--model", type=Path, help="model file (default: the CK model dep's env)")
     parser.add_argument("--dataset", type=Path, help="preprocessed dataset dir (default: CK env)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where logs go")
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("tags", help="e.g. model,tensorrt,resnet,converted-from-onnx,fp16")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
+    from ckvision.triton.commands import add_commands as add_triton_commands
+
+    add_triton_commands(sub)
     return parser
 
 
@@ -100,6 +104,10 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
+    if args.command.startswith("triton-"):
+        from ckvision.triton.commands import dispatch as triton_dispatch
+
+        return triton_dispatch(args)
     if args.command == "install-model":
         from ckvision.ck.hooks.packages import install_model
 

@@ -322,6 +322,29 @@ class RunConfig:
         "CK_DEVICE", "cpu", "pytorch backend device: cpu, cuda", choices=("cpu", "cuda")
     )
     verbose: int = setting("CK_VERBOSE", 0, "0 (quiet) .. 3 (debug)", minimum=0, maximum=3)
+    triton_urls: str = setting(
+        "CK_TRITON_URLS",
+        "",
+        "Triton `host:port` list (comma, round-robin); empty = start a server on the repository",
+    )
+    triton_protocol: str = setting(
+        "CK_TRITON_PROTOCOL", "http", "Triton client protocol: http (default), grpc",
+        choices=("http", "grpc"),
+    )
+    triton_shm: str = setting(
+        "CK_TRITON_SHM", "none", "Triton inputs/outputs through shared memory: none, system",
+        choices=("none", "system"),
+    )
+    triton_timeout_s: float = setting(
+        "CK_TRITON_TIMEOUT_S", 30.0, "Triton per-request and model-ready timeout",
+        unit="s", minimum=1e-3,
+    )
+    triton_model: str = setting(
+        "CK_TRITON_MODEL", "classifier", "model name in the Triton repository"
+    )
+    triton_python: str = setting(
+        "CK_TRITON_PYTHON", "", "the triton env's python (default `.venv-triton/bin/python`)"
+    )
 
     def __post_init__(self) -> None:
         for spec in SETTINGS.values():

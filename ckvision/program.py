@@ -36,6 +36,7 @@ MODEL_ENV: dict[str, tuple[str, str]] = {
         "CK_ENV_TENSORRT_MODEL_FILENAME",
         "model,tensorrt,efficientnet-lite0,converted-from-onnx,fp16,maxbatch.32",
     ),
+    "triton": ("CK_ENV_TRITON_MODEL_FILE", "model,triton,efficientnet-lite0,python"),
 }
 
 
@@ -105,6 +106,13 @@ def run_program(
         precision=config.precision,
         device=config.device,
         cache_dir=inputs.model_path.parent / "ort-trt-cache",
+        run_dir=output_dir,
+        triton_urls=tuple(u.strip() for u in config.triton_urls.split(",") if u.strip()),
+        triton_protocol=config.triton_protocol,
+        triton_shm=config.triton_shm,
+        triton_timeout_s=config.triton_timeout_s,
+        triton_model=config.triton_model,
+        triton_python=config.triton_python,
     )
     backend = create_backend(config.backend, inputs.model_path, inputs.contract, options)
     started = time.time()
@@ -113,6 +121,7 @@ def run_program(
             config, backend, dataset, output_dir, model_name=inputs.contract.name, log=log
         )
         versions = backend.version()
+        statistics = backend.run_statistics()
     write_run_info(
         output_dir,
         {
@@ -121,7 +130,8 @@ def run_program(
             "dataset": {"name": dataset.name, "kind": dataset.kind, "size": dataset.size,
                         "path": str(dataset.path), "storage": dataset.storage,
                         "preprocessing": dataset.preprocessing},
-            "backend": {"name": config.backend, "versions": versions},
+            "backend": {"name": config.backend, "versions": versions,
+                        **({"statistics": statistics} if statistics else {})},
             "provenance": collect_provenance(),
             "failures": result.failures,
             "started": started,

@@ -36,6 +36,15 @@ def print_run(record: dict[str, Any]) -> None:
         print(", ".join(parts))
         for line in summary.get("recommendations", []):
             print(f"  * {line}")
+    stats = record["backend"].get("statistics") or {}
+    if stats.get("requests"):
+        print(f"triton per request: queue {stats['server_queue_us'] / 1e3:.3f} ms, "
+              f"compute input {stats['server_compute_input_us'] / 1e3:.3f} ms, "
+              f"infer {stats['server_compute_infer_us'] / 1e3:.3f} ms, "
+              f"output {stats['server_compute_output_us'] / 1e3:.3f} ms, client-side "
+              f"{stats.get('client_remainder_us', float('nan')) / 1e3:.3f} ms "
+              f"({stats['requests']} requests, mean server batch "
+              f"{stats.get('avg_server_batch') or 0:.2f})")
 
 
 def print_results(

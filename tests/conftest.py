@@ -151,3 +151,41 @@ def ck_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         run(ck, "add", f"repo:{name}", f"--path={path}", "--quiet")
     run(sys.executable, "-m", "ckvision", "ck-setup")
     return env
+# --- Triton: one real server per session (tritonserver 2.51 from `make triton-venv`) ---
+
+
+@dataclass(frozen=True)
+class TritonFixture:
+    """A running server on a python-backend repository of the tiny model."""
+
+    repo: Path  # the model repository (the `triton` backend's model path)
+    http: str
+    grpc: str
+    log: Path
+
+    def options(self, protocol: str = "http", shm: str = "none", **more: Any) -> Any:
+        from ckvision.backends.base import BackendOptions
+
+        url = self.grpc if protocol == "grpc" else self.http
+        return BackendOptions(triton_urls=(url,), triton_protocol=protocol, triton_shm=shm,
+                              triton_timeout_s=20.0, **more)
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Path,
+                  tiny_contract: ModelContract) -> Any:
+    """Skips (with the reason) where no triton env exists; the server always stops."""
+    pytest.importorskip("tritonclient.grpc")
+    from ckvision.errors import CkVisionError
+    from ckvision.triton.repository import RepoSpec, write_repository
+    from ckvision.triton.server import TritonServer, find_triton
+
+    try:
+        install = find_triton()
+    except CkVisionError as err:
+        pytest.skip(f"no Triton server: {err}")
+    tmp = tmp_path_factory.mktemp("triton")
+    write_repository(tmp / "repo", tiny_onnx_model, tiny_contract,
+                     RepoSpec(backend="python", max_batch=8, max_queue_delay_us=500))
+    with TritonServer(install, tmp / "repo", tmp / "logs") as server:
+        yield TritonFixture(tmp / "repo", server.http_url, server.grpc_url, server.log_path)

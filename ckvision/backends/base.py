@@ -6,6 +6,7 @@ import abc
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,13 @@ class BackendOptions:
     compile: bool = False  # pytorch: torch.compile
     cuda_graphs: bool = False  # tensorrt / pytorch
     streams: int = 2  # tensorrt: execution contexts on separate streams
+    run_dir: Path | None = None  # where a backend keeps its logs of the run (triton)
+    triton_urls: tuple[str, ...] = ()  # triton: servers to use; () = start one
+    triton_protocol: str = "http"  # triton: http | grpc
+    triton_shm: str = "none"  # triton: none | system shared memory
+    triton_timeout_s: float = 30.0  # triton: per request and readiness
+    triton_model: str = "classifier"  # triton: model name in the repository
+    triton_python: str = ""  # triton: the triton env's python ("" = python3 on PATH)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,10 @@ class Backend(abc.ABC):
                 f"backend {self.name}: batch of {batch.dtype}; model {self.contract.name} "
                 f"takes {self.contract.input_dtype}"
             )
+
+    def run_statistics(self) -> dict[str, Any]:
+        """Runtime statistics since the end of :meth:`warmup` (served backends), recorded."""
+        return {}
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         for _ in range(iterations):

@@ -25,6 +25,7 @@ _MODULES = {
     "null": "ckvision.backends.null",
     "pytorch": "ckvision.backends.pytorch_backend",
     "tensorrt": "ckvision.backends.tensorrt_backend",
+    "triton": "ckvision.triton.client",
 }
 
 

@@ -11,6 +11,7 @@ python-package      the package's ``__init__``     ``<PREFIX>_VERSION``
 onnx-model          ``model.onnx``                 ``CK_ENV_ONNX_MODEL_*``, ``ML_MODEL_*``
 tensorrt-engine     ``model.plan``                 ``CK_ENV_TENSORRT_MODEL_*``, ``ML_MODEL_*``
 dataset             ``dataset.json``               ``CK_ENV_DATASET_*``
+triton-repository   ``ckvision-triton.json``       ``CK_ENV_TRITON_MODEL_*``, ``ML_MODEL_*``
 ==================  ============================  ======================================
 """
 
@@ -94,7 +95,7 @@ def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
     elif kind == "python-package":
         code = f"import importlib.metadata as m; print(m.version({spec['distribution']!r}))"
         version = _run_python(_python_of(i), code)
-    elif kind in ("onnx-model", "tensorrt-engine"):
+    elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         version = str(_read_json(full_path.parent / MODEL_SIDECAR, "model").get("version", "1"))
     elif kind == "dataset":
         version = str(_read_json(full_path, "dataset").get("size", "0"))
@@ -114,7 +115,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
         env["CK_ENV_COMPILER_PYTHON_BIN"] = str(full_path.parent)
     elif kind == "python-package":
         env[f"{prefix}_VERSION"] = str(i.get("version", ""))
-    elif kind in ("onnx-model", "tensorrt-engine"):
+    elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         sidecar = _read_json(full_path.parent / MODEL_SIDECAR, "model")
         env.update({str(k): str(v) for k, v in sidecar.get("env", {}).items()})
         env.update(upstream_model_env(kind, prefix, full_path, env))
