@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one LoadGen test (what the CK programs run)",
                          epilog=_EPILOG)
     _add_run_options(run)
+    run.add_argument("--quiet", action="store_true", help="no per-second progress")
 
     model = sub.add_parser("install-model", help="export/download a model into a directory")
     model.add_argument("--name", required=True, help="efficientnet-lite0 | resnet50")
@@ -76,12 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from ckvision.program import resolve_inputs, run_program
     from ckvision.report import print_run
+    from ckvision.tuning import autotune, explicit_settings
 
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
+    if args.quiet:
+        overrides["progress"] = "off"
     config = RunConfig.from_env(os.environ, overrides)
     inputs = resolve_inputs(os.environ, config.backend, args.model, args.dataset)
-    record = run_program(config, inputs, args.output_dir.resolve())
+    config, tuning = autotune(config, inputs.model_path, inputs.contract, inputs.dataset_dir,
+                              explicit_settings(os.environ, overrides))
+    record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
     print_run(record)
     return 0
 

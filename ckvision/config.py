@@ -54,6 +54,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "precision": ("CK_PRECISION", "pytorch backend precision: fp32 | fp16"),
     "device": ("CK_DEVICE", "pytorch backend device: cpu | cuda"),
     "verbose": ("CK_VERBOSE", "0 (quiet) .. 3 (debug)"),
+    # sweeps/tuning (issue 9)
+    "progress": ("CK_PROGRESS", "per-second progress: auto | plain | live | off (--quiet)"),
+    "autotune": ("CK_AUTOTUNE", "on | off: probe workers x threads x batch when not given"),
 }
 
 
@@ -83,6 +86,8 @@ class RunConfig:
     precision: str = "fp32"
     device: str = "cpu"
     verbose: int = 0
+    progress: str = "auto"
+    autotune: str = "on"
 
     def __post_init__(self) -> None:
         _check_positive("batch_size", self.batch_size)
@@ -110,6 +115,8 @@ class RunConfig:
         _check_choice("CK_ORT_PROVIDER", self.execution_provider, ("cpu", "cuda", "tensorrt"))
         _check_choice("CK_PRECISION", self.precision, ("fp32", "fp16"))
         _check_choice("CK_DEVICE", self.device, ("cpu", "cuda"))
+        _check_choice("CK_PROGRESS", self.progress, ("auto", "plain", "live", "off"))
+        _check_choice("CK_AUTOTUNE", self.autotune, ("on", "off"))
         for name in ("conf_file", "user_conf"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():

@@ -87,6 +87,7 @@ def run_program(
     output_dir: Path,
     *,
     log: Callable[[str], None] = print,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one LoadGen test and return the run's record (also written to disk)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
@@ -124,6 +125,8 @@ def run_program(
             "failures": result.failures,
             "started": started,
             "duration_s": result.duration_s,
+            "tuning": tuning,  # ckvision.tuning: what the probe chose (None: nothing)
+            "latency_histogram": result.latency,  # ckvision.harness.histogram summary
         },
     )
     return collect_run(output_dir)

@@ -71,5 +71,7 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
         **{k: info[k] for k in ("config", "model", "dataset", "backend", "provenance")},
         "failures": info.get("failures", 0),
         "duration_s": info.get("duration_s"),
+        "tuning": info.get("tuning"),
+        "latency_histogram": info.get("latency_histogram"),
         "logs": _raw_logs(output_dir),
     }

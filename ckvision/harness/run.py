@@ -27,7 +27,9 @@ from ckvision.backends.base import Backend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
+from ckvision.harness.histogram import LatencyRecorder
 from ckvision.harness.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, parse_output_dir
+from ckvision.harness.progress import report_progress
 from ckvision.harness.qsl import SampleLibrary
 from ckvision.harness.settings import build_test_settings, write_audit_config, write_user_conf
 from ckvision.harness.sut import BaseSUT, make_sut
@@ -35,7 +37,7 @@ from ckvision.harness.sut import BaseSUT, make_sut
 __all__ = ["RunResult", "run_benchmark", "USER_CONF"]
 
 USER_CONF = "user.conf"
-PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_S = 1.0
 _STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, "mlperf_log_trace.json")
 
 
@@ -47,6 +49,7 @@ class RunResult:
     user_conf: Path
     failures: int
     duration_s: float
+    latency: dict[str, Any] | None = None  # SUT-side HDR histogram summary (performance)
 
 
 def run_benchmark(
@@ -73,15 +76,18 @@ def run_benchmark(
         with contextlib.suppress(FileNotFoundError):
             (output_dir / name).unlink()
     sut = make_sut(config, backend, qsl, log)
+    recorder = sut.on_complete = LatencyRecorder()
+    performance = config.mode is Mode.PERFORMANCE
     duration = _run_loadgen(sut, qsl, settings, _log_settings(config, output_dir), audit,
-                            log if config.verbose >= 1 else None)
+                            recorder, config.progress if performance else "off", log)
+    latency = recorder.write(output_dir) if performance else None
     summary = parse_output_dir(output_dir)
     if sut.failures:
         raise RunError(f"{sut.failures} of {sut.completed} samples failed: {sut.first_error}")
     accuracy = None
     if config.mode is Mode.ACCURACY:
         accuracy = score_accuracy_log(output_dir / ACCURACY_LOG, qsl.labels, dataset=dataset.name)
-    return RunResult(summary, accuracy, output_dir, user_conf, sut.failures, duration)
+    return RunResult(summary, accuracy, output_dir, user_conf, sut.failures, duration, latency)
 
 
 def _check_fit(
@@ -123,7 +129,8 @@ def _log_settings(config: RunConfig, output_dir: Path) -> lg.LogSettings:
 
 def _run_loadgen(sut: BaseSUT, qsl: SampleLibrary, settings: lg.TestSettings,
                  log_settings: lg.LogSettings, audit: Path,
-                 progress: Callable[[str], None] | None) -> float:
+                 recorder: LatencyRecorder, progress: str,
+                 log: Callable[[str], None]) -> float:
     """Construct the LoadGen handles, run the test, destroy them whatever happens."""
     load_errors: list[BaseException] = []
 
@@ -134,14 +141,15 @@ def _run_loadgen(sut: BaseSUT, qsl: SampleLibrary, settings: lg.TestSettings,
             load_errors.append(err)
             sut.log(f"warning: loading {len(indices)} samples into RAM failed: {err}")
 
-    sut_handle = lg.ConstructSUT(sut.issue, sut.flush)
+    sut_handle = lg.ConstructSUT(recorder.wrap_issue(sut.issue), sut.flush)
     try:
         qsl_handle = lg.ConstructQSL(qsl.size, qsl.performance_count, load, qsl.unload)
         try:
             with _interrupts_abort(sut):
                 sut.start()
                 try:
-                    with _progress(sut, progress):
+                    with report_progress(progress, sut, recorder, log,
+                                         interval_s=PROGRESS_EVERY_S):
                         start = time.perf_counter()
                         lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings,
                                                     log_settings, str(audit))
@@ -199,27 +207,3 @@ def _interrupts_abort(sut: BaseSUT) -> Iterator[None]:
 
 def _ignore_signal(signum: int, frame: object) -> None:
     """The Python-level SIGINT handler during a test: the watcher thread does the work."""
-
-
-@contextlib.contextmanager
-def _progress(sut: BaseSUT, log: Callable[[str], None] | None) -> Iterator[None]:
-    """Every ``PROGRESS_EVERY_S``, log how many samples are done (verbose >= 1)."""
-    if log is None:
-        yield
-        return
-    stop = threading.Event()
-    start = time.perf_counter()
-
-    def report() -> None:
-        while not stop.wait(PROGRESS_EVERY_S):
-            elapsed = time.perf_counter() - start
-            log(f"progress: {sut.completed} samples in {elapsed:.0f} s "
-                f"({sut.completed / elapsed:.1f}/s)")
-
-    thread = threading.Thread(target=report, name="ckvision-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

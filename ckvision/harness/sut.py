@@ -74,6 +74,7 @@ class BaseSUT:
         self.failures = 0
         self.first_error: BaseException | None = None
         self.aborted = False  # set on Ctrl-C: complete the rest without inference
+        self.on_complete: Any = None  # a LatencyRecorder (ckvision.harness.histogram)
         self._lock = threading.Lock()
 
     # LoadGen callbacks; they must never raise (an exception escaping into LoadGen
@@ -108,6 +109,8 @@ class BaseSUT:
         lg.QuerySamplesComplete(
             [lg.QuerySampleResponse(i, a, step) for i, a in zip(ids, addresses, strict=True)]
         )
+        if self.on_complete is not None:
+            self.on_complete.completed(ids)
         with self._lock:
             self.completed += len(ids)
 
