@@ -142,10 +142,10 @@ def _tune_latency(config: RunConfig, explicit: set[str], sample: np.ndarray,
     if not cached:
         data = np.ascontiguousarray(np.repeat(sample, batch, axis=0))
         measured[key] = measure_latency(backend(config.threads), data, min(budget_s, 1.0))
-    expected_ms = round(max(measured[key] * calls * 1e3 * LATENCY_FACTOR, 0.001), 3)
+    expected_ms = round(max(measured[key] * calls * 1e3 * LATENCY_FACTOR, 1e-6), 6)
     return ({"target_latency_ms": expected_ms},
             {"chosen": {"target_latency_ms": expected_ms},
-             "query_latency_ms": round(measured[key] * calls * 1e3, 3),
+             "query_latency_ms": round(measured[key] * calls * 1e3, 6),
              "summary": f"expected latency {expected_ms} ms "
                         f"(probe: {measured[key] * calls * 1e3:.2f} ms per query)",
              "from_cache": cached})
