@@ -108,3 +108,19 @@ def test_progress_live_line_on_a_tty() -> None:
 def test_format_progress_percentiles() -> None:
     line = format_progress(3.0, 10, 12, 5.0, [1_000_000] * 98 + [9_000_000] * 2)
     assert "completed=10 issued=12" in line and "p50=1.00 ms" in line and "p99=9.00 ms" in line
+
+
+def test_batched_sut_records_latency_breakdown(
+    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig], tmp_path: Path,
+) -> None:
+    config = quick_config(scenario=Scenario.MULTI_STREAM, mode=Mode.PERFORMANCE,
+                          multistreamness=8, batch_size=4, progress="off")
+    result = run_benchmark(config, create_backend("null", Path("none"), tiny_contract),
+                           tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None)
+    assert result.latency is not None
+    stages = result.latency["breakdown"]
+    assert set(stages) == {"queue_wait_ms", "batch_formation_ms", "inference_ms", "response_ms"}
+    assert all(v >= 0 for v in stages.values())
+    # the stages partition each sample's SUT-side latency
+    assert sum(stages.values()) == pytest.approx(result.latency["mean_ns"] / 1e6, rel=1e-6)

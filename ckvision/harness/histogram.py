@@ -40,6 +40,9 @@ class LatencyRecorder:
         self._window: list[int] = []
         self._lock = threading.Lock()
         self.issued_count = 0
+        # sums over samples of: queue wait, batch formation, inference, response (ns)
+        self._stages = [0, 0, 0, 0]
+        self._staged = 0
 
     def wrap_issue(self, issue: Callable[[Sequence[Any]], None]) -> Callable[[Sequence[Any]], None]:
         """LoadGen's issue callback, stamping each sample before the SUT sees it."""
@@ -53,13 +56,32 @@ class LatencyRecorder:
 
         return stamped
 
-    def completed(self, ids: Sequence[int]) -> None:
+    def completed(self, ids: Sequence[int],
+                  stamps: tuple[int, int, int] | None = None) -> None:
+        """``ids`` were completed; ``stamps`` = when their batch was taken, formed, inferred."""
         now = time.perf_counter_ns()
         with self._lock:
             pop = self._issued.pop
-            done = [now - pop(i, now) for i in ids]
+            issued = [pop(i, now) for i in ids]
+            done = [now - t for t in issued]
             self._latencies_ns.extend(done)
             self._window.extend(done)
+            if stamps is not None:
+                taken, formed, inferred = stamps
+                n = len(ids)
+                self._stages[0] += n * taken - sum(issued)
+                self._stages[1] += n * (formed - taken)
+                self._stages[2] += n * (inferred - formed)
+                self._stages[3] += n * (now - inferred)
+                self._staged += n
+
+    def breakdown(self) -> dict[str, float] | None:
+        """Mean ms per sample in each stage inside our SUT (batched SUTs only)."""
+        if not self._staged:
+            return None
+        names = ("queue_wait_ms", "batch_formation_ms", "inference_ms", "response_ms")
+        return {name: total / self._staged / 1e6 for name, total in zip(names, self._stages,
+                                                                         strict=True)}
 
     def take_window(self) -> list[int]:
         """Latencies (ns) completed since the last call."""
@@ -97,6 +119,7 @@ class LatencyRecorder:
         atomic_write_text(output_dir / HGRM_FILE, text.getvalue().decode("ascii"))
         atomic_write_text(output_dir / HDR_FILE, histogram.encode().decode("ascii") + "\n")
         summary = self.summary()
+        summary["breakdown"] = self.breakdown()
         summary.update({"source": "sut", "unit_recorded": "us", "hgrm": HGRM_FILE,
                         "hdr": HDR_FILE})
         return summary

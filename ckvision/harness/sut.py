@@ -96,21 +96,24 @@ class BaseSUT:
         try:
             if self.aborted:
                 raise _Aborted
+            taken = time.perf_counter_ns()
             batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+            formed = time.perf_counter_ns()
             top = top_k(self.backend.predict(batch), TOP_K, self.label_offset)
         except Exception as err:  # completed empty, counted, raised after the test
             self._fail(ids, err)
             return
-        self._complete(ids, top)
+        self._complete(ids, top, (taken, formed, time.perf_counter_ns()))
 
-    def _complete(self, ids: list[int], top: np.ndarray) -> None:
+    def _complete(self, ids: list[int], top: np.ndarray,
+                  stamps: tuple[int, int, int] | None = None) -> None:
         base, step = top.ctypes.data, top.strides[0]
         addresses = range(base, base + len(ids) * step, step)
         lg.QuerySamplesComplete(
             [lg.QuerySampleResponse(i, a, step) for i, a in zip(ids, addresses, strict=True)]
         )
         if self.on_complete is not None:
-            self.on_complete.completed(ids)
+            self.on_complete.completed(ids, stamps)
         with self._lock:
             self.completed += len(ids)
 
