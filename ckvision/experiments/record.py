@@ -33,7 +33,7 @@ def write_run_info(output_dir: Path, info: dict[str, Any]) -> None:
 
 def _raw_logs(output_dir: Path) -> dict[str, str]:
     logs: dict[str, str] = {}
-    for name in (*RAW_LOGS, USER_CONF, "audit.config"):
+    for name in (*RAW_LOGS, USER_CONF, "audit.config", "latency.hgrm", "latency.hdr"):
         path = output_dir / name
         if not path.is_file():
             continue
