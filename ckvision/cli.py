@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--csv", type=Path, help="also write the full table as CSV")
     results.add_argument("--plot", type=Path, help="also write a PNG plot")
 
+    from ckvision.sweeps.command import add_sweep_parser
+
+    add_sweep_parser(sub)  # sweep batch|concurrency|peak (issue 9)
+    report = sub.add_parser("report", help="self-contained HTML report of recorded runs")
+    report.add_argument("--tags", required=True, help="entries with all these tags")
+    report.add_argument("--compare", default="", help="A/B: a second tag set, ratios B/A")
+    report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument("--results", type=Path, action="append", default=[],
+                        help="peak-search results.json to include")
+    report.add_argument("--png-dir", type=Path, help="also write the plots as PNG here")
+    report.add_argument("--csv", type=Path, help="also write the runs as CSV")
+
     sub.add_parser("ck-setup", help="register this repo with ck, detect software, install packages")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
@@ -112,6 +124,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.report import print_results
 
         print_results(args.entries, tags=args.tags, csv=args.csv, plot=args.plot)
+    elif args.command == "sweep":
+        from ckvision.sweeps.command import run_sweep_command
+
+        return run_sweep_command(args)
+    elif args.command == "report":
+        from ckvision.reports import write_report
+
+        write_report(args.tags, args.out, compare=args.compare, results=args.results,
+                     png_dir=args.png_dir, csv=args.csv)
     elif args.command == "ck-setup":
         from ckvision.ck.setup import setup_ck
 

@@ -26,6 +26,7 @@ from ckvision.tuning.probe import (
     Layout,
     Measurement,
     candidate_layouts,
+    harness_cost_s,
     measure_latency,
     measure_layout,
     usable_cores,
@@ -38,6 +39,7 @@ PROBE_BUDGET_S = 3.0  # whole probe, split across the candidate layouts
 OFFLINE_QPS_FACTOR = 1.3  # expected QPS above the probe: the run lasts >= min duration
 SERVER_QPS_FACTOR = 0.5  # target QPS well under the probe's ceiling: latency bound holds
 LATENCY_FACTOR = 0.5  # expected latency under the probe: LoadGen generates enough queries
+HARNESS_COST_FACTOR = 2.0  # LoadGen's own per-sample work, about as much as ours
 _LAYOUT_FIELDS = {"workers": "workers", "threads": "threads", "batch": "batch_size"}
 
 
@@ -118,15 +120,21 @@ def _tune_layout(config: RunConfig, explicit: set[str], sample: np.ndarray,
         measured[_lkey(lay)] = round(rate.samples_per_s, 2)
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
     best = max(results, key=lambda m: m.samples_per_s)
+    cost_key = f"harness_cost.b{best.layout.batch}"
+    if cost_key not in measured:
+        classes = backend(best.layout.threads).contract.num_classes
+        measured[cost_key] = HARNESS_COST_FACTOR * harness_cost_s(best.layout.batch, classes)
+    expected = 1.0 / (1.0 / max(best.samples_per_s, 1e-9) + measured[cost_key])
     changes: dict[str, Any] = {f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items()
                                if f not in explicit}
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
-        changes["target_qps"] = round(best.samples_per_s * factor, 2)
+        changes["target_qps"] = round(expected * factor, 2)
         summary += f", target QPS {changes['target_qps']}"
     return changes, {"layout": best.layout.describe(), "chosen": changes,
                      "samples_per_s": best.samples_per_s, "summary": summary,
+                     "expected_samples_per_s": round(expected, 2),
                      "candidates": [m.as_record() for m in results], "from_cache": not todo}
 
 

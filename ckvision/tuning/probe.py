@@ -21,7 +21,7 @@ import numpy as np
 from ckvision.backends.base import Backend
 
 __all__ = ["Layout", "Measurement", "candidate_layouts", "measure_layout", "measure_latency",
-           "usable_cores", "BATCHES"]
+           "usable_cores", "harness_cost_s", "BATCHES"]
 
 BATCHES = (1, 4, 16)
 
@@ -104,3 +104,27 @@ def measure_latency(backend: Backend, batch: np.ndarray, seconds: float,
         backend.predict(batch)
         times.append(clock() - t0)
     return float(np.median(times))
+
+
+def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
+    """Seconds per sample of what our SUT does around ``predict`` (top-5, responses).
+
+    It runs under the GIL, so it adds to the backend's time whatever the layout: an
+    Offline run of a fast model (or the null backend) is bounded by it, and the expected
+    QPS must be too, or LoadGen issues far more samples than the run needs.
+    """
+    import mlperf_loadgen as lg
+
+    from ckvision.harness.sut import top_k
+
+    logits = np.zeros((batch, classes), dtype=np.float32)
+    ids = list(range(batch))
+    calls = 0
+    end = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    while time.perf_counter() < end or calls < 3:
+        top = top_k(logits)
+        pending = dict.fromkeys(ids, 0)
+        [lg.QuerySampleResponse(i, top.ctypes.data, 20) for i in ids if pending.pop(i) == 0]
+        calls += 1
+    return (time.perf_counter() - begin) / (calls * batch)
