@@ -35,7 +35,7 @@ def _accuracy_point(runner: CkPointRunner, log: Callable[[str], None]) -> PointR
     try:
         return runner.run(Point("accuracy", f"first {ACCURACY_IMAGES} images",
                                 {**env, "CK_LOADGEN_DATASET_SIZE": str(ACCURACY_IMAGES)}))
-    except CkCommandError:
+    except (CkCommandError, RunError):
         log(f"peak: the accuracy run on {ACCURACY_IMAGES} images failed (a smaller dataset?); "
             "trying the whole dataset")
         return runner.run(Point("accuracy", "whole dataset",
