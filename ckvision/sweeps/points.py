@@ -84,7 +84,7 @@ class CkPointRunner:
 
     def point_id(self, point: Point) -> str:
         material = {"kind": point.kind, "env": {**self.base_env, **point.env},
-                    "program": self.program, "ck_args": self.ck_args,
+                    "program": self.program, "ck_args": self.ck_args, "tags": self.tags,
                     "provenance": self.fingerprint}
         blob = json.dumps(material, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
