@@ -78,9 +78,9 @@ class _Page:
     def table(self, frame: pd.DataFrame, caption: str) -> None:
         body = frame.to_html(index=False, na_rep="-", border=0, classes="data",
                              float_format=lambda v: f"{v:.3f}", escape=True)
-        self.parts.append(body.replace('<table border="0" class="dataframe data">',
-                                       f'<table class="data" data-caption="'
-                                       f'{html.escape(caption)}">', 1))
+        start = body.index(">", body.index("<table")) + 1  # pandas' own <table ...> tag
+        self.parts.append(f'<table class="data" data-caption="{html.escape(caption)}">'
+                          + body[start:])
 
     def image(self, png: bytes, name: str, alt: str) -> None:
         self.images += 1

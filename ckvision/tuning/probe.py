@@ -119,12 +119,15 @@ def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
 
     logits = np.zeros((batch, classes), dtype=np.float32)
     ids = list(range(batch))
-    calls = 0
-    end = time.perf_counter() + seconds
-    begin = time.perf_counter()
-    while time.perf_counter() < end or calls < 3:
-        top = top_k(logits)
-        pending = dict.fromkeys(ids, 0)
-        [lg.QuerySampleResponse(i, top.ctypes.data, 20) for i in ids if pending.pop(i) == 0]
-        calls += 1
-    return (time.perf_counter() - begin) / (calls * batch)
+    best = float("inf")
+    for _ in range(5):  # the minimum of five slices: the cost, not the neighbours' noise
+        calls = 0
+        begin = time.perf_counter()
+        end = begin + seconds / 5
+        while time.perf_counter() < end or calls < 3:
+            top = top_k(logits)
+            pending = dict.fromkeys(ids, 0)
+            [lg.QuerySampleResponse(i, top.ctypes.data, 20) for i in ids if pending.pop(i) == 0]
+            calls += 1
+        best = min(best, (time.perf_counter() - begin) / (calls * batch))
+    return best
