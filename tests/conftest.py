@@ -119,3 +119,12 @@ def quick_config() -> Callable[..., RunConfig]:
         return RunConfig(**values)
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Auto-tuning caches its probes; tests keep that cache out of the home directory."""
+    import os
+
+    os.environ.setdefault("CK_TUNING_CACHE",
+                          str(tmp_path_factory.mktemp("tuning") / "tuning.json"))
