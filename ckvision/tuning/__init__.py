@@ -35,7 +35,7 @@ from ckvision.tuning.probe import (
 __all__ = ["autotune", "explicit_settings", "Layout", "PROBE_BUDGET_S",
            "OFFLINE_QPS_FACTOR", "SERVER_QPS_FACTOR", "LATENCY_FACTOR"]
 
-PROBE_BUDGET_S = 3.0  # whole probe, split across the candidate layouts
+PROBE_BUDGET_S = 3.0  # half across the candidate layouts, half re-measuring the best two
 OFFLINE_QPS_FACTOR = 1.3  # expected QPS above the probe: the run lasts >= min duration
 SERVER_QPS_FACTOR = 0.5  # target QPS well under the probe's ceiling: latency bound holds
 LATENCY_FACTOR = 0.5  # expected latency under the probe: LoadGen generates enough queries
@@ -118,8 +118,12 @@ def _tune_layout(config: RunConfig, explicit: set[str], sample: np.ndarray,
                           fixed.get("batch", 1))]
     todo = [lay for lay in layouts if _lkey(lay) not in measured]
     for lay in todo:
-        rate = measure_layout(backend(lay.threads), sample, lay, budget_s / len(todo))
+        rate = measure_layout(backend(lay.threads), sample, lay, budget_s / 2 / len(todo))
         measured[_lkey(lay)] = round(rate.samples_per_s, 2)
+    if len(todo) > 1:  # noise only slows a layout down: re-measure the two best, keep the max
+        for lay in sorted(todo, key=lambda lay: -measured[_lkey(lay)])[:2]:
+            rate = measure_layout(backend(lay.threads), sample, lay, budget_s / 4)
+            measured[_lkey(lay)] = round(max(measured[_lkey(lay)], rate.samples_per_s), 2)
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
     best = max(results, key=lambda m: m.samples_per_s)
     cost_key = f"harness_cost.b{best.layout.batch}"

@@ -1,10 +1,11 @@
 """The short probe: time the backend under each concurrency layout on the real model.
 
 A layout is what our Offline/Server SUT runs: ``workers`` threads sharing one backend
-session with ``threads`` intra-op threads each, taking batches of ``batch``. Each
-candidate gets an equal slice of the time budget; every worker first runs one untimed
-call, then all run until the slice ends, and the layout's rate is the samples they
-completed divided by the slice. The same probe measures one batch's latency on the
+session with ``threads`` intra-op threads each, taking batches of ``batch``. Every
+worker first runs one untimed call, then all run until the slice ends, and the layout's
+rate is the samples they completed divided by the time. :mod:`ckvision.tuning` gives
+each candidate an equal slice of half its budget, then measures the two fastest again
+and keeps their better rate (a busy machine only ever slows a layout down). The same probe measures one batch's latency on the
 SingleStream layout, from which the expected latency LoadGen needs is set.
 """
 
