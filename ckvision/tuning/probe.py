@@ -5,8 +5,9 @@ session with ``threads`` intra-op threads each, taking batches of ``batch``. Eve
 worker first runs one untimed call, then all run until the slice ends, and the layout's
 rate is the samples they completed divided by the time. :mod:`ckvision.tuning` gives
 each candidate an equal slice of half its budget, then measures the two fastest again
-and keeps their better rate (a busy machine only ever slows a layout down). The same probe measures one batch's latency on the
-SingleStream layout, from which the expected latency LoadGen needs is set.
+and keeps their better rate (a busy machine only ever slows a layout down). The same
+probe measures one batch's latency on the SingleStream layout, from which the expected
+latency LoadGen needs is set.
 """
 
 from __future__ import annotations
