@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,25 @@ def test_batch_sweep_records_each_point_and_resumes(ck_env: dict[str, str],
     again = cli(ck_env, "sweep", "batch", "--batches", "1,2", *SHORT)
     assert again.returncode == 0 and again.stdout.count("already recorded") == 2
     assert "running" not in again.stdout
+
+
+def test_ctrl_c_keeps_finished_points(ck_env: dict[str, str]) -> None:
+    """Points 1 and 2 are recorded (previous test); Ctrl-C while 4 runs keeps them."""
+    proc = subprocess.Popen([sys.executable, "-m", "ckvision", "sweep", "batch", "--batches",
+                             "1,2,4", *SHORT], env=ck_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "batch=4: running" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen)[-2000:] + err
+    assert "the 2 finished points stay recorded" in out
+    entries = _entries(ck_env, "t9", "sweep_batch")
+    assert len(entries) == 2  # batch 4 was never half-recorded
 
 
 def test_concurrency_sweep_through_the_ck_script_entry(ck_env: dict[str, str],

@@ -119,6 +119,10 @@ def run_peak_search(runner: CkPointRunner, bounds_ms: Sequence[float], out_dir: 
                                                max_trials=max_trials, log=log)
             finally:
                 close()
+            if peak.qps < 0:
+                lowest = min(t.target_qps for t in peak.trials)
+                log(f"peak: {arrival}: no rate down to {lowest:g} QPS kept p99 under "
+                    f"{bound:g} ms; result -1 (recorded; not an error)")
             log(peak.result_line())
             results[arrival][key] = peak.as_json()
             scan[f"{arrival}/{key}"] = [trial_record(t) for t in peak.trials]
