@@ -114,8 +114,8 @@ def _sweeps(page: _Page, runs: Sequence[RecordedRun]) -> None:
     if not conc.empty:
         page.heading("Concurrency sweep (MultiStream, N outstanding samples)")
         page.table(conc, "concurrency sweep")
-        page.image(plots.line_plot([("p50", conc), ("p99", conc)], "samples/s",
-                                   ["p99 ms"], title="Latency vs throughput",
+        page.image(plots.line_plot([("", conc)], "samples/s", ["p50 ms", "p99 ms"],
+                                   title="Latency vs throughput",
                                    xlabel="samples/s", ylabel="query latency (ms)"),
                    "latency_vs_throughput", "latency vs throughput")
 
