@@ -6,7 +6,9 @@ CPU model, usable cores, host name); the point is recorded as experiment entry
 ``ckvision.sweep.<kind>.<id>`` with the sweep's shared tags. Running a sweep again skips
 every point whose entry already holds a run record, so an interrupted sweep resumes
 where it stopped, and a new version or machine measures again. ``ck benchmark`` writes
-an entry only when its run finished, so Ctrl-C loses at most the point in progress.
+an entry only when its run finished, so Ctrl-C loses at most the point in progress (an
+entry left without a run record by a ``ck`` killed while recording is removed and run
+again).
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ class CkPointRunner:
             self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
             result = PointResult(point, existing.record, name, skipped=True)
         else:
+            if (experiment_root() / name).is_dir():  # a ck killed mid-record left it
+                self.log(f"sweep: removing the unfinished entry {name}")
+                run_ck(["rm", f"experiment:{name}", "--force"], capture=True)
             self.log(f"sweep: {point.kind} {point.label}: running ({name})")
             env = {**self.base_env, **point.env}
             tags = ",".join([*self.tags, *check_tags(point.tags), point.kind.replace("-", "_")])
