@@ -17,7 +17,7 @@ def fingerprint() -> dict[str, Any]:
     from ckvision.provenance import collect_provenance
 
     prov = collect_provenance()
-    host = prov["host"]
+    host: dict[str, Any] = dict(prov["host"])  # type: ignore[call-overload]
     return {"versions": prov["versions"],
             "host": {k: host.get(k) for k in ("cpu_model", "cpu_affinity", "hostname")}}
 

@@ -70,8 +70,9 @@ def _linear_measure(record: dict[str, Any], bound_ms: float,
 
     config = record["config"]
     contract_data = dict(record["model"]["contract"])
-    contract = ModelContract(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in contract_data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in contract_data.items()}
+    contract = ModelContract(**fields)
     options = BackendOptions(threads=config["threads"],
                              execution_provider=config["execution_provider"],
                              precision=config["precision"], device=config["device"])
