@@ -15,8 +15,15 @@ __all__ = ["runs_table", "sweep_frame", "peak_tables", "provenance_table", "ab_t
 def runs_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
     from ckvision.analysis.frame import run_row
     from ckvision.analysis.tables import summary_table
+    from ckvision.sweeps.grid import throughput
 
-    return summary_table(pd.DataFrame([run_row(r) for r in runs]))
+    table = summary_table(pd.DataFrame([run_row(r) for r in runs]))
+    # Server and MultiStream have no LoadGen samples/s: completed samples / duration
+    for i, run in enumerate(runs):
+        if run.record.get("config", {}).get("mode") == "PerformanceOnly":
+            if pd.isna(table.at[i, "samples/s"]):
+                table.at[i, "samples/s"] = throughput(run.record)
+    return table
 
 
 def sweep_frame(runs: Sequence[RecordedRun]) -> pd.DataFrame:

@@ -17,7 +17,8 @@ import pandas as pd
 from ckvision.errors import ConfigError
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult
 
-__all__ = ["parse_range", "batch_sweep", "concurrency_sweep", "sweep_table", "TABLE_COLUMNS"]
+__all__ = ["parse_range", "batch_sweep", "concurrency_sweep", "sweep_table", "sweep_row",
+           "throughput", "TABLE_COLUMNS"]
 
 _RANGE = re.compile(r"^(\d+)(?:\.\.|:)(\d+)$")
 TABLE_COLUMNS = ("samples/s", "avg ms", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "validity")
@@ -76,7 +77,7 @@ def _ms(loadgen: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value) / 1e6
 
 
-def _throughput(record: dict[str, Any]) -> float | None:
+def throughput(record: dict[str, Any]) -> float | None:
     """LoadGen's samples/s; MultiStream has none: samples completed / test duration."""
     lg = record.get("loadgen") or {}
     value = lg.get("samples_per_second") or lg.get("completed_samples_per_second")
@@ -95,7 +96,7 @@ def sweep_row(result: PointResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "batch": config.get("batch_size"),
         "concurrency": config.get("multistreamness") if multi else None,
-        "samples/s": _throughput(record),
+        "samples/s": throughput(record),
         "avg ms": _ms(lg, f"{prefix}_mean_ns"),
     }
     for p in ("50", "90", "95", "99"):
