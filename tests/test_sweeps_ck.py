@@ -79,20 +79,32 @@ def test_ctrl_c_keeps_finished_points(ck_env: dict[str, str]) -> None:
     """Points 1 and 2 are recorded (previous test); Ctrl-C while 4 runs keeps them."""
     proc = subprocess.Popen([sys.executable, "-m", "ckvision", "sweep", "batch", "--batches",
                              "1,2,4", *SHORT], env={**ck_env, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE,
+                            stdout=subprocess.PIPE, start_new_session=True,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
         seen.append(line)
         if "batch=4: running" in line:
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
             break
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen)[-2000:] + err
     assert "the 2 finished points stay recorded" in out
     runs = list(iter_runs(_entries(ck_env, "t9", "sweep_batch")))
     assert sorted(r.record["config"]["batch_size"] for r in runs) == [1, 2]  # not 4
+    # a ck killed while recording leaves an entry without a run: the sweep replaces it
+    name = re.search(r"\((ckvision\.sweep\.batch\.[0-9a-f]+)\)", seen[-1])
+    assert name is not None
+    added = subprocess.run([CK, "add", f"experiment:{name.group(1)}", "--common_func",
+                            "--tags=ckvision,sweep,t9", "--quiet"],
+                           env=ck_env, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stdout
+    again = cli(ck_env, "sweep", "batch", "--batches", "1,2,4", *SHORT)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    assert f"removing the unfinished entry {name.group(1)}" in again.stdout
+    runs = list(iter_runs(_entries(ck_env, "t9", "sweep_batch")))
+    assert sorted(r.record["config"]["batch_size"] for r in runs) == [1, 2, 4]
 
 
 def test_concurrency_sweep_through_the_ck_script_entry(ck_env: dict[str, str],
