@@ -160,7 +160,7 @@ def _tune_latency(config: RunConfig, explicit: set[str], sample: np.ndarray,
     return ({"target_latency_ms": expected_ms},
             {"chosen": {"target_latency_ms": expected_ms},
              "query_latency_ms": round(measured[key] * calls * 1e3, 6),
-             "summary": f"expected latency {expected_ms} ms "
+             "summary": f"expected latency {expected_ms:.3f} ms "
                         f"(probe: {measured[key] * calls * 1e3:.2f} ms per query)",
              "from_cache": cached})
 
