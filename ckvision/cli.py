@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one LoadGen test (what the CK programs run)",
                          epilog=_EPILOG)
     _add_run_options(run)
+    run.add_argument("--quiet", action="store_true", help="no per-second progress")
 
     model = sub.add_parser("install-model", help="export/download a model into a directory")
     model.add_argument("--name", required=True, help="efficientnet-lite0 | resnet50")
@@ -69,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--csv", type=Path, help="also write the full table as CSV")
     results.add_argument("--plot", type=Path, help="also write a PNG plot")
 
+    from ckvision.sweeps.command import add_sweep_parser
+
+    add_sweep_parser(sub)  # sweep batch|concurrency|peak (issue 9)
+    report = sub.add_parser("report", help="self-contained HTML report of recorded runs")
+    report.add_argument("--tags", required=True, help="entries with all these tags")
+    report.add_argument("--compare", default="", help="A/B: a second tag set, ratios B/A")
+    report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument("--results", type=Path, action="append", default=[],
+                        help="peak-search results.json to include")
+    report.add_argument("--png-dir", type=Path, help="also write the plots as PNG here")
+    report.add_argument("--csv", type=Path, help="also write the runs as CSV")
+
     sub.add_parser("ck-setup", help="register this repo with ck, detect software, install packages")
     deps = sub.add_parser("ck-deps", help="which env entry each dependency of a CK program "
                           "resolves to; one line if CK would have to ask")
@@ -90,13 +103,18 @@ def _run(args: argparse.Namespace) -> int:
     from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.program import resolve_inputs, run_program
     from ckvision.report import print_run
+    from ckvision.tuning import autotune, explicit_settings
 
     refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
+    if args.quiet:
+        overrides["progress"] = "off"
     config = RunConfig.from_env(os.environ, overrides)
     inputs = resolve_inputs(os.environ, config.backend, args.model, args.dataset)
-    record = run_program(config, inputs, args.output_dir.resolve())
+    config, tuning = autotune(config, inputs.model_path, inputs.contract, inputs.dataset_dir,
+                              explicit_settings(os.environ, overrides))
+    record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
     print_run(record)
     return 0
 
@@ -125,6 +143,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.report import print_results
 
         print_results(args.entries, tags=args.tags, csv=args.csv, plot=args.plot)
+    elif args.command == "sweep":
+        from ckvision.sweeps.command import run_sweep_command
+
+        return run_sweep_command(args)
+    elif args.command == "report":
+        from ckvision.reports import write_report
+
+        write_report(args.tags, args.out, compare=args.compare, results=args.results,
+                     png_dir=args.png_dir, csv=args.csv)
     elif args.command == "ck-setup":
         from ckvision.ck.setup import setup_ck
 

@@ -345,6 +345,14 @@ class RunConfig:
     triton_python: str = setting(
         "CK_TRITON_PYTHON", "", "the triton env's python (default `.venv-triton/bin/python`)"
     )
+    progress: str = setting(
+        "CK_PROGRESS", "auto", "per-second progress: auto, plain, live, off (`run --quiet`)",
+        choices=("auto", "plain", "live", "off"),
+    )
+    autotune: str = setting(
+        "CK_AUTOTUNE", "on", "probe workers x threads x batch when they are not given",
+        choices=("on", "off"),
+    )
 
     def __post_init__(self) -> None:
         for spec in SETTINGS.values():

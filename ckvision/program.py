@@ -88,6 +88,7 @@ def run_program(
     output_dir: Path,
     *,
     log: Callable[[str], None] = print,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one LoadGen test and return the run's record (also written to disk)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
@@ -144,6 +145,8 @@ def run_program(
                 "latency_ns": result.latency_ns,  # per query for MultiStream (LoadGen's)
                 "accuracy": result.accuracy,
             },
+            "tuning": tuning,  # ckvision.tuning: what the probe chose (None: nothing)
+            "latency_histogram": result.latency,  # ckvision.harness.histogram summary
         },
     )
     return collect_run(output_dir)

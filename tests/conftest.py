@@ -189,3 +189,10 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Pat
                      RepoSpec(backend="python", max_batch=8, max_queue_delay_us=500))
     with TritonServer(install, tmp / "repo", tmp / "logs") as server:
         yield TritonFixture(tmp / "repo", server.http_url, server.grpc_url, server.log_path)
+@pytest.fixture(autouse=True, scope="session")
+def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Auto-tuning caches its probes; tests keep that cache out of the home directory."""
+    import os
+
+    os.environ.setdefault("CK_TUNING_CACHE",
+                          str(tmp_path_factory.mktemp("tuning") / "tuning.json"))

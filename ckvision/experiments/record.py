@@ -34,7 +34,7 @@ def write_run_info(output_dir: Path, info: dict[str, Any]) -> None:
 
 def _raw_logs(output_dir: Path) -> dict[str, str]:
     logs: dict[str, str] = {}
-    for name in (*RAW_LOGS, USER_CONF, "audit.config"):
+    for name in (*RAW_LOGS, USER_CONF, "audit.config", "latency.hgrm", "latency.hdr"):
         path = output_dir / name
         if not path.is_file():
             continue
@@ -72,6 +72,8 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
         **{k: info[k] for k in ("config", "model", "dataset", "backend", "provenance")},
         "failures": info.get("failures", 0),
         "duration_s": info.get("duration_s"),
+        "tuning": info.get("tuning"),
+        "latency_histogram": info.get("latency_histogram"),
         "logs": _raw_logs(output_dir),
     }
 

@@ -51,6 +51,9 @@ class Ledger:
         self._outstanding: dict[int, tuple[int, int]] = {}
         self._calls: dict[int, tuple[float, int]] = {}  # call number -> (start, samples)
         self._calls_made = 0
+        # sums over completed samples of: queue wait, batch formation, inference, response
+        self._stages = [0, 0, 0, 0]
+        self._staged = 0
         self._lock = threading.Lock()
 
     # -- LoadGen side ----------------------------------------------------------------------
@@ -86,8 +89,13 @@ class Ledger:
         with self._lock:
             self._calls.pop(number, None)
 
-    def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None) -> None:
-        """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout)."""
+    def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None,
+                 stamps: tuple[int, int, int] | None = None) -> None:
+        """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout).
+
+        ``stamps``: ``time.monotonic_ns()`` when the batch was taken from the queue, formed
+        and inferred; they feed :meth:`breakdown`.
+        """
         with self._lock:
             issued = [self._outstanding.pop(i, None) for i in ids]
         kept = [(j, entry) for j, entry in enumerate(issued) if entry is not None]
@@ -105,7 +113,34 @@ class Ledger:
         lg.QuerySamplesComplete(
             [lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)]
         )
-        self._count([entry[1] for _j, entry in kept], ok=True)
+        issued_ns = [entry[1] for _j, entry in kept]
+        now = time.monotonic_ns()
+        if stamps is not None:
+            self._stage(issued_ns, stamps, now)
+        self._count(issued_ns, ok=True, now=now)
+
+    def _stage(self, issued_ns: list[int], stamps: tuple[int, int, int], now: int) -> None:
+        taken, formed, inferred = stamps
+        n = len(issued_ns)
+        with self._lock:
+            self._stages[0] += n * taken - sum(issued_ns)
+            self._stages[1] += n * (formed - taken)
+            self._stages[2] += n * (inferred - formed)
+            self._stages[3] += n * (now - inferred)
+            self._staged += n
+
+    def breakdown(self) -> dict[str, float] | None:
+        """Mean ms per sample spent in each stage inside our SUT (None: nothing timed)."""
+        if not self._staged:
+            return None
+        names = ("queue_wait_ms", "batch_formation_ms", "inference_ms", "response_ms")
+        return {name: total / self._staged / 1e6
+                for name, total in zip(names, self._stages, strict=True)}
+
+    @property
+    def issued(self) -> int:
+        """Samples issued so far (completed + outstanding)."""
+        return self.completed + len(self._outstanding)
 
     def fail(self, ids: Sequence[int], err: BaseException | str) -> None:
         """Complete the outstanding ones of ``ids`` empty and count them as failed."""
@@ -146,11 +181,11 @@ class Ledger:
             lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
             self._count(issued_ns, ok=False)
 
-    def _count(self, issued_ns: list[int], *, ok: bool) -> None:
+    def _count(self, issued_ns: list[int], *, ok: bool, now: int | None = None) -> None:
         with self._lock:
             self.completed += len(issued_ns)
         if self.observers:
-            now = time.monotonic_ns()
+            now = time.monotonic_ns() if now is None else now
             latencies = [now - t for t in issued_ns]
             for observe in self.observers:
                 observe(latencies, ok)

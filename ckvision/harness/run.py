@@ -43,7 +43,9 @@ from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
 from ckvision.fsutil import atomic_write_text
 from ckvision.harness.ledger import NO_CLASS, Ledger, Observer
+from ckvision.harness.histogram import HDR_FILE, HGRM_FILE, LatencyRecorder
 from ckvision.harness.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, parse_output_dir
+from ckvision.harness.progress import report_progress
 from ckvision.harness.qsl import SampleLibrary
 from ckvision.harness.settings import build_test_settings, write_audit_config, write_user_conf
 from ckvision.harness.sut import SUT, make_sut
@@ -51,9 +53,9 @@ from ckvision.harness.sut import SUT, make_sut
 __all__ = ["RunResult", "run_benchmark", "USER_CONF", "ABORT_GRACE_S"]
 
 USER_CONF = "user.conf"
-PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_S = 1.0
 ABORT_GRACE_S = 5.0  # after an abort, LoadGen gets this long to return
-_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json",
+_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json", HGRM_FILE, HDR_FILE,
           *(name + ".failed-run" for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG)))
 
 
@@ -77,6 +79,7 @@ class RunResult:
     valid: bool | None = None  # LoadGen's verdict (None in AccuracyOnly)
     samples_per_second: float | None = None
     latency_ns: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p99", "mean"
+    latency: dict[str, Any] | None = None  # SUT-side HDR histogram summary (performance)
 
     @classmethod
     def from_run(cls, config: RunConfig, summary: dict[str, Any], **rest: Any) -> RunResult:
@@ -125,9 +128,12 @@ def run_benchmark(
             (output_dir / name).unlink()
     ledger = Ledger(backend.name, top5_size=qsl.size if config.mode is Mode.ACCURACY else 0)
     ledger.observers.extend(observers)
+    performance = config.mode is Mode.PERFORMANCE
+    recorder = LatencyRecorder()
+    ledger.observers.append(recorder.observe)
     sut = make_sut(config, backend, qsl, ledger)
     duration = _run_loadgen(sut, qsl, settings, _log_settings(config, output_dir), audit,
-                            config, log)
+                            config, log, recorder, config.progress if performance else "off")
     if ledger.fatal is not None or ledger.failures:
         _set_aside(output_dir)  # LoadGen ended "normally": its logs must not look like a result
         if ledger.interrupted:
@@ -136,6 +142,7 @@ def run_benchmark(
             raise RunError(ledger.fatal)
         raise RunError(
             f"{ledger.failures} of {ledger.completed} samples failed: {ledger.first_error}")
+    latency = recorder.write(output_dir, ledger.breakdown()) if performance else None
     summary = parse_output_dir(output_dir)
     accuracy = None
     if config.mode is Mode.ACCURACY:
@@ -144,7 +151,8 @@ def run_benchmark(
                                       top5_path=output_dir / TOP5_FILE)
     return RunResult.from_run(config, summary, accuracy=accuracy, output_dir=output_dir,
                               user_conf=user_conf, failures=ledger.failures,
-                              completed=ledger.completed, duration_s=duration)
+                              completed=ledger.completed, duration_s=duration,
+                              latency=latency)
 
 
 FAILED_SUFFIX = ".failed-run"
@@ -203,7 +211,8 @@ def _log_settings(config: RunConfig, output_dir: Path) -> lg.LogSettings:
 
 def _run_loadgen(sut: SUT, qsl: SampleLibrary, settings: lg.TestSettings,
                  log_settings: lg.LogSettings, audit: Path, config: RunConfig,
-                 log: Callable[[str], None]) -> float:
+                 log: Callable[[str], None], recorder: LatencyRecorder,
+                 progress: str) -> float:
     """Construct the LoadGen handles, run the test, destroy them whatever happens."""
     ledger = sut.ledger
 
@@ -220,7 +229,8 @@ def _run_loadgen(sut: SUT, qsl: SampleLibrary, settings: lg.TestSettings,
             with _interrupts_abort(ledger, log), _watchdog(sut, config, log):
                 sut.start()
                 try:
-                    with _progress(ledger, log if config.verbose >= 1 else None):
+                    with report_progress(progress, ledger, recorder, log,
+                                         interval_s=PROGRESS_EVERY_S):
                         start = time.perf_counter()
                         lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings,
                                                     log_settings, str(audit))
@@ -315,27 +325,3 @@ def _interrupts_abort(ledger: Ledger, log: Callable[[str], None]) -> Iterator[No
 
 def _ignore_signal(signum: int, frame: object) -> None:
     """The Python-level SIGINT handler during a test: the watcher thread does the work."""
-
-
-@contextlib.contextmanager
-def _progress(ledger: Ledger, log: Callable[[str], None] | None) -> Iterator[None]:
-    """Every ``PROGRESS_EVERY_S``, log how many samples are done (verbose >= 1)."""
-    if log is None:
-        yield
-        return
-    stop = threading.Event()
-    start = time.perf_counter()
-
-    def report() -> None:
-        while not stop.wait(PROGRESS_EVERY_S):
-            elapsed = time.perf_counter() - start
-            log(f"progress: {ledger.completed} samples in {elapsed:.0f} s "
-                f"({ledger.completed / elapsed:.1f}/s)")
-
-    thread = threading.Thread(target=report, name="ckvision-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

@@ -229,15 +229,18 @@ class SUT:
             self.ledger.fail(ids, "aborted")
             return
         try:
+            taken = time.monotonic_ns()
             if len(samples) == 1:
                 batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
             else:
                 batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+            formed = time.monotonic_ns()
             call = self.ledger.begin(len(ids))
             try:
                 out = self.backend.predict(batch)
             finally:
                 self.ledger.end(call)
+            inferred = time.monotonic_ns()
             classes, top5 = decode(out, len(ids), self.backend.contract, self.backend.name)
         except OutputContractError as err:
             self.ledger.fail(ids, err)
@@ -249,7 +252,7 @@ class SUT:
         except BaseException as err:
             self.ledger.fail(ids, err)
             raise
-        self.ledger.complete(ids, classes, top5)
+        self.ledger.complete(ids, classes, top5, (taken, formed, inferred))
 
 
 def make_sut(config: RunConfig, backend: Backend, qsl: SampleLibrary, ledger: Ledger) -> SUT:

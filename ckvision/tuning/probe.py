@@ -1,0 +1,135 @@
+"""The short probe: time the backend under each concurrency layout on the real model.
+
+A layout is what our Offline/Server SUT runs: ``workers`` threads sharing one backend
+session with ``threads`` intra-op threads each, taking batches of ``batch``. Every
+worker first runs one untimed call, then all run until the slice ends, and the layout's
+rate is the samples they completed divided by the time. :mod:`ckvision.tuning` gives
+each candidate an equal slice of half its budget, then measures the two fastest again
+and keeps their better rate (a busy machine only ever slows a layout down). The same
+probe measures one batch's latency on the SingleStream layout, from which the expected
+latency LoadGen needs is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ckvision.backends.base import Backend
+
+__all__ = ["Layout", "Measurement", "candidate_layouts", "measure_layout", "measure_latency",
+           "usable_cores", "harness_cost_s", "BATCHES"]
+
+BATCHES = (1, 4, 16)
+
+
+@dataclass(frozen=True, order=True)
+class Layout:
+    workers: int
+    threads: int
+    batch: int
+
+    def describe(self) -> str:
+        return f"{self.workers} workers x {self.threads} threads x batch {self.batch}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    layout: Layout
+    samples_per_s: float
+
+    def as_record(self) -> dict[str, float | int]:
+        return {**asdict(self.layout), "samples_per_s": round(self.samples_per_s, 2)}
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def candidate_layouts(cores: int, max_batch: int = 0,
+                      batches: tuple[int, ...] = BATCHES) -> list[Layout]:
+    """Every split of ``cores`` into workers x threads, at each batch the model allows."""
+    splits = [(w, cores // w) for w in range(1, cores + 1) if cores % w == 0]
+    sizes = [b for b in batches if not max_batch or b <= max_batch] or [1]
+    return [Layout(w, t, b) for w, t in splits for b in sizes]
+
+
+def measure_layout(backend: Backend, sample: np.ndarray, layout: Layout,
+                   seconds: float) -> Measurement:
+    """Samples/s of ``layout.workers`` threads calling ``backend.predict`` on one batch."""
+    batch = np.ascontiguousarray(np.repeat(sample[:1], layout.batch, axis=0))
+    backend.predict(batch)  # untimed: first-call allocations
+    counts = [0] * layout.workers
+    errors: list[BaseException] = []
+    start = threading.Barrier(layout.workers + 1)
+    deadline = [0.0]
+
+    def work(i: int) -> None:
+        start.wait()
+        try:
+            while time.perf_counter() < deadline[0]:
+                backend.predict(batch)
+                counts[i] += layout.batch
+        except Exception as err:  # reported after the join, never swallowed
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True)
+               for i in range(layout.workers)]
+    for thread in threads:
+        thread.start()
+    begin = time.perf_counter()
+    deadline[0] = begin + seconds
+    start.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - begin
+    if errors:
+        raise errors[0]
+    return Measurement(layout, sum(counts) / max(elapsed, 1e-9))
+
+
+def measure_latency(backend: Backend, batch: np.ndarray, seconds: float,
+                    clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds of one ``predict(batch)`` call, over ``seconds`` (at least 5 calls)."""
+    backend.predict(batch)
+    times: list[float] = []
+    end = clock() + seconds
+    while clock() < end or len(times) < 5:
+        t0 = clock()
+        backend.predict(batch)
+        times.append(clock() - t0)
+    return float(np.median(times))
+
+
+def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
+    """Seconds per sample of what our SUT does around ``predict`` (top-5, responses).
+
+    It runs under the GIL, so it adds to the backend's time whatever the layout: an
+    Offline run of a fast model (or the null backend) is bounded by it, and the expected
+    QPS must be too, or LoadGen issues far more samples than the run needs.
+    """
+    import mlperf_loadgen as lg
+
+    from ckvision.harness.sut import top_k
+
+    logits = np.zeros((batch, classes), dtype=np.float32)
+    ids = list(range(batch))
+    best = float("inf")
+    for _ in range(5):  # the minimum of five slices: the cost, not the neighbours' noise
+        calls = 0
+        begin = time.perf_counter()
+        end = begin + seconds / 5
+        while time.perf_counter() < end or calls < 3:
+            top = top_k(logits)
+            pending = dict.fromkeys(ids, 0)
+            [lg.QuerySampleResponse(i, top.ctypes.data, 20) for i in ids if pending.pop(i) == 0]
+            calls += 1
+        best = min(best, (time.perf_counter() - begin) / (calls * batch))
+    return best

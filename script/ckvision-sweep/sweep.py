@@ -1,0 +1,10 @@
+"""``ck run script:ckvision-sweep @sweep.json``: ``ckvision sweep`` as a CK workflow.
+
+``sweep.json`` holds ``{"dict": {"kind": "batch", "batches": "1..32", "tags": "mine",
+"env": "CK_LOADGEN_MIN_DURATION_S=2;CK_LOADGEN_DATASET_SIZE=64"}}``: ``kind`` is batch,
+concurrency or peak; every other key is an option of ``python -m ckvision sweep KIND``
+(``env`` and ``ck_arg`` take several values separated by ``;``). Every point is run and
+recorded by ``ck benchmark --record``. All logic is in ckvision.ck.hooks.sweeps.
+"""
+
+from ckvision.ck.hooks.sweeps import run  # noqa: F401

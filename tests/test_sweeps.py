@@ -1,0 +1,119 @@
+"""Sweeps without ck: ranges, bounds, the peak bisection, equal-spaced arrivals, point ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ckvision.backends import create_backend
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.errors import ConfigError
+from ckvision.models.contract import ModelContract
+from ckvision.sweeps import CkPointRunner, Point, parse_bounds, parse_range, search_peak
+from ckvision.sweeps.arrivals import run_equal_spaced
+from ckvision.sweeps.peak import PeakResult, Trial
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1..32", [1, 2, 4, 8, 16, 32]), ("4..20", [4, 8, 16]), ("1,3,5", [1, 3, 5]),
+    ("7", [7]), ("3..3", [3]),
+])
+def test_parse_range(text: str, expected: list[int]) -> None:
+    assert parse_range(text, "batch sizes") == expected
+
+
+@pytest.mark.parametrize(("text", "max_value", "message"), [
+    ("", 0, "is empty"), ("8..2", 0, "empty or decreasing"), ("4,2", 0, "not increasing"),
+    ("2,2", 0, "not increasing"), ("0,1", 0, "must be positive"), ("a,b", 0, "use e.g."),
+    ("1..64", 32, "above the model's maximum batch 32"),
+])
+def test_bad_ranges_are_one_line(text: str, max_value: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_range(text, "batch sizes", max_value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0", "must be > 0"), ("-5,10", "must be > 0"), ("50,10", "not increasing"),
+    ("x", "use ms values"), ("", "none given"),
+])
+def test_bad_bounds(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_bounds(text)
+
+
+def _system(capacity: float, bound: float = 10.0, noise_at: float | None = None):
+    """A queue whose p99 grows as the offered rate nears ``capacity``."""
+    calls: list[float] = []
+
+    def measure(qps: float) -> Trial:
+        calls.append(qps)
+        load = qps / capacity
+        p99 = 1.0 / max(1e-6, 1 - load) if load < 1 else 1e6
+        if noise_at is not None and qps == noise_at and calls.count(qps) == 1:
+            p99 = 0.5  # one lucky measurement
+        achieved = min(qps, capacity)
+        return Trial("exponential", bound, qps, achieved, p99, p99 / 2)
+
+    return measure, calls
+
+
+def test_peak_search_brackets_then_bisects_to_tolerance() -> None:
+    measure, calls = _system(capacity=1000.0)  # p99 <= 10 ms up to 900 qps
+    peak = search_peak(measure, 100.0, tolerance=0.05, max_trials=20, log=lambda _: None)
+    assert 800 <= peak.target_qps <= 900 and peak.p99_ms is not None and peak.p99_ms <= 10
+    assert calls[:4] == [100.0, 200.0, 400.0, 800.0] and 1600.0 in calls
+    assert peak.result_line().startswith("===RESULT: exponential target_latency=0.01 ")
+
+
+def test_peak_search_is_bounded_in_trials() -> None:
+    measure, calls = _system(capacity=1000.0)
+    search_peak(measure, 1.0, max_trials=5, log=lambda _: None)
+    assert len(calls) == 5
+
+
+def test_peak_near_edge_must_pass_twice() -> None:
+    # 950 fails in truth (p99 20 ms) but its first measurement is lucky
+    measure, calls = _system(capacity=1000.0, bound=10.5, noise_at=950.0)
+    peak = search_peak(measure, 800.0, tolerance=0.05, max_trials=20, log=lambda _: None)
+    assert calls.count(950.0) == 2 and peak.target_qps < 950.0
+
+
+def test_unreachable_bound_gives_minus_one() -> None:
+    measure, _ = _system(capacity=1000.0, bound=0.5)  # p99 >= 1 ms at any rate
+    peak: PeakResult = search_peak(measure, 100.0, max_trials=20, log=lambda _: None)
+    assert peak.qps == -1 and peak.p99_ms is None
+    assert peak.result_line().endswith("qps=-1")
+
+
+def test_equal_spaced_arrivals_keep_the_rate(
+    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+) -> None:
+    backend = create_backend("null", Path("none"), tiny_contract)
+    result = run_equal_spaced(backend, np.asarray(tiny_dataset.images), 400.0, 0.5, workers=2)
+    assert len(result.latencies_s) == 200 and result.failures == 0
+    assert 300 < result.qps < 480 and (result.latencies_s > 0).all()
+
+
+def test_point_ids_depend_on_settings_and_provenance() -> None:
+    def runner(fp: dict) -> CkPointRunner:
+        return CkPointRunner("null", ["x"], {"CK_LOADGEN_MIN_DURATION_S": "1"}, fp,
+                             log=lambda _: None)
+
+    point = Point("batch", "batch=4", {"CK_BATCH_SIZE": "4"})
+    a, b = runner({"v": 1}), runner({"v": 2})
+    assert a.point_id(point) == runner({"v": 1}).point_id(point)
+    assert a.point_id(point) != b.point_id(point)
+    assert a.point_id(point) != a.point_id(Point("batch", "b", {"CK_BATCH_SIZE": "8"}))
+    assert a.entry_name(point).startswith("ckvision.sweep.batch.")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"backend": "bogus"}, "unknown"), ({"tags": ["a b"]}, "bad tag"),
+    ({"base_env": {"X;rm": "1"}}, "bad env var name"),
+])
+def test_runner_rejects_bad_input(kwargs: dict, message: str) -> None:
+    args = {"backend": "null", "tags": ["x"], "base_env": {}, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        CkPointRunner(args["backend"], args["tags"], args["base_env"], {})
