@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +69,14 @@ class Backend(abc.ABC):
     @property
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    @contextlib.contextmanager
+    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
+        """A ``(batch_size, *sample)`` input buffer the calling thread owns until the block
+        ends, for the harness to gather batches into, when the backend's input path is
+        cheaper from its own memory (pinned host memory, say); ``None``: no such buffer."""
+        del batch_size
+        yield None
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         for _ in range(iterations):

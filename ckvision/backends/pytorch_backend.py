@@ -16,8 +16,9 @@ channels-last on the GPU, and one synchronisation per batch, after the copy back
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,17 @@ class PyTorchBackend(Backend):
             self._pool.prepare(len(batch), np.require(batch, np.float32, ["C"]), iterations)
             return
         super().warmup(batch, iterations)
+
+    @contextlib.contextmanager
+    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
+        """CUDA: a runner bound to this thread; its pinned input is the gather buffer."""
+        if self._model is None:
+            self.load()
+        if self._pool is None:
+            yield None
+            return
+        with self._pool.bound(batch_size) as runner:
+            yield runner.host_in_np
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:

@@ -19,8 +19,10 @@ passed in, never imported here, so importing this module needs no torch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +91,8 @@ class CudaRunner:
         """Logits of ``batch`` (at most ``size`` rows), float32, a fresh array."""
         t0 = time.perf_counter()
         n = len(batch)
-        np.copyto(self.host_in_np[:n], batch, casting="same_kind")
+        if not (batch.ctypes.data == self.host_in_np.ctypes.data and batch.dtype == np.float32):
+            np.copyto(self.host_in_np[:n], batch, casting="same_kind")  # else: staged here
         torch = self.torch
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.cuda.stream(self.stream):
@@ -125,6 +128,7 @@ class RunnerPool:
         self._made: dict[int, int] = {}
         self._cond = threading.Condition()
         self._make_lock = threading.Lock()  # one capture at a time
+        self._local = threading.local()  # runners bound to this thread, by size
 
     def prepare(self, size: int, batch: np.ndarray, iterations: int) -> None:
         """Make every runner of ``size`` now and run ``batch`` through each."""
@@ -138,7 +142,31 @@ class RunnerPool:
             for runner in runners:
                 self._release(runner)
 
+    @contextlib.contextmanager
+    def bound(self, size: int) -> Iterator[CudaRunner]:
+        """A runner of ``size`` for the calling thread alone until the block ends; the
+        thread's batches of at most ``size`` run on it (its pinned input is the thread's
+        gather buffer). A free runner if there is one, else a new one."""
+        with self._cond:
+            free = self._free.get(size)
+            runner = free.pop() if free else None
+            if runner is None:
+                self._made[size] = self._made.get(size, 0) + 1
+        if runner is None:
+            runner = self._make(size)
+        self._local.runners = {**getattr(self._local, "runners", {}), size: runner}
+        try:
+            yield runner
+        finally:
+            self._local.runners = {k: r for k, r in self._local.runners.items() if k != size}
+            self._release(runner)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
+        mine = getattr(self._local, "runners", None)
+        if mine:
+            fits = [s for s in mine if s >= len(batch)]
+            if fits:
+                return mine[min(fits)].run(batch)
         runner = self._acquire(self._size_for(len(batch)))
         try:
             return runner.run(batch)
@@ -173,17 +201,21 @@ class RunnerPool:
                 self._cond.wait()
             else:
                 return self._free[size].pop()
+        return self._make(size)
+
+    def _make(self, size: int) -> CudaRunner:
+        """A new runner (``_made`` already counts it; undone if making it fails)."""
         try:
             with self._make_lock:
                 runner = CudaRunner(self.torch, self.model, self.spec, size)
-            with self._cond:
-                self._all.append(runner)
-            return runner
         except BaseException:
             with self._cond:
                 self._made[size] -= 1
                 self._cond.notify_all()
             raise
+        with self._cond:
+            self._all.append(runner)
+        return runner
 
     def _release(self, runner: CudaRunner) -> None:
         with self._cond:

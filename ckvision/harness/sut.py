@@ -233,12 +233,14 @@ class _QueuedSUT(BaseSUT):
                 thread.join()
 
     def _work(self) -> None:
-        buffer = None
-        if self.batch_size > 1:
-            buffer = np.empty((self.batch_size, *self.qsl.sample_shape), self.qsl.dtype)
-        take, size, wait_s = self._queue.take, self.batch_size, self.wait_s
-        while (samples := take(size, wait_s)) is not None:
-            self._run(samples, buffer)
+        shape = (self.batch_size, *self.qsl.sample_shape)
+        with self.backend.staging(self.batch_size) as staged:  # e.g. pinned: one copy less
+            buffer = staged
+            if buffer is None or buffer.shape != shape or buffer.dtype != self.qsl.dtype:
+                buffer = np.empty(shape, self.qsl.dtype) if self.batch_size > 1 else None
+            take, size, wait_s = self._queue.take, self.batch_size, self.wait_s
+            while (samples := take(size, wait_s)) is not None:
+                self._run(samples, buffer)
 
 
 class OfflineSUT(_QueuedSUT):
