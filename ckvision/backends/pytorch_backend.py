@@ -20,13 +20,16 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
 from ckvision.errors import BackendError, ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from ckvision.backends.torch_cuda import RunnerPool
 
 __all__ = ["PyTorchBackend", "load_torch_model", "register_torch_model"]
 
@@ -80,7 +83,7 @@ class PyTorchBackend(Backend):
 
     _model: Any = None
     _torch: Any = None
-    _pool: Any = None
+    _pool: RunnerPool | None = None
 
     def _check_options(self, torch: Any) -> None:
         device, precision = self.options.device, self.options.precision

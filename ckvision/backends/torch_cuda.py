@@ -162,7 +162,7 @@ class RunnerPool:
             self._release(runner)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        mine = getattr(self._local, "runners", None)
+        mine: dict[int, CudaRunner] = getattr(self._local, "runners", {})
         if mine:
             fits = [s for s in mine if s >= len(batch)]
             if fits:
