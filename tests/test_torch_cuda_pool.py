@@ -126,3 +126,38 @@ def test_binding_more_threads_than_runners_makes_more(pool: RunnerPool) -> None:
     with pool.bound(2), pool.bound(2), pool.bound(2) as third:
         assert third in FakeGpuRunner.made
     assert len(FakeGpuRunner.made) == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("precision", "graphs"), [("fp32", False), ("fp16", True)])
+def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool) -> None:
+    """On a GPU: staged, padded and shared-pool batches all give the CPU model's logits."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU and a CUDA build of torch")
+    from ckvision.backends.base import BackendOptions
+    from ckvision.backends.registry import create_backend
+    from ckvision.models.contract import ModelContract
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 5)).eval()
+    script = tmp_path / "tiny.pt"
+    torch.jit.trace(model, torch.zeros(1, 3, 16, 16)).save(str(script))
+    contract = ModelContract(name="tiny", image_size=16, resize_size=16, num_classes=5)
+    batch = np.random.default_rng(3).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(batch)).numpy()
+    tol = 2e-2 if precision == "fp16" else 1e-4
+    options = BackendOptions(device="cuda", precision=precision, cuda_graphs=graphs, streams=2)
+    with create_backend("pytorch", script, contract, options) as backend:
+        backend.warmup(batch)
+        np.testing.assert_allclose(backend.predict(batch), want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(backend.predict(batch[:3]), want[:3], rtol=tol, atol=tol)
+        with backend.staging(8) as staged:
+            assert staged is not None and staged.shape == batch.shape
+            staged[:5] = batch[:5]
+            got = backend.predict(staged[:5])
+        np.testing.assert_allclose(got, want[:5], rtol=tol, atol=tol)
+        assert backend.cuda_stats()["batches"] >= 3

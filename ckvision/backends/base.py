@@ -27,7 +27,7 @@ class BackendOptions:
     cache_dir: Path | None = None  # onnxruntime TensorRT EP engine cache
     compile: bool = False  # pytorch: torch.compile
     cuda_graphs: bool = False  # tensorrt / pytorch
-    streams: int = 2  # tensorrt: execution contexts on separate streams
+    streams: int = 2  # tensorrt: execution contexts; pytorch on CUDA: runners per batch size
 
 
 @dataclass(frozen=True)
