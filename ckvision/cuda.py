@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "Stream",
     "CudaGraph",
     "memcpy_htod",
+    "nvidia_driver_version",
 ]
 
 
@@ -192,3 +195,18 @@ def memcpy_htod(dst: int, host: np.ndarray[Any, np.dtype[Any]]) -> None:
     src = np.ascontiguousarray(host)
     kind = rt.cudaMemcpyKind.cudaMemcpyHostToDevice
     check(rt.cudaMemcpy(dst, src.ctypes.data, src.nbytes, kind), "cudaMemcpy(H2D)")
+
+
+@functools.cache
+def nvidia_driver_version() -> str:
+    """The NVIDIA driver release (e.g. ``580.159.04``) from nvidia-smi, or ``unknown``."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "unknown"
+    try:
+        done = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],  # noqa: S603
+                              capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = done.stdout.split()
+    return lines[0] if done.returncode == 0 and lines else "unknown"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +29,7 @@ class BackendOptions:
     cache_dir: Path | None = None  # onnxruntime TensorRT EP engine cache
     compile: bool = False  # pytorch: torch.compile
     cuda_graphs: bool = False  # tensorrt / pytorch
-    streams: int = 2  # tensorrt: execution contexts on separate streams
+    streams: int = 2  # tensorrt: execution contexts; pytorch on CUDA: runners per batch size
     run_dir: Path | None = None  # where a backend keeps its logs of the run (triton)
     triton_urls: tuple[str, ...] = ()  # triton: servers to use; () = start one
     triton_protocol: str = "http"  # triton: http | grpc
@@ -104,6 +106,14 @@ class Backend(abc.ABC):
     def run_statistics(self) -> dict[str, Any]:
         """Runtime statistics since the end of :meth:`warmup` (served backends), recorded."""
         return {}
+
+    @contextlib.contextmanager
+    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
+        """A ``(batch_size, *sample)`` input buffer the calling thread owns until the block
+        ends, for the harness to gather batches into, when the backend's input path is
+        cheaper from its own memory (pinned host memory, say); ``None``: no such buffer."""
+        del batch_size
+        yield None
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         for _ in range(iterations):

@@ -2,17 +2,25 @@
 
 ``model_path`` is a TorchScript file (``.pt``/``.pts``/``.torchscript``) when it is one;
 otherwise the model is built from its definition by contract name (EfficientNet-Lite0
-with its real weights, through :func:`ckvision.models.efficientnet.load_efficientnet_lite0`).
+with its real weights, through :func:`ckvision.models.efficientnet.load_efficientnet_lite0`,
+or a builder added with :func:`register_torch_model`).
 Options: ``device`` cpu|cuda, ``precision`` fp32|fp16 (fp16 on CUDA only), ``threads``,
-``compile`` (torch.compile) and ``cuda_graphs`` (one captured graph per batch size, with
-static input/output tensors; CUDA only).
+``compile`` (torch.compile), ``cuda_graphs`` (one captured graph per batch size; CUDA
+only) and ``streams`` (CUDA: runners per batch size that may work at once, one per
+harness worker).
+
+On CUDA every batch goes through a :class:`~ckvision.backends.torch_cuda.CudaRunner`:
+pinned host buffers, asynchronous copies on the runner's own stream, the cast to fp16 and
+channels-last on the GPU, and one synchronisation per batch, after the copy back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,9 +28,13 @@ from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
 from ckvision.errors import BackendError, ConfigError, ModelError
 
-__all__ = ["PyTorchBackend", "load_torch_model"]
+if TYPE_CHECKING:
+    from ckvision.backends.torch_cuda import RunnerPool
+
+__all__ = ["PyTorchBackend", "load_torch_model", "register_torch_model"]
 
 _TORCHSCRIPT = (".pt", ".pts", ".torchscript")
+_BUILDERS: dict[str, Callable[[], Any]] = {}
 
 
 def _import_torch() -> Any:
@@ -34,6 +46,13 @@ def _import_torch() -> Any:
             "install it with: pip install 'ckvision[export]'"
         ) from err
     return torch
+
+
+def register_torch_model(name: str, builder: Callable[[], Any]) -> None:
+    """Build the model named ``name`` with ``builder()`` (an ``nn.Module``) from now on."""
+    if name in _BUILDERS or name == "efficientnet-lite0":
+        raise ConfigError(f"a PyTorch builder for model {name!r} is already registered")
+    _BUILDERS[name] = builder
 
 
 def load_torch_model(name: str, path: Path | None = None) -> Any:
@@ -50,6 +69,8 @@ def load_torch_model(name: str, path: Path | None = None) -> Any:
         from ckvision.models.efficientnet import load_efficientnet_lite0
 
         return load_efficientnet_lite0()
+    if name in _BUILDERS:
+        return _BUILDERS[name]().eval()
     raise ModelError(
         f"no PyTorch definition for model {name!r}; give a TorchScript file "
         f"({'/'.join(_TORCHSCRIPT)}) instead"
@@ -62,6 +83,7 @@ class PyTorchBackend(Backend):
 
     _model: Any = None
     _torch: Any = None
+    _pool: RunnerPool | None = None
 
     def _check_options(self, torch: Any) -> None:
         device, precision = self.options.device, self.options.precision
@@ -79,6 +101,8 @@ class PyTorchBackend(Backend):
                               "use CK_PRECISION=fp32 or CK_DEVICE=cuda")
         if self.options.cuda_graphs and device != "cuda":
             raise ConfigError("CUDA graphs need CK_DEVICE=cuda")
+        if self.options.streams < 1:
+            raise ConfigError(f"streams={self.options.streams} must be at least 1")
 
     def load(self) -> None:
         if self._model is not None:
@@ -88,51 +112,93 @@ class PyTorchBackend(Backend):
         if self.options.threads > 0:
             torch.set_num_threads(self.options.threads)
         model = load_torch_model(self.contract.name, self.model_path)
-        model = model.to(self.options.device)
-        if self.options.precision == "fp16":
-            model = model.half()
-        if self.contract.layout == "NCHW" and self.options.device == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        cuda = self.options.device == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
+            model = model.to("cuda")
+            if self.options.precision == "fp16":
+                model = model.half()
+            if self.contract.layout == "NCHW":
+                model = model.to(memory_format=torch.channels_last)
         if self.options.compile:
             model = torch.compile(model)
         self._torch, self._model = torch, model
-        self._graphs: dict[int, _GraphRunner] = {}
-        self._lock = threading.Lock()
+        if cuda:
+            from ckvision.backends.torch_cuda import RunnerPool
 
-    def _to_tensor(self, batch: np.ndarray) -> Any:
+            self._pool = RunnerPool(torch, model, self._runner_spec())
+        self._cpu_lock = threading.Lock()
+
+    def _runner_spec(self) -> Any:
+        from ckvision.backends.torch_cuda import RunnerSpec
+
         torch = self._torch
-        dtype = torch.float16 if self.options.precision == "fp16" else torch.float32
-        tensor = torch.from_numpy(np.require(batch, np.float32, ["C", "W"]))
-        tensor = tensor.to(self.options.device, dtype=dtype, non_blocking=True)
-        if self.contract.layout == "NCHW" and self.options.device == "cuda":
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        return tensor
+        return RunnerSpec(
+            sample_shape=self.contract.input_shape(1)[1:],
+            dtype=torch.float16 if self.options.precision == "fp16" else torch.float32,
+            channels_last=self.contract.layout == "NCHW",
+            graphs=self.options.cuda_graphs,
+            per_size=self.options.streams,
+        )
+
+    def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
+        """Make (and capture) every runner for this batch size now, not during the test."""
+        if self._model is None:
+            self.load()
+        if self._pool is not None:
+            self._pool.prepare(len(batch), np.require(batch, np.float32, ["C"]), iterations)
+            return
+        super().warmup(batch, iterations)
+
+    @contextlib.contextmanager
+    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
+        """CUDA: a runner bound to this thread; its pinned input is the gather buffer."""
+        if self._model is None:
+            self.load()
+        if self._pool is None:
+            yield None
+            return
+        with self._pool.bound(batch_size) as runner:
+            yield runner.host_in_np
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:
             self.load()
         self.check_input(batch)
-        if self.options.cuda_graphs:
-            return self._graph_for(len(batch)).run(self._to_tensor(batch))
-        with self._torch.inference_mode():
-            out = self._model(self._to_tensor(batch))
-        return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+        if self._pool is not None:
+            return self._pool.run(batch)
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._model(torch.from_numpy(np.require(batch, np.float32, ["C", "W"])))
+        return np.asarray(out.float().numpy(), dtype=np.float32)
 
-    def _graph_for(self, size: int) -> _GraphRunner:
-        with self._lock:  # capture once per batch size, one thread at a time
-            if size not in self._graphs:
-                example = self._to_tensor(np.zeros(self.contract.input_shape(size), np.float32))
-                self._graphs[size] = _GraphRunner(self._torch, self._model, example)
-            return self._graphs[size]
+    def cuda_stats(self) -> dict[str, float]:
+        """CUDA only: per-batch host copy / enqueue / wait times since the last call."""
+        return self._pool.take_stats() if self._pool is not None else {}
+
+    @property
+    def module(self) -> Any:
+        """The loaded model as it runs (moved, cast, compiled), for side-by-side baselines."""
+        if self._model is None:
+            self.load()
+        return self._model
 
     def close(self) -> None:
-        self._model = None
-        self._graphs = {}
+        if self._pool is not None:
+            self._pool.close()
+        self._model = self._pool = None
 
     def version(self) -> dict[str, str]:
         torch = _import_torch()
         cuda = str(torch.version.cuda) if torch.version.cuda else "none"
-        return {"torch": str(torch.__version__), "torch_cuda": cuda}
+        out = {"torch": str(torch.__version__), "torch_cuda": cuda}
+        if self.options.device == "cuda" and torch.cuda.is_available():
+            out["cudnn"] = str(torch.backends.cudnn.version())
+            out["gpu"] = str(torch.cuda.get_device_name(0))
+            from ckvision.cuda import nvidia_driver_version
+
+            out["driver"] = nvidia_driver_version()
+        return out
 
     @property
     def capabilities(self) -> Capabilities:
@@ -140,27 +206,3 @@ class PyTorchBackend(Backend):
         if device == "cuda" and self._torch is not None:
             device = f"cuda:0 ({self._torch.cuda.get_device_name(0)})"
         return Capabilities(device=device, max_batch=0, layouts=(self.contract.layout,))
-
-
-class _GraphRunner:
-    """One CUDA graph for one batch size: copy into a static input, replay, copy out."""
-
-    def __init__(self, torch: Any, model: Any, example: Any) -> None:
-        self.torch = torch
-        self.lock = threading.Lock()
-        self.static_in = example.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(side):
-            for _ in range(3):  # warm up on a side stream before capture, as torch asks
-                model(self.static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.static_out = model(self.static_in)
-
-    def run(self, tensor: Any) -> np.ndarray:
-        with self.lock:  # the static buffers are shared: one replay at a time
-            self.static_in.copy_(tensor)
-            self.graph.replay()
-            return np.asarray(self.static_out.float().cpu().numpy(), dtype=np.float32)

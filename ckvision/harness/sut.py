@@ -211,12 +211,14 @@ class SUT:
         return stuck
 
     def _work(self) -> None:
-        buffer = None
-        if self.batch_size > 1:
-            buffer = np.empty((self.batch_size, *self.qsl.sample_shape), self.qsl.dtype)
+        shape = (self.batch_size, *self.qsl.sample_shape)
         try:
-            while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
-                self._run(samples, buffer)
+            with self.backend.staging(self.batch_size) as staged:  # e.g. pinned: one copy less
+                buffer = staged
+                if buffer is None or buffer.shape != shape or buffer.dtype != self.qsl.dtype:
+                    buffer = np.empty(shape, self.qsl.dtype) if self.batch_size > 1 else None
+                while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
+                    self._run(samples, buffer)
         except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
             self.ledger.abort(
                 f"backend {self.backend.name}: worker {threading.current_thread().name} "

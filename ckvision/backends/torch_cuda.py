@@ -1,0 +1,233 @@
+"""The PyTorch backend's CUDA path: runners that own pinned buffers, a stream and a graph.
+
+A :class:`CudaRunner` serves one batch size on its own stream:
+
+* the batch is copied once into a pinned host buffer, and from there to the GPU
+  asynchronously (``non_blocking``), as float32;
+* the cast to fp16 and to channels-last happens on the GPU, inside the forward pass
+  (and inside the CUDA graph when there is one), so no extra host pass is made;
+* the logits come back as float32 into a pinned host buffer, and the stream is
+  synchronised once per batch, after that copy.
+
+A :class:`RunnerPool` hands runners to the harness's worker threads: up to ``per_size``
+runners per batch size work at once, each thread takes a free one, so copies of one
+batch overlap the compute of another. A batch smaller than a size already made is padded
+to it (the padding rows are computed and dropped), so a short last batch never captures
+a graph or benchmarks cuDNN kernels for a new shape in the middle of a test. torch is
+passed in, never imported here, so importing this module needs no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckvision.errors import BackendError
+
+__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool"]
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    sample_shape: tuple[int, ...]
+    dtype: Any  # torch.float32 | torch.float16: what the model computes in
+    channels_last: bool
+    graphs: bool
+    per_size: int = 1  # runners of one batch size that may work at once
+
+
+class CudaRunner:
+    """One batch size on one stream; not thread-safe (the pool gives it to one thread)."""
+
+    def __init__(self, torch: Any, model: Any, spec: RunnerSpec, size: int) -> None:
+        self.torch, self.model, self.size = torch, model, size
+        shape = (size, *spec.sample_shape)
+        self.stream = torch.cuda.Stream()
+        self.graph: Any = None
+        self.stats = np.zeros(4)  # batches, host copy s, enqueue s, wait + copy out s
+        with torch.inference_mode(), torch.cuda.stream(self.stream):  # all work on our stream
+            self.host_in = torch.zeros(shape, dtype=torch.float32, pin_memory=True)
+            self.host_in_np: np.ndarray = self.host_in.numpy()
+            self.dev_in = torch.zeros(shape, dtype=torch.float32, device="cuda")
+            cast = spec.dtype != torch.float32 or spec.channels_last
+            fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
+            self.static_in = (
+                torch.empty(shape, dtype=spec.dtype, device="cuda", memory_format=fmt)
+                if cast else self.dev_in)
+            out = self._forward()  # first call: cuDNN picks kernels, torch.compile compiles
+            self.host_out = torch.empty(tuple(out.shape), dtype=torch.float32, pin_memory=True)
+            self.host_out_np: np.ndarray = self.host_out.numpy()
+            for _ in range(2):
+                out = self._forward()
+        self.stream.synchronize()
+        self.dev_out = out
+        if spec.graphs:
+            self._capture()
+
+    def _forward(self) -> Any:
+        if self.static_in is not self.dev_in:
+            self.static_in.copy_(self.dev_in)  # fp16 and/or channels-last, on the GPU
+        return self.model(self.static_in).float()
+
+    def _capture(self) -> None:
+        torch = self.torch
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.inference_mode(), torch.cuda.graph(
+                graph, stream=self.stream, capture_error_mode="thread_local"
+            ):
+                self.dev_out = self._forward()
+        except RuntimeError as err:
+            raise BackendError(f"CUDA graph capture failed for batch {self.size}: {err}") from err
+        self.graph = graph
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of ``batch`` (at most ``size`` rows), float32, a fresh array."""
+        t0 = time.perf_counter()
+        n = len(batch)
+        if not (batch.ctypes.data == self.host_in_np.ctypes.data and batch.dtype == np.float32):
+            np.copyto(self.host_in_np[:n], batch, casting="same_kind")  # else: staged here
+        torch = self.torch
+        t1 = time.perf_counter()
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
+            self.dev_in[:n].copy_(self.host_in[:n], non_blocking=True)
+            if self.graph is not None:
+                self.graph.replay()
+                out = self.dev_out
+            else:
+                out = self._forward()
+            self.host_out[:n].copy_(out[:n], non_blocking=True)
+        t2 = time.perf_counter()
+        self.stream.synchronize()  # the one wait per batch: the logits are on the host
+        result = np.array(self.host_out_np[:n])
+        t3 = time.perf_counter()
+        self.stats += (1, t1 - t0, t2 - t1, t3 - t2)
+        return result
+
+    def close(self) -> None:
+        if self.graph is not None:
+            self.graph.reset()
+        self.graph = self.dev_out = self.static_in = self.dev_in = None
+        self.host_in = self.host_out = None
+        self.host_in_np = self.host_out_np = np.empty(0, np.float32)
+
+
+class RunnerPool:
+    """Runners by batch size; ``run`` borrows a free one (or makes one, up to ``per_size``)."""
+
+    def __init__(self, torch: Any, model: Any, spec: RunnerSpec) -> None:
+        self.torch, self.model, self.spec = torch, model, spec
+        self._free: dict[int, list[CudaRunner]] = {}
+        self._all: list[CudaRunner] = []
+        self._made: dict[int, int] = {}
+        self._cond = threading.Condition()
+        self._make_lock = threading.Lock()  # one capture at a time
+        self._local = threading.local()  # runners bound to this thread, by size
+
+    def prepare(self, size: int, batch: np.ndarray, iterations: int) -> None:
+        """Make every runner of ``size`` now and run ``batch`` through each."""
+        runners = [self._acquire(size) for _ in range(self.spec.per_size)]
+        try:
+            for runner in runners:
+                for _ in range(iterations):
+                    runner.run(batch[:size])
+                runner.stats = np.zeros(4)  # the warm-up is not part of any test
+        finally:
+            for runner in runners:
+                self._release(runner)
+
+    @contextlib.contextmanager
+    def bound(self, size: int) -> Iterator[CudaRunner]:
+        """A runner of ``size`` for the calling thread alone until the block ends; the
+        thread's batches of at most ``size`` run on it (its pinned input is the thread's
+        gather buffer). A free runner if there is one, else a new one."""
+        with self._cond:
+            free = self._free.get(size)
+            runner = free.pop() if free else None
+            if runner is None:
+                self._made[size] = self._made.get(size, 0) + 1
+        if runner is None:
+            runner = self._make(size)
+        self._local.runners = {**getattr(self._local, "runners", {}), size: runner}
+        try:
+            yield runner
+        finally:
+            self._local.runners = {k: r for k, r in self._local.runners.items() if k != size}
+            self._release(runner)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        mine: dict[int, CudaRunner] = getattr(self._local, "runners", {})
+        if mine:
+            fits = [s for s in mine if s >= len(batch)]
+            if fits:
+                return mine[min(fits)].run(batch)
+        runner = self._acquire(self._size_for(len(batch)))
+        try:
+            return runner.run(batch)
+        finally:
+            self._release(runner)
+
+    def take_stats(self) -> dict[str, float]:
+        """Where the time of the batches since the last call went, per batch, and reset."""
+        with self._cond:
+            total = sum((r.stats for r in self._all), np.zeros(4))
+            for runner in self._all:
+                runner.stats = np.zeros(4)
+        batches = max(total[0], 1.0)
+        return {"batches": float(total[0]), "host_copy_ms": 1e3 * total[1] / batches,
+                "enqueue_ms": 1e3 * total[2] / batches, "wait_ms": 1e3 * total[3] / batches}
+
+    def sizes(self) -> list[int]:
+        with self._cond:
+            return sorted(self._made)
+
+    def _size_for(self, n: int) -> int:
+        with self._cond:
+            bigger = [s for s in self._made if s >= n]
+        return min(bigger) if bigger else n
+
+    def _acquire(self, size: int) -> CudaRunner:
+        with self._cond:
+            while not self._free.get(size):
+                if self._made.get(size, 0) < self.spec.per_size:
+                    self._made[size] = self._made.get(size, 0) + 1
+                    break
+                self._cond.wait()
+            else:
+                return self._free[size].pop()
+        return self._make(size)
+
+    def _make(self, size: int) -> CudaRunner:
+        """A new runner (``_made`` already counts it; undone if making it fails)."""
+        try:
+            with self._make_lock:
+                runner = CudaRunner(self.torch, self.model, self.spec, size)
+        except BaseException:
+            with self._cond:
+                self._made[size] -= 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._all.append(runner)
+        return runner
+
+    def _release(self, runner: CudaRunner) -> None:
+        with self._cond:
+            self._free.setdefault(runner.size, []).append(runner)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            runners = [r for free in self._free.values() for r in free]
+            self._free.clear()
+            self._made.clear()
+            self._all.clear()
+        self.torch.cuda.synchronize()
+        for runner in runners:
+            runner.close()
