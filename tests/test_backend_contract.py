@@ -59,6 +59,21 @@ def _tensorrt(path: Path) -> Path:
     return path
 
 
+def _triton(d: Path) -> Path:
+    """A python-backend repository of the tiny model; the backend starts its own server."""
+    pytest.importorskip("tritonclient.grpc")
+    from ckvision.errors import CkVisionError
+    from ckvision.triton.repository import RepoSpec, write_repository
+    from ckvision.triton.server import find_triton
+
+    try:
+        find_triton()
+    except CkVisionError as err:
+        pytest.skip(f"no Triton server here: {err}")
+    write_repository(d / "repo", build_tiny_onnx(d / "tiny.onnx"), CONTRACT, RepoSpec(max_batch=8))
+    return d / "repo"
+
+
 # registry name -> (variant, how to make its model file in a temp dir, tolerance to truth)
 MODELS: dict[str, list[tuple[str, Callable[[Path], Path], float | None]]] = {
     "null": [("null", lambda d: d / "none", None)],
@@ -68,6 +83,7 @@ MODELS: dict[str, list[tuple[str, Callable[[Path], Path], float | None]]] = {
     ],
     "pytorch": [("torchscript", lambda d: _torchscript(d / "tiny.pt"), 1e-5)],
     "tensorrt": [("engine", _tensorrt, None)],
+    "triton": [("python-backend", _triton, 1e-5)],
 }
 CASES = [
     (name, variant)

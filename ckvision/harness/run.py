@@ -42,8 +42,8 @@ from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
 from ckvision.fsutil import atomic_write_text
-from ckvision.harness.ledger import NO_CLASS, Ledger, Observer
 from ckvision.harness.histogram import HDR_FILE, HGRM_FILE, LatencyRecorder
+from ckvision.harness.ledger import NO_CLASS, Ledger, Observer
 from ckvision.harness.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, parse_output_dir
 from ckvision.harness.progress import report_progress
 from ckvision.harness.qsl import SampleLibrary
@@ -55,7 +55,8 @@ __all__ = ["RunResult", "run_benchmark", "USER_CONF", "ABORT_GRACE_S"]
 USER_CONF = "user.conf"
 PROGRESS_EVERY_S = 1.0
 ABORT_GRACE_S = 5.0  # after an abort, LoadGen gets this long to return
-_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json", HGRM_FILE, HDR_FILE,
+_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json",
+          HGRM_FILE, HDR_FILE,
           *(name + ".failed-run" for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG)))
 
 

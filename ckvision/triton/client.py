@@ -226,17 +226,7 @@ class TritonBackend(Backend):
 
     def _check_batch(self, batch: np.ndarray) -> None:
         """One clear line unless ``batch`` fits the contract and the served max batch."""
-        want = self.contract.input_shape(1)[1:]
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1:] != want:
-            shape = getattr(batch, "shape", type(batch).__name__)
-            raise BackendError(f"backend {self.name}: batch of shape {shape} does not fit model "
-                               f"{self.contract.name}, which takes {['N', *want]} "
-                               f"({self.contract.layout})")
-        if len(batch) == 0:
-            raise BackendError(f"backend {self.name}: empty batch")
-        if batch.dtype != np.dtype(self.contract.input_dtype):
-            raise BackendError(f"backend {self.name}: batch of {batch.dtype}; model "
-                               f"{self.contract.name} takes {self.contract.input_dtype}")
+        self.check_input(batch)
         if len(batch) > self._max_batch:
             raise BackendError(f"backend {self.name}: batch of {len(batch)} is above the "
                                f"Triton model's max batch {self._max_batch}")
