@@ -31,8 +31,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def install_model(name: str, install_dir: Path, *, tags: str = "", log: Log = print) -> Path:
-    """Export or download model ``name`` into ``install_dir/model.onnx`` + its sidecar."""
+def install_model(
+    name: str, install_dir: Path, *, tags: str = "", mirror: str = "", log: Log = print
+) -> Path:
+    """Export or download model ``name`` into ``install_dir/model.onnx`` + its sidecar.
+
+    A download is verified against every checksum (and size) the registry declares;
+    ``mirror`` (``CKVISION_MODEL_MIRROR``) fetches the same file name from another base URL.
+    """
     from ckvision.models.registry import get_model_spec
 
     spec = get_model_spec(name)
@@ -46,9 +52,10 @@ def install_model(name: str, install_dir: Path, *, tags: str = "", log: Log = pr
 
         export_efficientnet_lite0(model_path, progress=log)
     elif kind == "download":
-        from ckvision.models.download import download
+        from ckvision.models.download import download, mirrored_url
 
-        download(where, model_path, sha256=spec.sha256, progress=log)
+        download(mirrored_url(where, mirror), model_path, sha256=spec.sha256, md5=spec.md5,
+                 size=spec.size, progress=log)
     else:
         raise ConfigError(f"model {name}: unknown source {spec.source!r}")
     _write_sidecar(model_path, spec.contract, tags=tags, source=spec.source)
