@@ -13,14 +13,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ckvision.ck.hooks import ck_hook
+from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError, MissingPackageError
 from ckvision.fsutil import atomic_write_json
 from ckvision.models.contract import ModelContract
 from ckvision.program import MODEL_SIDECAR
 
-__all__ = ["install_model", "install_dataset", "sha256_of"]
+__all__ = ["install_model", "install_dataset", "sha256_of", "setup"]
 
 Log = Callable[[str], None]
+
+
+@ck_hook
+def setup(i: dict[str, Any]) -> dict[str, Any]:
+    """Package ``customize.py`` hook: CK calls it just before it writes the install script.
+
+    Refuses (one line, nothing installed) any env name or value, install path or tag
+    that CK would write unescaped into that script; see :mod:`ckvision.ck.hooks.shell`.
+    """
+    check_shell_safe(i.get("env") or {}, where="--env")
+    check_shell_safe(i.get("new_env") or {}, where="install env")
+    check_shell_safe_values([i.get("install_path", "")], where="install path")
+    check_shell_safe_values(i.get("tags") or [], where="tag")
+    return {"return": 0}
 
 
 def sha256_of(path: Path) -> str:

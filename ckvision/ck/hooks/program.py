@@ -1,35 +1,71 @@
-"""Pre/post-processing hooks of the LoadGen programs (script:loadgen-image-classification)."""
+"""Pre/post-processing hooks of the LoadGen programs (script:loadgen-image-classification).
+
+Each run gets its own directory: pre-processing creates ``run-<time>-<random>`` inside
+CK's tmp dir and makes it CK's working directory, so CK writes the run script there,
+the program writes its logs there, and CK reads ``tmp-ck-timer.json`` from there. Two
+``ck run`` / ``ck benchmark`` of the same program at once never share a file, and a
+failed run can never pick up an earlier run's logs. The result files
+(``ckvision-run.json``, ``tmp-ck-timer.json``) are written atomically at the very end, so
+an interrupted run's directory holds nothing that reads as a result.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from ckvision.ck.hooks import ck_hook
+from ckvision.ck.hooks import ck_fatal_hook
+from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.config import RunConfig
-from ckvision.experiments.record import TIMER_FILE, collect_run
+from ckvision.errors import RunError
+from ckvision.experiments.record import RUN_FILE, TIMER_FILE, collect_run
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["ck_preprocess", "ck_postprocess"]
+__all__ = ["ck_preprocess", "ck_postprocess", "RUN_DIR_PREFIX", "make_run_dir"]
+
+RUN_DIR_PREFIX = "run-"
 
 
-@ck_hook
+def make_run_dir(parent: Path) -> Path:
+    """A new, unique, empty run directory under ``parent`` (sortable by start time)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{stamp}-", dir=parent))
+
+
+@ck_fatal_hook
 def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
-    """Validate the run's env early and write user.conf from the CK_LOADGEN_* vars."""
+    """Refuse unsafe or invalid env, then move CK into a fresh run dir and write user.conf."""
     from ckvision.harness.settings import write_user_conf
 
-    env = {str(k): str(v) for k, v in i.get("env", {}).items()}
+    raw_env = i.get("env", {})
+    check_shell_safe(raw_env, where="--env")  # CK has not written the run script yet
+    env = {str(k): str(v) for k, v in raw_env.items()}
     config = RunConfig.from_env(env)  # one clear line for a bad value, before any loading
-    model_name = env.get("ML_MODEL_MODEL_NAME", "model")
-    path = Path(os.getcwd()) / "user.conf"
-    write_user_conf(config, model_name, path)
+    run_dir = make_run_dir(Path(os.getcwd()))
+    check_shell_safe({"CK_LOADGEN_USER_CONF_GENERATED": str(run_dir / "user.conf")})
+    os.chdir(run_dir)  # CK writes, runs and reads everything relative to its cwd
+    path = run_dir / "user.conf"
+    write_user_conf(config, env.get("ML_MODEL_MODEL_NAME", "model"), path)
+    print(f"ckvision: run directory {run_dir}", flush=True)
     return {"return": 0, "new_env": {"CK_LOADGEN_USER_CONF_GENERATED": str(path)}}
 
 
-@ck_hook
+@ck_fatal_hook
 def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
-    """Parse the LoadGen logs and the accuracy into the run's characteristics."""
-    record = collect_run(Path(os.getcwd()))
-    atomic_write_json(Path(os.getcwd()) / TIMER_FILE, record)
+    """Parse this run's LoadGen logs and accuracy into the run's characteristics.
+
+    CK calls this even when the program failed; then there is no ``ckvision-run.json``
+    in this run's own directory and the run fails here, before anything is recorded.
+    """
+    run_dir = Path(os.getcwd())
+    if not run_dir.name.startswith(RUN_DIR_PREFIX):
+        raise RunError(f"{run_dir} is not a run directory made by pre-processing")
+    if not (run_dir / RUN_FILE).is_file():
+        raise RunError(f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "
+                       "see its output above; nothing was recorded")
+    record = collect_run(run_dir)
+    atomic_write_json(run_dir / TIMER_FILE, record)
     return {"return": 0}
