@@ -38,4 +38,4 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 clean-ck-tmp:
-	rm -rf program/*/tmp
+	rm -rf program/*/tmp program/*/runs

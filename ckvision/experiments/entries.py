@@ -110,11 +110,11 @@ def _point_records(path: Path) -> list[dict[str, Any]]:
     chars = point.get("characteristics_list") if isinstance(point, dict) else None
     if not isinstance(chars, list) or not chars:
         raise ValueError("no characteristics_list")
-    records = []
+    records: list[dict[str, Any]] = []
     for item in chars:
         record = item.get("run") if isinstance(item, dict) else None
         problem = _problem(record)
-        if problem:
+        if problem or not isinstance(record, dict):
             raise ValueError(problem)
         records.append(record)
     return records

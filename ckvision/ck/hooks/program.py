@@ -1,10 +1,13 @@
 """Pre/post-processing hooks of the LoadGen programs (script:loadgen-image-classification).
 
-Each run gets its own directory: pre-processing creates ``run-<time>-<random>`` inside
-CK's tmp dir and makes it CK's working directory, so CK writes the run script there,
+Each run gets its own directory: pre-processing creates ``runs/run-<time>-<random>`` in
+the program entry and makes it CK's working directory, so CK writes the run script there,
 the program writes its logs there, and CK reads ``tmp-ck-timer.json`` from there. Two
 ``ck run`` / ``ck benchmark`` of the same program at once never share a file, and a
-failed run can never pick up an earlier run's logs. The result files
+failed run can never pick up an earlier run's logs. The programs' meta sets
+``process_in_tmp: no``: CK's shared ``tmp`` dir is not used at all, because
+``ck benchmark`` deletes and re-creates it when it starts, under any run still going
+(and racing another benchmark's ``chdir`` into it). The result files
 (``ckvision-run.json``, ``tmp-ck-timer.json``) are written atomically at the very end, so
 an interrupted run's directory holds nothing that reads as a result.
 """
@@ -18,15 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_fatal_hook
+from ckvision.ck.hooks.atomic import make_ck_writes_atomic
 from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.config import RunConfig
 from ckvision.errors import RunError
+from ckvision.experiments.entries import experiment_root
+from ckvision.experiments.locks import clear_stale_locks
 from ckvision.experiments.record import RUN_FILE, TIMER_FILE, collect_run
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["ck_preprocess", "ck_postprocess", "RUN_DIR_PREFIX", "make_run_dir"]
+__all__ = ["ck_preprocess", "ck_postprocess", "RUN_DIR_PREFIX", "RUNS_DIR", "make_run_dir"]
 
 RUN_DIR_PREFIX = "run-"
+RUNS_DIR = "runs"  # in the program entry; never CK's tmp/, which ck benchmark wipes
 
 
 def make_run_dir(parent: Path) -> Path:
@@ -40,11 +47,15 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     """Refuse unsafe or invalid env, then move CK into a fresh run dir and write user.conf."""
     from ckvision.harness.settings import write_user_conf
 
+    make_ck_writes_atomic()  # a kill during the record cannot truncate an entry
     raw_env = i.get("env", {})
     check_shell_safe(raw_env, where="--env")  # CK has not written the run script yet
     env = {str(k): str(v) for k, v in raw_env.items()}
     config = RunConfig.from_env(env)  # one clear line for a bad value, before any loading
-    run_dir = make_run_dir(Path(os.getcwd()))
+    program_dir = Path(i.get("misc", {}).get("path") or os.getcwd())
+    runs = program_dir / RUNS_DIR
+    runs.mkdir(exist_ok=True)
+    run_dir = make_run_dir(runs)
     check_shell_safe({"CK_LOADGEN_USER_CONF_GENERATED": str(run_dir / "user.conf")})
     os.chdir(run_dir)  # CK writes, runs and reads everything relative to its cwd
     path = run_dir / "user.conf"
@@ -67,5 +78,6 @@ def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
         raise RunError(f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "
                        "see its output above; nothing was recorded")
     record = collect_run(run_dir)
+    clear_stale_locks(experiment_root())  # CK records next; never wait on a dead record
     atomic_write_json(run_dir / TIMER_FILE, record)
     return {"return": 0}

@@ -47,8 +47,8 @@ def check_shell_safe(env: Mapping[str, Any], *, where: str = "env") -> None:
     for key, value in env.items():
         if not _NAME.match(str(key)):
             raise ConfigError(
-                f"{where}: {str(key)!r} is not a valid variable name (letters, digits and _); "
-                "CK would write it unescaped into a shell script"
+                f"{where}: {str(key)!r} is not a valid variable name (letters, digits and _), "
+                "which CK would write unescaped into a shell script"
             )
         check_shell_safe_values([str(value)], where=f"{key}")
 

@@ -1,0 +1,288 @@
+"""Trust through the real ``ck`` 2.6.4: hostile values are never executed, failures exit
+non-zero and record nothing, concurrent records do not collide, and kills lose nothing.
+
+One temporary CK_REPOS/CK_TOOLS for the module (``ckvision ck-setup`` installs the real
+EfficientNet-Lite0 export and the sample set). Every hostile value tries to run
+``touch $MARKER``; ``MARKER`` is in the environment of every ck command, so whichever
+shell script CK writes would create it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from ckvision.analysis import load_experiments
+from ckvision.models.registry import RESNET50_ONNX_MD5
+
+pytestmark = pytest.mark.slow
+PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
+CK = str(Path(sys.executable).with_name("ck"))
+REFUSED = "which CK would write unescaped into a shell script"
+FAST_RUN = ("--env.CK_LOADGEN_DATASET_SIZE=8",)  # SingleStream accuracy on 8 images
+LONG_RUN = ("--env.CK_LOADGEN_MODE=PerformanceOnly", "--env.CK_LOADGEN_COUNT_OVERRIDE=300",
+            "--env.CK_LOADGEN_MIN_DURATION_S=1")  # 300 SingleStream queries: a few seconds
+
+# Command substitution, backticks, ';' after a closing quote, a newline.
+HOSTILE = {
+    "dollar-paren": "$(touch $MARKER)",
+    "backticks": "`touch $MARKER`",
+    "quote-semicolon": 'a";touch $MARKER;"',
+    "newline": "a\ntouch $MARKER",
+}
+
+
+@pytest.fixture(scope="module")
+def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("ck")
+    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"),
+               MARKER=str(base / "EXECUTED"))
+    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
+                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    return env
+
+
+def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=env["CK_REPOS"])
+
+
+def benchmark_args(record_uoa: str, *extra: str) -> list[str]:
+    return ["benchmark", PROGRAM, "--repetitions=1", *FAST_RUN, "--record",
+            "--record_repo=local", f"--record_uoa={record_uoa}", "--tags=ckvision,trust",
+            "--skip_print_timers", "--skip_stat_analysis", "--process_multi_keys", "--quiet",
+            *extra]
+
+
+def experiments(env: dict[str, str]) -> Path:
+    return Path(env["CK_REPOS"]) / "local" / "experiment"
+
+
+def env_entries(env: dict[str, str]) -> set[str]:
+    return {p.name for p in (Path(env["CK_REPOS"]) / "local" / "env").iterdir()}
+
+
+def error_lines(out: subprocess.CompletedProcess[str]) -> list[str]:
+    text = out.stdout + out.stderr
+    return [ln for ln in text.splitlines() if ln.startswith(("ckvision: error:", "CK error:"))]
+
+
+@pytest.fixture()
+def served_resnet(tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server with a file named like the real model (not its bytes)."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    (root / "resnet50_v1.onnx").write_bytes(b"not the MLPerf model" * 1000)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Nothing a user gives us is executed
+
+
+def _hostile_dir(tmp: Path, value: str) -> Path:
+    folder = tmp / f"in{value}folder"
+    folder.mkdir()
+    return folder
+
+
+def _soft_detection(env: dict[str, str], tmp: Path, value: str) -> list[str]:
+    """A Python found on disk in a folder with a hostile name."""
+    folder = _hostile_dir(tmp, value)
+    (folder / "python3").symlink_to(sys.executable)
+    return ["detect", "soft", "--tags=compiler,lang-python", f"--full_path={folder}/python3",
+            "--extra_tags=hostile", "--quiet"]
+
+
+def _user_conf(env: dict[str, str], tmp: Path, value: str) -> list[str]:
+    """The user.conf the script entry's pre-processing applies, in a hostile folder."""
+    conf = _hostile_dir(tmp, value) / "user.conf"
+    conf.write_text("# empty\n")
+    return ["run", PROGRAM, *FAST_RUN, f"--env.CK_LOADGEN_USER_CONF={conf}", "--quiet"]
+
+
+ENTRY_KINDS = {
+    "program-run": lambda env, tmp, v: ["run", PROGRAM, *FAST_RUN, f"--env.CKX={v}", "--quiet"],
+    "program-run-name": lambda env, tmp, v: ["run", PROGRAM, *FAST_RUN, f"--env.X{v}=1",
+                                             "--quiet"],
+    "ck-benchmark": lambda env, tmp, v: benchmark_args("hostile", f"--env.CKX={v}"),
+    "package-install": lambda env, tmp, v: [
+        "install", "package", "--tags=model,onnx,resnet50", f"--env.IMAGENET_VAL_DIR={v}",
+        "--quiet"],
+    "soft-detection": _soft_detection,
+    "script-user-conf": _user_conf,
+}
+
+
+def _hostile_case(ck_env: dict[str, str], tmp: Path, kind: str, name: str) -> str | None:
+    """Run one table cell with its own MARKER; None when it was refused as it should be."""
+    case = tmp / f"{kind}-{name}"
+    case.mkdir()
+    env = dict(ck_env, MARKER=str(case / "EXECUTED"))
+    out = ck(env, *ENTRY_KINDS[kind](env, case, HOSTILE[name]), timeout=240)
+    lines = error_lines(out)
+    problems = []
+    if (case / "EXECUTED").exists():
+        problems.append("EXECUTED")
+    if out.returncode == 0:
+        problems.append("exit 0")
+    if len(lines) != 1 or REFUSED not in lines[0]:
+        problems.append(f"error lines {lines}")
+    if "Traceback" in out.stdout + out.stderr:
+        problems.append("traceback")
+    tail = (out.stdout + out.stderr)[-1500:]
+    return f"{kind}/{name}: {', '.join(problems)}\n{tail}" if problems else None
+
+
+@pytest.mark.timeout(600)
+def test_hostile_values_are_refused_with_one_line_and_never_run(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The table: every entry kind we ship x every hostile value (3 cells at a time)."""
+    envs_before = env_entries(ck_env)
+    cells = [(kind, name) for kind in ENTRY_KINDS for name in HOSTILE]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda c: _hostile_case(ck_env, tmp_path, *c), cells))
+    assert [r for r in results if r] == []
+    assert len(results) == len(ENTRY_KINDS) * len(HOSTILE)
+    assert not (experiments(ck_env) / "hostile").exists()
+    assert env_entries(ck_env) == envs_before
+    assert not list(Path(ck_env["CK_TOOLS"]).glob("*resnet50*"))
+
+
+def test_benchmark_tags_are_stored_never_run(ck_env: dict[str, str]) -> None:
+    """``ck benchmark --tags`` never reaches a shell: a hostile tag is recorded as text."""
+    tag = HOSTILE["dollar-paren"]
+    args = benchmark_args("hostile-tags")
+    args[args.index("--tags=ckvision,trust")] = f"--tags=ckvision,{tag}"
+    out = ck(ck_env, *args)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert not Path(ck_env["MARKER"]).exists()
+    meta = json.loads((experiments(ck_env) / "hostile-tags" / ".cm" / "meta.json").read_text())
+    assert tag in meta["tags"]
+
+
+def test_spaces_and_non_ascii_paths_still_work(
+    ck_env: dict[str, str], tmp_path: Path, served_resnet: str
+) -> None:
+    folder = tmp_path / "my dïr ünïcode"
+    folder.mkdir()
+    # soft detection: a separate env entry (extra tag), its env.sh sourced by bash
+    (folder / "python3").symlink_to(sys.executable)
+    detect = ck(ck_env, "detect", "soft", "--tags=compiler,lang-python",
+                f"--full_path={folder}/python3", "--extra_tags=spaced", "--quiet")
+    assert detect.returncode == 0, detect.stdout[-2000:]
+    found = ck(ck_env, "search", "env", "--tags=compiler,lang-python,spaced").stdout.split()
+    env_sh = Path(ck_env["CK_REPOS"]) / "local" / "env" / found[-1].split(":")[-1] / "env.sh"
+    script = f'. "{env_sh}" && printf %s "$CK_ENV_COMPILER_PYTHON_FILE"'
+    sourced = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                             timeout=30, env=ck_env)
+    assert sourced.stdout == f"{folder}/python3"
+    # program run: a user.conf in that folder is accepted and applied
+    conf = folder / "user.conf"
+    conf.write_text("# nothing to override\n")
+    run = ck(ck_env, "run", PROGRAM, *FAST_RUN, f"--env.CK_LOADGEN_USER_CONF={conf}", "--quiet")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "accuracy=" in run.stdout
+    # package install: the value passes our guard (the download then fails its md5 check)
+    install = ck(ck_env, "install", "package", "--tags=model,onnx,resnet50",
+                 f"--env.IMAGENET_VAL_DIR={folder}",
+                 f"--env.CKVISION_MODEL_MIRROR={served_resnet}", "--quiet")
+    assert install.returncode != 0
+    assert f"resnet50_v1.onnx: expected md5 {RESNET50_ONNX_MD5}" in install.stderr
+    assert REFUSED not in install.stdout + install.stderr
+    assert not Path(ck_env["MARKER"]).exists()
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Failures are visible and record nothing; runs are isolated
+
+
+@pytest.mark.parametrize("flags", [(), ("--return_error_if_external_fail=yes",)],
+                         ids=["plain", "readme-flags"])
+def test_failed_run_exits_non_zero_and_records_nothing(
+    ck_env: dict[str, str], flags: tuple[str, ...]
+) -> None:
+    # the run itself fails (no TensorRT engine): CK would otherwise exit 0
+    run = ck(ck_env, "run", PROGRAM, *FAST_RUN, "--env.CK_BACKEND=tensorrt", "--quiet", *flags)
+    assert run.returncode != 0
+    assert any("the run failed or was interrupted" in ln for ln in error_lines(run))
+    name = f"failed-{len(flags)}"
+    bench = ck(ck_env, *benchmark_args(name, "--env.CK_BACKEND=tensorrt", *flags))
+    assert bench.returncode != 0
+    assert not (experiments(ck_env) / name).exists()
+    bad = ck(ck_env, *benchmark_args(name, "--env.CK_BATCH_SIZE=zero", *flags))
+    assert bad.returncode == 2
+    lines = error_lines(bad)
+    assert len(lines) == 1 and "CK_BATCH_SIZE='zero' is not an integer" in lines[0]
+    assert not (experiments(ck_env) / name).exists()
+
+
+def _points(entry: Path) -> list[Path]:
+    return sorted(entry.glob("ckp-*.0001.json"))
+
+
+def _runs_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "program" / PROGRAM.split(":")[1] / "runs"
+
+
+def _start_benchmark(env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([CK, *benchmark_args(name, *extra)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=env["CK_REPOS"])
+
+
+def _wait_for_new_run_dir(before: set[Path], timeout_s: float = 120) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        new = set(_runs_dir().glob("run-*")) - before
+        if new:
+            return new.pop()
+        time.sleep(0.1)
+    raise AssertionError("no run directory appeared")
+
+
+@pytest.mark.timeout(300)
+def test_concurrent_records_both_land_with_their_own_logs(ck_env: dict[str, str]) -> None:
+    """A is running when B and C start (ck benchmark wipes CK's tmp/ when it starts)."""
+    _runs_dir().mkdir(exist_ok=True)
+    before = set(_runs_dir().glob("run-*"))
+    first = _start_benchmark(ck_env, "conc-a", *LONG_RUN)
+    _wait_for_new_run_dir(before)
+    procs = [first, _start_benchmark(ck_env, "conc-a"), _start_benchmark(ck_env, "conc-b")]
+    outputs = [p.communicate(timeout=280)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[-2000:] for o in outputs]
+    run_dirs = {ln.split()[-1] for o in outputs for ln in o.splitlines()
+                if ln.startswith("ckvision: run directory ")}
+    assert len(run_dirs) == 3
+    frame = load_experiments([experiments(ck_env) / "conc-a", experiments(ck_env) / "conc-b"])
+    assert sorted(frame["entry"]) == ["conc-a", "conc-a", "conc-b"]
+    assert sorted(frame["loadgen.mode"]) == ["AccuracyOnly", "AccuracyOnly", "PerformanceOnly"]
+    assert sorted(frame["accuracy.total"].dropna()) == [8, 8]
+    pids = set()
+    for path in frame["path"]:
+        record = json.loads(Path(path).read_text())["characteristics_list"][0]["run"]
+        detail = record["logs"]["mlperf_log_detail.txt"]
+        pids.add(detail.split('"pid": ')[1].split(",")[0])
+    assert len(pids) == 3  # each point holds the logs of its own process
