@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -188,22 +189,11 @@ def test_spaces_and_non_ascii_paths_still_work(
 ) -> None:
     folder = tmp_path / "my dïr ünïcode"
     folder.mkdir()
-    # soft detection: a separate env entry (extra tag), its env.sh sourced by bash
-    (folder / "python3").symlink_to(sys.executable)
-    detect = ck(ck_env, "detect", "soft", "--tags=compiler,lang-python",
-                f"--full_path={folder}/python3", "--extra_tags=spaced", "--quiet")
-    assert detect.returncode == 0, detect.stdout[-2000:]
-    found = ck(ck_env, "search", "env", "--tags=compiler,lang-python,spaced").stdout.split()
-    env_sh = Path(ck_env["CK_REPOS"]) / "local" / "env" / found[-1].split(":")[-1] / "env.sh"
-    script = f'. "{env_sh}" && printf %s "$CK_ENV_COMPILER_PYTHON_FILE"'
-    sourced = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                             timeout=30, env=ck_env)
-    assert sourced.stdout == f"{folder}/python3"
     # program run: a user.conf in that folder is accepted and applied
     conf = folder / "user.conf"
     conf.write_text("# nothing to override\n")
     run = ck(ck_env, "run", PROGRAM, *FAST_RUN, f"--env.CK_LOADGEN_USER_CONF={conf}", "--quiet")
-    assert run.returncode == 0, run.stdout[-3000:]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "accuracy=" in run.stdout
     # package install: the value passes our guard (the download then fails its md5 check)
     install = ck(ck_env, "install", "package", "--tags=model,onnx,resnet50",
@@ -212,6 +202,20 @@ def test_spaces_and_non_ascii_paths_still_work(
     assert install.returncode != 0
     assert f"resnet50_v1.onnx: expected md5 {RESNET50_ONNX_MD5}" in install.stderr
     assert REFUSED not in install.stdout + install.stderr
+    # soft detection: its env.sh, sourced by bash, gives the path back intact. The entry
+    # is removed again: a second Python env would be a candidate for every later run.
+    (folder / "python3").symlink_to(sys.executable)
+    detect = ck(ck_env, "detect", "soft", "--tags=compiler,lang-python",
+                f"--full_path={folder}/python3", "--extra_tags=spaced", "--quiet")
+    assert detect.returncode == 0, detect.stdout[-2000:]
+    found = ck(ck_env, "search", "env", "--tags=compiler,lang-python,spaced").stdout.split()
+    uid = found[-1].split(":")[-1]
+    env_sh = Path(ck_env["CK_REPOS"]) / "local" / "env" / uid / "env.sh"
+    script = f'. "{env_sh}" && printf %s "$CK_ENV_COMPILER_PYTHON_FILE"'
+    sourced = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                             timeout=30, env=ck_env)
+    assert ck(ck_env, "rm", f"env:{uid}", "--force").returncode == 0
+    assert sourced.stdout == f"{folder}/python3"
     assert not Path(ck_env["MARKER"]).exists()
 
 
@@ -286,3 +290,95 @@ def test_concurrent_records_both_land_with_their_own_logs(ck_env: dict[str, str]
         detail = record["logs"]["mlperf_log_detail.txt"]
         pids.add(detail.split('"pid": ')[1].split(",")[0])
     assert len(pids) == 3  # each point holds the logs of its own process
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Kill at any moment
+
+
+def _run_dirs_hold_no_false_result() -> list[str]:
+    """Each run dir is either a finished run or plainly marked as not one."""
+    from ckvision.ck.hooks.program import INCOMPLETE
+
+    bad = []
+    for run in _runs_dir().glob("run-*"):
+        finished = (run / "tmp-ck-timer.json").is_file()
+        if finished:
+            json.loads((run / "tmp-ck-timer.json").read_text())  # whole, never cut short
+            if (run / INCOMPLETE).exists():
+                bad.append(f"{run}: finished but still marked incomplete")
+        elif not (run / INCOMPLETE).exists():
+            bad.append(f"{run}: unfinished but not marked")
+    return bad
+
+
+def _loadable(env: dict[str, str], name: str) -> int:
+    """Points of entry ``name``; fails on any warning or if ck cannot load the entry."""
+    warnings: list[str] = []
+    frame = load_experiments([experiments(env) / name], warn=warnings.append)
+    assert warnings == []
+    assert ck(env, "load", f"experiment:{name}").returncode == 0
+    return len(frame)
+
+
+@pytest.mark.timeout(420)
+def test_sigkill_at_any_moment_of_a_record_loses_nothing(ck_env: dict[str, str]) -> None:
+    assert ck(ck_env, *benchmark_args("killed")).returncode == 0
+    points = _loadable(ck_env, "killed")
+    for delay in (1.0, 2.5, 4.0, 5.5, 7.0):  # deps, pre-processing, run, post, record
+        proc = subprocess.Popen([CK, *benchmark_args("killed")], env=ck_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, cwd=ck_env["CK_REPOS"],
+                                start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # ck and the run it started
+        proc.wait(timeout=30)
+        now = _loadable(ck_env, "killed")
+        assert now in (points, points + 1)  # the kill came before or after the record
+        points = now
+    assert _run_dirs_hold_no_false_result() == []
+    started = time.monotonic()
+    again = ck(ck_env, *benchmark_args("killed"))
+    assert again.returncode == 0, again.stdout[-2000:]
+    assert time.monotonic() - started < 90
+    assert _loadable(ck_env, "killed") == points + 1
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lock_text", ["0123456789abcdef\n120.0\n", ""],
+                         ids=["fresh-lock-of-a-killed-record", "lock-cut-short"])
+def test_a_dead_records_lock_does_not_stall_the_next_record(
+    ck_env: dict[str, str], lock_text: str
+) -> None:
+    """CK alone would wait 120 s for the fresh lock, and fail for good on the cut one."""
+    name = f"locked-{len(lock_text)}"
+    assert ck(ck_env, *benchmark_args(name)).returncode == 0
+    lock = experiments(ck_env) / name / ".cm" / "ck_lock.txt"
+    lock.write_text(lock_text)
+    started = time.monotonic()
+    out = ck(ck_env, *benchmark_args(name))
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert elapsed < 75, elapsed
+    assert not lock.exists()
+    assert _loadable(ck_env, name) == 2
+
+
+@pytest.mark.timeout(120)
+def test_one_ctrl_c_stops_a_run_within_seconds(ck_env: dict[str, str]) -> None:
+    before = set(_runs_dir().glob("run-*")) if _runs_dir().is_dir() else set()
+    proc = subprocess.Popen(
+        [CK, "run", PROGRAM, "--env.CK_LOADGEN_MODE=PerformanceOnly",
+         "--env.CK_LOADGEN_MIN_DURATION_S=120", "--quiet"],
+        env=ck_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL, cwd=ck_env["CK_REPOS"], start_new_session=True)
+    run_dir = _wait_for_new_run_dir(before)
+    time.sleep(4)  # LoadGen is running
+    os.killpg(proc.pid, signal.SIGINT)  # what one Ctrl-C in the terminal sends
+    started = time.monotonic()
+    output = proc.communicate(timeout=60)[0]
+    assert time.monotonic() - started < 10
+    assert proc.returncode != 0
+    assert "the run failed or was interrupted" in output
+    assert not (run_dir / "tmp-ck-timer.json").exists()
+    assert not list(run_dir.glob("mlperf_log_*"))  # renamed INCOMPLETE-mlperf_log_*

@@ -176,3 +176,11 @@ def test_mirror_keeps_the_file_name() -> None:
     assert mirrored_url(url, "http://h:1/m/") == "http://h:1/m/resnet50_v1.onnx"
     with pytest.raises(ModelError, match="must be an http"):
         mirrored_url(url, "/local/dir")
+
+
+def test_parts_left_by_a_killed_download_are_removed(server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "m" / "model.onnx"
+    dest.parent.mkdir()
+    (dest.parent / ".model.onnx.abc123.part").write_bytes(b"half")
+    download(f"{server}/model.onnx", dest, sha256=SHA256)
+    assert _entries(dest.parent) == ["model.onnx"]

@@ -8,8 +8,10 @@ failed run can never pick up an earlier run's logs. The programs' meta sets
 ``process_in_tmp: no``: CK's shared ``tmp`` dir is not used at all, because
 ``ck benchmark`` deletes and re-creates it when it starts, under any run still going
 (and racing another benchmark's ``chdir`` into it). The result files
-(``ckvision-run.json``, ``tmp-ck-timer.json``) are written atomically at the very end, so
-an interrupted run's directory holds nothing that reads as a result.
+(``ckvision-run.json``, ``tmp-ck-timer.json``) are written atomically at the very end;
+until post-processing accepts the run, its directory holds ``INCOMPLETE-RUN.txt``, and a
+run that failed or was interrupted has its LoadGen logs renamed ``INCOMPLETE-mlperf_log_*``,
+so nothing in it reads as a result.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from ckvision.ck.hooks import ck_fatal_hook
 from ckvision.ck.hooks.atomic import make_ck_writes_atomic
 from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.config import RunConfig
-from ckvision.errors import RunError
+from ckvision.errors import CkVisionError, RunError
 from ckvision.experiments.entries import experiment_root
-from ckvision.experiments.locks import clear_stale_locks
+from ckvision.experiments.locks import keep_clearing_stale_locks
 from ckvision.experiments.record import RUN_FILE, TIMER_FILE, collect_run
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["ck_preprocess", "ck_postprocess", "RUN_DIR_PREFIX", "RUNS_DIR", "make_run_dir"]
+__all__ = [
+    "ck_preprocess", "ck_postprocess", "INCOMPLETE", "RUN_DIR_PREFIX", "RUNS_DIR", "make_run_dir",
+]
 
 RUN_DIR_PREFIX = "run-"
+INCOMPLETE = "INCOMPLETE-RUN.txt"
 RUNS_DIR = "runs"  # in the program entry; never CK's tmp/, which ck benchmark wipes
 
 
@@ -58,6 +63,9 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     run_dir = make_run_dir(runs)
     check_shell_safe({"CK_LOADGEN_USER_CONF_GENERATED": str(run_dir / "user.conf")})
     os.chdir(run_dir)  # CK writes, runs and reads everything relative to its cwd
+    (run_dir / INCOMPLETE).write_text(
+        "This run has not finished (or failed, or was interrupted): nothing here is a result.\n",
+        encoding="utf-8")
     path = run_dir / "user.conf"
     write_user_conf(config, env.get("ML_MODEL_MODEL_NAME", "model"), path)
     print(f"ckvision: run directory {run_dir}", flush=True)
@@ -75,9 +83,21 @@ def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
     if not run_dir.name.startswith(RUN_DIR_PREFIX):
         raise RunError(f"{run_dir} is not a run directory made by pre-processing")
     if not (run_dir / RUN_FILE).is_file():
+        _mark_incomplete(run_dir)
         raise RunError(f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "
                        "see its output above; nothing was recorded")
-    record = collect_run(run_dir)
-    clear_stale_locks(experiment_root())  # CK records next; never wait on a dead record
+    try:
+        record = collect_run(run_dir)
+    except CkVisionError:
+        _mark_incomplete(run_dir)
+        raise
+    keep_clearing_stale_locks(experiment_root())  # CK records next: never wait on a dead one
     atomic_write_json(run_dir / TIMER_FILE, record)
+    (run_dir / INCOMPLETE).unlink(missing_ok=True)
     return {"return": 0}
+
+
+def _mark_incomplete(run_dir: Path) -> None:
+    """Rename the LoadGen logs of a run that did not finish, so none reads as a result."""
+    for log in run_dir.glob("mlperf_log_*"):
+        log.rename(log.with_name(f"INCOMPLETE-{log.name}"))
