@@ -32,8 +32,11 @@ PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
 CK = str(Path(sys.executable).with_name("ck"))
 REFUSED = "which CK would write unescaped into a shell script"
 FAST_RUN = ("--env.CK_LOADGEN_DATASET_SIZE=8",)  # SingleStream accuracy on 8 images
-LONG_RUN = ("--env.CK_LOADGEN_MODE=PerformanceOnly", "--env.CK_LOADGEN_COUNT_OVERRIDE=300",
-            "--env.CK_LOADGEN_MIN_DURATION_S=1")  # 300 SingleStream queries: a few seconds
+LONG_RUN = (
+    "--env.CK_LOADGEN_MODE=PerformanceOnly",
+    "--env.CK_LOADGEN_COUNT_OVERRIDE=300",
+    "--env.CK_LOADGEN_MIN_DURATION_S=1",
+)  # 300 SingleStream queries: a few seconds
 
 # Command substitution, backticks, ';' after a closing quote, a newline.
 HOSTILE = {
@@ -47,24 +50,52 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("ck")
-    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"),
-               MARKER=str(base / "EXECUTED"))
-    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        CK_REPOS=str(base / "repos"),
+        CK_TOOLS=str(base / "tools"),
+        MARKER=str(base / "EXECUTED"),
+    )
+    setup = subprocess.run(
+        [sys.executable, "-m", "ckvision", "ck-setup"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     return env
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=env["CK_REPOS"])
+    return subprocess.run(
+        [CK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=env["CK_REPOS"],
+    )
 
 
 def benchmark_args(record_uoa: str, *extra: str) -> list[str]:
-    return ["benchmark", PROGRAM, "--repetitions=1", *FAST_RUN, "--record",
-            "--record_repo=local", f"--record_uoa={record_uoa}", "--tags=ckvision,trust",
-            "--skip_print_timers", "--skip_stat_analysis", "--process_multi_keys", "--quiet",
-            *extra]
+    return [
+        "benchmark",
+        PROGRAM,
+        "--repetitions=1",
+        *FAST_RUN,
+        "--record",
+        "--record_repo=local",
+        f"--record_uoa={record_uoa}",
+        "--tags=ckvision,trust",
+        "--skip_print_timers",
+        "--skip_stat_analysis",
+        "--process_multi_keys",
+        "--quiet",
+        *extra,
+    ]
 
 
 def experiments(env: dict[str, str]) -> Path:
@@ -112,8 +143,14 @@ def _soft_detection(env: dict[str, str], tmp: Path, value: str) -> list[str]:
     """A Python found on disk in a folder with a hostile name."""
     folder = _hostile_dir(tmp, value)
     (folder / "python3").symlink_to(sys.executable)
-    return ["detect", "soft", "--tags=compiler,lang-python", f"--full_path={folder}/python3",
-            "--extra_tags=hostile", "--quiet"]
+    return [
+        "detect",
+        "soft",
+        "--tags=compiler,lang-python",
+        f"--full_path={folder}/python3",
+        "--extra_tags=hostile",
+        "--quiet",
+    ]
 
 
 def _user_conf(env: dict[str, str], tmp: Path, value: str) -> list[str]:
@@ -125,12 +162,15 @@ def _user_conf(env: dict[str, str], tmp: Path, value: str) -> list[str]:
 
 ENTRY_KINDS = {
     "program-run": lambda env, tmp, v: ["run", PROGRAM, *FAST_RUN, f"--env.CKX={v}", "--quiet"],
-    "program-run-name": lambda env, tmp, v: ["run", PROGRAM, *FAST_RUN, f"--env.X{v}=1",
-                                             "--quiet"],
+    "program-run-name": lambda env, tmp, v: ["run", PROGRAM, *FAST_RUN, f"--env.X{v}=1", "--quiet"],
     "ck-benchmark": lambda env, tmp, v: benchmark_args("hostile", f"--env.CKX={v}"),
     "package-install": lambda env, tmp, v: [
-        "install", "package", "--tags=model,onnx,resnet50", f"--env.IMAGENET_VAL_DIR={v}",
-        "--quiet"],
+        "install",
+        "package",
+        "--tags=model,onnx,resnet50",
+        f"--env.IMAGENET_VAL_DIR={v}",
+        "--quiet",
+    ],
     "soft-detection": _soft_detection,
     "script-user-conf": _user_conf,
 }
@@ -196,24 +236,38 @@ def test_spaces_and_non_ascii_paths_still_work(
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "accuracy=" in run.stdout
     # package install: the value passes our guard (the download then fails its md5 check)
-    install = ck(ck_env, "install", "package", "--tags=model,onnx,resnet50",
-                 f"--env.IMAGENET_VAL_DIR={folder}",
-                 f"--env.CKVISION_MODEL_MIRROR={served_resnet}", "--quiet")
+    install = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=model,onnx,resnet50",
+        f"--env.IMAGENET_VAL_DIR={folder}",
+        f"--env.CKVISION_MODEL_MIRROR={served_resnet}",
+        "--quiet",
+    )
     assert install.returncode != 0
     assert f"resnet50_v1.onnx: expected md5 {RESNET50_ONNX_MD5}" in install.stderr
     assert REFUSED not in install.stdout + install.stderr
     # soft detection: its env.sh, sourced by bash, gives the path back intact. The entry
     # is removed again: a second Python env would be a candidate for every later run.
     (folder / "python3").symlink_to(sys.executable)
-    detect = ck(ck_env, "detect", "soft", "--tags=compiler,lang-python",
-                f"--full_path={folder}/python3", "--extra_tags=spaced", "--quiet")
+    detect = ck(
+        ck_env,
+        "detect",
+        "soft",
+        "--tags=compiler,lang-python",
+        f"--full_path={folder}/python3",
+        "--extra_tags=spaced",
+        "--quiet",
+    )
     assert detect.returncode == 0, detect.stdout[-2000:]
     found = ck(ck_env, "search", "env", "--tags=compiler,lang-python,spaced").stdout.split()
     uid = found[-1].split(":")[-1]
     env_sh = Path(ck_env["CK_REPOS"]) / "local" / "env" / uid / "env.sh"
     script = f'. "{env_sh}" && printf %s "$CK_ENV_COMPILER_PYTHON_FILE"'
-    sourced = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                             timeout=30, env=ck_env)
+    sourced = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=30, env=ck_env
+    )
     assert ck(ck_env, "rm", f"env:{uid}", "--force").returncode == 0
     assert sourced.stdout == f"{folder}/python3"
     assert not Path(ck_env["MARKER"]).exists()
@@ -223,8 +277,9 @@ def test_spaces_and_non_ascii_paths_still_work(
 # 3. Failures are visible and record nothing; runs are isolated
 
 
-@pytest.mark.parametrize("flags", [(), ("--return_error_if_external_fail=yes",)],
-                         ids=["plain", "readme-flags"])
+@pytest.mark.parametrize(
+    "flags", [(), ("--return_error_if_external_fail=yes",)], ids=["plain", "readme-flags"]
+)
 def test_failed_run_exits_non_zero_and_records_nothing(
     ck_env: dict[str, str], flags: tuple[str, ...]
 ) -> None:
@@ -252,9 +307,15 @@ def _runs_dir() -> Path:
 
 
 def _start_benchmark(env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([CK, *benchmark_args(name, *extra)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, cwd=env["CK_REPOS"])
+    return subprocess.Popen(
+        [CK, *benchmark_args(name, *extra)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=env["CK_REPOS"],
+    )
 
 
 def _wait_for_new_run_dir(before: set[Path], timeout_s: float = 120) -> Path:
@@ -277,8 +338,12 @@ def test_concurrent_records_both_land_with_their_own_logs(ck_env: dict[str, str]
     procs = [first, _start_benchmark(ck_env, "conc-a"), _start_benchmark(ck_env, "conc-b")]
     outputs = [p.communicate(timeout=280)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[-2000:] for o in outputs]
-    run_dirs = {ln.split()[-1] for o in outputs for ln in o.splitlines()
-                if ln.startswith("ckvision: run directory ")}
+    run_dirs = {
+        ln.split()[-1]
+        for o in outputs
+        for ln in o.splitlines()
+        if ln.startswith("ckvision: run directory ")
+    }
     assert len(run_dirs) == 3
     frame = load_experiments([experiments(ck_env) / "conc-a", experiments(ck_env) / "conc-b"])
     assert sorted(frame["entry"]) == ["conc-a", "conc-a", "conc-b"]
@@ -296,12 +361,12 @@ def test_concurrent_records_both_land_with_their_own_logs(ck_env: dict[str, str]
 # 3. Kill at any moment
 
 
-def _run_dirs_hold_no_false_result() -> list[str]:
-    """Each run dir is either a finished run or plainly marked as not one."""
+def _run_dirs_hold_no_false_result(before: set[Path]) -> list[str]:
+    """Each new run dir is either a finished run or plainly marked as not one."""
     from ckvision.ck.hooks.program import INCOMPLETE
 
     bad = []
-    for run in _runs_dir().glob("run-*"):
+    for run in set(_runs_dir().glob("run-*")) - before:
         finished = (run / "tmp-ck-timer.json").is_file()
         if finished:
             json.loads((run / "tmp-ck-timer.json").read_text())  # whole, never cut short
@@ -325,18 +390,24 @@ def _loadable(env: dict[str, str], name: str) -> int:
 def test_sigkill_at_any_moment_of_a_record_loses_nothing(ck_env: dict[str, str]) -> None:
     assert ck(ck_env, *benchmark_args("killed")).returncode == 0
     points = _loadable(ck_env, "killed")
+    before = set(_runs_dir().glob("run-*"))
     for delay in (1.0, 2.5, 4.0, 5.5, 7.0):  # deps, pre-processing, run, post, record
-        proc = subprocess.Popen([CK, *benchmark_args("killed")], env=ck_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, cwd=ck_env["CK_REPOS"],
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [CK, *benchmark_args("killed")],
+            env=ck_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=ck_env["CK_REPOS"],
+            start_new_session=True,
+        )
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)  # ck and the run it started
         proc.wait(timeout=30)
         now = _loadable(ck_env, "killed")
         assert now in (points, points + 1)  # the kill came before or after the record
         points = now
-    assert _run_dirs_hold_no_false_result() == []
+    assert _run_dirs_hold_no_false_result(before) == []
     started = time.monotonic()
     again = ck(ck_env, *benchmark_args("killed"))
     assert again.returncode == 0, again.stdout[-2000:]
@@ -345,8 +416,11 @@ def test_sigkill_at_any_moment_of_a_record_loses_nothing(ck_env: dict[str, str])
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("lock_text", ["0123456789abcdef\n120.0\n", ""],
-                         ids=["fresh-lock-of-a-killed-record", "lock-cut-short"])
+@pytest.mark.parametrize(
+    "lock_text",
+    ["0123456789abcdef\n120.0\n", ""],
+    ids=["fresh-lock-of-a-killed-record", "lock-cut-short"],
+)
 def test_a_dead_records_lock_does_not_stall_the_next_record(
     ck_env: dict[str, str], lock_text: str
 ) -> None:
@@ -368,10 +442,22 @@ def test_a_dead_records_lock_does_not_stall_the_next_record(
 def test_one_ctrl_c_stops_a_run_within_seconds(ck_env: dict[str, str]) -> None:
     before = set(_runs_dir().glob("run-*")) if _runs_dir().is_dir() else set()
     proc = subprocess.Popen(
-        [CK, "run", PROGRAM, "--env.CK_LOADGEN_MODE=PerformanceOnly",
-         "--env.CK_LOADGEN_MIN_DURATION_S=120", "--quiet"],
-        env=ck_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        stdin=subprocess.DEVNULL, cwd=ck_env["CK_REPOS"], start_new_session=True)
+        [
+            CK,
+            "run",
+            PROGRAM,
+            "--env.CK_LOADGEN_MODE=PerformanceOnly",
+            "--env.CK_LOADGEN_MIN_DURATION_S=120",
+            "--quiet",
+        ],
+        env=ck_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=ck_env["CK_REPOS"],
+        start_new_session=True,
+    )
     run_dir = _wait_for_new_run_dir(before)
     time.sleep(4)  # LoadGen is running
     os.killpg(proc.pid, signal.SIGINT)  # what one Ctrl-C in the terminal sends
@@ -379,6 +465,8 @@ def test_one_ctrl_c_stops_a_run_within_seconds(ck_env: dict[str, str]) -> None:
     output = proc.communicate(timeout=60)[0]
     assert time.monotonic() - started < 10
     assert proc.returncode != 0
-    assert "the run failed or was interrupted" in output
+    assert "Traceback" not in output
+    assert output.count("ckvision: error:") == 1
+    assert "the run was interrupted (Ctrl-C)" in output
     assert not (run_dir / "tmp-ck-timer.json").exists()
     assert not list(run_dir.glob("mlperf_log_*"))  # renamed INCOMPLETE-mlperf_log_*

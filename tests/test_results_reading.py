@@ -17,10 +17,18 @@ from ckvision.experiments.entries import SkippedPointWarning
 def _record(qps: float) -> dict[str, object]:
     return {
         "record_version": 1,
-        "loadgen": {"scenario": "Offline", "mode": "PerformanceOnly", "samples_per_second": qps,
-                    "result_validity": "VALID"},
-        "config": {"batch_size": 4}, "model": {"name": "tiny"}, "dataset": {"name": "d"},
-        "backend": {"name": "null"}, "accuracy": None, "logs": {},
+        "loadgen": {
+            "scenario": "Offline",
+            "mode": "PerformanceOnly",
+            "samples_per_second": qps,
+            "result_validity": "VALID",
+        },
+        "config": {"batch_size": 4},
+        "model": {"name": "tiny"},
+        "dataset": {"name": "d"},
+        "backend": {"name": "null"},
+        "accuracy": None,
+        "logs": {},
     }
 
 
@@ -35,7 +43,8 @@ BAD_POINTS = {
     "ckp-0000000000000004.0001.json": json.dumps({"characteristics_list": [{"run": "x"}]}),
     "ckp-0000000000000005.0001.json": json.dumps({"characteristics_list": []}),
     "ckp-0000000000000006.0001.json": json.dumps(
-        {"characteristics_list": [{"run": {**_record(1.0), "loadgen": "broken"}}]}),
+        {"characteristics_list": [{"run": {**_record(1.0), "loadgen": "broken"}}]}
+    ),
     "ckp-0000000000000007.0001.json": b"\xff\xfe not utf-8",
 }
 
@@ -78,8 +87,12 @@ def test_corrupt_entry_meta_is_named_and_its_points_still_load(entry: Path) -> N
 
 
 def test_ckvision_results_shows_the_rest_and_exits_zero(entry: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "ckvision", "results", str(entry)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ckvision", "results", str(entry)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("ckvision: warning:")]
@@ -91,8 +104,12 @@ def test_ckvision_results_with_only_bad_points_fails_with_one_line(tmp_path: Pat
     entry = tmp_path / "bad"
     entry.mkdir()
     (entry / "ckp-0000000000000002.0001.json").write_text("{")
-    out = subprocess.run([sys.executable, "-m", "ckvision", "results", str(entry)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ckvision", "results", str(entry)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert lines[0].startswith("ckvision: warning: skipping experiment point")

@@ -55,7 +55,10 @@ def clear_stale_locks(
 
 
 def keep_clearing_stale_locks(
-    experiment_root: Path, *, every_s: float = 1.0, for_s: float = 180.0,
+    experiment_root: Path,
+    *,
+    every_s: float = 1.0,
+    for_s: float = 180.0,
     log: Callable[[str], None] = print,
 ) -> threading.Thread:
     """Clear stale locks now, then every ``every_s`` for ``for_s`` (a daemon thread)."""

@@ -17,7 +17,9 @@ so nothing in it reads as a result.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,31 @@ __all__ = [
 RUN_DIR_PREFIX = "run-"
 INCOMPLETE = "INCOMPLETE-RUN.txt"
 RUNS_DIR = "runs"  # in the program entry; never CK's tmp/, which ck benchmark wipes
+
+
+_interrupts: list[int] = []
+
+
+def _note_interrupt(signum: int, frame: object) -> None:
+    """CK's SIGINT handler while the program runs: remember it, let the program stop."""
+    _interrupts.append(signum)
+
+
+def _hold_interrupts_for_the_run() -> None:
+    """One Ctrl-C reaches the whole process group: the program stops itself within
+    seconds; ``ck`` must not die in a traceback meanwhile, but finish post-processing,
+    which then fails the run with one line and records nothing. (A Python handler, not
+    SIG_IGN, so that the program CK starts still gets SIGINT's default behaviour.)"""
+    if threading.current_thread() is threading.main_thread():
+        _interrupts.clear()
+        signal.signal(signal.SIGINT, _note_interrupt)
+
+
+def _release_interrupts() -> bool:
+    """Restore Ctrl-C for ``ck``; True when one came while the program ran."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return bool(_interrupts)
 
 
 def make_run_dir(parent: Path) -> Path:
@@ -69,6 +96,7 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / "user.conf"
     write_user_conf(config, env.get("ML_MODEL_MODEL_NAME", "model"), path)
     print(f"ckvision: run directory {run_dir}", flush=True)
+    _hold_interrupts_for_the_run()
     return {"return": 0, "new_env": {"CK_LOADGEN_USER_CONF_GENERATED": str(path)}}
 
 
@@ -79,9 +107,14 @@ def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
     CK calls this even when the program failed; then there is no ``ckvision-run.json``
     in this run's own directory and the run fails here, before anything is recorded.
     """
+    interrupted = _release_interrupts()
     run_dir = Path(os.getcwd())
     if not run_dir.name.startswith(RUN_DIR_PREFIX):
         raise RunError(f"{run_dir} is not a run directory made by pre-processing")
+    if interrupted:
+        _mark_incomplete(run_dir)
+        raise RunError(f"the run was interrupted (Ctrl-C); its logs in {run_dir} are marked "
+                       "INCOMPLETE; nothing was recorded")
     if not (run_dir / RUN_FILE).is_file():
         _mark_incomplete(run_dir)
         raise RunError(f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "

@@ -31,8 +31,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def unsafe_chars(value: str) -> list[str]:
     """The characters of ``value`` a shell could act on (empty when it is safe)."""
-    bad = [c for c in value
-           if c not in SAFE_PUNCTUATION and unicodedata.category(c)[0] not in "LNM"]
+    bad = [
+        c for c in value if c not in SAFE_PUNCTUATION and unicodedata.category(c)[0] not in "LNM"
+    ]
     if value != value.strip(" "):
         bad.append("a leading or trailing space")
     return list(dict.fromkeys(bad))
