@@ -119,3 +119,23 @@ def quick_config() -> Callable[..., RunConfig]:
         return RunConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ck_session_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One temporary CK_REPOS/CK_TOOLS for every test that drives the real ``ck``: this
+    checkout registered, software detected, the real EfficientNet-Lite0 ONNX export and
+    the sample set installed (``python -m ckvision ck-setup``). ``MARKER`` names a file
+    that hostile values try to create."""
+    import os
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("ck")
+    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"),
+               MARKER=str(base / "EXECUTED"))
+    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
+                           capture_output=True, text=True, timeout=600,
+                           stdin=subprocess.DEVNULL)
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    return env

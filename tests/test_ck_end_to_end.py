@@ -23,14 +23,9 @@ PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
 CK = str(Path(sys.executable).with_name("ck"))
 
 
-@pytest.fixture(scope="module")
-def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("ck")
-    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
-    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
-    return env
+@pytest.fixture()
+def ck_env(ck_session_env: dict[str, str]) -> dict[str, str]:
+    return ck_session_env
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:

@@ -47,25 +47,9 @@ HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("ck")
-    env = dict(
-        os.environ,
-        CK_REPOS=str(base / "repos"),
-        CK_TOOLS=str(base / "tools"),
-        MARKER=str(base / "EXECUTED"),
-    )
-    setup = subprocess.run(
-        [sys.executable, "-m", "ckvision", "ck-setup"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
-    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
-    return env
+@pytest.fixture()
+def ck_env(ck_session_env: dict[str, str]) -> dict[str, str]:
+    return ck_session_env
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -277,29 +261,20 @@ def test_spaces_and_non_ascii_paths_still_work(
 # 3. Failures are visible and record nothing; runs are isolated
 
 
-@pytest.mark.parametrize(
-    "flags", [(), ("--return_error_if_external_fail=yes",)], ids=["plain", "readme-flags"]
-)
-def test_failed_run_exits_non_zero_and_records_nothing(
-    ck_env: dict[str, str], flags: tuple[str, ...]
-) -> None:
-    # the run itself fails (no TensorRT engine): CK would otherwise exit 0
-    run = ck(ck_env, "run", PROGRAM, *FAST_RUN, "--env.CK_BACKEND=tensorrt", "--quiet", *flags)
-    assert run.returncode != 0
-    assert any("the run failed or was interrupted" in ln for ln in error_lines(run))
-    name = f"failed-{len(flags)}"
-    bench = ck(ck_env, *benchmark_args(name, "--env.CK_BACKEND=tensorrt", *flags))
-    assert bench.returncode != 0
-    assert not (experiments(ck_env) / name).exists()
-    bad = ck(ck_env, *benchmark_args(name, "--env.CK_BATCH_SIZE=zero", *flags))
+def test_failed_run_exits_non_zero_and_records_nothing(ck_env: dict[str, str]) -> None:
+    # the run itself fails (no TensorRT engine); CK alone would exit 0 without the flag
+    for flags in ((), ("--return_error_if_external_fail=yes",)):
+        run = ck(ck_env, "run", PROGRAM, *FAST_RUN, "--env.CK_BACKEND=tensorrt", "--quiet", *flags)
+        assert run.returncode == 6, flags
+        lines = error_lines(run)
+        assert any("the run failed or was interrupted" in ln for ln in lines), lines
+    bench = ck(ck_env, *benchmark_args("failed", "--env.CK_BACKEND=tensorrt"))
+    assert bench.returncode == 6
+    bad = ck(ck_env, *benchmark_args("failed", "--env.CK_BATCH_SIZE=zero"))
     assert bad.returncode == 2
     lines = error_lines(bad)
     assert len(lines) == 1 and "CK_BATCH_SIZE='zero' is not an integer" in lines[0]
-    assert not (experiments(ck_env) / name).exists()
-
-
-def _points(entry: Path) -> list[Path]:
-    return sorted(entry.glob("ckp-*.0001.json"))
+    assert not (experiments(ck_env) / "failed").exists()
 
 
 def _runs_dir() -> Path:
@@ -416,26 +391,19 @@ def test_sigkill_at_any_moment_of_a_record_loses_nothing(ck_env: dict[str, str])
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(
-    "lock_text",
-    ["0123456789abcdef\n120.0\n", ""],
-    ids=["fresh-lock-of-a-killed-record", "lock-cut-short"],
-)
-def test_a_dead_records_lock_does_not_stall_the_next_record(
-    ck_env: dict[str, str], lock_text: str
-) -> None:
-    """CK alone would wait 120 s for the fresh lock, and fail for good on the cut one."""
-    name = f"locked-{len(lock_text)}"
-    assert ck(ck_env, *benchmark_args(name)).returncode == 0
-    lock = experiments(ck_env) / name / ".cm" / "ck_lock.txt"
-    lock.write_text(lock_text)
-    started = time.monotonic()
-    out = ck(ck_env, *benchmark_args(name))
-    elapsed = time.monotonic() - started
-    assert out.returncode == 0, out.stdout[-2000:]
-    assert elapsed < 75, elapsed
-    assert not lock.exists()
-    assert _loadable(ck_env, name) == 2
+def test_a_dead_records_lock_does_not_stall_the_next_record(ck_env: dict[str, str]) -> None:
+    """CK alone fails for good on a lock cut short, and waits 120 s for a fresh one."""
+    assert ck(ck_env, *benchmark_args("locked")).returncode == 0
+    lock = experiments(ck_env) / "locked" / ".cm" / "ck_lock.txt"
+    for points, lock_text in enumerate(["", "0123456789abcdef\n120.0\n"], start=2):
+        lock.write_text(lock_text)
+        started = time.monotonic()
+        out = ck(ck_env, *benchmark_args("locked"))
+        elapsed = time.monotonic() - started
+        assert out.returncode == 0, out.stdout[-2000:]
+        assert elapsed < 75, elapsed
+        assert not lock.exists()
+        assert _loadable(ck_env, "locked") == points
 
 
 @pytest.mark.timeout(120)
