@@ -155,6 +155,13 @@ ENTRY_KINDS = {
         f"--env.IMAGENET_VAL_DIR={v}",
         "--quiet",
     ],
+    "package-install-tags": lambda env, tmp, v: [
+        "install",
+        "package",
+        "--tags=model,onnx,resnet50",
+        f"--extra_tags=x{v}",
+        "--quiet",
+    ],
     "soft-detection": _soft_detection,
     "script-user-conf": _user_conf,
 }
