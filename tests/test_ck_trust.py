@@ -9,6 +9,7 @@ shell script CK writes would create it.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -445,3 +446,61 @@ def test_one_ctrl_c_stops_a_run_within_seconds(ck_env: dict[str, str]) -> None:
     assert "the run was interrupted (Ctrl-C)" in output
     assert not (run_dir / "tmp-ck-timer.json").exists()
     assert not list(run_dir.glob("mlperf_log_*"))  # renamed INCOMPLETE-mlperf_log_*
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Serves 8 MiB named like the real model, slowly enough to be killed mid-download."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        size, chunk = 8 << 20, 64 << 10
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(size // chunk):
+                self.wfile.write(b"x" * chunk)
+                time.sleep(0.05)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_during_a_package_install_leaves_nothing_behind(
+    ck_env: dict[str, str], served_resnet: str
+) -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    install_dir = Path(ck_env["CK_TOOLS"]) / "model-onnx-resnet50-mlperf-download"
+    args = ["install", "package", "--tags=model,onnx,resnet50", "--quiet"]
+    try:
+        slow = f"--env.CKVISION_MODEL_MIRROR=http://127.0.0.1:{httpd.server_address[1]}"
+        proc = subprocess.Popen(
+            [CK, *args, slow],
+            env=ck_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=ck_env["CK_REPOS"],
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while not list(install_dir.glob(".model.onnx.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert list(install_dir.glob(".model.onnx.*.part"))  # killed mid-download
+    assert not (install_dir / "model.onnx").exists()
+    listed = ck(ck_env, "search", "env", "--tags=model,onnx,resnet50").stdout
+    assert ":env:" not in listed  # nothing registered
+    again = ck(ck_env, *args, f"--env.CKVISION_MODEL_MIRROR={served_resnet}")
+    assert again.returncode != 0 and "expected md5" in again.stderr
+    assert [p.name for p in install_dir.iterdir() if p.name.startswith(".")] == []
+    # what was installed before is untouched and still usable
+    run = ck(ck_env, "run", PROGRAM, *FAST_RUN, "--quiet")
+    assert run.returncode == 0 and "accuracy=" in run.stdout
