@@ -59,4 +59,4 @@ $(TRITON_STAMP): Makefile
 triton-venv: $(TRITON_STAMP)
 
 clean-ck-tmp:
-	rm -rf program/*/tmp
+	rm -rf program/*/tmp program/*/runs

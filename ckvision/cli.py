@@ -129,7 +129,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "install-model":
         from ckvision.ck.hooks.packages import install_model
 
-        install_model(args.name, args.install_dir, tags=args.tags)
+        install_model(args.name, args.install_dir, tags=args.tags,
+                      mirror=os.environ.get("CKVISION_MODEL_MIRROR", ""))
     elif args.command == "install-dataset":
         from ckvision.ck.hooks.packages import install_dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,10 @@ def print_results(
     from ckvision.analysis import load_experiments, plot_throughput, summary_table
     from ckvision.experiments.entries import experiment_root
 
-    frame = load_experiments(entries, [t for t in tags.split(",") if t])
+    def warn(message: str) -> None:
+        print(f"ckvision: warning: {message}", file=sys.stderr)
+
+    frame = load_experiments(entries, [t for t in tags.split(",") if t], warn)
     if frame.empty:
         where = ", ".join(map(str, entries)) or str(experiment_root())
         raise DataError(

@@ -151,6 +151,16 @@ def ck_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         run(ck, "add", f"repo:{name}", f"--path={path}", "--quiet")
     run(sys.executable, "-m", "ckvision", "ck-setup")
     return env
+
+
+@pytest.fixture(scope="session")
+def ck_session_env(ck_world: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                   ) -> dict[str, str]:
+    """The session's prepared CK (:func:`ck_world`) plus ``MARKER``: a file that hostile
+    values try to create (tests/test_ck_trust.py)."""
+    return dict(ck_world, MARKER=str(tmp_path_factory.mktemp("marker") / "EXECUTED"))
+
+
 # --- Triton: one real server per session (tritonserver 2.51 from `make triton-venv`) ---
 
 
@@ -189,6 +199,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Pat
                      RepoSpec(backend="python", max_batch=8, max_queue_delay_us=500))
     with TritonServer(install, tmp / "repo", tmp / "logs") as server:
         yield TritonFixture(tmp / "repo", server.http_url, server.grpc_url, server.log_path)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Auto-tuning caches its probes; tests keep that cache out of the home directory."""

@@ -118,3 +118,69 @@ def test_existing_wrong_file_is_replaced(server: str, tmp_path: Path) -> None:
     dest.write_bytes(b"stale")
     download(f"{server}/model.onnx", dest, sha256=SHA256)
     assert dest.read_bytes() == PAYLOAD and len(_Handler.requests) == 1
+
+
+# --- the ResNet50 package's install path: the registry's checksums reach the check ---------
+
+
+@pytest.fixture()
+def resnet_mirror(server: str, tmp_path: Path) -> str:
+    (tmp_path / "served" / "resnet50_v1.onnx").write_bytes(PAYLOAD)
+    return server
+
+
+def test_resnet50_install_checks_the_registered_md5(resnet_mirror: str, tmp_path: Path) -> None:
+    from ckvision.ck.hooks.packages import install_model
+    from ckvision.models.registry import RESNET50_ONNX_MD5
+
+    install = tmp_path / "install"
+    with pytest.raises(ModelError, match=rf"resnet50_v1\.onnx: expected md5 {RESNET50_ONNX_MD5}, "
+                                         rf"got {MD5}"):
+        install_model("resnet50", install, mirror=resnet_mirror, log=lambda _m: None)
+    assert _Handler.requests == ["/resnet50_v1.onnx"]
+    assert not install.exists() or _entries(install) == []
+
+
+@pytest.mark.parametrize("checks", ["md5", "sha256+size"])
+def test_resnet50_install_with_matching_checksums(
+    resnet_mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str
+) -> None:
+    import dataclasses
+
+    from ckvision.ck.hooks.packages import install_model
+    from ckvision.models import registry
+
+    real = registry.get_model_spec("resnet50")
+    fake = (dataclasses.replace(real, md5=MD5, sha256="") if checks == "md5"
+            else dataclasses.replace(real, md5="", sha256=SHA256, size=len(PAYLOAD)))
+    monkeypatch.setitem(registry._REGISTRY, "resnet50", fake)
+    install = tmp_path / "install"
+    path = install_model("resnet50", install, tags="model,onnx,resnet50", mirror=resnet_mirror,
+                         log=lambda _m: None)
+    assert path.read_bytes() == PAYLOAD
+    assert _entries(install) == ["model.json", "model.onnx"]
+
+
+def test_wrong_size_is_refused(server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "m" / "model.onnx"
+    with pytest.raises(ModelError, match=rf"expected {len(PAYLOAD) + 1} bytes, got {len(PAYLOAD)}"):
+        download(f"{server}/model.onnx", dest, sha256=SHA256, size=len(PAYLOAD) + 1)
+    assert _entries(dest.parent) == []
+
+
+def test_mirror_keeps_the_file_name() -> None:
+    from ckvision.models.download import mirrored_url
+
+    url = "https://zenodo.org/record/4735647/files/resnet50_v1.onnx"
+    assert mirrored_url(url, "") == url
+    assert mirrored_url(url, "http://h:1/m/") == "http://h:1/m/resnet50_v1.onnx"
+    with pytest.raises(ModelError, match="must be an http"):
+        mirrored_url(url, "/local/dir")
+
+
+def test_parts_left_by_a_killed_download_are_removed(server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "m" / "model.onnx"
+    dest.parent.mkdir()
+    (dest.parent / ".model.onnx.abc123.part").write_bytes(b"half")
+    download(f"{server}/model.onnx", dest, sha256=SHA256)
+    assert _entries(dest.parent) == ["model.onnx"]

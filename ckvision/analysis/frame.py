@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ckvision.experiments.entries import RecordedRun, find_entries, iter_runs
+from ckvision.experiments.entries import RecordedRun, Warn, find_entries, iter_runs
 
 __all__ = ["load_experiments", "run_row"]
 
@@ -37,7 +37,13 @@ def run_row(run: RecordedRun) -> dict[str, Any]:
     return row
 
 
-def load_experiments(paths: Sequence[Path] = (), tags: Sequence[str] = ()) -> pd.DataFrame:
-    """Load any set of experiment entries (default: all of ``$CK_REPOS/local``)."""
-    rows = [run_row(run) for run in iter_runs(find_entries(paths, tags))]
+def load_experiments(
+    paths: Sequence[Path] = (), tags: Sequence[str] = (), warn: Warn | None = None
+) -> pd.DataFrame:
+    """Load any set of experiment entries (default: all of ``$CK_REPOS/local``).
+
+    A corrupt or malformed point is skipped with one warning naming its file
+    (see :func:`ckvision.experiments.entries.iter_runs`); the rest load.
+    """
+    rows = [run_row(run) for run in iter_runs(find_entries(paths, tags, warn), warn)]
     return pd.DataFrame(rows)

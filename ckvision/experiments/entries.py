@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ckvision.errors import DataError
 
-__all__ = ["RecordedRun", "experiment_root", "find_entries", "iter_runs"]
+__all__ = [
+    "RecordedRun", "SkippedPointWarning", "experiment_root", "find_entries", "iter_runs",
+]
 
 _POINT_FILE = re.compile(r"^ckp-([0-9a-f]+)\.(\d{4})\.json$")
 
@@ -40,15 +43,34 @@ def experiment_root(env: dict[str, str] | None = None) -> Path:
     return repos / "local" / "experiment"
 
 
-def _entry_tags(entry: Path) -> tuple[str, ...]:
+class SkippedPointWarning(UserWarning):
+    """A recorded point (or entry meta) that cannot be read; the message names its file."""
+
+
+Warn = Callable[[str], None]
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, SkippedPointWarning, stacklevel=3)
+
+
+def _entry_tags(entry: Path, warn: Warn = _warn) -> tuple[str, ...]:
     meta = entry / ".cm" / "meta.json"
+    if not meta.exists():
+        return ()
     try:
-        return tuple(json.loads(meta.read_text(encoding="utf-8")).get("tags", []))
-    except (OSError, ValueError):
+        tags = json.loads(meta.read_text(encoding="utf-8")).get("tags", [])
+        if not isinstance(tags, list):
+            raise ValueError("'tags' is not a list")
+        return tuple(str(t) for t in tags)
+    except (OSError, ValueError, AttributeError) as err:
+        warn(f"skipping the tags of {meta}: {err}")
         return ()
 
 
-def find_entries(paths: Sequence[Path] = (), tags: Sequence[str] = ()) -> list[Path]:
+def find_entries(
+    paths: Sequence[Path] = (), tags: Sequence[str] = (), warn: Warn | None = None
+) -> list[Path]:
     """Entry dirs: the given ones, or every entry under :func:`experiment_root`."""
     if paths:
         entries = [Path(p) for p in paths]
@@ -59,23 +81,64 @@ def find_entries(paths: Sequence[Path] = (), tags: Sequence[str] = ()) -> list[P
         root = experiment_root()
         entries = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("."))
     want = set(tags)
-    return [e for e in entries if want <= set(_entry_tags(e))]
+    return [e for e in entries if not want or want <= set(_entry_tags(e, warn or _warn))]
 
 
-def iter_runs(entries: Sequence[Path]) -> Iterator[RecordedRun]:
-    """Every run record in the entries (points that are not ours are skipped)."""
+# What a record must hold for tables and plots to read it.
+_RECORD_FIELDS = {"loadgen": dict, "config": dict, "model": dict, "dataset": dict}
+
+
+def _problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "its run record is not an object"
+    if not isinstance(record.get("record_version"), int):
+        return "its run record has no integer record_version"
+    for key, kind in _RECORD_FIELDS.items():
+        if not isinstance(record.get(key), kind):
+            return f"its run record's {key!r} is missing or not an object"
+    return None
+
+
+def _point_records(path: Path) -> list[dict[str, Any]]:
+    """Our run records in one point file; ValueError says what is wrong with it."""
+    try:
+        point = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"cannot read it: {err.strerror or err}") from err
+    except ValueError as err:
+        raise ValueError(f"not valid JSON ({err})") from err
+    chars = point.get("characteristics_list") if isinstance(point, dict) else None
+    if not isinstance(chars, list) or not chars:
+        raise ValueError("no characteristics_list")
+    records: list[dict[str, Any]] = []
+    for item in chars:
+        record = item.get("run") if isinstance(item, dict) else None
+        problem = _problem(record)
+        if problem or not isinstance(record, dict):
+            raise ValueError(problem)
+        records.append(record)
+    return records
+
+
+def iter_runs(entries: Sequence[Path], warn: Warn | None = None) -> Iterator[RecordedRun]:
+    """Every run record in the entries.
+
+    A point file that is corrupt, truncated or not a ckvision run record is skipped with
+    one warning naming the file (``warn``, default: a :class:`SkippedPointWarning`);
+    the other points are still returned. Nothing is skipped silently.
+    """
+    say = warn or _warn
     for entry in entries:
-        tags = _entry_tags(entry)
+        tags = _entry_tags(entry, say)
         for path in sorted(entry.glob("ckp-*.json")):
             match = _POINT_FILE.match(path.name)
             if not match:
                 continue  # .features.json, .flat.json, ...
             try:
-                point = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as err:
-                raise DataError(f"corrupt experiment point {path}: {err}") from err
-            for chars in point.get("characteristics_list", []):
-                record = chars.get("run", {})
-                if isinstance(record, dict) and "record_version" in record:
-                    yield RecordedRun(entry.name, tags, match.group(1), int(match.group(2)),
-                                      record, path)
+                records = _point_records(path)
+            except ValueError as err:
+                say(f"skipping experiment point {path}: {err}")
+                continue
+            for record in records:
+                yield RecordedRun(entry.name, tags, match.group(1), int(match.group(2)),
+                                  record, path)

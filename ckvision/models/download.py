@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from ckvision.errors import ModelError
 
-__all__ = ["download", "file_digests"]
+__all__ = ["download", "file_digests", "mirrored_url"]
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
@@ -42,6 +42,7 @@ def download(
     *,
     sha256: str,
     md5: str = "",
+    size: int = 0,
     progress: Callable[[str], None] | None = None,
     every_s: float = 1.0,
 ) -> Path:
@@ -49,7 +50,8 @@ def download(
 
     ``sha256`` is checked when given; ``md5`` too. At least one must be given: we never
     install a file we could not verify. Raises :class:`ModelError` on a network error or
-    a checksum mismatch, leaving ``dest`` untouched.
+    a checksum mismatch, leaving ``dest`` untouched. ``size`` (bytes), when given, and the
+    server's Content-Length are checked too, so a truncated transfer names itself.
     """
     dest = Path(dest)
     sha256, md5 = sha256.strip().lower(), md5.strip().lower()
@@ -60,11 +62,17 @@ def download(
         log(f"{dest} is already downloaded and verified")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed download
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            digests = _stream(url, out, log, every_s)
+            digests, received = _stream(url, out, log, every_s)
+        if size and received != size:
+            raise ModelError(f"size mismatch for {url}: expected {size} bytes, got {received}; "
+                             "the file was not installed")
         problem = _mismatch(digests, sha256, md5)
         if problem:
             raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
@@ -78,7 +86,22 @@ def download(
     return dest
 
 
-def _stream(url: str, out: BinaryIO, log: Callable[[str], None], every_s: float) -> tuple[str, str]:
+def mirrored_url(url: str, mirror: str) -> str:
+    """``url`` fetched from ``mirror`` (a base URL) instead, keeping the file's name.
+
+    For hosts that reach a local copy rather than the original server; the checksums
+    are the original file's either way.
+    """
+    if not mirror:
+        return url
+    if not mirror.startswith(("http://", "https://", "file:")):
+        raise ModelError(f"mirror {mirror!r} must be an http://, https:// or file: URL")
+    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}"
+
+
+def _stream(
+    url: str, out: BinaryIO, log: Callable[[str], None], every_s: float
+) -> tuple[tuple[str, str], int]:
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
@@ -97,8 +120,10 @@ def _stream(url: str, out: BinaryIO, log: Callable[[str], None], every_s: float)
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise ModelError(f"cannot download {url}: {reason}") from err
+    if total and done != total:
+        raise ModelError(f"cannot download {url}: got {done} of {total} bytes (truncated)")
     log(_progress_line(url, done, total))
-    return sha.hexdigest(), md5.hexdigest()
+    return (sha.hexdigest(), md5.hexdigest()), done
 
 
 def _progress_line(url: str, done: int, total: int) -> str:

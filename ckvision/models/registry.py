@@ -47,6 +47,7 @@ class ModelSpec:
     tags: tuple[str, ...] = ()
     sha256: str = ""
     md5: str = ""
+    size: int = 0  # bytes of a downloaded file; 0 = unknown (Content-Length is still checked)
     description: str = ""
     notes: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -13,14 +13,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ckvision.ck.hooks import ck_hook
+from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_json
 from ckvision.models.contract import ModelContract
 from ckvision.program import MODEL_SIDECAR
 
-__all__ = ["install_model", "install_dataset", "sha256_of"]
+__all__ = ["install_model", "install_dataset", "sha256_of", "setup"]
 
 Log = Callable[[str], None]
+
+
+@ck_hook
+def setup(i: dict[str, Any]) -> dict[str, Any]:
+    """Package ``customize.py`` hook: CK calls it just before it writes the install script.
+
+    Refuses (one line, nothing installed) any env name or value, install path or tag
+    that CK would write unescaped into that script; see :mod:`ckvision.ck.hooks.shell`.
+    """
+    check_shell_safe(i.get("env") or {}, where="--env")
+    check_shell_safe(i.get("new_env") or {}, where="install env")
+    check_shell_safe_values([i.get("install_path", "")], where="install path")
+    check_shell_safe_values(i.get("tags") or [], where="tag")
+    return {"return": 0}
 
 
 def sha256_of(path: Path) -> str:
@@ -31,8 +47,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def install_model(name: str, install_dir: Path, *, tags: str = "", log: Log = print) -> Path:
-    """Export or download model ``name`` into ``install_dir/model.onnx`` + its sidecar."""
+def install_model(
+    name: str, install_dir: Path, *, tags: str = "", mirror: str = "", log: Log = print
+) -> Path:
+    """Export or download model ``name`` into ``install_dir/model.onnx`` + its sidecar.
+
+    A download is verified against every checksum (and size) the registry declares;
+    ``mirror`` (``CKVISION_MODEL_MIRROR``) fetches the same file name from another base URL.
+    """
     from ckvision.models.registry import get_model_spec
 
     spec = get_model_spec(name)
@@ -46,9 +68,10 @@ def install_model(name: str, install_dir: Path, *, tags: str = "", log: Log = pr
 
         export_efficientnet_lite0(model_path, progress=log)
     elif kind == "download":
-        from ckvision.models.download import download
+        from ckvision.models.download import download, mirrored_url
 
-        download(where, model_path, sha256=spec.sha256, progress=log)
+        download(mirrored_url(where, mirror), model_path, sha256=spec.sha256, md5=spec.md5,
+                 size=spec.size, progress=log)
     else:
         raise ConfigError(f"model {name}: unknown source {spec.source!r}")
     _write_sidecar(model_path, spec.contract, tags=tags, source=spec.source)

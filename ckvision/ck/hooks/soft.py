@@ -23,8 +23,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ckvision.ck.hooks import ck_hook
-from ckvision.ck.hooks.shell import check_shell_safe
+from ckvision.ck.hooks import ck_fatal_hook, ck_hook
+from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError, DataError, ModelError
 
 __all__ = ["version_cmd", "setup", "MODEL_SIDECAR", "upstream_model_env"]
@@ -85,10 +85,13 @@ def upstream_model_env(kind: str, prefix: str, full_path: Path,
     return out
 
 
-@ck_hook
+@ck_fatal_hook
 def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
     spec = _kind(i)
     full_path = Path(i["full_path"])
+    # CK calls this first; with --quiet it then deletes an env already registered for
+    # the same version before setup() runs, so an unsafe path is refused here, first.
+    check_shell_safe_values([full_path], where="detected file")
     kind = spec["kind"]
     if kind == "python":
         version = _run_python(str(full_path), "import platform; print(platform.python_version())")
@@ -101,6 +104,8 @@ def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
         version = str(_read_json(full_path, "dataset").get("size", "0"))
     else:
         raise ConfigError(f"unknown detector kind {kind!r}")
+    # CK writes the version into env.sh (a comment line and the tags) unescaped
+    check_shell_safe_values([version], where=f"version of {full_path}")
     return {"return": 0, "version": version, "cmd": ""}
 
 
@@ -124,6 +129,12 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
         env[f"{prefix}_NAME"] = str(meta.get("name", ""))
         env[f"{prefix}_KIND"] = str(meta.get("kind", ""))
         env[f"{prefix}_SIZE"] = str(meta.get("size", ""))
-    check_shell_safe(env)
+    # Everything CK writes into env.sh after this returns: the env (ours and the user's),
+    # the install path, and the tags and version on its comment lines.
+    merged = {**i.get("env", {}), **env}
+    check_shell_safe(merged, where="detected env")
+    check_shell_safe_values([i["customize"].get("path_install", ""), i.get("version", "")],
+                            where=f"detected at {full_path}")
+    check_shell_safe_values(i.get("tags") or [], where="tag")
     i["env"].update(env)
     return {"return": 0, "bat": ""}
