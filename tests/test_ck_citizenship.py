@@ -27,7 +27,7 @@ PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
 # Program names users type: the same alias upstream, addressed as ck-mlperf-vision:program:X.
 SHARED_PROGRAM_NAMES = {("program", "image-classification-tensorrt-loadgen-py")}
 # Owned by the data-layout branch (dataset soft entries are renamed there).
-PENDING_ELSEWHERE = {("soft", "dataset.imagenet.preprocessed")}
+PENDING_ELSEWHERE: set[tuple[str, str]] = set()  # none left
 PROMPTS = ("More than one environment found", "Please select", "Select one of the options")
 
 
