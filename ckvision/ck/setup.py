@@ -6,6 +6,8 @@ Idempotent: what is already registered, detected or installed is left alone.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +18,18 @@ from ckvision.errors import CkVisionError
 __all__ = ["REPO_ALIAS", "repo_root", "setup_ck", "DEFAULT_PACKAGES"]
 
 REPO_ALIAS = "ck-mlperf-vision"
-# (tags of the soft entry, python module whose file CK registers)
+# Our soft entries by UID: upstream repositories (ck-env, ck-mlperf, ck-tensorrt) define soft
+# entries with the same tags, so detection names ours explicitly and never asks which one.
+PLATFORM_INIT_UID = "a7101da7560349a1"  # platform.init:generic-linux-ckvision
+PYTHON_SOFT_UID = "a380fa809f07a727"  # soft:compiler.python.ckvision
+# (tags of the soft entry, python module whose file CK registers, soft UID)
 _PYTHON_LIBS = (
-    ("lib,python-package,ckvision", "ckvision"),
-    ("lib,python-package,loadgen", "mlperf_loadgen"),
-    ("lib,python-package,onnxruntime", "onnxruntime"),
-    ("lib,python-package,numpy", "numpy"),
-    ("lib,python-package,torch", "torch"),
+    ("lib,python-package,ckvision", "ckvision", "c373dee788e5ac41"),
+    ("lib,python-package,loadgen", "mlperf_loadgen", "a9dbf582d6583d8e"),
+    ("lib,python-package,onnxruntime", "onnxruntime", "3ceca44ab3067ada"),
+    ("lib,python-package,numpy", "numpy", "c78a4a8be464c5b6"),
+    ("lib,python-package,torch", "torch", "439b9b230bfe4819"),
+    ("lib,python-package,tritonclient", "tritonclient", "b8b714f77dd3e28a"),
 )
 DEFAULT_PACKAGES = (
     "model,onnx,efficientnet-lite0,fp32",
@@ -41,6 +48,20 @@ def repo_root() -> Path:
 
 def _has_env(tags: str) -> bool:
     return any(":env:" in line for line in ck_lines(["search", "env", f"--tags={tags}"]))
+
+
+def _has_env_for(tags: str, path: Path) -> bool:
+    """An env entry with ``tags`` for this very file (ck-env may have detected another
+    interpreter's numpy or python with the same tags: that one does not run ckvision)."""
+    out = run_ck(["search", "env", f"--tags={tags}", "--add_meta", "--out=json"],
+                 capture=True).stdout
+    try:
+        found = json.loads(out[out.index("{"):]).get("lst", [])
+    except ValueError:
+        return False
+    want = os.path.abspath(path)  # not resolved: a venv's python links to the system one
+    return any(os.path.abspath(e.get("meta", {}).get("customize", {}).get("full_path", ""))
+               == want for e in found)
 
 
 def register_repo(log: Callable[[str], None] = print) -> None:
@@ -64,19 +85,18 @@ def _repo_known() -> bool:
 
 
 def detect_software(log: Callable[[str], None] = print) -> None:
-    wanted = [("compiler,lang-python", Path(sys.executable))]
-    for tags, module in _PYTHON_LIBS:
+    wanted = [("compiler,lang-python", Path(sys.executable), PYTHON_SOFT_UID)]
+    for tags, module, soft_uid in _PYTHON_LIBS:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
             log(f"ck: {module} is not installed; skipping its detection")
             continue
-        wanted.append((tags, Path(spec.origin)))
-    for tags, path in wanted:
-        if _has_env(tags):
+        wanted.append((tags, Path(spec.origin), soft_uid))
+    for tags, path, soft_uid in wanted:
+        if _has_env_for(tags, path):
             log(f"ck: {tags} already detected")
             continue
-        run_ck(["detect", "soft", f"--tags={tags}", f"--full_path={path}", "--quiet"],
-               capture=True)
+        run_ck(["detect", f"soft:{soft_uid}", f"--full_path={path}", "--quiet"], capture=True)
         log(f"ck: detected {tags} at {path}")
 
 
@@ -92,7 +112,7 @@ def install_packages(tags_list: tuple[str, ...] = DEFAULT_PACKAGES,
 
 def setup_ck(log: Callable[[str], None] = print) -> None:
     register_repo(log)
-    run_ck(["detect", "platform.os", "--platform_init_uoa=generic-linux", "--quiet"],
+    run_ck(["detect", "platform.os", f"--platform_init_uoa={PLATFORM_INIT_UID}", "--quiet"],
            capture=True)
     detect_software(log)
     install_packages(log=log)
