@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 CK = str(Path(sys.executable).with_name("ck"))
 SAMPLE = "dataset,imagenet,preprocessed,ckvision-sample,first.40"
 _PREPARE = """
-from ckvision.ck.setup import detect_software, register_repo
+from ckvision.ck.setup import PLATFORM_INIT_UID, detect_software, register_repo
 from ckvision.ck.tool import run_ck
 register_repo()
-run_ck(["detect", "platform.os", "--platform_init_uoa=generic-linux", "--quiet"], capture=True)
+run_ck(["detect", "platform.os", f"--platform_init_uoa={PLATFORM_INIT_UID}", "--quiet"],
+       capture=True)
 detect_software()
 """
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from ckvision.analysis import load_experiments
+from ckvision.ck.setup import PYTHON_SOFT_UID
 from ckvision.models.registry import RESNET50_ONNX_MD5
 
 pytestmark = pytest.mark.slow
@@ -130,8 +131,7 @@ def _soft_detection(env: dict[str, str], tmp: Path, value: str) -> list[str]:
     (folder / "python3").symlink_to(sys.executable)
     return [
         "detect",
-        "soft",
-        "--tags=compiler,lang-python",
+        f"soft:{PYTHON_SOFT_UID}",  # ours by UID: upstream's compiler.python shares its tags
         f"--full_path={folder}/python3",
         "--extra_tags=hostile",
         "--quiet",
@@ -246,8 +246,7 @@ def test_spaces_and_non_ascii_paths_still_work(
     detect = ck(
         ck_env,
         "detect",
-        "soft",
-        "--tags=compiler,lang-python",
+        f"soft:{PYTHON_SOFT_UID}",  # ours by UID: upstream's compiler.python shares its tags
         f"--full_path={folder}/python3",
         "--extra_tags=spaced",
         "--quiet",

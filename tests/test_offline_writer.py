@@ -28,6 +28,7 @@ NAME = "gpu-reference.test.offline"
 TAGS = ["ckvision", "gpu-reference", "offline"]
 META = {"ckvision": "gpu-reference", "model": "efficientnet-lite0"}
 RECORD = {"record_version": 1, "config": {"batch_size": 8, "scenario": "Offline"},
+          "model": {"name": "efficientnet-lite0"}, "dataset": {"name": "random", "size": 64},
           "loadgen": {"scenario": "Offline", "samples_per_second": 1234.5, "valid": True,
                       "latency_p90_ns": None, "percentiles": [50, 90]},
           "logs": {"mlperf_log_summary.txt": "MLPerf Results Summary\n"},

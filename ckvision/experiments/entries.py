@@ -73,15 +73,26 @@ def find_entries(
 ) -> list[Path]:
     """Entry dirs: the given ones, or every entry under :func:`experiment_root`."""
     if paths:
-        entries = [Path(p) for p in paths]
-        missing = [str(p) for p in entries if not p.is_dir()]
+        given = [Path(p) for p in paths]
+        missing = [str(p) for p in given if not p.is_dir()]
         if missing:
             raise DataError(f"no such experiment entry: {', '.join(missing)}")
+        entries = [e for p in given for e in _entries_under(p)]
     else:
         root = experiment_root()
         entries = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("."))
     want = set(tags)
     return [e for e in entries if not want or want <= set(_entry_tags(e, warn or _warn))]
+
+
+def _entries_under(path: Path) -> list[Path]:
+    """``path`` itself when it is an entry (it has ``.cm/meta.json``), else every entry
+    below it (e.g. a whole experiment/ folder, or a repository's experiment/)."""
+    if (path / ".cm" / "meta.json").is_file():
+        return [path]
+    return sorted(meta.parent.parent for meta in path.rglob(".cm/meta.json")
+                  if not any(part.startswith(".") for part in
+                             meta.parent.parent.relative_to(path).parts))
 
 
 # What a record must hold for tables and plots to read it.

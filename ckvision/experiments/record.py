@@ -57,8 +57,8 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
         raise RunError(f"no {RUN_FILE} in {output_dir}: the run did not finish; see its output")
     info = json.loads(run_file.read_text(encoding="utf-8"))
     summary = parse_output_dir(output_dir)
-    accuracy = None
-    if info["config"]["mode"] == "AccuracyOnly":
+    accuracy = (info.get("result") or {}).get("accuracy")  # the run's own typed result
+    if accuracy is None and info["config"]["mode"] == "AccuracyOnly":  # older run files
         dataset = PreprocessedDataset.open(Path(info["dataset"]["path"]))
         size = info["config"].get("dataset_size") or dataset.size
         labels = np.asarray(dataset.labels[:size])

@@ -61,7 +61,7 @@ def autotune(config: RunConfig, model_path: Any, contract: Any, dataset_dir: Any
     from ckvision.provenance import collect_provenance
 
     env = os.environ if env is None else env
-    dataset = PreprocessedDataset.open(dataset_dir)
+    dataset = PreprocessedDataset.open(dataset_dir).for_model(contract)  # as the run sees it
     sample = np.ascontiguousarray(dataset.images[:1])
     options = {"provider": config.execution_provider, "precision": config.precision,
                "device": config.device}
