@@ -97,6 +97,8 @@ def _entries_under(path: Path) -> list[Path]:
 
 # What a record must hold for tables and plots to read it.
 _RECORD_FIELDS = {"loadgen": dict, "config": dict, "model": dict, "dataset": dict}
+# ... and what a record made by another tool holds instead (``record["tool"]``)
+_TOOL_FIELDS = {"perf_analyzer": {"config": dict, "model": dict, "perf_analyzer": dict}}
 
 
 def _problem(record: Any) -> str | None:
@@ -104,7 +106,8 @@ def _problem(record: Any) -> str | None:
         return "its run record is not an object"
     if not isinstance(record.get("record_version"), int):
         return "its run record has no integer record_version"
-    for key, kind in _RECORD_FIELDS.items():
+    fields = _TOOL_FIELDS.get(str(record.get("tool")), _RECORD_FIELDS)
+    for key, kind in fields.items():
         if not isinstance(record.get(key), kind):
             return f"its run record's {key!r} is missing or not an object"
     return None

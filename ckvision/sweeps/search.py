@@ -78,7 +78,8 @@ def _linear_measure(record: dict[str, Any], bound_ms: float,
                              precision=config["precision"], device=config["device"])
     backend = create_backend(config["backend"], Path(record["model"]["path"]), contract, options)
     backend.load()
-    images = np.asarray(PreprocessedDataset.open(Path(record["dataset"]["path"])).images[:64])
+    dataset = PreprocessedDataset.open(Path(record["dataset"]["path"])).for_model(contract)
+    images = np.asarray(dataset.images[:64])
 
     def measure(qps: float) -> Trial:
         result = run_equal_spaced(backend, images, qps, duration_s,
