@@ -32,7 +32,7 @@ DEFAULT_PACKAGES = (
 
 def repo_root() -> Path:
     """The checkout this package runs from (where .ckr.json is)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".ckr.json").is_file():
         raise CkVisionError(f"{root} is not a ck-mlperf-vision checkout (no .ckr.json)")
     return root
