@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ck-setup", help="register this repo with ck, detect software, install packages")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
+    from ckvision.containers.cli import add_parser as add_docker_parser
+
+    add_docker_parser(sub)
     return parser
 
 
@@ -114,6 +117,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.demo import run_demo
 
         run_demo(skip_setup=args.skip_setup)
+    elif args.command == "docker":
+        from ckvision.containers.cli import dispatch as docker_dispatch
+
+        return docker_dispatch(args)
     return 0
 
 
