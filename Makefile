@@ -39,3 +39,14 @@ test: lint
 
 clean-ck-tmp:
 	rm -rf program/*/tmp
+
+# make docker: build the CPU image (docker/image-classification-onnxruntime-cpu), run its main
+# job once as you, recording into $(EXPERIMENTS) on this host, and print the table.
+# Needs Docker or Podman's API (DOCKER_HOST); BASE_IMAGE=<mirror>@sha256:... to override FROM.
+EXPERIMENTS ?= docker-experiments
+.PHONY: docker
+docker: $(STAMP)
+	$(BIN)/python -m ckvision docker build image-classification-onnxruntime-cpu $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+	mkdir -p $(EXPERIMENTS)
+	$(BIN)/python -m ckvision docker run image-classification-onnxruntime-cpu --experiments $(EXPERIMENTS)
+	$(BIN)/python -m ckvision results $(EXPERIMENTS)/*/

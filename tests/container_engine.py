@@ -47,10 +47,10 @@ def _podman_env() -> dict[str, str]:
 def _ping(timeout: int = 30) -> Any:
     import docker
 
-    client = docker.from_env(timeout=900)
     deadline = time.monotonic() + timeout
     while True:
         try:
+            client = docker.from_env(timeout=900)
             client.ping()
             return client
         except Exception as err:  # the SDK raises requests/socket errors while it starts
