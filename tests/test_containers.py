@@ -87,6 +87,8 @@ def test_dockerfile_pins_and_base_arg(name: str) -> None:
     assert froms and set(froms) == {"${BASE_IMAGE}"}, froms
     assert "latest" not in text
     assert "pip install" not in text  # every install goes through pip-install.sh + locks
+    # the host wheelhouse rides in the context; it must not stay in the repo copy
+    assert "rm -rf /opt/ck-mlperf-vision/docker/*/wheels/*.whl" in text
 
 
 def test_locks_pin_what_pyproject_pins() -> None:
@@ -328,3 +330,18 @@ def test_tensorrt_job_self_check_is_one_line_without_tensorrt() -> None:
     done = cli("docker", "tensorrt-job")
     assert done.returncode == 5
     one_line_error(done, "TensorRT is not installed here")
+
+
+def test_reference_entries_load_with_provenance() -> None:
+    from ckvision.analysis import load_experiments
+
+    frame = load_experiments(sorted(p for p in (ROOT / "experiment").iterdir()
+                                    if p.is_dir() and not p.name.startswith(".")))
+    assert set(zip(frame["loadgen.scenario"], frame["loadgen.mode"], strict=True)) == {
+        (s, m) for s in ("SingleStream", "Offline") for m in ("AccuracyOnly", "PerformanceOnly")}
+    accuracy = frame[frame["loadgen.mode"] == "AccuracyOnly"]
+    assert (accuracy["accuracy.top1"].round(3) == 58.203).all()
+    assert frame["provenance.host.cpu_model"].notna().all()
+    assert (frame["provenance.versions.onnxruntime"] == "1.32.0").all()
+    perf = frame[frame["loadgen.mode"] == "PerformanceOnly"]
+    assert (perf["loadgen.result_validity"] == "VALID").all()

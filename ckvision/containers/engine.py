@@ -220,7 +220,9 @@ def run_image(client: Any, entry: DockerEntry, *, host: Path, env: dict[str, str
     finally:
         container.remove(force=True)
     if status != 0 and check:
-        raise RunError(f"{entry.reference} exited with status {status}; see its output above")
+        err = RunError(f"{entry.reference} exited with status {status}; see its output above")
+        err.exit_code = status  # the container's own status is ours
+        raise err
     return status
 
 
