@@ -108,8 +108,22 @@ def build_image(client: Any, entry: DockerEntry, *, base: str | None, wheels: Se
     image = client.images.get(image_id)
     image.tag(entry.image, entry.tag)
     image.tag(entry.image, f"ctx-{key}")
+    _drop_older(client, entry, f"ctx-{key}")
     log(f"ckvision: built {entry.reference} ({image.id[:19]})")
     return entry.reference
+
+
+def _drop_older(client: Any, entry: DockerEntry, keep: str) -> None:
+    """Untag this entry's images built from older contexts (their layers go when unused)."""
+    import docker
+
+    for image in client.images.list(name=entry.image):
+        for tag in image.tags:
+            if tag.rsplit(":", 1)[-1].startswith("ctx-") and not tag.endswith(f":{keep}"):
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError:
+                    pass  # still used by a container: keep it
 
 
 def _stream_build(client: Any, entry: DockerEntry, context: Any, base: str, key: str,
