@@ -345,3 +345,19 @@ def test_reference_entries_load_with_provenance() -> None:
     assert (frame["provenance.versions.onnxruntime"] == "1.32.0").all()
     perf = frame[frame["loadgen.mode"] == "PerformanceOnly"]
     assert (perf["loadgen.result_validity"] == "VALID").all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_unpullable_base_and_unbuilt_image_are_one_line(engine: Any, tmp_path: Path) -> None:
+    from ckvision.containers import engine as eng
+    from ckvision.errors import BackendError
+
+    entry = load_entry(ROOT, CPU)
+    with pytest.raises(BackendError, match=r"base image localhost/ckvision-no-such-base:1 is "
+                       r"not present and cannot be pulled: .+; mirror it"):
+        eng.build_image(engine, entry, base="localhost/ckvision-no-such-base:1", wheels=[],
+                        log=lambda _: None)
+    ghost = load_entry(ROOT, CPU).__class__(**{**entry.__dict__, "tag": "never-built"})
+    with pytest.raises(ConfigError, match="is not built; run python -m ckvision docker build"):
+        eng.run_image(engine, ghost, host=tmp_path, env={}, user=(UID, GID), command=[])
