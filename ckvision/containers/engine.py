@@ -234,9 +234,9 @@ def run_image(client: Any, entry: DockerEntry, *, host: Path, env: dict[str, str
     finally:
         container.remove(force=True)
     if status != 0 and check:
-        err = RunError(f"{entry.reference} exited with status {status}; see its output above")
-        err.exit_code = status  # the container's own status is ours
-        raise err
+        failed = RunError(f"{entry.reference} exited with status {status}; see its output above")
+        failed.exit_code = status  # the container's own status is ours
+        raise failed
     return status
 
 
