@@ -139,11 +139,15 @@ def write_context(entry: DockerEntry, out: io.BufferedIOBase, wheels: Iterable[P
     members += [(f"{entry.wheels_dir()}/{w.name}", Path(w)) for w in sorted(wheels)]
     with tarfile.open(fileobj=out, mode="w") as tar:
         for arcname, src in members:
-            data = src.read_bytes()
             info = tarfile.TarInfo(arcname)
-            info.size = len(data)
+            info.size = src.stat().st_size
             info.mode = 0o755 if src.stat().st_mode & 0o111 else 0o644
-            tar.addfile(info, io.BytesIO(data))
+            with src.open("rb") as handle:  # wheels are large: stream, never read whole
+                tar.addfile(info, handle)
+                handle.seek(0)
+                content = hashlib.sha256()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    content.update(block)
             digest.update(f"{arcname}\0{info.mode:o}\0".encode())
-            digest.update(hashlib.sha256(data).digest())
+            digest.update(content.digest())
     return digest.hexdigest()
