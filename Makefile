@@ -43,6 +43,7 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results
+
 # Triton server + perf_analyzer env (numpy < 2; PyPI only): tritonserver 2.51 with the
 # python backend from nvidia-pytriton, perf_analyzer from tritonclient[all] 2.51.
 TRITON_VENV := .venv-triton
@@ -60,3 +61,14 @@ triton-venv: $(TRITON_STAMP)
 
 clean-ck-tmp:
 	rm -rf program/*/tmp program/*/runs
+
+# make docker: build the CPU image (docker/image-classification-onnxruntime-cpu), run its main
+# job once as you, recording into $(EXPERIMENTS) on this host, and print the table.
+# Needs Docker or Podman's API (DOCKER_HOST); BASE_IMAGE=<mirror>@sha256:... to override FROM.
+EXPERIMENTS ?= docker-experiments
+.PHONY: docker
+docker: $(STAMP)
+	$(BIN)/python -m ckvision docker build image-classification-onnxruntime-cpu $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+	mkdir -p $(EXPERIMENTS)
+	$(BIN)/python -m ckvision docker run image-classification-onnxruntime-cpu --experiments $(EXPERIMENTS)
+	$(BIN)/python -m ckvision results $(EXPERIMENTS)/*/

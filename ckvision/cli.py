@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ckvision.triton.commands import add_commands as add_triton_commands
 
     add_triton_commands(sub)
+    from ckvision.containers.cli import add_parser as add_docker_parser
+
+    add_docker_parser(sub)
     return parser
 
 
@@ -171,6 +174,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.demo import run_demo
 
         run_demo(skip_setup=args.skip_setup)
+    elif args.command == "docker":
+        from ckvision.containers.cli import dispatch as docker_dispatch
+
+        return docker_dispatch(args)
     return 0
 
 
