@@ -185,3 +185,15 @@ def test_overrides_after_an_unset_one_still_apply() -> None:
         {"CK_BACKEND": "onnxruntime"}, {"batch_size": None, "backend": "null", "verbose": "2"}
     )
     assert (config.backend, config.verbose, config.batch_size) == ("null", 2, 1)
+
+
+def test_paths_and_short_enum_spellings(tmp_path: Path) -> None:
+    conf = tmp_path / "mlperf.conf"
+    conf.write_text("*.Offline.target_qps = 10\n")
+    config = RunConfig.from_env({"CK_LOADGEN_CONF_FILE": str(conf), "CK_LOADGEN_MODE": "Perf",
+                                 "CK_LOADGEN_SCENARIO": "multistream"})
+    assert config.conf_file == conf and isinstance(config.conf_file, Path)
+    assert (config.mode, config.scenario) == (Mode.PERFORMANCE, Scenario.MULTI_STREAM)
+    with pytest.raises(ConfigError, match="^CK_LOADGEN_SCENARIO='off' unknown; use one of: "
+                                          "SingleStream, MultiStream, Server, Offline$"):
+        RunConfig.from_env({"CK_LOADGEN_SCENARIO": "off"})  # too short to be a prefix

@@ -72,7 +72,7 @@ def test_a_new_load_forgets_the_rows_of_the_last() -> None:
     qsl.load([8, 3])
     np.testing.assert_array_equal(qsl.gather(qsl.rows([3, 8])), qsl.images[[3, 8]])
     for stale in (1, 2):
-        with pytest.raises(DataError, match="not loaded"):
+        with pytest.raises(DataError, match="^LoadGen issued a sample that is not loaded in RAM$"):
             qsl.rows([stale])
     qsl.unload([8, 3])
     qsl.load([0])
@@ -92,3 +92,8 @@ def test_gather_views_only_consecutive_rows_and_fills_out_otherwise() -> None:
         assert np.shares_memory(got, out)  # copied into the worker's buffer, not RAM
     assert qsl.first_batch(3).shape == (3, 3, 2, 2)
     assert qsl.first_batch(50).shape == (10, 3, 2, 2) and qsl.first_batch(0).shape[0] == 1
+
+
+def test_images_and_labels_must_pair() -> None:
+    with pytest.raises(DataError, match="^10 images but 9 labels$"):
+        SampleLibrary(np.zeros((10, 3, 2, 2), np.float32), np.arange(9), RunConfig())
