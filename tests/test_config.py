@@ -197,3 +197,20 @@ def test_paths_and_short_enum_spellings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="^CK_LOADGEN_SCENARIO='off' unknown; use one of: "
                                           "SingleStream, MultiStream, Server, Offline$"):
         RunConfig.from_env({"CK_LOADGEN_SCENARIO": "off"})  # too short to be a prefix
+
+
+def test_values_given_directly_are_checked_as_strictly_as_env_text(tmp_path: Path) -> None:
+    for bad, message in ((True, "CK_BATCH_SIZE=True is not a number"),
+                         ("8", "CK_BATCH_SIZE='8' is not a number"),
+                         (float("nan"), "CK_BATCH_SIZE=nan is not a number"),
+                         (float("inf"), "CK_BATCH_SIZE=inf must be finite")):
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            RunConfig(batch_size=bad)  # type: ignore[arg-type]
+    assert RunConfig(verbose=3).verbose == 3  # the maximum itself is allowed
+    with pytest.raises(ConfigError, match="^CK_LOADGEN_COUNT_OVERRIDE sets both query counts; "
+                                          "do not also set CK_LOADGEN_MIN_QUERY_COUNT / "
+                                          "CK_LOADGEN_MAX_QUERY_COUNT$"):
+        RunConfig(count_override=2, min_query_count=1)
+    conf = tmp_path / "user.conf"
+    conf.write_text("")
+    assert RunConfig(user_conf=conf).as_record()["user_conf"] == str(conf)
