@@ -38,7 +38,8 @@ test: lint triton-venv
 	$(BIN)/python -m pytest -q
 
 # Mutation testing of the harness, the scorer and the settings (scope and tests: [tool.mutmut]
-# in pyproject.toml). Not part of `make test`: about 10-20 min on 2 cores.
+# in pyproject.toml). Not part of `make test`: about an hour on 2 busy cores (the LoadGen-driven
+# sut/run/ledger mutants are slow; narrow only_mutate for a quick look).
 mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true

@@ -294,7 +294,12 @@ class RunConfig:
     threads: int = setting(
         "CK_ORT_THREADS", 0, "backend intra-op threads; 0 = runtime default", minimum=0
     )
-    workers: int = setting("CK_LOADGEN_WORKERS", 1, "inference worker threads", minimum=1)
+    workers: int = setting(
+        "CK_LOADGEN_WORKERS",
+        1,
+        "inference worker threads (MultiStream, Server, Offline)",
+        minimum=1,
+    )
     server_batch_timeout_us: int = setting(
         "CK_SERVER_BATCH_TIMEOUT_US",
         2000,

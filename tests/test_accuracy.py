@@ -144,3 +144,8 @@ def test_log_without_top5_record_and_explicit_record_path(tmp_path: Path) -> Non
     log.write_text('{"not": "a list"}')
     with pytest.raises(RunError, match="accuracy log is not a JSON list$"):
         score_accuracy_log(log, LABELS)
+
+
+def test_a_sample_missing_from_the_top5_record_is_not_top5() -> None:
+    result = score_entries([_entry(0, 3), _entry(1, 2)], LABELS, top5={0: [3]})
+    assert (result["good"], result["good_top5"]) == (1, 1)

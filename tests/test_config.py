@@ -185,3 +185,32 @@ def test_overrides_after_an_unset_one_still_apply() -> None:
         {"CK_BACKEND": "onnxruntime"}, {"batch_size": None, "backend": "null", "verbose": "2"}
     )
     assert (config.backend, config.verbose, config.batch_size) == ("null", 2, 1)
+
+
+def test_paths_and_short_enum_spellings(tmp_path: Path) -> None:
+    conf = tmp_path / "mlperf.conf"
+    conf.write_text("*.Offline.target_qps = 10\n")
+    config = RunConfig.from_env({"CK_LOADGEN_CONF_FILE": str(conf), "CK_LOADGEN_MODE": "Perf",
+                                 "CK_LOADGEN_SCENARIO": "multistream"})
+    assert config.conf_file == conf and isinstance(config.conf_file, Path)
+    assert (config.mode, config.scenario) == (Mode.PERFORMANCE, Scenario.MULTI_STREAM)
+    with pytest.raises(ConfigError, match="^CK_LOADGEN_SCENARIO='off' unknown; use one of: "
+                                          "SingleStream, MultiStream, Server, Offline$"):
+        RunConfig.from_env({"CK_LOADGEN_SCENARIO": "off"})  # too short to be a prefix
+
+
+def test_values_given_directly_are_checked_as_strictly_as_env_text(tmp_path: Path) -> None:
+    for bad, message in ((True, "CK_BATCH_SIZE=True is not a number"),
+                         ("8", "CK_BATCH_SIZE='8' is not a number"),
+                         (float("nan"), "CK_BATCH_SIZE=nan is not a number"),
+                         (float("inf"), "CK_BATCH_SIZE=inf must be finite")):
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            RunConfig(batch_size=bad)  # type: ignore[arg-type]
+    assert RunConfig(verbose=3).verbose == 3  # the maximum itself is allowed
+    with pytest.raises(ConfigError, match="^CK_LOADGEN_COUNT_OVERRIDE sets both query counts; "
+                                          "do not also set CK_LOADGEN_MIN_QUERY_COUNT / "
+                                          "CK_LOADGEN_MAX_QUERY_COUNT$"):
+        RunConfig(count_override=2, min_query_count=1)
+    conf = tmp_path / "user.conf"
+    conf.write_text("")
+    assert RunConfig(user_conf=conf).as_record()["user_conf"] == str(conf)

@@ -72,7 +72,7 @@ def test_a_new_load_forgets_the_rows_of_the_last() -> None:
     qsl.load([8, 3])
     np.testing.assert_array_equal(qsl.gather(qsl.rows([3, 8])), qsl.images[[3, 8]])
     for stale in (1, 2):
-        with pytest.raises(DataError, match="not loaded"):
+        with pytest.raises(DataError, match="^LoadGen issued a sample that is not loaded in RAM$"):
             qsl.rows([stale])
     qsl.unload([8, 3])
     qsl.load([0])
@@ -130,3 +130,8 @@ def test_rgb8_dataset_is_normalised_when_loaded(tmp_path: Any) -> None:
     warm = qsl.first_batch(2)  # the warm-up batch is normalised too
     assert warm.dtype == np.float32
     np.testing.assert_allclose(warm, expected[:2], rtol=1e-6, atol=1e-6)
+
+
+def test_images_and_labels_must_pair() -> None:
+    with pytest.raises(DataError, match="^10 images but 9 labels$"):
+        SampleLibrary(np.zeros((10, 3, 2, 2), np.float32), np.arange(9), RunConfig())

@@ -98,8 +98,9 @@ def test_bad_conf_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"LoadGen could not read .*user.conf \(status -22\); "
                                           r"lines must be '<model>.<Scenario>.<key> = <number>'$"):
         build_test_settings(RunConfig(scenario=Scenario.OFFLINE, user_conf=bad), "m")
-    with pytest.raises(ConfigError, match="cannot key a LoadGen conf"):
-        build_test_settings(RunConfig(), "my model")
+    for name in ("my model", "my#model", ""):
+        with pytest.raises(ConfigError, match="cannot key a LoadGen conf"):
+            build_test_settings(RunConfig(), name)
 
 
 def test_audit_config(tmp_path: Path) -> None:
