@@ -28,8 +28,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m ckvision demo
 
+LINTED := ckvision tests benchmarks soft script package docker
+
 lint: $(STAMP)
-	$(BIN)/ruff check ckvision tests benchmarks soft script package
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)  # also run by the test suite (tests/test_typecheck.py)
 	$(BIN)/python tests/test_typecheck.py

@@ -61,6 +61,8 @@ def workers_for(batch: int) -> int:
     threads only queue for the GIL), 4 from batch 8 (gathering a batch into pinned memory
     runs at a few GB/s per thread, so several gather while the GPU computes)."""
     return 2 if batch < 8 else 4
+
+
 RANDOM_WEIGHTS = "random (torchvision resnet50 v1.5 architecture, seed 0): speed only"
 
 
@@ -93,9 +95,15 @@ def random_dataset(root: Path, model: str, size: int) -> PreprocessedDataset:
     rng = np.random.default_rng(0)
     images = rng.standard_normal((size, *contract.input_shape(1)[1:]), dtype=np.float32)
     items = [(str(i), i % contract.num_classes) for i in range(size)]
-    return write_cache(root / f"data-{model}", name=f"random-{model}", kind="random",
-                       source="numpy default_rng(0) standard normal", contract=contract,
-                       items=items, load=lambda name: images[int(name)])
+    return write_cache(
+        root / f"data-{model}",
+        name=f"random-{model}",
+        kind="random",
+        source="numpy default_rng(0) standard normal",
+        contract=contract,
+        items=items,
+        load=lambda name: images[int(name)],
+    )
 
 
 class RawLoop:
@@ -104,8 +112,16 @@ class RawLoop:
     ``host`` holds whole steps of ``size`` rows; each step takes the next one in turn.
     """
 
-    def __init__(self, torch: Any, model: Any, host: Any, size: int, dtype: Any,
-                 channels_last: bool, graphs: bool) -> None:
+    def __init__(
+        self,
+        torch: Any,
+        model: Any,
+        host: Any,
+        size: int,
+        dtype: Any,
+        channels_last: bool,
+        graphs: bool,
+    ) -> None:
         self.torch, self.model = torch, model
         self.views = [host[i : i + size] for i in range(0, len(host) - size + 1, size)]
         self.turn = 0
@@ -161,18 +177,27 @@ def _host(torch: Any, images: np.ndarray, n: int, cuda: bool) -> Any:
     return tensor.pin_memory() if cuda else tensor
 
 
-def _harness(backend: Any, dataset: PreprocessedDataset, config: RunConfig,
-             out: Path) -> tuple[dict[str, Any], Path]:
+def _harness(
+    backend: Any, dataset: PreprocessedDataset, config: RunConfig, out: Path
+) -> tuple[dict[str, Any], Path]:
     from ckvision.harness.run import run_benchmark
 
-    result = run_benchmark(config, backend, dataset, out, model_name=backend.contract.name,
-                           log=lambda _m: None)
+    result = run_benchmark(
+        config, backend, dataset, out, model_name=backend.contract.name, log=lambda _m: None
+    )
     return result.summary, out
 
 
-def _record(args: argparse.Namespace, backend: Any, dataset: PreprocessedDataset,
-            config: RunConfig, run_dir: Path, reference: dict[str, Any], gpu: dict[str, Any],
-            tags: list[str]) -> str:
+def _record(
+    args: argparse.Namespace,
+    backend: Any,
+    dataset: PreprocessedDataset,
+    config: RunConfig,
+    run_dir: Path,
+    reference: dict[str, Any],
+    gpu: dict[str, Any],
+    tags: list[str],
+) -> str:
     from ckvision.experiments.offline_writer import record_point
     from ckvision.experiments.record import collect_run, write_run_info
     from ckvision.provenance import collect_provenance
@@ -182,30 +207,56 @@ def _record(args: argparse.Namespace, backend: Any, dataset: PreprocessedDataset
     model_info: dict[str, Any] = {"name": backend.contract.name, "source": "pytorch definition"}
     if backend.contract.name == "resnet50":
         model_info["weights"] = RANDOM_WEIGHTS
-    write_run_info(run_dir, {
-        "config": config.as_record(), "model": model_info,
-        "dataset": {"name": dataset.name, "kind": dataset.kind, "size": dataset.size,
-                    "path": str(dataset.path)},
-        "backend": {"name": "pytorch", "versions": backend.version(),
-                    "options": asdict(backend.options) | {"cache_dir": None}},
-        "provenance": provenance, "failures": 0, "duration_s": None,
-    })
+    write_run_info(
+        run_dir,
+        {
+            "config": config.as_record(),
+            "model": model_info,
+            "dataset": {
+                "name": dataset.name,
+                "kind": dataset.kind,
+                "size": dataset.size,
+                "path": str(dataset.path),
+            },
+            "backend": {
+                "name": "pytorch",
+                "versions": backend.version(),
+                "options": asdict(backend.options) | {"cache_dir": None},
+            },
+            "provenance": provenance,
+            "failures": 0,
+            "duration_s": None,
+        },
+    )
     record = collect_run(run_dir)
     record["logs"].pop("mlperf_log_detail.txt", None)  # the summary is kept; detail is big
     record["reference"] = reference
     name = ".".join(["gpu-reference", gpu["slug"], *tags[:4]])
-    record_point(args.entries, name, tags=["ckvision", "gpu-reference", "pytorch", *tags,
-                                            gpu["slug"]],
-                 meta={"ckvision": "gpu-reference", "backend": "pytorch", "gpu": gpu["name"],
-                       "model": tags[0], "precision": tags[1], "mode": tags[2],
-                       "scenario": tags[3]},
-                 characteristics={"run": record},
-                 features={"platform": {"gpu": gpu["name"], "driver": gpu["driver"]}},
-                 choices={"env": {"CK_BATCH_SIZE": str(config.batch_size),
-                                  "CK_LOADGEN_SCENARIO": config.scenario.value,
-                                  "CK_LOADGEN_WORKERS": str(config.workers),
-                                  "CK_PRECISION": config.precision,
-                                  "CK_DEVICE": config.device}})
+    record_point(
+        args.entries,
+        name,
+        tags=["ckvision", "gpu-reference", "pytorch", *tags, gpu["slug"]],
+        meta={
+            "ckvision": "gpu-reference",
+            "backend": "pytorch",
+            "gpu": gpu["name"],
+            "model": tags[0],
+            "precision": tags[1],
+            "mode": tags[2],
+            "scenario": tags[3],
+        },
+        characteristics={"run": record},
+        features={"platform": {"gpu": gpu["name"], "driver": gpu["driver"]}},
+        choices={
+            "env": {
+                "CK_BATCH_SIZE": str(config.batch_size),
+                "CK_LOADGEN_SCENARIO": config.scenario.value,
+                "CK_LOADGEN_WORKERS": str(config.workers),
+                "CK_PRECISION": config.precision,
+                "CK_DEVICE": config.device,
+            }
+        },
+    )
     return name
 
 
@@ -213,15 +264,26 @@ def gpu_info(torch: Any, device: str) -> dict[str, Any]:
     from ckvision.cuda import nvidia_driver_version
 
     if device != "cuda":
-        return {"name": "cpu", "slug": "cpu", "driver": "none", "cuda": "none",
-                "torch": torch.__version__}
+        return {
+            "name": "cpu",
+            "slug": "cpu",
+            "driver": "none",
+            "cuda": "none",
+            "torch": torch.__version__,
+        }
     props = torch.cuda.get_device_properties(0)
     name = torch.cuda.get_device_name(0)
-    return {"name": name, "slug": "-".join(name.lower().replace("nvidia", "").split())[:40],
-            "driver": nvidia_driver_version(), "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
-            "capability": f"{props.major}.{props.minor}", "memory_gib":
-            round(props.total_memory / 2**30, 1), "multiprocessors": props.multi_processor_count}
+    return {
+        "name": name,
+        "slug": "-".join(name.lower().replace("nvidia", "").split())[:40],
+        "driver": nvidia_driver_version(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "torch": torch.__version__,
+        "capability": f"{props.major}.{props.minor}",
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "multiprocessors": props.multi_processor_count,
+    }
 
 
 class Sweep:
@@ -256,9 +318,14 @@ class Sweep:
             return
         dataset = self.dataset(model)
         contract = get_model_spec(model).contract
-        options = BackendOptions(device=args.device, precision=precision, streams=RUNNERS,
-                                 threads=args.threads,
-                                 cuda_graphs=mode != "eager", compile=mode == "compile")
+        options = BackendOptions(
+            device=args.device,
+            precision=precision,
+            streams=RUNNERS,
+            threads=args.threads,
+            cuda_graphs=mode != "eager",
+            compile=mode == "compile",
+        )
         cuda = args.device == "cuda"
         dtype = torch.float16 if precision == "fp16" else torch.float32
         images = np.asarray(dataset.images)
@@ -270,9 +337,15 @@ class Sweep:
                     continue
                 rows = 64 if scenario == "singlestream" else batch
                 try:
-                    raw = RawLoop(torch, backend.module, _host(torch, images, rows, cuda), batch,
-                                  dtype, cuda and contract.layout == "NCHW",
-                                  cuda and mode != "eager")
+                    raw = RawLoop(
+                        torch,
+                        backend.module,
+                        _host(torch, images, rows, cuda),
+                        batch,
+                        dtype,
+                        cuda and contract.layout == "NCHW",
+                        cuda and mode != "eager",
+                    )
                     if scenario == "singlestream":
                         self.single(backend, raw, dataset, tags)
                     else:
@@ -286,57 +359,140 @@ class Sweep:
         self.skipped.append(text)
 
     def _base(self, dataset: PreprocessedDataset, precision: str) -> dict[str, Any]:
-        return dict(backend="pytorch", mode=Mode.PERFORMANCE, dataset_size=dataset.size,
-                    buffer_size=dataset.size, min_duration_s=self.args.seconds,
-                    device=self.args.device, precision=precision, threads=self.args.threads)
+        return dict(
+            backend="pytorch",
+            mode=Mode.PERFORMANCE,
+            dataset_size=dataset.size,
+            buffer_size=dataset.size,
+            min_duration_s=self.args.seconds,
+            device=self.args.device,
+            precision=precision,
+            threads=self.args.threads,
+        )
 
-    def single(self, backend: Any, raw: RawLoop, dataset: PreprocessedDataset,
-               tags: tuple[str, ...]) -> None:
+    def single(
+        self, backend: Any, raw: RawLoop, dataset: PreprocessedDataset, tags: tuple[str, ...]
+    ) -> None:
         times = raw.timed(self.args.raw_seconds, 200)
         raw_p90 = float(np.percentile(times, 90)) * 1e3
-        config = RunConfig(scenario=Scenario.SINGLE_STREAM, batch_size=1,
-                           target_latency_ms=raw_p90, **self._base(dataset, tags[1]))
+        config = RunConfig(
+            scenario=Scenario.SINGLE_STREAM,
+            batch_size=1,
+            target_latency_ms=raw_p90,
+            **self._base(dataset, tags[1]),
+        )
         backend.cuda_stats()  # reset: count the test only
         summary, run_dir = _harness(backend, dataset, config, self.run_dir(tags, 1))
         ours = float(summary.get("latency_p90_ns") or 0) / 1e6
-        self.emit(backend, dataset, config, run_dir, tags, 1, 1, raw_p90, ours,
-                  ours / raw_p90 if raw_p90 else float("nan"), summary,
-                  {"raw_p90_ms": raw_p90, "raw_p50_ms": float(np.percentile(times, 50)) * 1e3,
-                   "harness_p90_ms": ours, "target": "harness p90 <= 1.05 x raw p90"},
-                  lambda r: r <= 1.05)
+        self.emit(
+            backend,
+            dataset,
+            config,
+            run_dir,
+            tags,
+            1,
+            1,
+            raw_p90,
+            ours,
+            ours / raw_p90 if raw_p90 else float("nan"),
+            summary,
+            {
+                "raw_p90_ms": raw_p90,
+                "raw_p50_ms": float(np.percentile(times, 50)) * 1e3,
+                "harness_p90_ms": ours,
+                "target": "harness p90 <= 1.05 x raw p90",
+            },
+            lambda r: r <= 1.05,
+        )
 
-    def offline(self, backend: Any, raw: RawLoop, dataset: PreprocessedDataset, batch: int,
-                tags: tuple[str, ...]) -> None:
+    def offline(
+        self,
+        backend: Any,
+        raw: RawLoop,
+        dataset: PreprocessedDataset,
+        batch: int,
+        tags: tuple[str, ...],
+    ) -> None:
         times = raw.timed(self.args.raw_seconds, 5)
         raw_qps = batch * len(times) / sum(times)
         workers = workers_for(batch)
-        config = RunConfig(scenario=Scenario.OFFLINE, batch_size=batch, workers=workers,
-                           target_qps=raw_qps * EXPECTED_QPS_MARGIN, **self._base(dataset, tags[1]))
+        config = RunConfig(
+            scenario=Scenario.OFFLINE,
+            batch_size=batch,
+            workers=workers,
+            target_qps=raw_qps * EXPECTED_QPS_MARGIN,
+            **self._base(dataset, tags[1]),
+        )
         backend.cuda_stats()
         summary, run_dir = _harness(backend, dataset, config, self.run_dir(tags, batch))
         ours = float(summary.get("samples_per_second") or 0)
-        self.emit(backend, dataset, config, run_dir, tags, batch, workers, raw_qps, ours,
-                  ours / raw_qps, summary,
-                  {"raw_samples_per_second": raw_qps, "harness_samples_per_second": ours,
-                   "target": "harness >= 0.95 x raw samples/s"}, lambda r: r >= 0.95)
+        self.emit(
+            backend,
+            dataset,
+            config,
+            run_dir,
+            tags,
+            batch,
+            workers,
+            raw_qps,
+            ours,
+            ours / raw_qps,
+            summary,
+            {
+                "raw_samples_per_second": raw_qps,
+                "harness_samples_per_second": ours,
+                "target": "harness >= 0.95 x raw samples/s",
+            },
+            lambda r: r >= 0.95,
+        )
 
     def run_dir(self, tags: tuple[str, ...], batch: int) -> Path:
         return self.work / "runs" / "-".join([*tags, str(batch)])
 
-    def emit(self, backend: Any, dataset: PreprocessedDataset, config: RunConfig,
-             run_dir: Path, tags: tuple[str, ...], batch: int, workers: int, raw: float,
-             ours: float, ratio: float, summary: dict[str, Any], reference: dict[str, Any],
-             good: Any) -> None:
+    def emit(
+        self,
+        backend: Any,
+        dataset: PreprocessedDataset,
+        config: RunConfig,
+        run_dir: Path,
+        tags: tuple[str, ...],
+        batch: int,
+        workers: int,
+        raw: float,
+        ours: float,
+        ratio: float,
+        summary: dict[str, Any],
+        reference: dict[str, Any],
+        good: Any,
+    ) -> None:
         stats = backend.cuda_stats()  # the test's batches (warm-up excluded)
-        reference = {**reference, "ratio": ratio, "harness_per_batch": stats,
-                     "raw_loop": "pinned input, H2D, cast on GPU, forward (same graphs "
-                     "setting), .cpu(); serial, default stream"}
-        entry = _record(self.args, backend, dataset, config, run_dir, reference, self.gpu,
-                        list(tags))
-        point = Point(*tags, batch, workers, raw, ours, ratio, bool(good(ratio)),
-                      str(summary.get("result_validity", "?")), entry)
-        extra = (f"  [per batch: copy {stats['host_copy_ms']:.3f} enqueue "
-                 f"{stats['enqueue_ms']:.3f} wait {stats['wait_ms']:.3f} ms]" if stats else "")
+        reference = {
+            **reference,
+            "ratio": ratio,
+            "harness_per_batch": stats,
+            "raw_loop": "pinned input, H2D, cast on GPU, forward (same graphs "
+            "setting), .cpu(); serial, default stream",
+        }
+        entry = _record(
+            self.args, backend, dataset, config, run_dir, reference, self.gpu, list(tags)
+        )
+        point = Point(
+            *tags,
+            batch,
+            workers,
+            raw,
+            ours,
+            ratio,
+            bool(good(ratio)),
+            str(summary.get("result_validity", "?")),
+            entry,
+        )
+        extra = (
+            f"  [per batch: copy {stats['host_copy_ms']:.3f} enqueue "
+            f"{stats['enqueue_ms']:.3f} wait {stats['wait_ms']:.3f} ms]"
+            if stats
+            else ""
+        )
         print(format_point(point) + extra, flush=True)
         with (self.args.out / "points.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(point)) + "\n")
@@ -354,15 +510,19 @@ class _suppress_registered:
         return kind is not None and issubclass(kind, ConfigError)
 
 
-HEADER = (f"{'model':<18} {'prec':<4} {'mode':<7} {'scenario':<12} {'batch':>5} {'wk':>2} "
-          f"{'raw':>10} {'ours':>10} {'ratio':>6} ok  validity")
+HEADER = (
+    f"{'model':<18} {'prec':<4} {'mode':<7} {'scenario':<12} {'batch':>5} {'wk':>2} "
+    f"{'raw':>10} {'ours':>10} {'ratio':>6} ok  validity"
+)
 
 
 def format_point(p: Point) -> str:
     unit = "ms p90" if p.scenario == "singlestream" else "/s"
-    return (f"{p.model:<18} {p.precision:<4} {p.mode:<7} {p.scenario:<12} {p.batch:>5} "
-            f"{p.workers:>2} {p.raw:>10.3f} {p.ours:>10.3f} {p.ratio:>6.3f} "
-            f"{'yes' if p.ok else 'NO ':<3} {p.validity} ({unit})")
+    return (
+        f"{p.model:<18} {p.precision:<4} {p.mode:<7} {p.scenario:<12} {p.batch:>5} "
+        f"{p.workers:>2} {p.raw:>10.3f} {p.ours:>10.3f} {p.ratio:>6.3f} "
+        f"{'yes' if p.ok else 'NO ':<3} {p.validity} ({unit})"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -377,8 +537,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=1.5, help="LoadGen minimum duration")
     p.add_argument("--raw-seconds", type=float, default=0.6)
     p.add_argument("--budget-s", type=float, default=280.0, help="start no point after this")
-    p.add_argument("--compile-box-s", type=float, default=90.0,
-                   help="hard limit for the torch.compile child (0: skip it)")
+    p.add_argument(
+        "--compile-box-s",
+        type=float,
+        default=90.0,
+        help="hard limit for the torch.compile child (0: skip it)",
+    )
     p.add_argument("--compile-batches", default="64")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--entries", type=Path, help="experiment entries here (default: OUT/entries)")
@@ -390,12 +554,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _compile_child(args: argparse.Namespace, box: float) -> str:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--device", args.device,
-           "--models", "efficientnet-lite0", "--precisions", "fp16", "--modes", "compile",
-           "--batches", args.compile_batches, "--samples", str(args.samples),
-           "--seconds", str(args.seconds), "--raw-seconds", str(args.raw_seconds),
-           "--budget-s", str(box), "--compile-box-s", "0", "--out", str(args.out),
-           "--entries", str(args.entries), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--device",
+        args.device,
+        "--models",
+        "efficientnet-lite0",
+        "--precisions",
+        "fp16",
+        "--modes",
+        "compile",
+        "--batches",
+        args.compile_batches,
+        "--samples",
+        str(args.samples),
+        "--seconds",
+        str(args.seconds),
+        "--raw-seconds",
+        str(args.raw_seconds),
+        "--budget-s",
+        str(box),
+        "--compile-box-s",
+        "0",
+        "--out",
+        str(args.out),
+        "--entries",
+        str(args.entries),
+        "--threads",
+        str(args.threads),
+    ]
     try:
         done = subprocess.run(cmd, timeout=box, check=False)  # noqa: S603 (argument list)
     except subprocess.TimeoutExpired:
@@ -430,8 +619,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finish(args: argparse.Namespace, notes: list[str]) -> None:
-    lines = (args.out / "points.jsonl").read_text().splitlines() if (
-        args.out / "points.jsonl").is_file() else []
+    lines = (
+        (args.out / "points.jsonl").read_text().splitlines()
+        if (args.out / "points.jsonl").is_file()
+        else []
+    )
     points = [Point(**json.loads(line)) for line in lines]
     table = [HEADER, *map(format_point, points), *(f"note: {n}" for n in notes)]
     (args.out / "table.txt").write_text("\n".join(table) + "\n")
@@ -440,8 +632,11 @@ def finish(args: argparse.Namespace, notes: list[str]) -> None:
             tar.add(args.entries, arcname="entries")
     print("\n".join(["", "== summary ==", *table]), flush=True)
     short = [p for p in points if not p.ok]
-    print(f"{len(points)} points, {len(short)} short of target; entries in "
-          f"{args.out / 'entries.tar.gz'}", flush=True)
+    print(
+        f"{len(points)} points, {len(short)} short of target; entries in "
+        f"{args.out / 'entries.tar.gz'}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an ONNX classifier")
-    parser.add_argument("--dataset", type=Path, help="a preprocessed dataset cache directory "
-                        "(default: random samples of the model's input shape)")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="a preprocessed dataset cache directory "
+        "(default: random samples of the model's input shape)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = default)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     parser.add_argument("--batches", default="1,2,4,8,16,32", help="raw batch sizes to try")
@@ -58,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _measure(args: argparse.Namespace, tmp: Path) -> int:
     contract = _contract_of(args.model)
-    dataset = (PreprocessedDataset.open(args.dataset) if args.dataset
-               else _random_dataset(tmp / "data", contract.input_shape(args.samples)))
+    dataset = (
+        PreprocessedDataset.open(args.dataset)
+        if args.dataset
+        else _random_dataset(tmp / "data", contract.input_shape(args.samples))
+    )
     options = BackendOptions(threads=args.threads)
     backend = create_backend("onnxruntime", args.model, contract, options)
     backend.load()
@@ -72,21 +79,27 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     raw_before = _raw_throughput(backend, dataset, best, args.seconds)
     ours_qps = _offline(backend, dataset, best, raw_before, args.seconds, tmp / "offline")
     raw_qps = (raw_before + _raw_throughput(backend, dataset, best, args.seconds)) / 2
-    rows += [(f"raw ORT throughput, batch {best} (mean of before/after)",
-              f"{raw_qps:10.1f} samples/s"),
-             (f"ours, Offline, batch {best}", f"{ours_qps:10.1f} samples/s")]
+    rows += [
+        (f"raw ORT throughput, batch {best} (mean of before/after)", f"{raw_qps:10.1f} samples/s"),
+        (f"ours, Offline, batch {best}", f"{ours_qps:10.1f} samples/s"),
+    ]
     raw_p90_before = _raw_latency_p90(backend, dataset, args.seconds)
     ours_p90 = _single_stream_p90(backend, dataset, raw_p90_before, args.seconds, tmp / "single")
     raw_p90 = (raw_p90_before + _raw_latency_p90(backend, dataset, args.seconds)) / 2
-    rows += [("raw ORT latency p90, batch 1 (mean of before/after)",
-              f"{raw_p90 / 1e6:10.3f} ms"),
-             ("ours, SingleStream p90", f"{ours_p90 / 1e6:10.3f} ms")]
+    rows += [
+        ("raw ORT latency p90, batch 1 (mean of before/after)", f"{raw_p90 / 1e6:10.3f} ms"),
+        ("ours, SingleStream p90", f"{ours_p90 / 1e6:10.3f} ms"),
+    ]
     backend.close()
     null_tiny = _null_offline(tmp, (3, 16, 16), contract.num_classes, 300_000)
     null_model = _null_offline(tmp, contract.input_shape(1)[1:], contract.num_classes, 20_000)
-    rows += [("null backend, Offline, 3x16x16 samples", f"{null_tiny:10.0f} samples/s"),
-             (f"null backend, Offline, {contract.input_shape(1)[1:]} samples (info)",
-              f"{null_model:10.0f} samples/s")]
+    rows += [
+        ("null backend, Offline, 3x16x16 samples", f"{null_tiny:10.0f} samples/s"),
+        (
+            f"null backend, Offline, {contract.input_shape(1)[1:]} samples (info)",
+            f"{null_model:10.0f} samples/s",
+        ),
+    ]
     _print_table(args, contract, rows)
     results = [
         ("(a) ours Offline / raw best throughput", ours_qps / raw_qps, TARGET_OFFLINE, True),
@@ -104,27 +117,38 @@ def _contract_of(model: Path) -> ModelContract:
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
     size = dims[-1]
-    return ModelContract(name=model.stem, image_size=size, resize_size=size,
-                         num_classes=classes, input_name=graph.input[0].name,
-                         output_name=graph.output[0].name)
+    return ModelContract(
+        name=model.stem,
+        image_size=size,
+        resize_size=size,
+        num_classes=classes,
+        input_name=graph.input[0].name,
+        output_name=graph.output[0].name,
+    )
 
 
 def _random_dataset(path: Path, shape: tuple[int, ...]) -> PreprocessedDataset:
     path.mkdir(parents=True)
-    images = np.lib.format.open_memmap(path / "images.npy", mode="w+", dtype=np.float32,
-                                       shape=shape)
+    images = np.lib.format.open_memmap(
+        path / "images.npy", mode="w+", dtype=np.float32, shape=shape
+    )
     images[:] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     images.flush()
     del images
     return PreprocessedDataset(
-        path=path, name="random", kind="random",
+        path=path,
+        name="random",
+        kind="random",
         images=np.load(path / "images.npy", mmap_mode="r"),
-        labels=np.zeros(shape[0], dtype=np.int64), files=(), preprocessing={},
+        labels=np.zeros(shape[0], dtype=np.int64),
+        files=(),
+        preprocessing={},
     )
 
 
-def _raw_throughput(backend: Backend, data: PreprocessedDataset, batch: int,
-                    seconds: float) -> float:
+def _raw_throughput(
+    backend: Backend, data: PreprocessedDataset, batch: int, seconds: float
+) -> float:
     x = np.ascontiguousarray(data.images[:batch])
     backend.warmup(x, 2)
     done, start = 0, time.perf_counter()
@@ -147,40 +171,61 @@ def _raw_latency_p90(backend: Backend, data: PreprocessedDataset, seconds: float
     return float(np.percentile(latencies, 90))
 
 
-def _offline(backend: Backend, data: PreprocessedDataset, batch: int, qps: float,
-             seconds: float, out: Path) -> float:
-    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, batch_size=batch,
-                       min_duration_s=seconds, target_qps=qps, count_override=1,
-                       buffer_size=data.size)
+def _offline(
+    backend: Backend, data: PreprocessedDataset, batch: int, qps: float, seconds: float, out: Path
+) -> float:
+    config = RunConfig(
+        scenario=Scenario.OFFLINE,
+        mode=Mode.PERFORMANCE,
+        batch_size=batch,
+        min_duration_s=seconds,
+        target_qps=qps,
+        count_override=1,
+        buffer_size=data.size,
+    )
     result = run_benchmark(config, backend, data, out, model_name="overhead", log=_quiet)
     return float(result.summary["samples_per_second"])
 
 
-def _single_stream_p90(backend: Backend, data: PreprocessedDataset, raw_p90_ns: float,
-                       seconds: float, out: Path) -> float:
-    config = RunConfig(scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE,
-                       min_duration_s=seconds, target_latency_ms=raw_p90_ns / 1e6,
-                       buffer_size=data.size)
+def _single_stream_p90(
+    backend: Backend, data: PreprocessedDataset, raw_p90_ns: float, seconds: float, out: Path
+) -> float:
+    config = RunConfig(
+        scenario=Scenario.SINGLE_STREAM,
+        mode=Mode.PERFORMANCE,
+        min_duration_s=seconds,
+        target_latency_ms=raw_p90_ns / 1e6,
+        buffer_size=data.size,
+    )
     result = run_benchmark(config, backend, data, out, model_name="overhead", log=_quiet)
     return float(result.summary["latency_p90_ns"])
 
 
 def _null_offline(tmp: Path, sample: tuple[int, ...], classes: int, count: int) -> float:
     data = _random_dataset(tmp / f"null-{'x'.join(map(str, sample))}", (1024, *sample))
-    contract = ModelContract(name="null", image_size=sample[-1], resize_size=sample[-1],
-                             num_classes=classes)
-    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, batch_size=64,
-                       min_duration_s=0.5, count_override=count, target_qps=1.0)
+    contract = ModelContract(
+        name="null", image_size=sample[-1], resize_size=sample[-1], num_classes=classes
+    )
+    config = RunConfig(
+        scenario=Scenario.OFFLINE,
+        mode=Mode.PERFORMANCE,
+        batch_size=64,
+        min_duration_s=0.5,
+        count_override=count,
+        target_qps=1.0,
+    )
     backend = create_backend("null", Path("none"), contract)
-    result = run_benchmark(config, backend, data, tmp / "null-out", model_name="null",
-                           log=_quiet)
+    result = run_benchmark(config, backend, data, tmp / "null-out", model_name="null", log=_quiet)
     return float(result.summary["samples_per_second"])
 
 
-def _print_table(args: argparse.Namespace, contract: ModelContract,
-                 rows: list[tuple[str, str]]) -> None:
-    print(f"model {args.model} ({contract.input_shape(1)[1:]} -> {contract.num_classes}), "
-          f"threads={args.threads or 'default'}, {args.seconds:g} s per measurement")
+def _print_table(
+    args: argparse.Namespace, contract: ModelContract, rows: list[tuple[str, str]]
+) -> None:
+    print(
+        f"model {args.model} ({contract.input_shape(1)[1:]} -> {contract.num_classes}), "
+        f"threads={args.threads or 'default'}, {args.seconds:g} s per measurement"
+    )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
@@ -194,8 +239,7 @@ def _print_verdicts(results: list[tuple[str, float, float, bool]]) -> int:
         misses += not ok
         sign = ">=" if higher_is_better else "<="
         shown = f"{value:.3f}" if target < 10 else f"{value:,.0f}"
-        print(f"  {name:<42} {shown:>10}  target {sign} {target:g}  "
-              f"{'PASS' if ok else 'MISS'}")
+        print(f"  {name:<42} {shown:>10}  target {sign} {target:g}  {'PASS' if ok else 'MISS'}")
     return 0 if misses == 0 else 2
 
 

@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an ONNX classifier")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
-    parser.add_argument("--layout-seconds", type=float, default=1.0,
-                        help="length of each raw layout measurement")
+    parser.add_argument(
+        "--layout-seconds", type=float, default=1.0, help="length of each raw layout measurement"
+    )
     parser.add_argument("--batches", default="1,2,4,8,16,32", help="raw batch sizes")
     parser.add_argument("--samples", type=int, default=256, help="random samples")
     args = parser.parse_args(argv)
@@ -67,12 +68,12 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     best = max(raw, key=lambda lay: raw[lay])
     raw_before = _raw(args.model, contract, data, best, args.seconds)
     default = _ours(args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE, None)
-    forced = _ours(args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE,
-                   (best, raw_before))
+    forced = _ours(
+        args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE, (best, raw_before)
+    )
     raw_best = (raw_before + _raw(args.model, contract, data, best, args.seconds)) / 2
     raw_p90 = _raw_p90(args.model, contract, data, args.seconds)
-    ours_p90 = _ours(args.model, contract, data, tmp, args.seconds, Scenario.SINGLE_STREAM,
-                     None)
+    ours_p90 = _ours(args.model, contract, data, tmp, args.seconds, Scenario.SINGLE_STREAM, None)
     null = _null(tmp, contract.num_classes)
     print(f"model {args.model}, {usable_cores()} cores, {args.seconds:g} s per run")
     for lay, rate in sorted(raw.items(), key=lambda kv: -kv[1]):
@@ -80,13 +81,17 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     print(f"  raw ORT best ({best.describe()}), before/after mean {raw_best:10.1f} samples/s")
     print(f"  ours default Offline ({default[1]})  {default[0]:10.1f} samples/s")
     print(f"  ours Offline, raw best layout forced     {forced[0]:10.1f} samples/s")
-    print(f"  raw batch-1 latency p90 {raw_p90 / 1e6:.3f} ms, "
-          f"ours default SingleStream p90 {ours_p90[0] / 1e6:.3f} ms")
+    print(
+        f"  raw batch-1 latency p90 {raw_p90 / 1e6:.3f} ms, "
+        f"ours default SingleStream p90 {ours_p90[0] / 1e6:.3f} ms"
+    )
     print(f"  null backend Offline                     {null:10.0f} samples/s\n")
-    checks = [("(b) ours default Offline / raw best", default[0] / raw_best, TARGET_DEFAULT, True),
-              ("(c) ours forced layout / raw best", forced[0] / raw_best, 0.0, True),
-              ("(d) ours SingleStream p90 / raw p90", ours_p90[0] / raw_p90, TARGET_P90, False),
-              ("(e) null backend samples/s", null, TARGET_NULL, True)]
+    checks = [
+        ("(b) ours default Offline / raw best", default[0] / raw_best, TARGET_DEFAULT, True),
+        ("(c) ours forced layout / raw best", forced[0] / raw_best, 0.0, True),
+        ("(d) ours SingleStream p90 / raw p90", ours_p90[0] / raw_p90, TARGET_P90, False),
+        ("(e) null backend samples/s", null, TARGET_NULL, True),
+    ]
     misses = 0
     for name, value, target, higher in checks:
         ok = value >= target if higher else value <= target
@@ -103,31 +108,43 @@ def _contract_of(model: Path) -> ModelContract:
     graph = onnx.load(str(model), load_external_data=False).graph
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
-    return ModelContract(name=model.stem, image_size=dims[-1], resize_size=dims[-1],
-                         num_classes=classes, input_name=graph.input[0].name,
-                         output_name=graph.output[0].name)
+    return ModelContract(
+        name=model.stem,
+        image_size=dims[-1],
+        resize_size=dims[-1],
+        num_classes=classes,
+        input_name=graph.input[0].name,
+        output_name=graph.output[0].name,
+    )
 
 
 def _random_dataset(path: Path, contract: ModelContract, count: int) -> PreprocessedDataset:
     rng = np.random.default_rng(0)
     shape = contract.input_shape(1)[1:]
-    return write_cache(path, name="random", kind="random", source="generated",
-                       contract=contract, items=[(f"r{i:05d}", 0) for i in range(count)],
-                       load=lambda _f: rng.standard_normal(shape, dtype=np.float32))
+    return write_cache(
+        path,
+        name="random",
+        kind="random",
+        source="generated",
+        contract=contract,
+        items=[(f"r{i:05d}", 0) for i in range(count)],
+        load=lambda _f: rng.standard_normal(shape, dtype=np.float32),
+    )
 
 
-def _raw(model: Path, contract: ModelContract, data: PreprocessedDataset, layout: Layout,
-         seconds: float) -> float:
-    backend = create_backend("onnxruntime", model, contract,
-                             BackendOptions(threads=layout.threads))
+def _raw(
+    model: Path, contract: ModelContract, data: PreprocessedDataset, layout: Layout, seconds: float
+) -> float:
+    backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=layout.threads))
     with backend:
         backend.load()
         sample = np.ascontiguousarray(data.images[:1])
         return measure_layout(backend, sample, layout, seconds).samples_per_s
 
 
-def _raw_p90(model: Path, contract: ModelContract, data: PreprocessedDataset,
-             seconds: float) -> float:
+def _raw_p90(
+    model: Path, contract: ModelContract, data: PreprocessedDataset, seconds: float
+) -> float:
     backend = create_backend("onnxruntime", model, contract, BackendOptions())
     with backend:
         backend.load()
@@ -142,23 +159,39 @@ def _raw_p90(model: Path, contract: ModelContract, data: PreprocessedDataset,
     return float(np.percentile(times, 90))
 
 
-def _ours(model: Path, contract: ModelContract, data: PreprocessedDataset, tmp: Path,
-          seconds: float, scenario: Scenario,
-          forced: tuple[Layout, float] | None) -> tuple[float, str]:
-    config = RunConfig(scenario=scenario, mode=Mode.PERFORMANCE, min_duration_s=seconds,
-                       progress="off")
+def _ours(
+    model: Path,
+    contract: ModelContract,
+    data: PreprocessedDataset,
+    tmp: Path,
+    seconds: float,
+    scenario: Scenario,
+    forced: tuple[Layout, float] | None,
+) -> tuple[float, str]:
+    config = RunConfig(
+        scenario=scenario, mode=Mode.PERFORMANCE, min_duration_s=seconds, progress="off"
+    )
     explicit = {"scenario", "mode", "min_duration_s"}
     if forced is not None:
         layout, rate = forced
-        config = config.with_(workers=layout.workers, threads=layout.threads,
-                              batch_size=layout.batch, target_qps=rate * 1.1)
+        config = config.with_(
+            workers=layout.workers,
+            threads=layout.threads,
+            batch_size=layout.batch,
+            target_qps=rate * 1.1,
+        )
         explicit |= {"workers", "threads", "batch_size", "target_qps"}
     config, record = autotune(config, model, contract, data.path, explicit, log=lambda _: None)
-    backend = create_backend("onnxruntime", model, contract,
-                             BackendOptions(threads=config.threads))
+    backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=config.threads))
     with backend:
-        result = run_benchmark(config, backend, data, tmp / f"ours-{time.time_ns()}",
-                               model_name="side-by-side", log=lambda _: None)
+        result = run_benchmark(
+            config,
+            backend,
+            data,
+            tmp / f"ours-{time.time_ns()}",
+            model_name="side-by-side",
+            log=lambda _: None,
+        )
     summary = (record or {}).get("summary", "flags")
     if scenario is Scenario.SINGLE_STREAM:
         return float(result.summary["latency_p90_ns"]), summary
@@ -168,14 +201,33 @@ def _ours(model: Path, contract: ModelContract, data: PreprocessedDataset, tmp: 
 def _null(tmp: Path, classes: int) -> float:
     contract = ModelContract(name="null", image_size=16, resize_size=16, num_classes=classes)
     rng = np.random.default_rng(1)
-    data = write_cache(tmp / "null-data", name="null", kind="random", source="generated",
-                       contract=contract, items=[(f"n{i:04d}", 0) for i in range(1024)],
-                       load=lambda _f: rng.standard_normal((3, 16, 16), dtype=np.float32))
-    config = RunConfig(backend="null", scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE,
-                       batch_size=64, min_duration_s=0.5, count_override=300_000,
-                       target_qps=1.0, progress="off")
-    result = run_benchmark(config, create_backend("null", Path("none"), contract), data,
-                           tmp / "null-out", model_name="null", log=lambda _: None)
+    data = write_cache(
+        tmp / "null-data",
+        name="null",
+        kind="random",
+        source="generated",
+        contract=contract,
+        items=[(f"n{i:04d}", 0) for i in range(1024)],
+        load=lambda _f: rng.standard_normal((3, 16, 16), dtype=np.float32),
+    )
+    config = RunConfig(
+        backend="null",
+        scenario=Scenario.OFFLINE,
+        mode=Mode.PERFORMANCE,
+        batch_size=64,
+        min_duration_s=0.5,
+        count_override=300_000,
+        target_qps=1.0,
+        progress="off",
+    )
+    result = run_benchmark(
+        config,
+        create_backend("null", Path("none"), contract),
+        data,
+        tmp / "null-out",
+        model_name="null",
+        log=lambda _: None,
+    )
     return float(result.summary["samples_per_second"])
 
 

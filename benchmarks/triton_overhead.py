@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an ONNX classifier")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="ORT intra-op threads, in-process and inside Triton")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="requests in flight to Triton in Offline")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="ORT intra-op threads, in-process and inside Triton"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="requests in flight to Triton in Offline"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     parser.add_argument("--batches", default="1,2,4,8,16", help="raw batch sizes to try")
     parser.add_argument("--samples", type=int, default=256, help="random samples to make")
@@ -66,27 +68,38 @@ def _contract_of(model: Path) -> ModelContract:
     graph = onnx.load(str(model), load_external_data=False).graph
     size = graph.input[0].type.tensor_type.shape.dim[-1].dim_value
     classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
-    return ModelContract(name=model.stem, image_size=size, resize_size=size,
-                         num_classes=classes, input_name=graph.input[0].name,
-                         output_name=graph.output[0].name)
+    return ModelContract(
+        name=model.stem,
+        image_size=size,
+        resize_size=size,
+        num_classes=classes,
+        input_name=graph.input[0].name,
+        output_name=graph.output[0].name,
+    )
 
 
 def _random_dataset(path: Path, shape: tuple[int, ...]) -> PreprocessedDataset:
     path.mkdir(parents=True)
-    images = np.lib.format.open_memmap(path / "images.npy", mode="w+", dtype=np.float32,
-                                       shape=shape)
+    images = np.lib.format.open_memmap(
+        path / "images.npy", mode="w+", dtype=np.float32, shape=shape
+    )
     images[:] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     images.flush()
     del images
     return PreprocessedDataset(
-        path=path, name="random", kind="random",
+        path=path,
+        name="random",
+        kind="random",
         images=np.load(path / "images.npy", mmap_mode="r"),
-        labels=np.zeros(shape[0], dtype=np.int64), files=(), preprocessing={},
+        labels=np.zeros(shape[0], dtype=np.int64),
+        files=(),
+        preprocessing={},
     )
 
 
-def _raw_throughput(backend: Backend, data: PreprocessedDataset, batch: int,
-                    seconds: float) -> float:
+def _raw_throughput(
+    backend: Backend, data: PreprocessedDataset, batch: int, seconds: float
+) -> float:
     x = np.ascontiguousarray(data.images[:batch])
     backend.warmup(x, 2)
     done, start = 0, time.perf_counter()
@@ -98,18 +111,40 @@ def _raw_throughput(backend: Backend, data: PreprocessedDataset, batch: int,
 
 def _run(backend: Backend, data: PreprocessedDataset, out: Path, **settings: Any) -> float:
     config = RunConfig(mode=Mode.PERFORMANCE, buffer_size=data.size, **settings)
-    result = run_benchmark(config, backend, data, out, model_name="overhead",
-                           log=lambda _: None)
-    key = ("samples_per_second" if config.scenario is Scenario.OFFLINE else "latency_p90_ns")
+    result = run_benchmark(config, backend, data, out, model_name="overhead", log=lambda _: None)
+    key = "samples_per_second" if config.scenario is Scenario.OFFLINE else "latency_p90_ns"
     return float(result.summary[key])
 
 
-def _both(backend: Backend, data: PreprocessedDataset, out: Path, batch: int, qps: float,
-          p90_ns: float, seconds: float, workers: int) -> tuple[float, float]:
-    offline = _run(backend, data, out / "offline", scenario=Scenario.OFFLINE, batch_size=batch,
-                   min_duration_s=seconds, target_qps=qps, count_override=1, workers=workers)
-    single = _run(backend, data, out / "single", scenario=Scenario.SINGLE_STREAM,
-                  min_duration_s=seconds, target_latency_ms=p90_ns / 1e6)
+def _both(
+    backend: Backend,
+    data: PreprocessedDataset,
+    out: Path,
+    batch: int,
+    qps: float,
+    p90_ns: float,
+    seconds: float,
+    workers: int,
+) -> tuple[float, float]:
+    offline = _run(
+        backend,
+        data,
+        out / "offline",
+        scenario=Scenario.OFFLINE,
+        batch_size=batch,
+        min_duration_s=seconds,
+        target_qps=qps,
+        count_override=1,
+        workers=workers,
+    )
+    single = _run(
+        backend,
+        data,
+        out / "single",
+        scenario=Scenario.SINGLE_STREAM,
+        min_duration_s=seconds,
+        target_latency_ms=p90_ns / 1e6,
+    )
     return offline, single
 
 
@@ -118,8 +153,9 @@ def _measure(args: argparse.Namespace, tmp: Path) -> None:
     data = _random_dataset(tmp / "data", contract.input_shape(args.samples))
     ort = create_backend("onnxruntime", args.model, contract, BackendOptions(threads=args.threads))
     ort.load()
-    sweep = {b: _raw_throughput(ort, data, int(b), args.seconds / 4)
-             for b in args.batches.split(",")}
+    sweep = {
+        b: _raw_throughput(ort, data, int(b), args.seconds / 4) for b in args.batches.split(",")
+    }
     best = int(max(sweep, key=lambda b: sweep[b]))
     raw = _raw_throughput(ort, data, best, args.seconds)
     rows: list[tuple[str, float, float, dict[str, Any]]] = []
@@ -130,11 +166,20 @@ def _measure(args: argparse.Namespace, tmp: Path) -> None:
     write_repository(tmp / "repo", args.model, contract, spec)
     with TritonServer(find_triton(), tmp / "repo", tmp / "logs") as server:
         for protocol, shm in TRANSPORTS:
-            options = BackendOptions(triton_urls=(server.url(protocol),),
-                                     triton_protocol=protocol, triton_shm=shm)
+            options = BackendOptions(
+                triton_urls=(server.url(protocol),), triton_protocol=protocol, triton_shm=shm
+            )
             with create_backend("triton", tmp / "repo", contract, options) as backend:
-                offline, single = _both(backend, data, tmp / f"{protocol}-{shm}", best, raw,
-                                        single_p90(rows), args.seconds, args.workers)
+                offline, single = _both(
+                    backend,
+                    data,
+                    tmp / f"{protocol}-{shm}",
+                    best,
+                    raw,
+                    single_p90(rows),
+                    args.seconds,
+                    args.workers,
+                )
                 stats = backend.run_statistics()  # the SingleStream run's breakdown
             name = f"Triton {protocol}" + (" + shm" if shm == "system" else "")
             rows.append((name, offline, single, stats))
@@ -145,23 +190,48 @@ def single_p90(rows: list[tuple[str, float, float, dict[str, Any]]]) -> float:
     return rows[0][2]
 
 
-def _print(args: argparse.Namespace, contract: ModelContract, sweep: dict[str, float],
-           best: int, raw: float, rows: list[tuple[str, float, float, dict[str, Any]]]) -> None:
-    print(f"model {args.model} {contract.input_shape(1)[1:]}, ORT threads {args.threads}, "
-          f"Triton workers {args.workers}, {args.seconds:g} s per measurement")
-    print("raw ORT samples/s by batch: "
-          + ", ".join(f"{b}: {q:.1f}" for b, q in sweep.items()) + f"; best batch {best}")
+def _print(
+    args: argparse.Namespace,
+    contract: ModelContract,
+    sweep: dict[str, float],
+    best: int,
+    raw: float,
+    rows: list[tuple[str, float, float, dict[str, Any]]],
+) -> None:
+    print(
+        f"model {args.model} {contract.input_shape(1)[1:]}, ORT threads {args.threads}, "
+        f"Triton workers {args.workers}, {args.seconds:g} s per measurement"
+    )
+    print(
+        "raw ORT samples/s by batch: "
+        + ", ".join(f"{b}: {q:.1f}" for b, q in sweep.items())
+        + f"; best batch {best}"
+    )
     print(f"raw ORT at batch {best}: {raw:.1f} samples/s")
     base_single = rows[0][2]
-    print(f"\n{'':<24}{'Offline/s':>10}{'/raw':>7}{'SS p90 ms':>11}{'/in-proc':>9}"
-          f"{'queue':>8}{'c.in':>7}{'infer':>8}{'c.out':>7}{'client':>8}  (SS, us)")
+    print(
+        f"\n{'':<24}{'Offline/s':>10}{'/raw':>7}{'SS p90 ms':>11}{'/in-proc':>9}"
+        f"{'queue':>8}{'c.in':>7}{'infer':>8}{'c.out':>7}{'client':>8}  (SS, us)"
+    )
     for name, offline, single, stats in rows:
-        parts = "".join(f"{stats.get(k, float('nan')):>{w}.0f}" for k, w in (
-            ("server_queue_us", 8), ("server_compute_input_us", 7),
-            ("server_compute_infer_us", 8), ("server_compute_output_us", 7),
-            ("client_remainder_us", 8))) if stats else ""
-        print(f"{name:<24}{offline:>10.1f}{offline / raw:>7.3f}{single / 1e6:>11.3f}"
-              f"{single / base_single:>9.3f}{parts}")
+        parts = (
+            "".join(
+                f"{stats.get(k, float('nan')):>{w}.0f}"
+                for k, w in (
+                    ("server_queue_us", 8),
+                    ("server_compute_input_us", 7),
+                    ("server_compute_infer_us", 8),
+                    ("server_compute_output_us", 7),
+                    ("client_remainder_us", 8),
+                )
+            )
+            if stats
+            else ""
+        )
+        print(
+            f"{name:<24}{offline:>10.1f}{offline / raw:>7.3f}{single / 1e6:>11.3f}"
+            f"{single / base_single:>9.3f}{parts}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ _EPILOG = "Every run option can also come from its CK env var; a flag wins over 
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend",
-                        help="onnxruntime | tensorrt | pytorch | triton | null (CK_BACKEND)")
+    parser.add_argument(
+        "--backend", help="onnxruntime | tensorrt | pytorch | triton | null (CK_BACKEND)"
+    )
     parser.add_argument("--model", type=Path, help="model file (default: the CK model dep's env)")
     parser.add_argument("--dataset", type=Path, help="preprocessed dataset dir (default: CK env)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where logs go")
@@ -34,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckvision", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run one LoadGen test (what the CK programs run)",
-                         epilog=_EPILOG)
+    run = sub.add_parser(
+        "run", help="run one LoadGen test (what the CK programs run)", epilog=_EPILOG
+    )
     _add_run_options(run)
     run.add_argument("--quiet", action="store_true", help="no per-second progress")
 
@@ -45,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--tags", default="")
 
     data = sub.add_parser(
-        "install-dataset", help="preprocess a dataset into the rgb8 cache of the variation in "
-        "CKVISION_DATASET_* (set by the package's variation tags)"
+        "install-dataset",
+        help="preprocess a dataset into the rgb8 cache of the variation in "
+        "CKVISION_DATASET_* (set by the package's variation tags)",
     )
     data.add_argument("--kind", required=True, choices=("sample", "imagenet"))
     data.add_argument("--install-dir", type=Path, required=True)
@@ -64,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--calibration-count", type=int, default=500)
 
     results = sub.add_parser("results", help="table of recorded CK experiment entries")
-    results.add_argument("entries", nargs="*", type=Path,
-                         help="experiment entry dirs (default: all in $CK_REPOS/local/experiment)")
+    results.add_argument(
+        "entries",
+        nargs="*",
+        type=Path,
+        help="experiment entry dirs (default: all in $CK_REPOS/local/experiment)",
+    )
     results.add_argument("--tags", default="", help="only entries with all these tags")
     results.add_argument("--csv", type=Path, help="also write the full table as CSV")
     results.add_argument("--plot", type=Path, help="also write a PNG plot")
@@ -77,19 +84,35 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tags", required=True, help="entries with all these tags")
     report.add_argument("--compare", default="", help="A/B: a second tag set, ratios B/A")
     report.add_argument("--out", type=Path, default=Path("report.html"))
-    report.add_argument("--results", type=Path, action="append", default=[],
-                        help="peak-search results.json to include")
+    report.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        default=[],
+        help="peak-search results.json to include",
+    )
     report.add_argument("--png-dir", type=Path, help="also write the plots as PNG here")
     report.add_argument("--csv", type=Path, help="also write the runs as CSV")
 
     sub.add_parser("ck-setup", help="register this repo with ck, detect software, install packages")
-    deps = sub.add_parser("ck-deps", help="which env entry each dependency of a CK program "
-                          "resolves to; one line if CK would have to ask")
+    deps = sub.add_parser(
+        "ck-deps",
+        help="which env entry each dependency of a CK program "
+        "resolves to; one line if CK would have to ask",
+    )
     deps.add_argument("program", help="e.g. program:image-classification-onnxruntime-loadgen-py")
-    deps.add_argument("--dep-add-tags", action="append", default=[], metavar="NAME=TAGS",
-                      help="as ck's --dep_add_tags.NAME=TAGS (repeatable)")
-    install = sub.add_parser("ck-install", help="install this repo's package selected by TAGS "
-                             "(checked first: an unknown tag is one line, nothing installed)")
+    deps.add_argument(
+        "--dep-add-tags",
+        action="append",
+        default=[],
+        metavar="NAME=TAGS",
+        help="as ck's --dep_add_tags.NAME=TAGS (repeatable)",
+    )
+    install = sub.add_parser(
+        "ck-install",
+        help="install this repo's package selected by TAGS "
+        "(checked first: an unknown tag is one line, nothing installed)",
+    )
     install.add_argument("tags", help="e.g. model,tensorrt,resnet,converted-from-onnx,fp16")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
@@ -115,8 +138,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides["progress"] = "off"
     config = RunConfig.from_env(os.environ, overrides)
     inputs = resolve_inputs(os.environ, config.backend, args.model, args.dataset)
-    config, tuning = autotune(config, inputs.model_path, inputs.contract, inputs.dataset_dir,
-                              explicit_settings(os.environ, overrides))
+    config, tuning = autotune(
+        config,
+        inputs.model_path,
+        inputs.contract,
+        inputs.dataset_dir,
+        explicit_settings(os.environ, overrides),
+    )
     record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
     print_run(record)
     return 0
@@ -132,8 +160,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "install-model":
         from ckvision.ck.hooks.packages import install_model
 
-        install_model(args.name, args.install_dir, tags=args.tags,
-                      mirror=os.environ.get("CKVISION_MODEL_MIRROR", ""))
+        install_model(
+            args.name,
+            args.install_dir,
+            tags=args.tags,
+            mirror=os.environ.get("CKVISION_MODEL_MIRROR", ""),
+        )
     elif args.command == "install-dataset":
         from ckvision.ck.hooks.packages import install_dataset
 
@@ -154,8 +186,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "report":
         from ckvision.reports import write_report
 
-        write_report(args.tags, args.out, compare=args.compare, results=args.results,
-                     png_dir=args.png_dir, csv=args.csv)
+        write_report(
+            args.tags,
+            args.out,
+            compare=args.compare,
+            results=args.results,
+            png_dir=args.png_dir,
+            csv=args.csv,
+        )
     elif args.command == "ck-setup":
         from ckvision.ck.setup import setup_ck
 

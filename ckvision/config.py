@@ -333,16 +333,23 @@ class RunConfig:
         "Triton `host:port` list (comma, round-robin); empty = start a server on the repository",
     )
     triton_protocol: str = setting(
-        "CK_TRITON_PROTOCOL", "http", "Triton client protocol: http (default), grpc",
+        "CK_TRITON_PROTOCOL",
+        "http",
+        "Triton client protocol: http (default), grpc",
         choices=("http", "grpc"),
     )
     triton_shm: str = setting(
-        "CK_TRITON_SHM", "none", "Triton inputs/outputs through shared memory: none, system",
+        "CK_TRITON_SHM",
+        "none",
+        "Triton inputs/outputs through shared memory: none, system",
         choices=("none", "system"),
     )
     triton_timeout_s: float = setting(
-        "CK_TRITON_TIMEOUT_S", 30.0, "Triton per-request and model-ready timeout",
-        unit="s", minimum=1e-3,
+        "CK_TRITON_TIMEOUT_S",
+        30.0,
+        "Triton per-request and model-ready timeout",
+        unit="s",
+        minimum=1e-3,
     )
     triton_model: str = setting(
         "CK_TRITON_MODEL", "classifier", "model name in the Triton repository"
@@ -351,11 +358,15 @@ class RunConfig:
         "CK_TRITON_PYTHON", "", "the triton env's python (default `.venv-triton/bin/python`)"
     )
     progress: str = setting(
-        "CK_PROGRESS", "auto", "per-second progress: auto, plain, live, off (`run --quiet`)",
+        "CK_PROGRESS",
+        "auto",
+        "per-second progress: auto, plain, live, off (`run --quiet`)",
         choices=("auto", "plain", "live", "off"),
     )
     autotune: str = setting(
-        "CK_AUTOTUNE", "on", "probe workers x threads x batch when they are not given",
+        "CK_AUTOTUNE",
+        "on",
+        "probe workers x threads x batch when they are not given",
         choices=("on", "off"),
     )
 

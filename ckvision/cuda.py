@@ -89,8 +89,10 @@ def versions() -> dict[str, str]:
     """CUDA driver and runtime versions, as ``major.minor`` strings."""
     rt = cudart()
     out = {}
-    for key, call in (("cuda_driver", rt.cudaDriverGetVersion),
-                      ("cuda_runtime", rt.cudaRuntimeGetVersion)):
+    for key, call in (
+        ("cuda_driver", rt.cudaDriverGetVersion),
+        ("cuda_runtime", rt.cudaRuntimeGetVersion),
+    ):
         value = int(check(call(), key))
         out[key] = f"{value // 1000}.{value % 1000 // 10}"
     return out
@@ -115,11 +117,13 @@ class PinnedBuffer:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         self.nbytes = int(np.prod(shape)) * dtype.itemsize
         rt = cudart()
-        self.ptr: int = int(check(rt.cudaHostAlloc(self.nbytes, rt.cudaHostAllocPortable),
-                                  "cudaHostAlloc"))
+        self.ptr: int = int(
+            check(rt.cudaHostAlloc(self.nbytes, rt.cudaHostAllocPortable), "cudaHostAlloc")
+        )
         raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array: np.ndarray[Any, np.dtype[Any]] = (
-            np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape))
+        self.array: np.ndarray[Any, np.dtype[Any]] = np.frombuffer(
+            memoryview(raw), dtype=dtype
+        ).reshape(shape)
 
     def free(self) -> None:
         if self.ptr:
@@ -133,8 +137,9 @@ class Stream:
 
     def __init__(self) -> None:
         rt = cudart()
-        self.raw: Any = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking),
-                              "cudaStreamCreateWithFlags")
+        self.raw: Any = check(
+            rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
 
     @property
     def handle(self) -> int:
@@ -204,8 +209,13 @@ def nvidia_driver_version() -> str:
     if smi is None:
         return "unknown"
     try:
-        done = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],  # noqa: S603
-                              capture_output=True, text=True, timeout=20, check=False)
+        done = subprocess.run(  # noqa: S603 - fixed argv, the nvidia-smi found on PATH
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     lines = done.stdout.split()

@@ -22,11 +22,20 @@ MODEL = "efficientnet-lite0"
 DEMO_RUNS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("SingleStream", "AccuracyOnly", {}),
     ("Offline", "AccuracyOnly", {"CK_BATCH_SIZE": "8"}),
-    ("SingleStream", "PerformanceOnly",
-     {"CK_LOADGEN_COUNT_OVERRIDE": "256", "CK_LOADGEN_MIN_DURATION_S": "2",
-      "CK_LOADGEN_TARGET_LATENCY": "30"}),
-    ("Offline", "PerformanceOnly",
-     {"CK_BATCH_SIZE": "8", "CK_LOADGEN_TARGET_QPS": "200", "CK_LOADGEN_MIN_DURATION_S": "3"}),
+    (
+        "SingleStream",
+        "PerformanceOnly",
+        {
+            "CK_LOADGEN_COUNT_OVERRIDE": "256",
+            "CK_LOADGEN_MIN_DURATION_S": "2",
+            "CK_LOADGEN_TARGET_LATENCY": "30",
+        },
+    ),
+    (
+        "Offline",
+        "PerformanceOnly",
+        {"CK_BATCH_SIZE": "8", "CK_LOADGEN_TARGET_QPS": "200", "CK_LOADGEN_MIN_DURATION_S": "3"},
+    ),
 )
 
 
@@ -39,12 +48,20 @@ def benchmark_args(scenario: str, mode: str, env: dict[str, str]) -> list[str]:
     """The ``ck benchmark`` argument list for one recorded run (no shell involved)."""
     short = "accuracy" if mode == "AccuracyOnly" else "performance"
     args = [
-        "benchmark", f"program:{PROGRAM}", "--repetitions=1",
-        f"--env.CK_LOADGEN_SCENARIO={scenario}", f"--env.CK_LOADGEN_MODE={mode}",
+        "benchmark",
+        f"program:{PROGRAM}",
+        "--repetitions=1",
+        f"--env.CK_LOADGEN_SCENARIO={scenario}",
+        f"--env.CK_LOADGEN_MODE={mode}",
         *(f"--env.{key}={value}" for key, value in env.items()),
-        "--record", "--record_repo=local", f"--record_uoa={record_name(scenario, mode)}",
+        "--record",
+        "--record_repo=local",
+        f"--record_uoa={record_name(scenario, mode)}",
         f"--tags=ckvision,demo,onnxruntime,{MODEL},{scenario.lower()},{short}",
-        "--skip_print_timers", "--skip_stat_analysis", "--process_multi_keys", "--quiet",
+        "--skip_print_timers",
+        "--skip_stat_analysis",
+        "--process_multi_keys",
+        "--quiet",
         "--return_error_if_external_fail=yes",
         f"--dep_add_tags.images={_demo_dataset_tags()}",
     ]
@@ -77,11 +94,15 @@ def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) ->
         started = time.time()
         run_ck(benchmark_args(scenario, mode, env))
         entry = experiment_root() / record_name(scenario, mode)
-        new = [r for r in iter_runs(find_entries([entry]) if entry.is_dir() else [])
-               if r.path.stat().st_mtime >= started - 1]
+        new = [
+            r
+            for r in iter_runs(find_entries([entry]) if entry.is_dir() else [])
+            if r.path.stat().st_mtime >= started - 1
+        ]
         if not new:
-            raise RunError(f"ck benchmark recorded no {scenario} {mode} run: it failed; "
-                           "see its output above")
+            raise RunError(
+                f"ck benchmark recorded no {scenario} {mode} run: it failed; see its output above"
+            )
         runs.extend(new)
     names = [experiment_root() / record_name(s, m) for s, m, _ in DEMO_RUNS]
     import pandas as pd
@@ -92,8 +113,10 @@ def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) ->
             scenario = run.record["loadgen"].get("scenario")
             log(f"{scenario} {format_accuracy(run.record['accuracy'])}")
     dataset = runs[0].record["dataset"] if runs else {}
-    log(f"(accuracy on the embedded sample set {dataset.get('name')}, "
-        f"{dataset.get('size')} images: not ImageNet accuracy)")
+    log(
+        f"(accuracy on the embedded sample set {dataset.get('name')}, "
+        f"{dataset.get('size')} images: not ImageNet accuracy)"
+    )
     log("")
     log(format_table(summary_table(pd.DataFrame([run_row(r) for r in runs]))))
     log("")

@@ -15,22 +15,28 @@ __all__ = ["print_run", "print_results", "format_table"]
 
 
 def format_table(table: pd.DataFrame) -> str:
-    return table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}")
+    return str(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
 
 
 def print_run(record: dict[str, Any]) -> None:
     from ckvision.accuracy.scoring import format_accuracy
 
     summary = record["loadgen"]
-    print(f"ckvision: {summary.get('scenario')} {summary.get('mode')} "
-          f"on {record['model'].get('name')} ({record['backend']['name']})")
+    print(
+        f"ckvision: {summary.get('scenario')} {summary.get('mode')} "
+        f"on {record['model'].get('name')} ({record['backend']['name']})"
+    )
     if record.get("accuracy"):
         print(format_accuracy(record["accuracy"]))
-        print(f"(accuracy on dataset {record['dataset']['name']}, "
-              f"{record['accuracy']['total']} images)")
+        print(
+            f"(accuracy on dataset {record['dataset']['name']}, "
+            f"{record['accuracy']['total']} images)"
+        )
     if summary.get("mode") == "PerformanceOnly":
-        parts = [f"{summary.get('headline', 'result')}: {summary.get('headline_value')}",
-                 f"result: {summary.get('result_validity')}"]
+        parts = [
+            f"{summary.get('headline', 'result')}: {summary.get('headline_value')}",
+            f"result: {summary.get('result_validity')}",
+        ]
         for key in ("latency_p50_ns", "latency_p90_ns", "latency_p99_ns"):
             if key in summary:
                 parts.append(f"{key[8:-3]}={summary[key] / 1e6:.3f} ms")
@@ -39,13 +45,15 @@ def print_run(record: dict[str, Any]) -> None:
             print(f"  * {line}")
     stats = record["backend"].get("statistics") or {}
     if stats.get("requests"):
-        print(f"triton per request: queue {stats['server_queue_us'] / 1e3:.3f} ms, "
-              f"compute input {stats['server_compute_input_us'] / 1e3:.3f} ms, "
-              f"infer {stats['server_compute_infer_us'] / 1e3:.3f} ms, "
-              f"output {stats['server_compute_output_us'] / 1e3:.3f} ms, client-side "
-              f"{stats.get('client_remainder_us', float('nan')) / 1e3:.3f} ms "
-              f"({stats['requests']} requests, mean server batch "
-              f"{stats.get('avg_server_batch') or 0:.2f})")
+        print(
+            f"triton per request: queue {stats['server_queue_us'] / 1e3:.3f} ms, "
+            f"compute input {stats['server_compute_input_us'] / 1e3:.3f} ms, "
+            f"infer {stats['server_compute_infer_us'] / 1e3:.3f} ms, "
+            f"output {stats['server_compute_output_us'] / 1e3:.3f} ms, client-side "
+            f"{stats.get('client_remainder_us', float('nan')) / 1e3:.3f} ms "
+            f"({stats['requests']} requests, mean server batch "
+            f"{stats.get('avg_server_batch') or 0:.2f})"
+        )
 
 
 def print_results(

@@ -38,8 +38,14 @@ def upstream_entries() -> list[Entry]:
                 if row["module"] in SKIP_MODULES or row["repo"] == "repo":
                     continue
                 extra = row.get("variations") or row.get("soft_env_prefix") or ""
-                entry = Entry(row["repo"], row["module"], row["alias"], row["uid"],
-                              tuple(t for t in row["tags"].split(",") if t), extra)
+                entry = Entry(
+                    row["repo"],
+                    row["module"],
+                    row["alias"],
+                    row["uid"],
+                    tuple(t for t in row["tags"].split(",") if t),
+                    extra,
+                )
                 entries.setdefault((entry.repo, entry.module, entry.alias), entry)
     return list(entries.values())
 
@@ -53,7 +59,7 @@ def _module_uids() -> dict[str, str]:
                 if row["module"] == "module":
                     uids.setdefault(row["alias"], row["uid"])
     for alias_file in (Path(__file__).resolve().parents[1] / ".cm").glob("alias-a-*"):
-        uids.setdefault(alias_file.name[len("alias-a-"):], alias_file.read_text().strip())
+        uids.setdefault(alias_file.name[len("alias-a-") :], alias_file.read_text().strip())
     return uids
 
 
@@ -72,7 +78,7 @@ def _meta(entry: Entry) -> dict[str, object]:
     return meta
 
 
-_CHECK_ENV = '''\
+_CHECK_ENV = """\
 import os, sys
 need = ["CK_ENV_COMPILER_PYTHON_FILE", "CK_ENV_ONNX_MODEL_ONNX_FILEPATH",
         "CK_ENV_ONNX_MODEL_INPUT_LAYER_NAME", "CK_ENV_ONNX_MODEL_OUTPUT_LAYER_NAME",
@@ -83,7 +89,7 @@ if missing or not os.path.isfile(os.environ.get("CK_ENV_ONNX_MODEL_ONNX_FILEPATH
     sys.exit("UPSTREAM-ENV-MISSING " + " ".join(missing))
 import numpy, onnxruntime
 print("UPSTREAM-ENV-OK", os.environ["ML_MODEL_MODEL_NAME"], os.environ["ML_MODEL_DATA_LAYOUT"])
-'''
+"""
 
 
 def _upstream_program_meta() -> dict[str, object]:
@@ -93,17 +99,26 @@ def _upstream_program_meta() -> dict[str, object]:
     return {
         "backup_data_uid": UPSTREAM_PROGRAM[1],
         "data_name": UPSTREAM_PROGRAM[0],
-        "main_language": "python", "no_compile": "yes", "no_target_file": "yes",
-        "process_in_tmp": "yes", "program": "yes",
-        "run_cmds": {"default": {"ignore_return_code": "no", "run_time": {
-            "run_cmd_main": "$<<CK_ENV_COMPILER_PYTHON_FILE>>$ ../check_env.py"}}},
+        "main_language": "python",
+        "no_compile": "yes",
+        "no_target_file": "yes",
+        "process_in_tmp": "yes",
+        "program": "yes",
+        "run_cmds": {
+            "default": {
+                "ignore_return_code": "no",
+                "run_time": {"run_cmd_main": "$<<CK_ENV_COMPILER_PYTHON_FILE>>$ ../check_env.py"},
+            }
+        },
         "run_deps": {
             "python": dep("compiler,lang-python", 0),
             "lib-python-numpy": dep("lib,python-package,numpy", 10),
             "lib-python-onnxruntime": dep("lib,python-package,onnxruntime", 20),
             "images": dep("dataset,imagenet,preprocessed", 40),
-            "weights": {**dep("model,image-classification,onnx", 30),
-                        "pass_matching_tags_to": {"side.": ["images"]}},
+            "weights": {
+                **dep("model,image-classification,onnx", 30),
+                "pass_matching_tags_to": {"side.": ["images"]},
+            },
         },
         "tags": ["image-classification", "onnx", "lang-python"],
     }
@@ -122,8 +137,9 @@ def build_standins(root: Path) -> dict[str, Path]:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "check_env.py").write_text(_CHECK_ENV, encoding="utf-8")
         _write_json(folder / ".cm" / "meta.json", meta)
-        _write_json(folder / ".cm" / "info.json",
-                    {"backup_data_uid": entry.uid, "data_name": entry.alias})
+        _write_json(
+            folder / ".cm" / "info.json", {"backup_data_uid": entry.uid, "data_name": entry.alias}
+        )
         _write_json(folder / ".cm" / "desc.json", {})
         (module / ".cm").mkdir(parents=True, exist_ok=True)
         (module / ".cm" / f"alias-a-{entry.alias}").write_text(entry.uid + "\n")
@@ -135,6 +151,8 @@ def build_standins(root: Path) -> dict[str, Path]:
             (repo / ".cm").mkdir(exist_ok=True)
             (repo / ".cm" / f"alias-a-{module}").write_text(uid + "\n")
             (repo / ".cm" / f"alias-u-{uid}").write_text(module + "\n")
-        _write_json(repo / ".ckr.json", {"data_alias": name, "data_name": name,
-                                         "data_uoa": name, "dict": {"repo_deps": []}})
+        _write_json(
+            repo / ".ckr.json",
+            {"data_alias": name, "data_name": name, "data_uoa": name, "dict": {"repo_deps": []}},
+        )
     return repos

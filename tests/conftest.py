@@ -44,8 +44,9 @@ def tiny_logits(images: np.ndarray) -> np.ndarray:
     return logits
 
 
-def build_tiny_onnx(path: Path, batch: int | str = "N", image: int = IMAGE,
-                    classes: int = NUM_CLASSES) -> Path:
+def build_tiny_onnx(
+    path: Path, batch: int | str = "N", image: int = IMAGE, classes: int = NUM_CLASSES
+) -> Path:
     """input [batch,3,image,image] -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
     weight = _WEIGHT if classes == NUM_CLASSES else np.ones((3, classes), np.float32)
     graph = helper.make_graph(
@@ -68,8 +69,13 @@ def build_tiny_onnx(path: Path, batch: int | str = "N", image: int = IMAGE,
 
 @pytest.fixture(scope="session")
 def tiny_contract() -> ModelContract:
-    return ModelContract(name="tiny", image_size=IMAGE, resize_size=IMAGE,
-                         num_classes=NUM_CLASSES, output_name="logits")
+    return ModelContract(
+        name="tiny",
+        image_size=IMAGE,
+        resize_size=IMAGE,
+        num_classes=NUM_CLASSES,
+        output_name="logits",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -96,14 +102,20 @@ def tiny_truth(tiny_images: np.ndarray) -> TinyTruth:
 
 @pytest.fixture(scope="session")
 def tiny_dataset(
-    tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelContract,
-    tiny_images: np.ndarray, tiny_truth: TinyTruth,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_contract: ModelContract,
+    tiny_images: np.ndarray,
+    tiny_truth: TinyTruth,
 ) -> PreprocessedDataset:
     items = [(f"img{i:03d}.png", int(label)) for i, label in enumerate(tiny_truth.labels)]
     return write_cache(
         tmp_path_factory.mktemp("data") / "tiny",
-        name="tiny", kind="sample", source="generated", contract=tiny_contract,
-        items=items, load=lambda file: tiny_images[int(file[3:6])],
+        name="tiny",
+        kind="sample",
+        source="generated",
+        contract=tiny_contract,
+        items=items,
+        load=lambda file: tiny_images[int(file[3:6])],
     )
 
 
@@ -112,9 +124,14 @@ def quick_config() -> Callable[..., RunConfig]:
     """A RunConfig whose LoadGen test ends in well under a second."""
 
     def make(**changes: Any) -> RunConfig:
-        values: dict[str, Any] = {"backend": "onnxruntime", "min_duration_s": 0.05,
-                                  "max_duration_s": 10.0, "count_override": 32,
-                                  "threads": 1, "target_qps": 2000.0}
+        values: dict[str, Any] = {
+            "backend": "onnxruntime",
+            "min_duration_s": 0.05,
+            "max_duration_s": 10.0,
+            "count_override": 32,
+            "threads": 1,
+            "target_qps": 2000.0,
+        }
         values.update(changes)
         return RunConfig(**values)
 
@@ -142,8 +159,9 @@ def ck_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = Path(__file__).resolve().parents[1]
 
     def run(*args: str) -> None:
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+        )
         assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
 
     run(ck, "add", "repo:ck-mlperf-vision", f"--path={root}", "--quiet")
@@ -154,8 +172,9 @@ def ck_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ck_session_env(ck_world: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                   ) -> dict[str, str]:
+def ck_session_env(
+    ck_world: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """The session's prepared CK (:func:`ck_world`) plus ``MARKER``: a file that hostile
     values try to create (tests/test_ck_trust.py)."""
     return dict(ck_world, MARKER=str(tmp_path_factory.mktemp("marker") / "EXECUTED"))
@@ -177,13 +196,19 @@ class TritonFixture:
         from ckvision.backends.base import BackendOptions
 
         url = self.grpc if protocol == "grpc" else self.http
-        return BackendOptions(triton_urls=(url,), triton_protocol=protocol, triton_shm=shm,
-                              triton_timeout_s=20.0, **more)
+        return BackendOptions(
+            triton_urls=(url,),
+            triton_protocol=protocol,
+            triton_shm=shm,
+            triton_timeout_s=20.0,
+            **more,
+        )
 
 
 @pytest.fixture(scope="session")
-def triton_server(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Path,
-                  tiny_contract: ModelContract) -> Any:
+def triton_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Path, tiny_contract: ModelContract
+) -> Any:
     """Skips (with the reason) where no triton env exists; the server always stops."""
     pytest.importorskip("tritonclient.grpc")
     from ckvision.errors import CkVisionError
@@ -195,8 +220,12 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Pat
     except CkVisionError as err:
         pytest.skip(f"no Triton server: {err}")
     tmp = tmp_path_factory.mktemp("triton")
-    write_repository(tmp / "repo", tiny_onnx_model, tiny_contract,
-                     RepoSpec(backend="python", max_batch=8, max_queue_delay_us=500))
+    write_repository(
+        tmp / "repo",
+        tiny_onnx_model,
+        tiny_contract,
+        RepoSpec(backend="python", max_batch=8, max_queue_delay_us=500),
+    )
     with TritonServer(install, tmp / "repo", tmp / "logs") as server:
         yield TritonFixture(tmp / "repo", server.http_url, server.grpc_url, server.log_path)
 
@@ -206,5 +235,4 @@ def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Auto-tuning caches its probes; tests keep that cache out of the home directory."""
     import os
 
-    os.environ.setdefault("CK_TUNING_CACHE",
-                          str(tmp_path_factory.mktemp("tuning") / "tuning.json"))
+    os.environ.setdefault("CK_TUNING_CACHE", str(tmp_path_factory.mktemp("tuning") / "tuning.json"))

@@ -38,9 +38,11 @@ def _podman_env() -> dict[str, str]:
     conf.write_text(
         "[containers]\n"
         f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=32768:32768"]\n'
-        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
-    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE}/graph"\n'
-                       f'runroot = "{STATE}/run"\n')
+        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+    )
+    storage.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE}/graph"\nrunroot = "{STATE}/run"\n'
+    )
     return dict(os.environ, CONTAINERS_CONF=str(conf), CONTAINERS_STORAGE_CONF=str(storage))
 
 
@@ -55,8 +57,9 @@ def _ping(timeout: int = 30) -> Any:
             return client
         except Exception as err:  # the SDK raises requests/socket errors while it starts
             if time.monotonic() > deadline:
-                raise NoEngine(f"engine at {os.environ.get('DOCKER_HOST')} does not answer: "
-                               f"{err}") from err
+                raise NoEngine(
+                    f"engine at {os.environ.get('DOCKER_HOST')} does not answer: {err}"
+                ) from err
             time.sleep(0.5)
 
 
@@ -70,16 +73,26 @@ def start_engine() -> tuple[Any, subprocess.Popen[bytes] | None]:
         return _ping(5), None
     podman = shutil.which("podman")
     if podman is None or os.geteuid() != 0:
-        raise NoEngine("no DOCKER_HOST, no /var/run/docker.sock, and no rootful podman "
-                       "(apt-get install podman buildah runc debootstrap, as root)")
+        raise NoEngine(
+            "no DOCKER_HOST, no /var/run/docker.sock, and no rootful podman "
+            "(apt-get install podman buildah runc debootstrap, as root)"
+        )
     env = _podman_env()
     sock = STATE / "podman.sock"
     sock.unlink(missing_ok=True)
     log = (STATE / "service.log").open("ab")
-    proc = subprocess.Popen([podman, "system", "service", "--time=0", f"unix://{sock}"],
-                            env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    os.environ.update(DOCKER_HOST=f"unix://{sock}", CONTAINERS_CONF=env["CONTAINERS_CONF"],
-                      CONTAINERS_STORAGE_CONF=env["CONTAINERS_STORAGE_CONF"])
+    proc = subprocess.Popen(
+        [podman, "system", "service", "--time=0", f"unix://{sock}"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        DOCKER_HOST=f"unix://{sock}",
+        CONTAINERS_CONF=env["CONTAINERS_CONF"],
+        CONTAINERS_STORAGE_CONF=env["CONTAINERS_STORAGE_CONF"],
+    )
     try:
         return _ping(60), proc
     except NoEngine:
@@ -100,13 +113,18 @@ def ensure_local_base(client: Any, budget_s: int = 600) -> str:
     sources = Path("/etc/apt/sources.list.d/debian.sources")
     if debootstrap is None or not sources.is_file():
         raise NoEngine(f"no {LOCAL_BASE} and no debootstrap/Debian mirror to make it")
-    mirror = next(ln.split()[1] for ln in sources.read_text().splitlines()
-                  if ln.startswith("URIs:"))
+    mirror = next(
+        ln.split()[1] for ln in sources.read_text().splitlines() if ln.startswith("URIs:")
+    )
     rootfs = STATE / "rootfs"
     if not (rootfs / "usr" / "bin" / "apt-get").exists():
         shutil.rmtree(rootfs, ignore_errors=True)
-        subprocess.run([debootstrap, "--variant=minbase", "bookworm", str(rootfs), mirror],
-                       check=True, capture_output=True, timeout=budget_s)
+        subprocess.run(
+            [debootstrap, "--variant=minbase", "bookworm", str(rootfs), mirror],
+            check=True,
+            capture_output=True,
+            timeout=budget_s,
+        )
     archive = STATE / "rootfs.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(rootfs, arcname=".")

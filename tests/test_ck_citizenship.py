@@ -36,14 +36,20 @@ def our_entries() -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for alias_file in ROOT.glob("*/.cm/alias-a-*"):
         module = alias_file.parent.parent.name
-        if (alias_file.parent.parent / alias_file.name[len("alias-a-"):]).is_dir():
-            found[(module, alias_file.name[len("alias-a-"):])] = alias_file.read_text().strip()
+        if (alias_file.parent.parent / alias_file.name[len("alias-a-") :]).is_dir():
+            found[(module, alias_file.name[len("alias-a-") :])] = alias_file.read_text().strip()
     return found
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [CK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 # ---------------------------------------------------------------- fast: entries and metadata
@@ -54,20 +60,23 @@ def test_no_entry_shares_an_alias_or_uid_with_an_upstream_entry() -> None:
     upstream_uids = {e.uid for e in upstream_entries()}
     ours = our_entries()
     assert ("soft", "lib.python.onnxruntime.ckvision") in ours  # the walk finds entries
-    clashes = sorted(k for k in ours if k in upstream
-                     and k not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE)
+    clashes = sorted(
+        k for k in ours if k in upstream and k not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE
+    )
     assert clashes == []
     assert sorted(k for k, uid in ours.items() if uid in upstream_uids) == []
 
 
 def test_soft_entries_carry_the_upstream_tags_for_the_same_software() -> None:
     upstream = {e.alias: set(e.tags) for e in upstream_entries() if e.module == "soft"}
-    pairs = {"compiler.python.ckvision": "compiler.python",
-             "lib.python.numpy.ckvision": "lib.python.numpy",
-             "lib.python.onnxruntime.ckvision": "lib.python.onnxruntime",
-             "lib.python.tensorrt.ckvision": "lib.python.tensorrt",
-             "model.onnx.ckvision": "model.onnx",
-             "model.tensorrt.ckvision": "model.tensorrt"}
+    pairs = {
+        "compiler.python.ckvision": "compiler.python",
+        "lib.python.numpy.ckvision": "lib.python.numpy",
+        "lib.python.onnxruntime.ckvision": "lib.python.onnxruntime",
+        "lib.python.tensorrt.ckvision": "lib.python.tensorrt",
+        "model.onnx.ckvision": "model.onnx",
+        "model.tensorrt.ckvision": "model.tensorrt",
+    }
     for ours, theirs in pairs.items():
         tags = set(json.loads((ROOT / "soft" / ours / ".cm" / "meta.json").read_text())["tags"])
         assert upstream[theirs] <= tags, (ours, upstream[theirs] - tags)
@@ -86,15 +95,21 @@ def test_repository_metadata_for_ck_cm_and_mlc_agree() -> None:
 
 
 def test_engine_package_accepts_the_words_of_ck_mlperf_docs() -> None:
-    meta = json.loads((ROOT / "package/model-tensorrt-converted-from-onnx/.cm/meta.json")
-                      .read_text())
+    meta = json.loads(
+        (ROOT / "package/model-tensorrt-converted-from-onnx/.cm/meta.json").read_text()
+    )
     words = set(meta["tags"]) | set(meta["variations"])
-    upstream = next(e for e in upstream_entries()
-                    if (e.repo, e.alias) == ("ck-tensorrt", "model-tensorrt-convert-from-onnx"))
+    upstream = next(
+        e
+        for e in upstream_entries()
+        if (e.repo, e.alias) == ("ck-tensorrt", "model-tensorrt-convert-from-onnx")
+    )
     batches = {v for v in upstream.extra.split(",") if v.startswith("maxbatch.")}
     assert len(batches) == 32 and batches <= set(meta["variations"])
-    for typed in ("model,tensorrt,resnet,converted-from-onnx,fp32,maxbatch.32",
-                  "model,tensorrt,resnet50,converted-from-onnx,fp16,maxbatch.15"):
+    for typed in (
+        "model,tensorrt,resnet,converted-from-onnx,fp32,maxbatch.32",
+        "model,tensorrt,resnet50,converted-from-onnx,fp16,maxbatch.15",
+    ):
         assert set(typed.split(",")) <= words, typed
     assert meta["variations"]["resnet"]["extra_env"] == meta["variations"]["resnet50"]["extra_env"]
 
@@ -108,24 +123,35 @@ def test_ml_model_env_round_trips_and_reads_ck_mlperf_packages() -> None:
     assert env["ML_MODEL_COLOUR_CHANNELS_BGR"] == "NO" and "ML_MODEL_MAX_BATCH_SIZE" not in env
     assert ModelContract.from_env(env) == ours
     # ck-mlperf's model-onnx-mlperf-resnet50: means on 0..255, no normalisation, no stds
-    resnet = ModelContract.from_env({"ML_MODEL_MODEL_NAME": "resnet50",
-                                     "ML_MODEL_GIVEN_CHANNEL_MEANS": "123.68 116.78 103.94",
-                                     "ML_MODEL_COLOUR_CHANNELS_BGR": "YES"})
+    resnet = ModelContract.from_env(
+        {
+            "ML_MODEL_MODEL_NAME": "resnet50",
+            "ML_MODEL_GIVEN_CHANNEL_MEANS": "123.68 116.78 103.94",
+            "ML_MODEL_COLOUR_CHANNELS_BGR": "YES",
+        }
+    )
     assert resnet.mean == pytest.approx((123.68 / 255, 116.78 / 255, 103.94 / 255))
     assert resnet.std == pytest.approx((1 / 255,) * 3) and resnet.color_order == "BGR"
     # ck-mlperf's mobilenet: NORMALIZE_DATA to [-1, 1], no mean -> mean = std = 0.5
-    mobilenet = ModelContract.from_env({"ML_MODEL_MODEL_NAME": "mobilenet",
-                                        "ML_MODEL_NORMALIZE_DATA": "YES",
-                                        "ML_MODEL_SUBTRACT_MEAN": "NO"})
+    mobilenet = ModelContract.from_env(
+        {
+            "ML_MODEL_MODEL_NAME": "mobilenet",
+            "ML_MODEL_NORMALIZE_DATA": "YES",
+            "ML_MODEL_SUBTRACT_MEAN": "NO",
+        }
+    )
     assert mobilenet.mean == pytest.approx((0.5,) * 3)
     assert mobilenet.std == pytest.approx((0.5,) * 3)
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"ML_MODEL_SUBTRACT_MEAN": "YES"}, "per-image"),
-    ({"ML_MODEL_NORMALIZE_DATA": "maybe"}, "must be YES or NO"),
-    ({"ML_MODEL_IMAGE_CHANNELS": "4"}, "IMAGE_CHANNELS"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"ML_MODEL_SUBTRACT_MEAN": "YES"}, "per-image"),
+        ({"ML_MODEL_NORMALIZE_DATA": "maybe"}, "must be YES or NO"),
+        ({"ML_MODEL_IMAGE_CHANNELS": "4"}, "IMAGE_CHANNELS"),
+    ],
+)
 def test_ml_model_env_refuses_what_it_cannot_mean(extra: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ModelContract.from_env({"ML_MODEL_MODEL_NAME": "m", **extra})
@@ -164,10 +190,19 @@ print(json.dumps(wrong))
 def test_ck_load_of_every_upstream_alias_returns_the_upstream_uid(
     ck_world: dict[str, str],
 ) -> None:
-    wanted = [[e.module, e.alias, e.uid] for e in upstream_entries()
-              if (e.module, e.alias) not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE]
-    done = subprocess.run([sys.executable, "-c", _LOAD_ALL], input=json.dumps(wanted),
-                          env=ck_world, capture_output=True, text=True, timeout=300)
+    wanted = [
+        [e.module, e.alias, e.uid]
+        for e in upstream_entries()
+        if (e.module, e.alias) not in SHARED_PROGRAM_NAMES | PENDING_ELSEWHERE
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_ALL],
+        input=json.dumps(wanted),
+        env=ck_world,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1]) == []
     assert len(wanted) > 500
@@ -175,9 +210,17 @@ def test_ck_load_of_every_upstream_alias_returns_the_upstream_uid(
 
 @pytest.mark.slow
 def test_our_program_runs_next_to_upstream_without_a_question(ck_world: dict[str, str]) -> None:
-    run = ck(ck_world, "run", f"ck-mlperf-vision:{PROGRAM}", "--env.CK_LOADGEN_DATASET_SIZE=8",
-             "--env.CK_LOADGEN_SCENARIO=Offline", "--env.CK_BATCH_SIZE=4",
-             "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+    run = ck(
+        ck_world,
+        "run",
+        f"ck-mlperf-vision:{PROGRAM}",
+        "--env.CK_LOADGEN_DATASET_SIZE=8",
+        "--env.CK_LOADGEN_SCENARIO=Offline",
+        "--env.CK_BATCH_SIZE=4",
+        "--skip_print_timers",
+        "--return_error_if_external_fail=yes",
+        "--quiet",
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     assert ", total=8" in run.stdout
     assert not any(p in run.stdout for p in PROMPTS)
@@ -187,15 +230,22 @@ def test_our_program_runs_next_to_upstream_without_a_question(ck_world: dict[str
 def test_upstream_style_program_resolves_against_our_env_entries(
     ck_world: dict[str, str],
 ) -> None:
-    run = ck(ck_world, "run", f"ck-mlperf:program:{UPSTREAM_PROGRAM[0]}", "--quiet",
-             "--skip_print_timers", "--return_error_if_external_fail=yes")
+    run = ck(
+        ck_world,
+        "run",
+        f"ck-mlperf:program:{UPSTREAM_PROGRAM[0]}",
+        "--quiet",
+        "--skip_print_timers",
+        "--return_error_if_external_fail=yes",
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "UPSTREAM-ENV-OK efficientnet-lite0 NCHW" in run.stdout
 
 
 @pytest.mark.slow
 def test_upstream_env_entry_is_accepted_and_two_candidates_never_prompt(
-    ck_world: dict[str, str], tmp_path: Path,
+    ck_world: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """An env entry made by ck-env's soft:lib.python.numpy next to ours: --quiet picks one,
     ``ckvision ck-deps`` without --quiet says in one line which tags to add."""
@@ -203,31 +253,64 @@ def test_upstream_env_entry_is_accepted_and_two_candidates_never_prompt(
 
     env = dict(ck_world)
     request = tmp_path / "env.json"
-    request.write_text(json.dumps({"dict": {
-        "tags": ["lib", "python-package", "numpy", "upstream-made", "v1.26"],
-        "soft_uoa": "6a10047b1bcd16fc", "setup": {},
-        "customize": {"version": "1.26", "full_path": numpy.__file__},
-        "env": {"CK_ENV_LIB_NUMPY": str(Path(numpy.__file__).parent),
-                "PYTHONPATH": str(Path(numpy.__file__).parents[1]) + ":$PYTHONPATH"},
-    }}))
+    request.write_text(
+        json.dumps(
+            {
+                "dict": {
+                    "tags": ["lib", "python-package", "numpy", "upstream-made", "v1.26"],
+                    "soft_uoa": "6a10047b1bcd16fc",
+                    "setup": {},
+                    "customize": {"version": "1.26", "full_path": numpy.__file__},
+                    "env": {
+                        "CK_ENV_LIB_NUMPY": str(Path(numpy.__file__).parent),
+                        "PYTHONPATH": str(Path(numpy.__file__).parents[1]) + ":$PYTHONPATH",
+                    },
+                }
+            }
+        )
+    )
     added = ck(env, "add", "local:env:", f"@{request}", "--quiet")
     assert added.returncode == 0, added.stdout + added.stderr
     try:
-        check = subprocess.run([sys.executable, "-m", "ckvision", "ck-deps", PROGRAM],
-                               env=env, capture_output=True, text=True, timeout=120,
-                               stdin=subprocess.DEVNULL)
+        check = subprocess.run(
+            [sys.executable, "-m", "ckvision", "ck-deps", PROGRAM],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert check.returncode != 0
         lines = [ln for ln in check.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1, check.stderr
         assert "lib-python-numpy" in lines[0] and "--dep_add_tags.lib-python-numpy=" in lines[0]
         assert "upstream-made" in lines[0]
-        picked = subprocess.run([sys.executable, "-m", "ckvision", "ck-deps", PROGRAM,
-                                 "--dep-add-tags", "lib-python-numpy=upstream-made"],
-                                env=env, capture_output=True, text=True, timeout=120)
+        picked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ckvision",
+                "ck-deps",
+                PROGRAM,
+                "--dep-add-tags",
+                "lib-python-numpy=upstream-made",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert picked.returncode == 0, picked.stderr
-        run = ck(env, "run", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
-                 "--dep_add_tags.lib-python-numpy=upstream-made", "--skip_print_timers",
-                 "--return_error_if_external_fail=yes", "--quiet")
+        run = ck(
+            env,
+            "run",
+            PROGRAM,
+            "--env.CK_LOADGEN_DATASET_SIZE=8",
+            "--dep_add_tags.lib-python-numpy=upstream-made",
+            "--skip_print_timers",
+            "--return_error_if_external_fail=yes",
+            "--quiet",
+        )
         assert run.returncode == 0, run.stdout[-3000:]
         assert not any(p in run.stdout for p in PROMPTS)
     finally:
@@ -236,7 +319,8 @@ def test_upstream_env_entry_is_accepted_and_two_candidates_never_prompt(
 
 @pytest.mark.slow
 def test_a_python_detected_by_ck_env_does_not_replace_ours(
-    ck_world: dict[str, str], tmp_path: Path,
+    ck_world: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """ck-env users have python detected already (often another interpreter): ck-setup
     still detects ours and CK's --quiet choice takes it (our soft sorts first)."""
@@ -247,26 +331,50 @@ def test_a_python_detected_by_ck_env_does_not_replace_ours(
     other = str(fake)
     request = tmp_path / "env.json"
     # name and version that CK's own order (sort, name, version; highest first) puts first
-    request.write_text(json.dumps({"data_name": "zz python (ck-env)", "dict": {
-        "tags": ["compiler", "python", "lang-python", "upstream-made-python", "v9.9"],
-        "soft_uoa": "45d68512df22fde7", "setup": {},
-        "customize": {"version": "9.9", "full_path": other, "version_split": [9, 9]},
-        "env": {"CK_ENV_COMPILER_PYTHON_FILE": other, "CK_ENV_COMPILER_PYTHON": str(fake.parent)},
-    }}))
+    request.write_text(
+        json.dumps(
+            {
+                "data_name": "zz python (ck-env)",
+                "dict": {
+                    "tags": ["compiler", "python", "lang-python", "upstream-made-python", "v9.9"],
+                    "soft_uoa": "45d68512df22fde7",
+                    "setup": {},
+                    "customize": {"version": "9.9", "full_path": other, "version_split": [9, 9]},
+                    "env": {
+                        "CK_ENV_COMPILER_PYTHON_FILE": other,
+                        "CK_ENV_COMPILER_PYTHON": str(fake.parent),
+                    },
+                },
+            }
+        )
+    )
     added = ck(ck_world, "add", "local:env:", f"@{request}", "--quiet")
     assert added.returncode == 0, added.stdout
     fake_uid = re.search(r"Entry\s+\(([0-9a-f]{16})", added.stdout).group(1)  # type: ignore[union-attr]
     try:
-        again = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=ck_world,
-                               capture_output=True, text=True, timeout=300,
-                               stdin=subprocess.DEVNULL)
+        again = subprocess.run(
+            [sys.executable, "-m", "ckvision", "ck-setup"],
+            env=ck_world,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert again.returncode == 0 and "compiler,lang-python already detected" in again.stdout
-        run = ck(ck_world, "run", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
-                 "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+        run = ck(
+            ck_world,
+            "run",
+            PROGRAM,
+            "--env.CK_LOADGEN_DATASET_SIZE=8",
+            "--skip_print_timers",
+            "--return_error_if_external_fail=yes",
+            "--quiet",
+        )
         assert run.returncode == 0, run.stdout[-3000:]
         assert ", total=8" in run.stdout
-        resolved = re.search(r"Dependency \d+ = python .*?environment UID = ([0-9a-f]{16})",
-                             run.stdout, re.S)
+        resolved = re.search(
+            r"Dependency \d+ = python .*?environment UID = ([0-9a-f]{16})", run.stdout, re.S
+        )
         assert resolved is not None and resolved.group(1) != fake_uid
     finally:
         ck(ck_world, "rm", "local:env:*", "--tags=upstream-made-python", "--force", "--quiet")
@@ -278,10 +386,20 @@ def test_unknown_variation_tag_is_one_line_and_installs_nothing(
 ) -> None:
     tools = Path(ck_world["CK_TOOLS"])
     before = sorted(p.name for p in tools.iterdir())
-    out = subprocess.run([sys.executable, "-m", "ckvision", "ck-install",
-                          "model,tensorrt,mobilenet,converted-from-onnx,fp32"],
-                         env=ck_world, capture_output=True, text=True, timeout=120,
-                         stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ckvision",
+            "ck-install",
+            "model,tensorrt,mobilenet,converted-from-onnx,fp32",
+        ],
+        env=ck_world,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode != 0
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "mobilenet" in lines[0], out.stderr
@@ -294,8 +412,7 @@ def test_unknown_variation_tag_is_one_line_and_installs_nothing(
 @pytest.fixture(scope="module")
 def bare_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bare = tmp_path_factory.mktemp("git") / "ck-mlperf-vision.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(bare)], check=True,
-                   timeout=120)
+    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(bare)], check=True, timeout=120)
     return bare
 
 
@@ -334,11 +451,19 @@ print(json.dumps({"path": repo.path, "uid": repo.meta["uid"], "alias": repo.meta
 
 @pytest.mark.slow
 def test_cm_pulls_the_repository_and_runs_our_program_through_ckx(
-    ck_world: dict[str, str], bare_clone: Path, tmp_path: Path,
+    ck_world: dict[str, str],
+    bare_clone: Path,
+    tmp_path: Path,
 ) -> None:
     env = dict(ck_world, CM_REPOS=str(tmp_path / "cm"))
-    done = subprocess.run([sys.executable, "-c", _CM, f"file://{bare_clone}"], env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", _CM, f"file://{bare_clone}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     repo = json.loads(done.stdout.strip().splitlines()[-1])
     assert (repo["alias"], repo["uid"]) == ("ck-mlperf-vision", "5bd43cea20ccb212")
@@ -346,28 +471,54 @@ def test_cm_pulls_the_repository_and_runs_our_program_through_ckx(
     cm = str(Path(sys.executable).with_name("cm"))
     # the CM copy registered with classic CK through ckx, in a CK_REPOS of its own
     own = dict(env, CK_REPOS=str(tmp_path / "ck"))
-    added = subprocess.run([cm, "add", "ckx", "repo:ck-mlperf-vision",
-                            f"--path={repo['path']}", "--quiet=yes"], env=own, capture_output=True,
-                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+    added = subprocess.run(
+        [cm, "add", "ckx", "repo:ck-mlperf-vision", f"--path={repo['path']}", "--quiet=yes"],
+        env=own,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert added.returncode == 0, added.stdout[-2000:] + added.stderr[-2000:]
     listed = ck(own, "list", "ck-mlperf-vision:program:*").stdout.split()
     assert "image-classification-onnxruntime-loadgen-py" in listed
     # and our program runs through ckx (in the session's prepared CK_REPOS)
-    run = subprocess.run([cm, "run", "ckx", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=8",
-                          "--skip_print_timers", "--quiet=yes"], env=env, capture_output=True,
-                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [
+            cm,
+            "run",
+            "ckx",
+            PROGRAM,
+            "--env.CK_LOADGEN_DATASET_SIZE=8",
+            "--skip_print_timers",
+            "--quiet=yes",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert ", total=8" in run.stdout
-    bad = subprocess.run([cm, "run", "ckx", "program:no-such-program", "--quiet"], env=env,
-                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    bad = subprocess.run(
+        [cm, "run", "ckx", "program:no-such-program", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert bad.returncode != 0
     assert [ln for ln in bad.stderr.splitlines() if ln.strip()] == [
-        "CM error: no program(s) found!"]
+        "CM error: no program(s) found!"
+    ]
 
 
 @pytest.mark.slow
 def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
-    bare_clone: Path, tmp_path: Path,
+    bare_clone: Path,
+    tmp_path: Path,
 ) -> None:
     from ckvision.analysis import load_experiments
 
@@ -377,14 +528,27 @@ def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
     bin_dir = Path(sys.executable).parent
 
     def mlc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(bin_dir / args[0]), *args[1:]], env=env, cwd=work,
-                              capture_output=True, text=True, timeout=400,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            stdin=subprocess.DEVNULL,
+        )
 
     pulled = mlc("mlc", "pull", "repo", f"file://{bare_clone}")
     assert pulled.returncode == 0, pulled.stderr[-2000:]
-    run = mlc("mlcr", "run,ckvision,loadgen", "--scenario=Offline", "--batch_size=4",
-              "--dataset_size=16", "--record_uoa=mlc.test", "--quiet")
+    run = mlc(
+        "mlcr",
+        "run,ckvision,loadgen",
+        "--scenario=Offline",
+        "--batch_size=4",
+        "--dataset_size=16",
+        "--record_uoa=mlc.test",
+        "--quiet",
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "accuracy=" in run.stdout and ", total=16" in run.stdout
     entry = tmp_path / "ck" / "local" / "experiment" / "mlc.test"
@@ -393,16 +557,20 @@ def test_mlc_pull_then_mlcr_runs_and_records_the_same_experiment_format(
     point = json.loads(next(entry.glob("ckp-*.0001.json")).read_text())
     assert "mlperf_log" in point["characteristics_list"][0]["run"]
     assert point["choices"]["env"]["CK_LOADGEN_SCENARIO"] == "Offline"
-    again = mlc("mlcr", "run,ckvision,loadgen", "--dataset_size=8", "--record_uoa=mlc.test",
-                "--quiet")  # model and dataset come from MLC's cache; a second point is added
+    again = mlc(
+        "mlcr", "run,ckvision,loadgen", "--dataset_size=8", "--record_uoa=mlc.test", "--quiet"
+    )  # model and dataset come from MLC's cache; a second point is added
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list(entry.glob("ckp-*.0001.json"))) == 2
     caches = sorted((tmp_path / "mlc").glob("local/cache/*"))
     for tags in ("run,ckvision,loadgen,_no-such-model", "run,ckvision,no-such-tag"):
         bad = mlc("mlcr", tags, "--quiet")
         assert bad.returncode != 0
-        said = [ln for ln in (bad.stdout + bad.stderr).splitlines()
-                if "no scripts were found with tags" in ln]
+        said = [
+            ln
+            for ln in (bad.stdout + bad.stderr).splitlines()
+            if "no scripts were found with tags" in ln
+        ]
         assert len(said) == 1 and "'run', 'ckvision'" in said[0], bad.stderr
     assert sorted((tmp_path / "mlc").glob("local/cache/*")) == caches  # nothing installed
     assert [p.name for p in entry.parent.glob("[!.]*")] == ["mlc.test"]  # nothing recorded
@@ -440,20 +608,31 @@ def test_every_ck_mlperf_variable_is_honoured_or_refused() -> None:
     for var, (fine, where) in UPSTREAM_ENV.items():
         if fine == HONOURED and where.startswith("config:"):
             assert var in ours, var  # honoured by the one settings table
-    refuse_unsupported({"CK_LOADGEN_INCLUDE_TRACE": "no", "ML_MODEL_USE_DLA": "",
-                        "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": "YES"})
+    refuse_unsupported(
+        {
+            "CK_LOADGEN_INCLUDE_TRACE": "no",
+            "ML_MODEL_USE_DLA": "",
+            "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": "YES",
+        }
+    )
     with pytest.raises(ConfigError, match="CK_LOADGEN_OFFLINE_EXPECTED_QPS='50'.*TARGET_QPS"):
         refuse_unsupported({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "50"})
 
 
 def test_ckvision_run_refuses_an_unsupported_ck_mlperf_variable_in_one_line() -> None:
     env = dict(os.environ, ML_MODEL_USE_DLA="YES")
-    out = subprocess.run([sys.executable, "-m", "ckvision", "run", "--model", "/nonexistent"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "ckvision", "run", "--model", "/nonexistent"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [
         "ckvision: error: ML_MODEL_USE_DLA='YES' (ck-mlperf) is not supported: "
-        "Jetson DLA is not supported"]
+        "Jetson DLA is not supported"
+    ]
 
 
 @pytest.mark.slow
@@ -463,17 +642,35 @@ def test_registering_an_existing_checkout_in_place_writes_nothing_into_it(
     """The README's commands for ck, cm and mlc register a checkout without copying it."""
     clone = tmp_path / "checkout"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
-    env = dict(os.environ, CK_REPOS=str(tmp_path / "ck"), CM_REPOS=str(tmp_path / "cm"),
-               MLC_REPOS=str(tmp_path / "mlc"))
+    env = dict(
+        os.environ,
+        CK_REPOS=str(tmp_path / "ck"),
+        CM_REPOS=str(tmp_path / "cm"),
+        MLC_REPOS=str(tmp_path / "mlc"),
+    )
     bin_dir = Path(sys.executable).parent
-    for cmd in ([CK, "add", "repo:ck-mlperf-vision", f"--path={clone}", "--quiet"],
-                [str(bin_dir / "cm"), "init", "repo", f"--path={clone}", "--quiet"],
-                [str(bin_dir / "mlc"), "add", "repo", str(clone)]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL, cwd=tmp_path)
+    for cmd in (
+        [CK, "add", "repo:ck-mlperf-vision", f"--path={clone}", "--quiet"],
+        [str(bin_dir / "cm"), "init", "repo", f"--path={clone}", "--quiet"],
+        [str(bin_dir / "mlc"), "add", "repo", str(clone)],
+    ):
+        done = subprocess.run(
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, (cmd, done.stdout[-1000:], done.stderr[-1000:])
-    status = subprocess.run(["git", "-C", str(clone), "status", "--short", "--ignored"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    status = subprocess.run(
+        ["git", "-C", str(clone), "status", "--short", "--ignored"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert status.stdout == ""
     assert str(clone) in json.loads((tmp_path / "cm" / "repos.json").read_text())
     assert str(clone) in json.loads((tmp_path / "mlc" / "repos.json").read_text())

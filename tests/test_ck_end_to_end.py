@@ -30,13 +30,24 @@ def ck_env(ck_world: dict[str, str]) -> dict[str, str]:
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CK, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [CK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_setup_is_idempotent_and_installs_real_packages(ck_env: dict[str, str]) -> None:
-    again = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=ck_env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "ckvision", "ck-setup"],
+        env=ck_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "already installed" in again.stdout and "installing" not in again.stdout
     envs = ck(ck_env, "show", "env", "--tags=model,onnx,efficientnet-lite0").stdout
@@ -47,17 +58,31 @@ def test_setup_is_idempotent_and_installs_real_packages(ck_env: dict[str, str]) 
 
 
 def test_ck_run_accuracy_prints_top1_and_top5(ck_env: dict[str, str]) -> None:
-    run = ck(ck_env, "run", PROGRAM, "--env.CK_LOADGEN_DATASET_SIZE=32",
-             "--env.CK_LOADGEN_SCENARIO=Offline", "--env.CK_BATCH_SIZE=4",
-             "--skip_print_timers", "--return_error_if_external_fail=yes", "--quiet")
+    run = ck(
+        ck_env,
+        "run",
+        PROGRAM,
+        "--env.CK_LOADGEN_DATASET_SIZE=32",
+        "--env.CK_LOADGEN_SCENARIO=Offline",
+        "--env.CK_BATCH_SIZE=4",
+        "--skip_print_timers",
+        "--return_error_if_external_fail=yes",
+        "--quiet",
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     assert "accuracy=" in run.stdout and ", total=32" in run.stdout
     assert "top5=" in run.stdout
 
 
 def test_ck_run_bad_env_fails_with_one_line(ck_env: dict[str, str]) -> None:
-    run = ck(ck_env, "run", PROGRAM, "--env.CK_BATCH_SIZE=zero",
-             "--return_error_if_external_fail=yes", "--quiet")
+    run = ck(
+        ck_env,
+        "run",
+        PROGRAM,
+        "--env.CK_BATCH_SIZE=zero",
+        "--return_error_if_external_fail=yes",
+        "--quiet",
+    )
     assert run.returncode != 0
     assert "CK_BATCH_SIZE='zero' is not an integer" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
@@ -65,14 +90,27 @@ def test_ck_run_bad_env_fails_with_one_line(ck_env: dict[str, str]) -> None:
 
 def test_ck_benchmark_record_loads_into_pandas(ck_env: dict[str, str]) -> None:
     name = "test.offline.performance"
-    bench = ck(ck_env, "benchmark", PROGRAM, "--repetitions=1",
-               "--env.CK_LOADGEN_SCENARIO=Offline", "--env.CK_LOADGEN_MODE=PerformanceOnly",
-               "--env.CK_BATCH_SIZE=4", "--env.CK_LOADGEN_TARGET_QPS=20",
-               "--env.CK_LOADGEN_MIN_DURATION_S=1", "--env.CK_LOADGEN_DATASET_SIZE=64",
-               "--record", "--record_repo=local", f"--record_uoa={name}",
-               "--tags=ckvision,test,offline,performance", "--skip_print_timers",
-               "--skip_stat_analysis", "--process_multi_keys", "--quiet",
-               "--return_error_if_external_fail=yes")
+    bench = ck(
+        ck_env,
+        "benchmark",
+        PROGRAM,
+        "--repetitions=1",
+        "--env.CK_LOADGEN_SCENARIO=Offline",
+        "--env.CK_LOADGEN_MODE=PerformanceOnly",
+        "--env.CK_BATCH_SIZE=4",
+        "--env.CK_LOADGEN_TARGET_QPS=20",
+        "--env.CK_LOADGEN_MIN_DURATION_S=1",
+        "--env.CK_LOADGEN_DATASET_SIZE=64",
+        "--record",
+        "--record_repo=local",
+        f"--record_uoa={name}",
+        "--tags=ckvision,test,offline,performance",
+        "--skip_print_timers",
+        "--skip_stat_analysis",
+        "--process_multi_keys",
+        "--quiet",
+        "--return_error_if_external_fail=yes",
+    )
     assert bench.returncode == 0, bench.stdout[-3000:]
     entry = Path(ck_env["CK_REPOS"]) / "local" / "experiment" / name
     frame = load_experiments([entry], ["ckvision", "offline"])

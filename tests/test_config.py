@@ -132,18 +132,26 @@ def test_every_setting_has_its_flag_and_env_var() -> None:
         assert ENV_VARS[spec.name][0] == spec.env
     names = [s.env for s in SETTINGS.values()] + [a for s in SETTINGS.values() for a in s.aliases]
     assert len(names) == len(set(names))  # one env var, one setting
-    assert {"CK_LOADGEN_MAX_QUERY_COUNT", "CK_BATCH_TIMEOUT_S", "CK_LOADGEN_MIN_QUERY_COUNT",
-            "CK_LOADGEN_SAMPLES_PER_QUERY", "CK_LOADGEN_OFFLINE_EXPECTED_QPS"} <= set(names)
+    assert {
+        "CK_LOADGEN_MAX_QUERY_COUNT",
+        "CK_BATCH_TIMEOUT_S",
+        "CK_LOADGEN_MIN_QUERY_COUNT",
+        "CK_LOADGEN_SAMPLES_PER_QUERY",
+        "CK_LOADGEN_OFFLINE_EXPECTED_QPS",
+    } <= set(names)
 
 
-@pytest.mark.parametrize(("env", "field", "value"), [
-    ({"CK_LOADGEN_MAX_QUERY_COUNT": "9"}, "max_query_count", 9),
-    ({"CK_LOADGEN_MIN_QUERY_COUNT": "3"}, "min_query_count", 3),
-    ({"CK_LOADGEN_SAMPLES_PER_QUERY": "4"}, "multistreamness", 4),
-    ({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "2.5"}, "target_qps", 2.5),
-    ({"CK_BATCH_TIMEOUT_S": "0.5"}, "batch_timeout_s", 0.5),
-    ({"CK_LOADGEN_TARGET_LATENCY": "0.5"}, "target_latency_ms", 0.5),
-])
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"CK_LOADGEN_MAX_QUERY_COUNT": "9"}, "max_query_count", 9),
+        ({"CK_LOADGEN_MIN_QUERY_COUNT": "3"}, "min_query_count", 3),
+        ({"CK_LOADGEN_SAMPLES_PER_QUERY": "4"}, "multistreamness", 4),
+        ({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "2.5"}, "target_qps", 2.5),
+        ({"CK_BATCH_TIMEOUT_S": "0.5"}, "batch_timeout_s", 0.5),
+        ({"CK_LOADGEN_TARGET_LATENCY": "0.5"}, "target_latency_ms", 0.5),
+    ],
+)
 def test_ck_mlperf_variables_are_honoured(env: dict[str, str], field: str, value: Any) -> None:
     assert getattr(RunConfig.from_env(env), field) == value
 
@@ -157,19 +165,25 @@ def test_ck_mlperf_variables_we_do_not_implement_are_refused(var: str) -> None:
 
 def test_float32_accuracy_type_is_accepted_and_conflicts_are_refused() -> None:
     assert RunConfig.from_env({"CK_MLPERF_ACCURACY_IMAGENET_TYPE": "float32"}) == RunConfig()
-    with pytest.raises(ConfigError, match="conflicting values for one setting: "
-                                          "CK_LOADGEN_MULTISTREAMNESS='4', "
-                                          "CK_LOADGEN_SAMPLES_PER_QUERY='8'"):
-        RunConfig.from_env({"CK_LOADGEN_MULTISTREAMNESS": "4",
-                            "CK_LOADGEN_SAMPLES_PER_QUERY": "8"})
+    with pytest.raises(
+        ConfigError,
+        match="conflicting values for one setting: "
+        "CK_LOADGEN_MULTISTREAMNESS='4', "
+        "CK_LOADGEN_SAMPLES_PER_QUERY='8'",
+    ):
+        RunConfig.from_env({"CK_LOADGEN_MULTISTREAMNESS": "4", "CK_LOADGEN_SAMPLES_PER_QUERY": "8"})
     with pytest.raises(ConfigError, match="COUNT_OVERRIDE sets both query counts"):
         RunConfig(count_override=5, max_query_count=9)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("nan", "is not a finite number"), ("inf", "is not a finite number"),
-    ("1e400", "is not a finite number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nan", "is not a finite number"),
+        ("inf", "is not a finite number"),
+        ("1e400", "is not a finite number"),
+    ],
+)
 def test_non_finite_numbers_are_refused(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"CK_LOADGEN_TARGET_QPS='{text}' {message}"):
         RunConfig.from_env({"CK_LOADGEN_TARGET_QPS": text})
@@ -190,26 +204,39 @@ def test_overrides_after_an_unset_one_still_apply() -> None:
 def test_paths_and_short_enum_spellings(tmp_path: Path) -> None:
     conf = tmp_path / "mlperf.conf"
     conf.write_text("*.Offline.target_qps = 10\n")
-    config = RunConfig.from_env({"CK_LOADGEN_CONF_FILE": str(conf), "CK_LOADGEN_MODE": "Perf",
-                                 "CK_LOADGEN_SCENARIO": "multistream"})
+    config = RunConfig.from_env(
+        {
+            "CK_LOADGEN_CONF_FILE": str(conf),
+            "CK_LOADGEN_MODE": "Perf",
+            "CK_LOADGEN_SCENARIO": "multistream",
+        }
+    )
     assert config.conf_file == conf and isinstance(config.conf_file, Path)
     assert (config.mode, config.scenario) == (Mode.PERFORMANCE, Scenario.MULTI_STREAM)
-    with pytest.raises(ConfigError, match="^CK_LOADGEN_SCENARIO='off' unknown; use one of: "
-                                          "SingleStream, MultiStream, Server, Offline$"):
+    with pytest.raises(
+        ConfigError,
+        match="^CK_LOADGEN_SCENARIO='off' unknown; use one of: "
+        "SingleStream, MultiStream, Server, Offline$",
+    ):
         RunConfig.from_env({"CK_LOADGEN_SCENARIO": "off"})  # too short to be a prefix
 
 
 def test_values_given_directly_are_checked_as_strictly_as_env_text(tmp_path: Path) -> None:
-    for bad, message in ((True, "CK_BATCH_SIZE=True is not a number"),
-                         ("8", "CK_BATCH_SIZE='8' is not a number"),
-                         (float("nan"), "CK_BATCH_SIZE=nan is not a number"),
-                         (float("inf"), "CK_BATCH_SIZE=inf must be finite")):
+    for bad, message in (
+        (True, "CK_BATCH_SIZE=True is not a number"),
+        ("8", "CK_BATCH_SIZE='8' is not a number"),
+        (float("nan"), "CK_BATCH_SIZE=nan is not a number"),
+        (float("inf"), "CK_BATCH_SIZE=inf must be finite"),
+    ):
         with pytest.raises(ConfigError, match=f"^{message}$"):
             RunConfig(batch_size=bad)  # type: ignore[arg-type]
     assert RunConfig(verbose=3).verbose == 3  # the maximum itself is allowed
-    with pytest.raises(ConfigError, match="^CK_LOADGEN_COUNT_OVERRIDE sets both query counts; "
-                                          "do not also set CK_LOADGEN_MIN_QUERY_COUNT / "
-                                          "CK_LOADGEN_MAX_QUERY_COUNT$"):
+    with pytest.raises(
+        ConfigError,
+        match="^CK_LOADGEN_COUNT_OVERRIDE sets both query counts; "
+        "do not also set CK_LOADGEN_MIN_QUERY_COUNT / "
+        "CK_LOADGEN_MAX_QUERY_COUNT$",
+    ):
         RunConfig(count_override=2, min_query_count=1)
     conf = tmp_path / "user.conf"
     conf.write_text("")

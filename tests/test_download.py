@@ -134,8 +134,11 @@ def test_resnet50_install_checks_the_registered_md5(resnet_mirror: str, tmp_path
     from ckvision.models.registry import RESNET50_ONNX_MD5
 
     install = tmp_path / "install"
-    with pytest.raises(ModelError, match=rf"resnet50_v1\.onnx: expected md5 {RESNET50_ONNX_MD5}, "
-                                         rf"got {MD5}"):
+    with pytest.raises(
+        ModelError,
+        match=rf"resnet50_v1\.onnx: expected md5 {RESNET50_ONNX_MD5}, "
+        rf"got {MD5}",
+    ):
         install_model("resnet50", install, mirror=resnet_mirror, log=lambda _m: None)
     assert _Handler.requests == ["/resnet50_v1.onnx"]
     assert not install.exists() or _entries(install) == []
@@ -151,12 +154,16 @@ def test_resnet50_install_with_matching_checksums(
     from ckvision.models import registry
 
     real = registry.get_model_spec("resnet50")
-    fake = (dataclasses.replace(real, md5=MD5, sha256="") if checks == "md5"
-            else dataclasses.replace(real, md5="", sha256=SHA256, size=len(PAYLOAD)))
+    fake = (
+        dataclasses.replace(real, md5=MD5, sha256="")
+        if checks == "md5"
+        else dataclasses.replace(real, md5="", sha256=SHA256, size=len(PAYLOAD))
+    )
     monkeypatch.setitem(registry._REGISTRY, "resnet50", fake)
     install = tmp_path / "install"
-    path = install_model("resnet50", install, tags="model,onnx,resnet50", mirror=resnet_mirror,
-                         log=lambda _m: None)
+    path = install_model(
+        "resnet50", install, tags="model,onnx,resnet50", mirror=resnet_mirror, log=lambda _m: None
+    )
     assert path.read_bytes() == PAYLOAD
     assert _entries(install) == ["model.json", "model.onnx"]
 

@@ -75,11 +75,18 @@ def test_spec_tags_round_trip_and_dir_name() -> None:
 
 def _meta(**changes: object) -> EngineMeta:
     values: dict[str, object] = dict(
-        model="efficientnet-lite0", precision="fp16", max_batch=32,
-        tensorrt_version="10.3.0.26", gpu_name="NVIDIA A100-SXM4-80GB",
-        compute_capability=(8, 0), inputs={"input": [-1, 3, 224, 224]},
-        outputs={"logits": [-1, 1000]}, onnx_sha256="ab" * 32, engine_sha256="cd" * 32,
-        engine_size=10, builder={"workspace_mib": 2048, "flags": ["FP16"]},
+        model="efficientnet-lite0",
+        precision="fp16",
+        max_batch=32,
+        tensorrt_version="10.3.0.26",
+        gpu_name="NVIDIA A100-SXM4-80GB",
+        compute_capability=(8, 0),
+        inputs={"input": [-1, 3, 224, 224]},
+        outputs={"logits": [-1, 1000]},
+        onnx_sha256="ab" * 32,
+        engine_sha256="cd" * 32,
+        engine_size=10,
+        builder={"workspace_mib": 2048, "flags": ["FP16"]},
     )
     values.update(changes)
     return EngineMeta(**values)  # type: ignore[arg-type]

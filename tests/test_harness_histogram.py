@@ -21,13 +21,23 @@ from ckvision.models.contract import ModelContract
 
 @pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.SINGLE_STREAM])
 def test_performance_run_saves_histogram_of_every_sample(
-    scenario: Scenario, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
-    config = quick_config(scenario=scenario, mode=Mode.PERFORMANCE, batch_size=4,
-                          count_override=200, progress="off")
-    result = run_benchmark(config, create_backend("null", Path("none"), tiny_contract),
-                           tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None)
+    config = quick_config(
+        scenario=scenario, mode=Mode.PERFORMANCE, batch_size=4, count_override=200, progress="off"
+    )
+    result = run_benchmark(
+        config,
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lambda _: None,
+    )
     latency = result.latency
     assert latency is not None
     assert latency["count"] >= 200
@@ -43,12 +53,19 @@ def test_performance_run_saves_histogram_of_every_sample(
 
 
 def test_accuracy_run_has_no_histogram(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
-    result = run_benchmark(quick_config(mode=Mode.ACCURACY),
-                           create_backend("null", Path("none"), tiny_contract),
-                           tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None)
+    result = run_benchmark(
+        quick_config(mode=Mode.ACCURACY),
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lambda _: None,
+    )
     assert result.latency is None and not (tmp_path / HGRM_FILE).exists()
 
 
@@ -61,18 +78,32 @@ def test_recorder_keeps_only_completed_samples() -> None:
 
 
 def test_progress_plain_lines_and_quiet(
-    monkeypatch: pytest.MonkeyPatch, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(run_module, "PROGRESS_EVERY_S", 0.05)
     lines: list[str] = []
     for progress in ("plain", "off"):
-        config = quick_config(scenario=Scenario.SERVER, mode=Mode.PERFORMANCE,
-                              target_qps=400.0, count_override=100, min_duration_s=0.3,
-                              progress=progress)
+        config = quick_config(
+            scenario=Scenario.SERVER,
+            mode=Mode.PERFORMANCE,
+            target_qps=400.0,
+            count_override=100,
+            min_duration_s=0.3,
+            progress=progress,
+        )
         lines.clear()
-        run_benchmark(config, create_backend("null", Path("none"), tiny_contract),
-                      tiny_dataset, tmp_path, model_name="tiny", log=lines.append)
+        run_benchmark(
+            config,
+            create_backend("null", Path("none"), tiny_contract),
+            tiny_dataset,
+            tmp_path,
+            model_name="tiny",
+            log=lines.append,
+        )
         progress_lines = [ln for ln in lines if ln.startswith("progress: ")]
         if progress == "plain":
             assert progress_lines and "completed=" in progress_lines[-1]
@@ -106,13 +137,26 @@ def test_format_progress_percentiles() -> None:
 
 
 def test_batched_sut_records_latency_breakdown(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
-    config = quick_config(scenario=Scenario.MULTI_STREAM, mode=Mode.PERFORMANCE,
-                          multistreamness=8, batch_size=4, progress="off")
-    result = run_benchmark(config, create_backend("null", Path("none"), tiny_contract),
-                           tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None)
+    config = quick_config(
+        scenario=Scenario.MULTI_STREAM,
+        mode=Mode.PERFORMANCE,
+        multistreamness=8,
+        batch_size=4,
+        progress="off",
+    )
+    result = run_benchmark(
+        config,
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lambda _: None,
+    )
     assert result.latency is not None
     stages = result.latency["breakdown"]
     assert set(stages) == {"queue_wait_ms", "batch_formation_ms", "inference_ms", "response_ms"}

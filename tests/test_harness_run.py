@@ -41,16 +41,17 @@ class _FailsOnSecondBatch(NullBackend):
 
 @pytest.mark.parametrize("scenario", list(Scenario))
 def test_failed_batch_completes_every_sample_then_raises(
-    scenario: Scenario, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     backend = _FailsOnSecondBatch(Path("none"), tiny_contract, BackendOptions())
-    config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4,
-                          multistreamness=4)
+    config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4, multistreamness=4)
     lines: list[str] = []
     with pytest.raises(RunError, match=r"^(\d+) of 40 samples failed: device lost$") as info:
-        run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
-                      log=lines.append)
+        run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lines.append)
     failed = int(str(info.value).split()[0])
     assert not (tmp_path / "mlperf_log_accuracy.json").exists()  # set aside: not a result
     assert not (tmp_path / "mlperf_log_summary.txt").exists()
@@ -67,7 +68,9 @@ def test_failed_batch_completes_every_sample_then_raises(
 
 
 def test_batch_above_model_maximum_is_a_config_error(
-    tmp_path: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
 ) -> None:
     model = build_tiny_onnx(tmp_path / "b4.onnx", batch=4)
     backend = create_backend("onnxruntime", model, tiny_contract)
@@ -77,7 +80,8 @@ def test_batch_above_model_maximum_is_a_config_error(
 
 
 def test_dataset_for_another_contract_is_a_model_error(
-    tmp_path: Path, tiny_dataset: PreprocessedDataset,
+    tmp_path: Path,
+    tiny_dataset: PreprocessedDataset,
 ) -> None:
     other = ModelContract(name="big", image_size=32, resize_size=32, num_classes=10)
     backend = create_backend("null", Path("none"), other)
@@ -86,11 +90,14 @@ def test_dataset_for_another_contract_is_a_model_error(
 
 
 def test_compliance_test04_is_read_by_loadgen(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
-    config = quick_config(scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE,
-                          compliance_test="TEST04")
+    config = quick_config(
+        scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE, compliance_test="TEST04"
+    )
     backend = create_backend("null", Path("none"), tiny_contract)
     result = run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny")
     detail = (tmp_path / "mlperf_log_detail.txt").read_text()
@@ -100,15 +107,30 @@ def test_compliance_test04_is_read_by_loadgen(
 
 
 def test_progress_lines_when_verbose(
-    monkeypatch: pytest.MonkeyPatch, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(run_module, "PROGRESS_EVERY_S", 0.02)
-    config = quick_config(scenario=Scenario.SERVER, mode=Mode.PERFORMANCE, verbose=1,
-                          target_qps=500.0, count_override=100, min_duration_s=0.1)
+    config = quick_config(
+        scenario=Scenario.SERVER,
+        mode=Mode.PERFORMANCE,
+        verbose=1,
+        target_qps=500.0,
+        count_override=100,
+        min_duration_s=0.1,
+    )
     lines: list[str] = []
-    run_benchmark(config, create_backend("null", Path("none"), tiny_contract), tiny_dataset,
-                  tmp_path, model_name="tiny", log=lines.append)
+    run_benchmark(
+        config,
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lines.append,
+    )
     assert any(line.startswith("progress: ") for line in lines)
 
 
@@ -129,43 +151,61 @@ class _InterruptsOnThirdCall(NullBackend):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("scenario", list(Scenario))
 def test_ctrl_c_raises_after_loadgen_is_done(
-    scenario: Scenario, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     backend = _InterruptsOnThirdCall(Path("none"), tiny_contract, BackendOptions())
-    config = quick_config(scenario=scenario, mode=Mode.PERFORMANCE, count_override=2000,
-                          batch_size=2)
+    config = quick_config(
+        scenario=scenario, mode=Mode.PERFORMANCE, count_override=2000, batch_size=2
+    )
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(config, backend, tiny_dataset, tmp_path / "a", model_name="tiny",
-                      log=lines.append)
+        run_benchmark(
+            config, backend, tiny_dataset, tmp_path / "a", model_name="tiny", log=lines.append
+        )
     assert any(line.startswith("interrupted") for line in lines)
     assert backend.calls < 50  # the rest was completed without inference
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     # LoadGen is left in a usable state: the next run works.
-    again = run_benchmark(quick_config(scenario=scenario, mode=Mode.PERFORMANCE),
-                          create_backend("null", Path("none"), tiny_contract), tiny_dataset,
-                          tmp_path / "b", model_name="tiny")
+    again = run_benchmark(
+        quick_config(scenario=scenario, mode=Mode.PERFORMANCE),
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path / "b",
+        model_name="tiny",
+    )
     # Offline: one query of qps * min duration * 1.1 = 110 samples; else 32 queries of one
     # (MultiStream: of 8)
     assert again.failures == 0
-    assert again.completed == {Scenario.OFFLINE: 110, Scenario.MULTI_STREAM: 256}.get(
-        scenario, 32)
+    assert again.completed == {Scenario.OFFLINE: 110, Scenario.MULTI_STREAM: 256}.get(scenario, 32)
 
 
 def test_a_conf_sample_count_above_the_qsl_is_clamped_with_a_note(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     conf = tmp_path / "mlperf.conf"
     conf.write_text("*.SingleStream.performance_sample_count_override = 1024\n")
     lines: list[str] = []
     result = run_benchmark(
         quick_config(mode=Mode.PERFORMANCE, conf_file=conf),
-        create_backend("null", Path("none"), tiny_contract), tiny_dataset, tmp_path / "out",
-        model_name="tiny", log=lines.append)
-    assert lines == ["note: performance sample count 1024 from the LoadGen conf is above the "
-                     f"{SAMPLES} samples in the run; using {SAMPLES}",
-                     "note: CK_LOADGEN_TARGET_QPS=2000.0 does not apply to SingleStream; "
-                     "ignored"][::-1]
+        create_backend("null", Path("none"), tiny_contract),
+        tiny_dataset,
+        tmp_path / "out",
+        model_name="tiny",
+        log=lines.append,
+    )
+    assert (
+        lines
+        == [
+            "note: performance sample count 1024 from the LoadGen conf is above the "
+            f"{SAMPLES} samples in the run; using {SAMPLES}",
+            "note: CK_LOADGEN_TARGET_QPS=2000.0 does not apply to SingleStream; ignored",
+        ][::-1]
+    )
     assert result.summary["performance_sample_count"] == SAMPLES

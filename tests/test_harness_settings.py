@@ -18,9 +18,16 @@ from ckvision.harness.settings import (
 
 
 def test_user_conf_text(tmp_path: Path) -> None:
-    config = RunConfig(scenario=Scenario.SERVER, count_override=100, min_duration_s=1.5,
-                       max_duration_s=20, target_qps=12.5, target_latency_ms=15,
-                       buffer_size=64, multistreamness=4)
+    config = RunConfig(
+        scenario=Scenario.SERVER,
+        count_override=100,
+        min_duration_s=1.5,
+        max_duration_s=20,
+        target_qps=12.5,
+        target_latency_ms=15,
+        buffer_size=64,
+        multistreamness=4,
+    )
     path = write_user_conf(config, "resnet50", tmp_path / "user.conf")
     lines = path.read_text().splitlines()
     assert lines[0].startswith("#")
@@ -40,20 +47,27 @@ def test_scenario_specific_keys() -> None:
     offline = RunConfig(scenario=Scenario.OFFLINE, target_qps=7, target_latency_ms=3)
     assert user_conf_values(offline) == {"target_qps": "7"}
     assert offline.inapplicable() == [
-        "note: CK_LOADGEN_TARGET_LATENCY=3 does not apply to Offline; ignored"]
-    assert user_conf_values(RunConfig(scenario=Scenario.SINGLE_STREAM, target_qps=7,
-                                      target_latency_ms=2.5)) == {"target_latency": "2.5"}
+        "note: CK_LOADGEN_TARGET_LATENCY=3 does not apply to Offline; ignored"
+    ]
+    assert user_conf_values(
+        RunConfig(scenario=Scenario.SINGLE_STREAM, target_qps=7, target_latency_ms=2.5)
+    ) == {"target_latency": "2.5"}
     assert user_conf_values(RunConfig(scenario=Scenario.MULTI_STREAM, multistreamness=4)) == {
-        "samples_per_query": "4"}
+        "samples_per_query": "4"
+    }
 
 
-@pytest.mark.parametrize(("scenario", "attribute", "expected"), [
-    (Scenario.SERVER, "server_target_latency_ns", 15_000_000),
-    (Scenario.SINGLE_STREAM, "single_stream_expected_latency_ns", 2_500_000),
-    (Scenario.MULTI_STREAM, "multi_stream_expected_latency_ns", 2_500_000),
-])
-def test_latency_maps_per_scenario(scenario: Scenario, attribute: str, expected: int,
-                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "attribute", "expected"),
+    [
+        (Scenario.SERVER, "server_target_latency_ns", 15_000_000),
+        (Scenario.SINGLE_STREAM, "single_stream_expected_latency_ns", 2_500_000),
+        (Scenario.MULTI_STREAM, "multi_stream_expected_latency_ns", 2_500_000),
+    ],
+)
+def test_latency_maps_per_scenario(
+    scenario: Scenario, attribute: str, expected: int, tmp_path: Path
+) -> None:
     ms = 15 if scenario is Scenario.SERVER else 2.5
     config = RunConfig(scenario=scenario, target_latency_ms=ms)
     conf = write_user_conf(config, "m", tmp_path / "user.conf")
@@ -62,10 +76,18 @@ def test_latency_maps_per_scenario(scenario: Scenario, attribute: str, expected:
 
 
 def test_values_and_defaults(tmp_path: Path) -> None:
-    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, count_override=50,
-                       min_duration_s=0.25, max_duration_s=3, target_qps=99, buffer_size=8)
-    settings = build_test_settings(config, "m",
-                                   user_conf=write_user_conf(config, "m", tmp_path / "u.conf"))
+    config = RunConfig(
+        scenario=Scenario.OFFLINE,
+        mode=Mode.PERFORMANCE,
+        count_override=50,
+        min_duration_s=0.25,
+        max_duration_s=3,
+        target_qps=99,
+        buffer_size=8,
+    )
+    settings = build_test_settings(
+        config, "m", user_conf=write_user_conf(config, "m", tmp_path / "u.conf")
+    )
     assert settings.scenario == lg.TestScenario.Offline
     assert settings.mode == lg.TestMode.PerformanceOnly
     assert (settings.min_query_count, settings.max_query_count) == (50, 50)
@@ -79,12 +101,14 @@ def test_values_and_defaults(tmp_path: Path) -> None:
 
 def test_layer_order(tmp_path: Path) -> None:
     conf_file = tmp_path / "mlperf.conf"
-    conf_file.write_text("*.Offline.min_duration = 111\n*.Offline.max_duration = 222\n"
-                         "*.Offline.target_qps = 5\n")
+    conf_file.write_text(
+        "*.Offline.min_duration = 111\n*.Offline.max_duration = 222\n*.Offline.target_qps = 5\n"
+    )
     user_conf = tmp_path / "user.conf"
     user_conf.write_text("m.Offline.max_duration = 333\nm.Offline.mode = 2\n")
-    config = RunConfig(scenario=Scenario.OFFLINE, conf_file=conf_file, user_conf=user_conf,
-                       target_qps=50)
+    config = RunConfig(
+        scenario=Scenario.OFFLINE, conf_file=conf_file, user_conf=user_conf, target_qps=50
+    )
     settings = build_test_settings(config, "m")
     assert settings.min_duration_ms == 111  # conf_file, not overridden
     assert settings.offline_expected_qps == 50  # the config beats conf_file
@@ -95,8 +119,11 @@ def test_layer_order(tmp_path: Path) -> None:
 def test_bad_conf_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "user.conf"
     bad.write_text("m.Offline.target_qps = fast\n")
-    with pytest.raises(ConfigError, match=r"LoadGen could not read .*user.conf \(status -22\); "
-                                          r"lines must be '<model>.<Scenario>.<key> = <number>'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"LoadGen could not read .*user.conf \(status -22\); "
+        r"lines must be '<model>.<Scenario>.<key> = <number>'$",
+    ):
         build_test_settings(RunConfig(scenario=Scenario.OFFLINE, user_conf=bad), "m")
     for name in ("my model", "my#model", ""):
         with pytest.raises(ConfigError, match="cannot key a LoadGen conf"):

@@ -37,13 +37,23 @@ def _backend(model: Path, contract: ModelContract) -> Backend:
 
 @pytest.mark.parametrize("scenario", list(Scenario))
 def test_accuracy_mode_is_exact(
-    scenario: Scenario, tiny_onnx_model: Path, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, tiny_truth: TinyTruth,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    tiny_truth: TinyTruth,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, **SETTINGS[scenario])
-    result = run_benchmark(config, _backend(tiny_onnx_model, tiny_contract), tiny_dataset,
-                           tmp_path, model_name="tiny", log=lambda _line: None)
+    result = run_benchmark(
+        config,
+        _backend(tiny_onnx_model, tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lambda _line: None,
+    )
     assert result.accuracy is not None
     assert result.accuracy["top1"] == pytest.approx(75.0)
     assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)
@@ -51,8 +61,11 @@ def test_accuracy_mode_is_exact(
     # MLPerf's tools/accuracy-imagenet.py, default options, reads the same from LoadGen's log
     entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
     ours = format_accuracy(result.accuracy).splitlines()[0]
-    assert reference_accuracy(entries, tiny_truth.labels) == ours == (
-        f"accuracy=75.000%, good=30, total={SAMPLES}")
+    assert (
+        reference_accuracy(entries, tiny_truth.labels)
+        == ours
+        == (f"accuracy=75.000%, good=30, total={SAMPLES}")
+    )
     assert result.failures == 0
     assert result.summary["mode"] == "AccuracyOnly"
     assert result.summary["scenario"] == scenario.value
@@ -60,12 +73,22 @@ def test_accuracy_mode_is_exact(
 
 @pytest.mark.parametrize("scenario", list(Scenario))
 def test_performance_mode(
-    scenario: Scenario, tiny_onnx_model: Path, tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset, quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     config = quick_config(scenario=scenario, mode=Mode.PERFORMANCE, **SETTINGS[scenario])
-    result = run_benchmark(config, _backend(tiny_onnx_model, tiny_contract), tiny_dataset,
-                           tmp_path, model_name="tiny", log=lambda _line: None)
+    result = run_benchmark(
+        config,
+        _backend(tiny_onnx_model, tiny_contract),
+        tiny_dataset,
+        tmp_path,
+        model_name="tiny",
+        log=lambda _line: None,
+    )
     summary = result.summary
     assert summary["scenario"] == scenario.value and summary["mode"] == "PerformanceOnly"
     assert result.valid is (summary["result_validity"] == "VALID")
@@ -114,12 +137,20 @@ class _Recorder(Backend):
 
 
 def test_server_batches_dynamically(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     backend = _Recorder(tiny_contract)
-    config = quick_config(scenario=Scenario.SERVER, mode=Mode.PERFORMANCE, batch_size=8,
-                          server_batch_timeout_us=20_000, target_qps=4000.0, count_override=400)
+    config = quick_config(
+        scenario=Scenario.SERVER,
+        mode=Mode.PERFORMANCE,
+        batch_size=8,
+        server_batch_timeout_us=20_000,
+        target_qps=4000.0,
+        count_override=400,
+    )
     run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny", log=print)
     sizes = backend.sizes[3:]  # after warm-up
     assert max(sizes) <= 8
@@ -127,12 +158,15 @@ def test_server_batches_dynamically(
 
 
 def test_offline_uses_full_batches(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     backend = _Recorder(tiny_contract)
-    config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, batch_size=16,
-                          count_override=160)
+    config = quick_config(
+        scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, batch_size=16, count_override=160
+    )
     run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny")
     assert backend.sizes[-10:] == [16] * 10 and sum(backend.sizes[3:]) == 160
 

@@ -82,14 +82,16 @@ def test_truncated_performance_log_is_a_run_error(tmp_path: Path) -> None:
 
 
 def test_detail_counts_errors_and_warnings() -> None:
-    text = "\n".join([
-        'noise before the log',
-        ':::MLLOG {"key": "error_runtime", "value": "boom", "metadata": {"is_error": true}}',
-        ':::MLLOG {"key": "warning_generic_message", "value": "w", '
-        '"metadata": {"is_error": false, "is_warning": true}}',
-        ':::MLLOG {"key": "result_99.00_percentile_per_query_latency_ns", "value": 7}',
-        ':::MLLOG {"key": "early_stopping_result", "value": " * A.\\n more  * B."}',
-    ])
+    text = "\n".join(
+        [
+            "noise before the log",
+            ':::MLLOG {"key": "error_runtime", "value": "boom", "metadata": {"is_error": true}}',
+            ':::MLLOG {"key": "warning_generic_message", "value": "w", '
+            '"metadata": {"is_error": false, "is_warning": true}}',
+            ':::MLLOG {"key": "result_99.00_percentile_per_query_latency_ns", "value": 7}',
+            ':::MLLOG {"key": "early_stopping_result", "value": " * A.\\n more  * B."}',
+        ]
+    )
     result = parse_detail(text)
     assert result["errors"] == 1 and result["warnings"] == 1
     assert result["error_messages"] == ["error_runtime: boom"]
@@ -99,18 +101,22 @@ def test_detail_counts_errors_and_warnings() -> None:
 
 def test_summary_headline_for_latency_scenarios() -> None:
     result = parse_summary("90.0th percentile latency (ns) : 3645\nResult is : VALID\n")
-    assert result == {"recommendations": [], "headline": "90.0th percentile latency (ns)",
-                      "headline_value": 3645.0}
+    assert result == {
+        "recommendations": [],
+        "headline": "90.0th percentile latency (ns)",
+        "headline_value": 3645.0,
+    }
 
 
 def test_multistream_metric_is_per_query() -> None:
     detail = "\n".join(
-        ':::MLLOG ' + json.dumps({"key": key, "value": value, "metadata": {}})
+        ":::MLLOG " + json.dumps({"key": key, "value": value, "metadata": {}})
         for key, value in [
             ("effective_scenario", "MultiStream"),
             ("result_99.00_percentile_latency_ns", 100),
             ("result_99.00_percentile_per_query_latency_ns", 700),
-        ])
+        ]
+    )
     result = parse_detail(detail)
     assert result["latency_p99_ns"] == 700  # LoadGen's MultiStream metric
     assert result["sample_latency_p99_ns"] == 100

@@ -27,12 +27,21 @@ CK = Path(sys.executable).with_name("ck")
 NAME = "gpu-reference.test.offline"
 TAGS = ["ckvision", "gpu-reference", "offline"]
 META = {"ckvision": "gpu-reference", "model": "efficientnet-lite0"}
-RECORD = {"record_version": 1, "config": {"batch_size": 8, "scenario": "Offline"},
-          "model": {"name": "efficientnet-lite0"}, "dataset": {"name": "random", "size": 64},
-          "loadgen": {"scenario": "Offline", "samples_per_second": 1234.5, "valid": True,
-                      "latency_p90_ns": None, "percentiles": [50, 90]},
-          "logs": {"mlperf_log_summary.txt": "MLPerf Results Summary\n"},
-          "provenance": {"gpu": {"name": "NVIDIA H200", "driver": "580.159.04"}, "tags": []}}
+RECORD = {
+    "record_version": 1,
+    "config": {"batch_size": 8, "scenario": "Offline"},
+    "model": {"name": "efficientnet-lite0"},
+    "dataset": {"name": "random", "size": 64},
+    "loadgen": {
+        "scenario": "Offline",
+        "samples_per_second": 1234.5,
+        "valid": True,
+        "latency_p90_ns": None,
+        "percentiles": [50, 90],
+    },
+    "logs": {"mlperf_log_summary.txt": "MLPerf Results Summary\n"},
+    "provenance": {"gpu": {"name": "NVIDIA H200", "driver": "580.159.04"}, "tags": []},
+}
 FEATURES = {"platform": {"gpu": "NVIDIA H200"}}
 CHOICES = {"env": {"CK_BATCH_SIZE": "8"}}
 _UID = re.compile(r"[0-9a-f]{16}")
@@ -60,25 +69,50 @@ def _ck_record(tmp_path: Path, points: int) -> Path:
     if not CK.is_file():
         pytest.skip(f"the real ck is not installed beside {sys.executable}")
     env = dict(os.environ, CK_REPOS=str(tmp_path / "repos"), CK_TOOLS=str(tmp_path / "tools"))
-    request = {"action": "add", "module_uoa": "experiment", "experiment_uoa": NAME,
-               "repo_uoa": "local", "sort_keys": "yes", "skip_stat_analysis": "yes",
-               "process_multi_keys": ["##characteristics#*"],
-               "dict": {"meta": META, "tags": TAGS, "features": FEATURES, "choices": CHOICES,
-                        "characteristics_list": [{"run": RECORD}]}}
+    request = {
+        "action": "add",
+        "module_uoa": "experiment",
+        "experiment_uoa": NAME,
+        "repo_uoa": "local",
+        "sort_keys": "yes",
+        "skip_stat_analysis": "yes",
+        "process_multi_keys": ["##characteristics#*"],
+        "dict": {
+            "meta": META,
+            "tags": TAGS,
+            "features": FEATURES,
+            "choices": CHOICES,
+            "characteristics_list": [{"run": RECORD}],
+        },
+    }
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "request.json").write_text(json.dumps(request))
     for _ in range(points):
         args = [str(CK), "add", f"experiment:{NAME}", f"@{tmp_path / 'request.json'}"]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL, cwd=tmp_path)
+        done = subprocess.run(
+            args,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return tmp_path / "repos" / "local" / "experiment"
 
 
 def _ours(root: Path, points: int) -> Path:
     for _ in range(points):
-        record_point(root, NAME, tags=TAGS, meta=META, characteristics={"run": RECORD},
-                     features=FEATURES, choices=CHOICES)
+        record_point(
+            root,
+            NAME,
+            tags=TAGS,
+            meta=META,
+            characteristics={"run": RECORD},
+            features=FEATURES,
+            choices=CHOICES,
+        )
     return root
 
 
@@ -105,17 +139,22 @@ def test_results_read_both_alike(tmp_path: Path) -> None:
     ours = load_experiments([_ours(tmp_path / "ours", 1) / NAME])
     drop = ["point", "path"]
     assert ours.drop(columns=drop).to_dict("records") == theirs.drop(columns=drop).to_dict(
-        "records")
+        "records"
+    )
     assert ours.loc[0, "loadgen.samples_per_second"] == 1234.5
 
 
 @pytest.mark.parametrize(
     ("name", "tags", "match"),
-    [("../escape", TAGS, "entry name"), (".hidden", TAGS, "entry name"),
-     ("a b", TAGS, "entry name"), (NAME, ["ok", "a,b"], "tag 'a,b'"), (NAME, [""], "tag ''")],
+    [
+        ("../escape", TAGS, "entry name"),
+        (".hidden", TAGS, "entry name"),
+        ("a b", TAGS, "entry name"),
+        (NAME, ["ok", "a,b"], "tag 'a,b'"),
+        (NAME, [""], "tag ''"),
+    ],
 )
-def test_bad_names_and_tags_refused(tmp_path: Path, name: str, tags: list[str],
-                                    match: str) -> None:
+def test_bad_names_and_tags_refused(tmp_path: Path, name: str, tags: list[str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         record_point(tmp_path, name, tags=tags, meta=META, characteristics={"run": RECORD})
     assert not any(tmp_path.iterdir())

@@ -15,10 +15,12 @@ from ckvision.errors import BackendError, ModelError
 from ckvision.models.contract import ModelContract
 
 
-def test_predicts_like_numpy(tiny_onnx_model: Path, tiny_contract: ModelContract,
-                             tiny_images: np.ndarray) -> None:
-    backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract,
-                             BackendOptions(threads=1))
+def test_predicts_like_numpy(
+    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_images: np.ndarray
+) -> None:
+    backend = create_backend(
+        "onnxruntime", tiny_onnx_model, tiny_contract, BackendOptions(threads=1)
+    )
     assert isinstance(backend, OnnxRuntimeBackend)
     with backend:
         backend.load()  # idempotent
@@ -32,8 +34,9 @@ def test_predicts_like_numpy(tiny_onnx_model: Path, tiny_contract: ModelContract
     backend.close()  # idempotent
 
 
-def test_fixed_batch_model_pads_small_batches(tmp_path: Path, tiny_contract: ModelContract,
-                                              tiny_images: np.ndarray) -> None:
+def test_fixed_batch_model_pads_small_batches(
+    tmp_path: Path, tiny_contract: ModelContract, tiny_images: np.ndarray
+) -> None:
     model = build_tiny_onnx(tmp_path / "b4.onnx", batch=4)
     with create_backend("onnxruntime", model, tiny_contract) as backend:
         assert backend.capabilities.max_batch == 4
@@ -47,8 +50,11 @@ def test_fixed_batch_model_pads_small_batches(tmp_path: Path, tiny_contract: Mod
 def test_input_mismatch_is_a_model_error(tmp_path: Path, tiny_contract: ModelContract) -> None:
     model = build_tiny_onnx(tmp_path / "big.onnx", image=32)
     backend = create_backend("onnxruntime", model, tiny_contract)
-    with pytest.raises(ModelError, match=r"model big.onnx expects input \['N', 3, 32, 32\] but "
-                                         r"the dataset/contract gives \['N', 3, 16, 16\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"model big.onnx expects input \['N', 3, 32, 32\] but "
+        r"the dataset/contract gives \['N', 3, 16, 16\]",
+    ):
         backend.load()
 
 
@@ -69,14 +75,17 @@ def test_missing_and_corrupt_model_files(tmp_path: Path, tiny_contract: ModelCon
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("provider", "missing"), [
-    ("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")])
+@pytest.mark.parametrize(
+    ("provider", "missing"),
+    [("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")],
+)
 def test_missing_provider_is_a_backend_error(
     tiny_onnx_model: Path, tiny_contract: ModelContract, provider: str, missing: str
 ) -> None:
     if missing in onnxruntime.get_available_providers():
         pytest.skip(f"{missing} is available here")
-    backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract,
-                             BackendOptions(execution_provider=provider))
+    backend = create_backend(
+        "onnxruntime", tiny_onnx_model, tiny_contract, BackendOptions(execution_provider=provider)
+    )
     with pytest.raises(BackendError, match=f"onnxruntime has no {missing} here; install"):
         backend.load()

@@ -22,16 +22,26 @@ def _tiny_models(tmp_path: Path) -> tuple[Path, Path]:
     """The same tiny CNN as TorchScript and as ONNX."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 5),
     ).eval()
     example = torch.zeros(1, 3, 16, 16)
     script = tmp_path / "tiny.pt"
     torch.jit.trace(model, example).save(str(script))
     onnx_path = tmp_path / "tiny.onnx"
-    torch.onnx.export(model, (example,), str(onnx_path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(onnx_path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return script, onnx_path
 
 

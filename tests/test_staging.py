@@ -78,13 +78,17 @@ class StagingBackend(Backend):
 
 @pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.SERVER])
 def test_batches_are_gathered_into_the_threads_staging_buffer(
-    scenario: Scenario, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    quick_config: Callable[..., RunConfig], tmp_path: Path,
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
 ) -> None:
     backend = StagingBackend(tiny_contract)
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=8, workers=2)
-    result = run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
-                           log=lambda _line: None)
+    result = run_benchmark(
+        config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
+    )
     assert result.accuracy is not None
     assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)
     assert backend.staged_batches > 0

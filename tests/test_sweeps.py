@@ -16,28 +16,47 @@ from ckvision.sweeps.arrivals import run_equal_spaced
 from ckvision.sweeps.peak import PeakResult, Trial
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1..32", [1, 2, 4, 8, 16, 32]), ("4..20", [4, 8, 16]), ("1,3,5", [1, 3, 5]),
-    ("7", [7]), ("3..3", [3]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1..32", [1, 2, 4, 8, 16, 32]),
+        ("4..20", [4, 8, 16]),
+        ("1,3,5", [1, 3, 5]),
+        ("7", [7]),
+        ("3..3", [3]),
+    ],
+)
 def test_parse_range(text: str, expected: list[int]) -> None:
     assert parse_range(text, "batch sizes") == expected
 
 
-@pytest.mark.parametrize(("text", "max_value", "message"), [
-    ("", 0, "is empty"), ("8..2", 0, "empty or decreasing"), ("4,2", 0, "not increasing"),
-    ("2,2", 0, "not increasing"), ("0,1", 0, "must be positive"), ("a,b", 0, "use e.g."),
-    ("1..64", 32, "above the model's maximum batch 32"),
-])
+@pytest.mark.parametrize(
+    ("text", "max_value", "message"),
+    [
+        ("", 0, "is empty"),
+        ("8..2", 0, "empty or decreasing"),
+        ("4,2", 0, "not increasing"),
+        ("2,2", 0, "not increasing"),
+        ("0,1", 0, "must be positive"),
+        ("a,b", 0, "use e.g."),
+        ("1..64", 32, "above the model's maximum batch 32"),
+    ],
+)
 def test_bad_ranges_are_one_line(text: str, max_value: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_range(text, "batch sizes", max_value)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("0", "must be > 0"), ("-5,10", "must be > 0"), ("50,10", "not increasing"),
-    ("x", "use ms values"), ("", "none given"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0", "must be > 0"),
+        ("-5,10", "must be > 0"),
+        ("50,10", "not increasing"),
+        ("x", "use ms values"),
+        ("", "none given"),
+    ],
+)
 def test_bad_bounds(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_bounds(text)
@@ -88,7 +107,8 @@ def test_unreachable_bound_gives_minus_one() -> None:
 
 
 def test_equal_spaced_arrivals_keep_the_rate(
-    tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
 ) -> None:
     backend = create_backend("null", Path("none"), tiny_contract)
     result = run_equal_spaced(backend, np.asarray(tiny_dataset.images), 400.0, 0.5, workers=2)
@@ -98,8 +118,9 @@ def test_equal_spaced_arrivals_keep_the_rate(
 
 def test_point_ids_depend_on_settings_and_provenance() -> None:
     def runner(fp: dict) -> CkPointRunner:
-        return CkPointRunner("null", ["x"], {"CK_LOADGEN_MIN_DURATION_S": "1"}, fp,
-                             log=lambda _: None)
+        return CkPointRunner(
+            "null", ["x"], {"CK_LOADGEN_MIN_DURATION_S": "1"}, fp, log=lambda _: None
+        )
 
     point = Point("batch", "batch=4", {"CK_BATCH_SIZE": "4"})
     a, b = runner({"v": 1}), runner({"v": 2})
@@ -109,10 +130,14 @@ def test_point_ids_depend_on_settings_and_provenance() -> None:
     assert a.entry_name(point).startswith("ckvision.sweep.batch.")
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"backend": "bogus"}, "unknown"), ({"tags": ["a b"]}, "bad tag"),
-    ({"base_env": {"X;rm": "1"}}, "bad env var name"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backend": "bogus"}, "unknown"),
+        ({"tags": ["a b"]}, "bad tag"),
+        ({"base_env": {"X;rm": "1"}}, "bad env var name"),
+    ],
+)
 def test_runner_rejects_bad_input(kwargs: dict, message: str) -> None:
     args = {"backend": "null", "tags": ["x"], "base_env": {}, **kwargs}
     with pytest.raises(ConfigError, match=message):

@@ -28,19 +28,36 @@ SHORT = ["--backend", "null", "--env", "CK_LOADGEN_MIN_DURATION_S=0.3", "--tags"
 @pytest.fixture(scope="module")
 def ck_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("ck")
-    env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"),
-               CK_TUNING_CACHE=str(base / "tuning.json"))
-    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        CK_REPOS=str(base / "repos"),
+        CK_TOOLS=str(base / "tools"),
+        CK_TUNING_CACHE=str(base / "tuning.json"),
+    )
+    setup = subprocess.run(
+        [sys.executable, "-m", "ckvision", "ck-setup"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     return env
 
 
-def cli(env: dict[str, str], *args: str, cwd: Path | None = None,
-        timeout: int = 400) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckvision", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+def cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout: int = 400
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ckvision", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _entries(env: dict[str, str], *tags: str) -> list[Path]:
@@ -54,10 +71,10 @@ def _entries(env: dict[str, str], *tags: str) -> list[Path]:
             os.environ["CK_REPOS"] = saved
 
 
-def test_batch_sweep_records_each_point_and_resumes(ck_env: dict[str, str],
-                                                    tmp_path: Path) -> None:
-    run = cli(ck_env, "sweep", "batch", "--batches", "1,2", *SHORT, "--csv",
-              str(tmp_path / "b.csv"))
+def test_batch_sweep_records_each_point_and_resumes(ck_env: dict[str, str], tmp_path: Path) -> None:
+    run = cli(
+        ck_env, "sweep", "batch", "--batches", "1,2", *SHORT, "--csv", str(tmp_path / "b.csv")
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "ckvision: auto-tuned " in run.stdout  # the probe's one line
     entries = _entries(ck_env, "t9", "sweep_batch")
@@ -77,10 +94,15 @@ def test_batch_sweep_records_each_point_and_resumes(ck_env: dict[str, str],
 
 def test_ctrl_c_keeps_finished_points(ck_env: dict[str, str]) -> None:
     """Points 1 and 2 are recorded (previous test); Ctrl-C while 4 runs keeps them."""
-    proc = subprocess.Popen([sys.executable, "-m", "ckvision", "sweep", "batch", "--batches",
-                             "1,2,4", *SHORT], env={**ck_env, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, start_new_session=True,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", "1,2,4", *SHORT],
+        env={**ck_env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -96,9 +118,20 @@ def test_ctrl_c_keeps_finished_points(ck_env: dict[str, str]) -> None:
     # a ck killed while recording leaves an entry without a run: the sweep replaces it
     name = re.search(r"\((ckvision\.sweep\.batch\.[0-9a-f]+)\)", seen[-1])
     assert name is not None
-    added = subprocess.run([CK, "add", f"experiment:{name.group(1)}", "--common_func",
-                            "--tags=ckvision,sweep,t9", "--quiet"],
-                           env=ck_env, capture_output=True, text=True, timeout=60)
+    added = subprocess.run(
+        [
+            CK,
+            "add",
+            f"experiment:{name.group(1)}",
+            "--common_func",
+            "--tags=ckvision,sweep,t9",
+            "--quiet",
+        ],
+        env=ck_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stdout
     again = cli(ck_env, "sweep", "batch", "--batches", "1,2,4", *SHORT)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr
@@ -107,28 +140,66 @@ def test_ctrl_c_keeps_finished_points(ck_env: dict[str, str]) -> None:
     assert sorted(r.record["config"]["batch_size"] for r in runs) == [1, 2, 4]
 
 
-def test_concurrency_sweep_through_the_ck_script_entry(ck_env: dict[str, str],
-                                                      tmp_path: Path) -> None:
+def test_concurrency_sweep_through_the_ck_script_entry(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
     spec = tmp_path / "sweep.json"
-    spec.write_text(json.dumps({"dict": {"kind": "concurrency", "backend": "null",
-                                         "levels": "4", "tags": "t9",
-                                         "env": "CK_LOADGEN_MIN_DURATION_S=0.3"}}))
-    run = subprocess.run([CK, "run", "script:ckvision-sweep", f"@{spec}"], env=ck_env,
-                         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    spec.write_text(
+        json.dumps(
+            {
+                "dict": {
+                    "kind": "concurrency",
+                    "backend": "null",
+                    "levels": "4",
+                    "tags": "t9",
+                    "env": "CK_LOADGEN_MIN_DURATION_S=0.3",
+                }
+            }
+        )
+    )
+    run = subprocess.run(
+        [CK, "run", "script:ckvision-sweep", f"@{spec}"],
+        env=ck_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     assert re.search(r"queue wait ms", run.stdout)
     [record] = [r.record for r in iter_runs(_entries(ck_env, "t9", "sweep_concurrency"))]
     assert record["config"]["multistreamness"] == 4
     assert set(record["latency_histogram"]["breakdown"]) >= {"inference_ms", "queue_wait_ms"}
-    bad = subprocess.run([CK, "run", "script:ckvision-sweep", "@" + str(spec)],
-                         env={**ck_env}, capture_output=True, text=True, timeout=60,
-                         input=None, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    bad = subprocess.run(
+        [CK, "run", "script:ckvision-sweep", "@" + str(spec)],
+        env={**ck_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=None,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 0  # resumed: nothing to do
 
 
 def test_peak_search_writes_reference_results(ck_env: dict[str, str], tmp_path: Path) -> None:
-    run = cli(ck_env, "sweep", "peak", "--bounds", "1000", "--max-trials", "2",
-              "--duration-s", "0.4", "--start-qps", "50", "--out-dir", str(tmp_path), *SHORT)
+    run = cli(
+        ck_env,
+        "sweep",
+        "peak",
+        "--bounds",
+        "1000",
+        "--max-trials",
+        "2",
+        "--duration-s",
+        "0.4",
+        "--start-qps",
+        "50",
+        "--out-dir",
+        str(tmp_path),
+        *SHORT,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "check_accuracy accuracy=" in run.stdout
     lines = [ln for ln in run.stdout.splitlines() if ln.startswith("===RESULT: ")]
@@ -154,34 +225,59 @@ def test_bad_input_is_one_line(ck_env: dict[str, str]) -> None:
         assert run.stderr.strip().count("\n") == 0 and message in run.stderr, run.stderr
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="needs Debian's chromium (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install -y chromium)"
+)
 def test_report_renders_in_headless_chromium(ck_env: dict[str, str], tmp_path: Path) -> None:
     results = tmp_path.parent / "peak-results.json"
     out = tmp_path / "report.html"
-    args = ["report", "--tags", "t9", "--compare", "sweep_batch", "--out", str(out),
-            "--png-dir", str(tmp_path / "png"), "--csv", str(tmp_path / "runs.csv")]
+    args = [
+        "report",
+        "--tags",
+        "t9",
+        "--compare",
+        "sweep_batch",
+        "--out",
+        str(out),
+        "--png-dir",
+        str(tmp_path / "png"),
+        "--csv",
+        str(tmp_path / "runs.csv"),
+    ]
     if results.is_file():
         args += ["--results", str(results)]
     run = cli(ck_env, *args)
     assert run.returncode == 0, run.stderr
     page = out.read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    chrome = ["chromium", "--headless", "--disable-gpu", "--no-sandbox",
-              "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*chrome, "--dump-dom", out.as_uri()], capture_output=True,
-                         text=True, timeout=120)
+    chrome = [
+        "chromium",
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*chrome, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr
     tables = re.findall(r'<table class="data" data-caption="([^"]+)"', dom.stdout)
     assert {"runs", "batch sweep", "concurrency sweep", "a/b", "provenance"} <= set(tables)
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom.stdout)
-    assert {"throughput vs batch", "latency vs batch", "latency vs throughput",
-            "A/B ratio"} <= set(images)
+    assert {"throughput vs batch", "latency vs batch", "latency vs throughput", "A/B ratio"} <= set(
+        images
+    )
     if results.is_file():
         assert {"peak results", "peak trials"} <= set(tables) and "peak scan" in images
     assert len(list((tmp_path / "png").glob("*.png"))) == len(images)
     shot = tmp_path / "report.png"
-    subprocess.run([*chrome, "--window-size=1400,2400", f"--screenshot={shot}", out.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*chrome, "--window-size=1400,2400", f"--screenshot={shot}", out.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 50_000  # a blank page is a few KB

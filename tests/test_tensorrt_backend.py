@@ -60,9 +60,16 @@ def test_backend_registered_and_load_fails_cleanly_without_tensorrt(tmp_path: Pa
 
 def test_batch_checked_from_metadata_before_loading(tmp_path: Path) -> None:
     meta = EngineMeta(
-        model="tiny", precision="fp32", max_batch=4, tensorrt_version="10.13.0.35",
-        gpu_name="NVIDIA H100", compute_capability=(9, 0), inputs={"input": [-1, 3, 8, 8]},
-        outputs={"logits": [-1, 4]}, onnx_sha256="0" * 64, engine_sha256="0" * 64,
+        model="tiny",
+        precision="fp32",
+        max_batch=4,
+        tensorrt_version="10.13.0.35",
+        gpu_name="NVIDIA H100",
+        compute_capability=(9, 0),
+        inputs={"input": [-1, 3, 8, 8]},
+        outputs={"logits": [-1, 4]},
+        onnx_sha256="0" * 64,
+        engine_sha256="0" * 64,
         engine_size=0,
     )
     write_meta(tmp_path, meta)
@@ -73,18 +80,34 @@ def test_batch_checked_from_metadata_before_loading(tmp_path: Path) -> None:
     assert backend.capabilities.max_batch == 4
 
 
-@pytest.mark.parametrize(("outputs", "message"), [
-    ({"ArgMax:0": [-1], "softmax_tensor:0": [-1, 1001]},
-     r"has no output 'logits' .*; its outputs: ArgMax:0, softmax_tensor:0$"),
-    ({"ArgMax:0": [-1], "logits": [-1, 4]}, r"has 2 outputs; this backend binds one \('logits'\)"),
-])
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (
+            {"ArgMax:0": [-1], "softmax_tensor:0": [-1, 1001]},
+            r"has no output 'logits' .*; its outputs: ArgMax:0, softmax_tensor:0$",
+        ),
+        (
+            {"ArgMax:0": [-1], "logits": [-1, 4]},
+            r"has 2 outputs; this backend binds one \('logits'\)",
+        ),
+    ],
+)
 def test_engine_output_is_bound_by_the_contract_name(
     tmp_path: Path, outputs: dict[str, list[int]], message: str
 ) -> None:
     meta = EngineMeta(
-        model="tiny", precision="fp32", max_batch=4, tensorrt_version="10.13.0.35",
-        gpu_name="NVIDIA H100", compute_capability=(9, 0), inputs={"input": [-1, 3, 8, 8]},
-        outputs=outputs, onnx_sha256="0" * 64, engine_sha256="0" * 64, engine_size=0,
+        model="tiny",
+        precision="fp32",
+        max_batch=4,
+        tensorrt_version="10.13.0.35",
+        gpu_name="NVIDIA H100",
+        compute_capability=(9, 0),
+        inputs={"input": [-1, 3, 8, 8]},
+        outputs=outputs,
+        onnx_sha256="0" * 64,
+        engine_sha256="0" * 64,
+        engine_size=0,
     )
     backend = create_backend("tensorrt", tmp_path, CONTRACT)
     with pytest.raises(ModelError, match=message):
@@ -140,7 +163,8 @@ def _tiny_onnx(path: Path) -> Path:
         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
         initializer=[weight, bias],
@@ -168,8 +192,14 @@ def test_build_run_and_compare_with_onnxruntime(tmp_path: Path, cuda_graphs: boo
 
     onnx_path = _tiny_onnx(tmp_path / "tiny.onnx")
     cache = tmp_path / "timing.cache"
-    plan = build_engine(onnx_path, tmp_path / "engine", EngineSpec("tiny", "fp32", 8), CONTRACT,
-                        workspace_mib=256, timing_cache=cache)
+    plan = build_engine(
+        onnx_path,
+        tmp_path / "engine",
+        EngineSpec("tiny", "fp32", 8),
+        CONTRACT,
+        workspace_mib=256,
+        timing_cache=cache,
+    )
     assert plan.is_file() and cache.is_file()
     recorded = (plan.parent / "engine.json").read_text()
     assert hashlib.sha256(plan.read_bytes()).hexdigest() in recorded
@@ -193,8 +223,13 @@ def test_truncated_engine_refused_before_deserialising(tmp_path: Path) -> None:
     from ckvision.errors import ModelError
     from ckvision.models.tensorrt_build import build_engine
 
-    plan = build_engine(_tiny_onnx(tmp_path / "tiny.onnx"), tmp_path / "e",
-                        EngineSpec("tiny", "fp16", 4), CONTRACT, workspace_mib=256)
+    plan = build_engine(
+        _tiny_onnx(tmp_path / "tiny.onnx"),
+        tmp_path / "e",
+        EngineSpec("tiny", "fp16", 4),
+        CONTRACT,
+        workspace_mib=256,
+    )
     with open(plan, "r+b") as handle:
         handle.truncate(plan.stat().st_size // 2)
     with pytest.raises(ModelError, match="truncated"):
@@ -210,11 +245,19 @@ def test_int8_build_writes_and_reuses_calibration_cache(tmp_path: Path) -> None:
     source = CalibrationSource(files=_images(tmp_path, 8), load=np.load, batch_size=4)
     onnx_path = _tiny_onnx(tmp_path / "tiny.onnx")
     spec = EngineSpec("tiny", "int8", 4)
-    plan = build_engine(onnx_path, tmp_path / "e", spec, CONTRACT, calibration=source,
-                        workspace_mib=256)
+    plan = build_engine(
+        onnx_path, tmp_path / "e", spec, CONTRACT, calibration=source, workspace_mib=256
+    )
     cache = plan.parent / "calibration.cache"
     assert cache.is_file()
     messages: list[str] = []
-    build_engine(onnx_path, tmp_path / "e", spec, CONTRACT, calibration=source,
-                 workspace_mib=256, log=messages.append)
+    build_engine(
+        onnx_path,
+        tmp_path / "e",
+        spec,
+        CONTRACT,
+        calibration=source,
+        workspace_mib=256,
+        log=messages.append,
+    )
     assert any("reusing" in m for m in messages)

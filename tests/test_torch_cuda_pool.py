@@ -65,8 +65,7 @@ class _FakeTorch:
 def pool(monkeypatch: pytest.MonkeyPatch) -> RunnerPool:
     FakeGpuRunner.made = []
     monkeypatch.setattr(torch_cuda, "CudaRunner", FakeGpuRunner)
-    spec = RunnerSpec(sample_shape=SHAPE, dtype=None, channels_last=False, graphs=True,
-                      per_size=2)
+    spec = RunnerSpec(sample_shape=SHAPE, dtype=None, channels_last=False, graphs=True, per_size=2)
     return RunnerPool(_FakeTorch(), model=None, spec=spec)
 
 
@@ -140,9 +139,13 @@ def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool
     from ckvision.models.contract import ModelContract
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(8, 5)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 5),
+    ).eval()
     script = tmp_path / "tiny.pt"
     torch.jit.trace(model, torch.zeros(1, 3, 16, 16)).save(str(script))
     contract = ModelContract(name="tiny", image_size=16, resize_size=16, num_classes=5)

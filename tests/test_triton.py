@@ -44,9 +44,15 @@ def test_config_pbtxt_parses_back_with_every_field(
     if backend == "tensorrt":
         model = tmp_path / "tiny.plan"
         model.write_bytes(b"engine")
-    spec = RepoSpec(backend=backend, model_name="tiny_m", max_batch=16, preferred_batch=(4, 16),
-                    max_queue_delay_us=750, instances=3,
-                    kind="KIND_GPU" if backend == "tensorrt" else "KIND_CPU")
+    spec = RepoSpec(
+        backend=backend,
+        model_name="tiny_m",
+        max_batch=16,
+        preferred_batch=(4, 16),
+        max_queue_delay_us=750,
+        instances=3,
+        kind="KIND_GPU" if backend == "tensorrt" else "KIND_CPU",
+    )
     model_dir = write_repository(tmp_path / "repo", model, tiny_contract, spec)
     config = parse_pbtxt((model_dir / "config.pbtxt").read_text())
     key = "platform" if backend == "tensorrt" else "backend"
@@ -54,13 +60,21 @@ def test_config_pbtxt_parses_back_with_every_field(
     assert config["name"] == "tiny_m" and config["max_batch_size"] == 16
     assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, 16, 16]}]
     assert config["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}]
-    assert config["dynamic_batching"] == {"preferred_batch_size": [4, 16],
-                                          "max_queue_delay_microseconds": 750}
+    assert config["dynamic_batching"] == {
+        "preferred_batch_size": [4, 16],
+        "max_queue_delay_microseconds": 750,
+    }
     assert config["instance_group"] == [{"count": 3, "kind": spec.kind}]
     assert _params(config) == ({"ORT_THREADS": "1"} if backend == "python" else {})
     version = sorted(p.name for p in (model_dir / "1").iterdir())
-    assert version == {"python": ["model.onnx", "model.py"], "onnxruntime": ["model.onnx"],
-                       "tensorrt": ["model.plan"]}[backend]
+    assert (
+        version
+        == {
+            "python": ["model.onnx", "model.py"],
+            "onnxruntime": ["model.onnx"],
+            "tensorrt": ["model.plan"],
+        }[backend]
+    )
 
 
 def test_repository_without_dynamic_batching_and_with_an_execution_env(
@@ -68,20 +82,25 @@ def test_repository_without_dynamic_batching_and_with_an_execution_env(
 ) -> None:
     spec = RepoSpec(dynamic_batching=False, execution_env=tmp_path / "env")
     config = parse_pbtxt(
-        (write_repository(tmp_path / "r", tiny_onnx_model, tiny_contract, spec)
-         / "config.pbtxt").read_text())
+        (
+            write_repository(tmp_path / "r", tiny_onnx_model, tiny_contract, spec) / "config.pbtxt"
+        ).read_text()
+    )
     assert "dynamic_batching" not in config
     assert _params(config)["EXECUTION_ENV_PATH"] == str(tmp_path / "env")
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"backend": "tf"}, "Triton backend 'tf' unknown"),
-    ({"model_name": "a/b"}, "Triton model name 'a/b' must be"),
-    ({"max_batch": 0}, "max batch must be >= 1"),
-    ({"instances": 0}, "instances must be >= 1"),
-    ({"preferred_batch": (9,)}, r"preferred batch sizes \[9\] must lie in 1..8"),
-    ({"kind": "KIND_TPU"}, "instance kind 'KIND_TPU' unknown"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"backend": "tf"}, "Triton backend 'tf' unknown"),
+        ({"model_name": "a/b"}, "Triton model name 'a/b' must be"),
+        ({"max_batch": 0}, "max batch must be >= 1"),
+        ({"instances": 0}, "instances must be >= 1"),
+        ({"preferred_batch": (9,)}, r"preferred batch sizes \[9\] must lie in 1..8"),
+        ({"kind": "KIND_TPU"}, "instance kind 'KIND_TPU' unknown"),
+    ],
+)
 def test_bad_repository_settings_are_one_line(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RepoSpec(**changes)
@@ -91,8 +110,9 @@ def test_a_model_that_does_not_fit_its_backend_or_contract_is_refused(
     tmp_path: Path, tiny_onnx_model: Path, tiny_contract: ModelContract
 ) -> None:
     with pytest.raises(ModelError, match="serves .plan files"):
-        write_repository(tmp_path / "r", tiny_onnx_model, tiny_contract,
-                         RepoSpec(backend="tensorrt"))
+        write_repository(
+            tmp_path / "r", tiny_onnx_model, tiny_contract, RepoSpec(backend="tensorrt")
+        )
     wide = ModelContract(name="tiny", image_size=16, resize_size=16, num_classes=1000)
     with pytest.raises(ModelError, match="outputs 10 classes but the contract says 1000"):
         write_repository(tmp_path / "r", tiny_onnx_model, wide, RepoSpec())
@@ -100,16 +120,25 @@ def test_a_model_that_does_not_fit_its_backend_or_contract_is_refused(
 
 
 @pytest.fixture(scope="module")
-def in_process_accuracy(tmp_path_factory: pytest.TempPathFactory, quick_config_m: Any,
-                        tiny_onnx_model: Path, tiny_contract: ModelContract,
-                        tiny_dataset: Any) -> dict[str, Any]:
+def in_process_accuracy(
+    tmp_path_factory: pytest.TempPathFactory,
+    quick_config_m: Any,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
+) -> dict[str, Any]:
     from ckvision.harness.run import run_benchmark
 
     backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract)
     with backend:
-        result = run_benchmark(quick_config_m(scenario=Scenario.OFFLINE), backend,
-                               tiny_dataset, tmp_path_factory.mktemp("ort"), model_name="tiny",
-                               log=lambda _: None)
+        result = run_benchmark(
+            quick_config_m(scenario=Scenario.OFFLINE),
+            backend,
+            tiny_dataset,
+            tmp_path_factory.mktemp("ort"),
+            model_name="tiny",
+            log=lambda _: None,
+        )
     assert result.accuracy is not None
     return result.accuracy
 
@@ -119,36 +148,55 @@ def quick_config_m() -> Any:
     from ckvision.config import RunConfig
 
     def make(**changes: Any) -> RunConfig:
-        values: dict[str, Any] = {"backend": "triton", "min_duration_s": 0.05,
-                                  "max_duration_s": 10.0, "count_override": 32,
-                                  "threads": 1, "target_qps": 500.0, "mode": Mode.ACCURACY}
+        values: dict[str, Any] = {
+            "backend": "triton",
+            "min_duration_s": 0.05,
+            "max_duration_s": 10.0,
+            "count_override": 32,
+            "threads": 1,
+            "target_qps": 500.0,
+            "mode": Mode.ACCURACY,
+        }
         values.update(changes)
         return RunConfig(**values)
 
     return make
 
 
-@pytest.mark.parametrize(("scenario", "protocol", "shm", "batch", "workers"), [
-    (Scenario.SINGLE_STREAM, "http", "none", 1, 1),
-    (Scenario.SINGLE_STREAM, "grpc", "none", 1, 1),
-    (Scenario.OFFLINE, "grpc", "none", 8, 2),
-    (Scenario.OFFLINE, "http", "system", 4, 2),
-    (Scenario.SERVER, "grpc", "system", 2, 2),
-    (Scenario.MULTI_STREAM, "http", "system", 4, 1),
-])
+@pytest.mark.parametrize(
+    ("scenario", "protocol", "shm", "batch", "workers"),
+    [
+        (Scenario.SINGLE_STREAM, "http", "none", 1, 1),
+        (Scenario.SINGLE_STREAM, "grpc", "none", 1, 1),
+        (Scenario.OFFLINE, "grpc", "none", 8, 2),
+        (Scenario.OFFLINE, "http", "system", 4, 2),
+        (Scenario.SERVER, "grpc", "system", 2, 2),
+        (Scenario.MULTI_STREAM, "http", "system", 4, 1),
+    ],
+)
 def test_loadgen_through_triton_scores_as_in_process(
-    scenario: Scenario, protocol: str, shm: str, batch: int, workers: int, tmp_path: Path,
-    triton_server: Any, tiny_contract: ModelContract, tiny_dataset: Any,
-    quick_config_m: Any, in_process_accuracy: dict[str, Any],
+    scenario: Scenario,
+    protocol: str,
+    shm: str,
+    batch: int,
+    workers: int,
+    tmp_path: Path,
+    triton_server: Any,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
+    quick_config_m: Any,
+    in_process_accuracy: dict[str, Any],
 ) -> None:
     from ckvision.harness.run import run_benchmark
 
     config = quick_config_m(scenario=scenario, batch_size=batch, workers=workers)
-    backend = create_backend("triton", triton_server.repo, tiny_contract,
-                             triton_server.options(protocol, shm))
+    backend = create_backend(
+        "triton", triton_server.repo, tiny_contract, triton_server.options(protocol, shm)
+    )
     with backend:
-        result = run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny",
-                               log=lambda _: None)
+        result = run_benchmark(
+            config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None
+        )
         stats = backend.run_statistics()
     assert result.failures == 0 and result.accuracy is not None
     assert result.accuracy["top1"] == pytest.approx(75.0)
@@ -156,26 +204,36 @@ def test_loadgen_through_triton_scores_as_in_process(
     # every LoadGen sample went through the server, once; the breakdown adds up
     assert stats["inferences"] == result.accuracy["total"] == 40
     assert stats["requests"] == stats["client_requests"] > 0
-    parts = sum(stats[f"server_{p}_us"] for p in ("queue", "compute_input", "compute_infer",
-                                                  "compute_output"))
+    parts = sum(
+        stats[f"server_{p}_us"]
+        for p in ("queue", "compute_input", "compute_infer", "compute_output")
+    )
     assert 0 < parts <= stats["server_total_us"] * 1.01
-    assert stats["client_us"] == pytest.approx(stats["server_total_us"]
-                                               + stats["client_remainder_us"])
+    assert stats["client_us"] == pytest.approx(
+        stats["server_total_us"] + stats["client_remainder_us"]
+    )
     assert stats["protocol"] == protocol and stats["shared_memory"] == shm
 
 
 def test_program_with_a_managed_server_records_the_breakdown(
-    tmp_path: Path, triton_server: Any, tiny_dataset: Any, quick_config_m: Any,
+    tmp_path: Path,
+    triton_server: Any,
+    tiny_dataset: Any,
+    quick_config_m: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from ckvision.analysis.frame import _flatten
     from ckvision.program import resolve_inputs, run_program
 
-    inputs = resolve_inputs({}, "triton", triton_server.repo / "ckvision-triton.json",
-                            tiny_dataset.path)
-    record = run_program(quick_config_m(scenario=Scenario.SINGLE_STREAM, count_override=8,
-                                        mode=Mode.PERFORMANCE), inputs, tmp_path / "out",
-                         log=lambda _: None)
+    inputs = resolve_inputs(
+        {}, "triton", triton_server.repo / "ckvision-triton.json", tiny_dataset.path
+    )
+    record = run_program(
+        quick_config_m(scenario=Scenario.SINGLE_STREAM, count_override=8, mode=Mode.PERFORMANCE),
+        inputs,
+        tmp_path / "out",
+        log=lambda _: None,
+    )
     stats = record["backend"]["statistics"]
     assert stats["managed_server"] is True and stats["requests"] >= 8
     assert Path(stats["server_log"]) == tmp_path / "out" / "tritonserver.log"
@@ -195,9 +253,15 @@ def test_perf_analyzer_short_run_is_parsed(tmp_path: Path, triton_server: Any) -
     from ckvision.triton.perf import PerfSpec, run_perf_analyzer
     from ckvision.triton.server import find_triton
 
-    spec = PerfSpec(url=triton_server.grpc, batch=2, request_count=40, max_trials=10,
-                    stability_percent=500,  # a shared 2-core machine: numbers are noisy
-                    shared_memory="system", output_shm_bytes=2 * 10 * 4)
+    spec = PerfSpec(
+        url=triton_server.grpc,
+        batch=2,
+        request_count=40,
+        max_trials=10,
+        stability_percent=500,  # a shared 2-core machine: numbers are noisy
+        shared_memory="system",
+        output_shm_bytes=2 * 10 * 4,
+    )
     records = run_perf_analyzer(find_triton(), spec, tmp_path, timeout_s=90)
     assert len(records) == 1 and records[0]["tool"] == "perf_analyzer"
     row = records[0]["perf_analyzer"]
@@ -239,24 +303,42 @@ def _servers_on(repo: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize(("options", "error", "message"), [
-    ({"triton_urls": ("127.0.0.1:{free}",), "triton_timeout_s": 1.0}, BackendError,
-     r"Triton server 127.0.0.1:\d+ not reachable within 1 s"),
-    ({"triton_urls": ("{http}",), "triton_model": "nope", "triton_timeout_s": 1.0},
-     BackendError, r"Triton model 'nope' is not loaded on 127.0.0.1:\d+ \(not ready"),
-    ({"triton_urls": ("no such:1",)}, ConfigError, "'no such:1' is not host:port"),
-    ({"triton_python": "/nonexistent/python"}, BackendError,
-     "Triton server not installed: cannot run /nonexistent/python"),
-])
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        (
+            {"triton_urls": ("127.0.0.1:{free}",), "triton_timeout_s": 1.0},
+            BackendError,
+            r"Triton server 127.0.0.1:\d+ not reachable within 1 s",
+        ),
+        (
+            {"triton_urls": ("{http}",), "triton_model": "nope", "triton_timeout_s": 1.0},
+            BackendError,
+            r"Triton model 'nope' is not loaded on 127.0.0.1:\d+ \(not ready",
+        ),
+        ({"triton_urls": ("no such:1",)}, ConfigError, "'no such:1' is not host:port"),
+        (
+            {"triton_python": "/nonexistent/python"},
+            BackendError,
+            "Triton server not installed: cannot run /nonexistent/python",
+        ),
+    ],
+)
 def test_unusable_servers_are_one_line(
-    options: dict[str, Any], error: type[CkVisionError], message: str,
-    triton_server: Any, tiny_contract: ModelContract,
+    options: dict[str, Any],
+    error: type[CkVisionError],
+    message: str,
+    triton_server: Any,
+    tiny_contract: ModelContract,
 ) -> None:
     if "triton_urls" in options:
-        options = {**options, "triton_urls": tuple(
-            u.format(free=_free_port(), http=triton_server.http) for u in options["triton_urls"])}
-    backend = create_backend("triton", triton_server.repo, tiny_contract,
-                             BackendOptions(**options))
+        options = {
+            **options,
+            "triton_urls": tuple(
+                u.format(free=_free_port(), http=triton_server.http) for u in options["triton_urls"]
+            ),
+        }
+    backend = create_backend("triton", triton_server.repo, tiny_contract, BackendOptions(**options))
     with pytest.raises(error, match=message) as caught:
         backend.load()
     assert "\n" not in str(caught.value)
@@ -266,8 +348,11 @@ def test_unusable_servers_are_one_line(
 def test_a_served_model_that_breaks_the_contract_is_refused(triton_server: Any) -> None:
     other = ModelContract(name="tiny", image_size=32, resize_size=32, num_classes=10)
     backend = create_backend("triton", triton_server.repo, other, triton_server.options())
-    with pytest.raises(ModelError, match=r"takes FP32 \[3, 16, 16\], but the contract gives "
-                                         r"FP32 \[3, 32, 32\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"takes FP32 \[3, 16, 16\], but the contract gives "
+        r"FP32 \[3, 32, 32\]",
+    ):
         backend.load()
 
 
@@ -282,8 +367,9 @@ def test_port_in_use_and_not_ready_in_time_stop_the_server(
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port {port} is in use"):
-            TritonServer(install, triton_server.repo, tmp_path,
-                         ports=(port, _free_port(), _free_port())).start()
+            TritonServer(
+                install, triton_server.repo, tmp_path, ports=(port, _free_port(), _free_port())
+            ).start()
     server = TritonServer(install, triton_server.repo, tmp_path, ready_timeout_s=0.01)
     with pytest.raises(BackendError, match=r"not ready within 0.01 s"):
         server.start()
@@ -294,15 +380,22 @@ def test_port_in_use_and_not_ready_in_time_stop_the_server(
 
 
 def test_requests_failing_mid_run_fail_the_run_with_every_sample_completed(
-    tmp_path: Path, triton_server: Any, tiny_contract: ModelContract, tiny_dataset: Any,
+    tmp_path: Path,
+    triton_server: Any,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
     quick_config_m: Any,
 ) -> None:
     from ckvision.errors import RunError
     from ckvision.harness.run import run_benchmark
     from ckvision.triton.client import TritonBackend
 
-    backend = create_backend("triton", triton_server.repo, tiny_contract,
-                             BackendOptions(run_dir=tmp_path, triton_timeout_s=5.0))
+    backend = create_backend(
+        "triton",
+        triton_server.repo,
+        tiny_contract,
+        BackendOptions(run_dir=tmp_path, triton_timeout_s=5.0),
+    )
     assert isinstance(backend, TritonBackend)
 
     def warmup_then_lose_the_server(batch: Any, iterations: int = 3) -> None:
@@ -311,20 +404,45 @@ def test_requests_failing_mid_run_fail_the_run_with_every_sample_completed(
 
     backend.warmup = warmup_then_lose_the_server  # type: ignore[method-assign]
     with backend, pytest.raises(RunError, match=r"40 of 40 samples failed: Triton request"):
-        run_benchmark(quick_config_m(scenario=Scenario.OFFLINE, batch_size=4), backend,
-                      tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None)
+        run_benchmark(
+            quick_config_m(scenario=Scenario.OFFLINE, batch_size=4),
+            backend,
+            tiny_dataset,
+            tmp_path,
+            model_name="tiny",
+            log=lambda _: None,
+        )
     assert backend._server is None
 
 
 def _program(repo: Path, dataset: Path, out: Path, **env: str) -> subprocess.Popen[str]:
-    environ = {**os.environ, "CK_LOADGEN_MIN_DURATION_S": "0.05", "CK_LOADGEN_MODE":
-               "PerformanceOnly", **env}
+    environ = {
+        **os.environ,
+        "CK_LOADGEN_MIN_DURATION_S": "0.05",
+        "CK_LOADGEN_MODE": "PerformanceOnly",
+        **env,
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "ckvision", "run", "--backend", "triton",
-         "--model", str(repo / "ckvision-triton.json"), "--dataset", str(dataset),
-         "--output-dir", str(out)],
-        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "ckvision",
+            "run",
+            "--backend",
+            "triton",
+            "--model",
+            str(repo / "ckvision-triton.json"),
+            "--dataset",
+            str(dataset),
+            "--output-dir",
+            str(out),
+        ],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for_server(repo: Path, proc: subprocess.Popen[str], log: Path) -> None:
@@ -337,23 +455,35 @@ def _wait_for_server(repo: Path, proc: subprocess.Popen[str], log: Path) -> None
 
 @pytest.mark.parametrize("how", ["failed", "interrupted", "killed"])
 def test_no_orphan_server_after_a_failed_interrupted_or_killed_run(
-    how: str, tmp_path: Path, tiny_onnx_model: Path, tiny_contract: ModelContract,
-    tiny_dataset: Any, triton_server: Any,
+    how: str,
+    tmp_path: Path,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
+    triton_server: Any,
 ) -> None:
     repo = tmp_path / "repo"
     write_repository(repo, tiny_onnx_model, tiny_contract, RepoSpec())
     out = tmp_path / "out"
     if how == "failed":
-        proc = _program(repo, tiny_dataset.path, out, CK_TRITON_MODEL="absent",
-                        CK_TRITON_TIMEOUT_S="1")
+        proc = _program(
+            repo, tiny_dataset.path, out, CK_TRITON_MODEL="absent", CK_TRITON_TIMEOUT_S="1"
+        )
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 5
         assert err.strip().splitlines() == [
             "ckvision: error: Triton model 'absent' is not loaded on "
-            f"{err.split(' on ')[1].split(' ')[0]} (not ready within 1 s)"]
+            f"{err.split(' on ')[1].split(' ')[0]} (not ready within 1 s)"
+        ]
     else:
-        proc = _program(repo, tiny_dataset.path, out, CK_LOADGEN_SCENARIO="Offline",
-                        CK_LOADGEN_TARGET_QPS="200", CK_LOADGEN_MIN_DURATION_S="60")
+        proc = _program(
+            repo,
+            tiny_dataset.path,
+            out,
+            CK_LOADGEN_SCENARIO="Offline",
+            CK_LOADGEN_TARGET_QPS="200",
+            CK_LOADGEN_MIN_DURATION_S="60",
+        )
         _wait_for_server(repo, proc, out / "tritonserver.log")
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT if how == "interrupted" else signal.SIGKILL)
@@ -366,8 +496,12 @@ def test_no_orphan_server_after_a_failed_interrupted_or_killed_run(
 
 
 def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
-    tmp_path: Path, triton_server: Any, tiny_contract: ModelContract, tiny_dataset: Any,
-    quick_config_m: Any, in_process_accuracy: dict[str, Any],
+    tmp_path: Path,
+    triton_server: Any,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
+    quick_config_m: Any,
+    in_process_accuracy: dict[str, Any],
 ) -> None:
     """The scale-out path: `ckvision triton-server` on a second "machine", two URLs."""
     import tritonclient.http as http
@@ -376,22 +510,40 @@ def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
 
     ports = [_free_port() for _ in range(3)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ckvision", "triton-server", "--repository",
-         str(triton_server.repo), "--log-dir", str(tmp_path), "--ports",
-         ",".join(map(str, ports))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "ckvision",
+            "triton-server",
+            "--repository",
+            str(triton_server.repo),
+            "--log-dir",
+            str(tmp_path),
+            "--ports",
+            ",".join(map(str, ports)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith(f"tritonserver ready: http 127.0.0.1:{ports[0]}"), \
+        assert line.startswith(f"tritonserver ready: http 127.0.0.1:{ports[0]}"), (
             line + proc.stderr.read() if proc.stderr else line
+        )
         second = f"127.0.0.1:{ports[0]}"
-        options = BackendOptions(triton_urls=(triton_server.http, second),
-                                 triton_timeout_s=20.0)
+        options = BackendOptions(triton_urls=(triton_server.http, second), triton_timeout_s=20.0)
         with create_backend("triton", triton_server.repo, tiny_contract, options) as backend:
-            result = run_benchmark(quick_config_m(scenario=Scenario.OFFLINE, batch_size=2,
-                                                  workers=2), backend, tiny_dataset,
-                                   tmp_path / "run", model_name="tiny", log=lambda _: None)
+            result = run_benchmark(
+                quick_config_m(scenario=Scenario.OFFLINE, batch_size=2, workers=2),
+                backend,
+                tiny_dataset,
+                tmp_path / "run",
+                model_name="tiny",
+                log=lambda _: None,
+            )
             stats = backend.run_statistics()
         assert result.accuracy == in_process_accuracy and stats["inferences"] == 40
         client = http.InferenceServerClient(second)
@@ -413,8 +565,9 @@ def test_many_threads_at_once_give_the_serial_results(
     rng = np.random.default_rng(5)
     batches = [rng.normal(size=(n, 3, 16, 16)).astype(np.float32) for n in (1, 3, 5, 8) * 4]
     errors: list[BaseException] = []
-    with create_backend("triton", triton_server.repo, tiny_contract,
-                        triton_server.options(protocol, shm)) as backend:
+    with create_backend(
+        "triton", triton_server.repo, tiny_contract, triton_server.options(protocol, shm)
+    ) as backend:
         serial = [backend.predict(b) for b in batches]
 
         def work(worker: int) -> None:
@@ -432,8 +585,11 @@ def test_many_threads_at_once_give_the_serial_results(
             thread.join(60)
         with pytest.raises(BackendError, match=r"^backend triton: batch of float64; model tiny"):
             backend.predict(batches[0].astype(np.float64))
-        with pytest.raises(BackendError, match=r"^backend triton: batch of 9 is above the "
-                                               r"Triton model's max batch 8"):
+        with pytest.raises(
+            BackendError,
+            match=r"^backend triton: batch of 9 is above the "
+            r"Triton model's max batch 8",
+        ):
             backend.predict(np.zeros((9, 3, 16, 16), np.float32))
     assert not errors, errors[0]
     for batch, out in zip(batches, serial, strict=True):
@@ -445,18 +601,33 @@ def test_statistics_snapshots_from_grpc_strings_diff_into_per_request_times() ->
 
     def raw(n: int, scale: int, as_str: bool) -> dict[str, Any]:
         num = str if as_str else int
-        phases = {p: {"count": num(n), "ns": num(n * scale * k)} for k, p in enumerate(
-            ("success", "queue", "compute_input", "compute_infer", "compute_output"), start=1)}
-        return {"model_stats": [{"name": "other"}, {
-            "name": "m", "inference_count": num(4 * n), "execution_count": num(n),
-            "inference_stats": phases}]}
+        phases = {
+            p: {"count": num(n), "ns": num(n * scale * k)}
+            for k, p in enumerate(
+                ("success", "queue", "compute_input", "compute_infer", "compute_output"), start=1
+            )
+        }
+        return {
+            "model_stats": [
+                {"name": "other"},
+                {
+                    "name": "m",
+                    "inference_count": num(4 * n),
+                    "execution_count": num(n),
+                    "inference_stats": phases,
+                },
+            ]
+        }
 
     before = [snapshot(raw(10, 1000, True), "m"), snapshot(raw(5, 1000, False), "m")]
     after = [snapshot(raw(30, 1000, True), "m"), snapshot(raw(5, 1000, False), "m")]
     out = breakdown(before, after, client_requests=20, client_ns=20 * 3000)
     assert out["requests"] == 20 and out["inferences"] == 80 and out["avg_server_batch"] == 4
-    assert (out["server_total_us"], out["server_queue_us"], out["server_compute_infer_us"]) \
-        == (1.0, 2.0, 4.0)
+    assert (out["server_total_us"], out["server_queue_us"], out["server_compute_infer_us"]) == (
+        1.0,
+        2.0,
+        4.0,
+    )
     assert out["client_us"] == 3.0 and out["client_remainder_us"] == 2.0
     assert snapshot(raw(1, 1, False), "absent") == {}
     assert breakdown([{}], [{}], 0, 0)["requests"] == 0
@@ -465,11 +636,22 @@ def test_statistics_snapshots_from_grpc_strings_diff_into_per_request_times() ->
 def test_perf_analyzer_command_line(tmp_path: Path) -> None:
     from ckvision.triton.perf import PerfSpec, perf_command
 
-    spec = PerfSpec(model="m", url="h:1", protocol="http", batch=4, concurrency=(1, 8, 2),
-                    shared_memory="system", output_shm_bytes=160)
+    spec = PerfSpec(
+        model="m",
+        url="h:1",
+        protocol="http",
+        batch=4,
+        concurrency=(1, 8, 2),
+        shared_memory="system",
+        output_shm_bytes=160,
+    )
     args = perf_command(Path("/pa"), spec, tmp_path / "o.csv")
     assert args[:9] == ["/pa", "-m", "m", "-i", "http", "-u", "h:1", "-b", "4"]
-    assert "1:8:2" in args and args[-4:] == ["--shared-memory", "system",
-                                             "--output-shared-memory-size", "160"]
+    assert "1:8:2" in args and args[-4:] == [
+        "--shared-memory",
+        "system",
+        "--output-shared-memory-size",
+        "160",
+    ]
     with pytest.raises(ConfigError, match="start <= end"):
         PerfSpec(concurrency=(4, 2, 1))

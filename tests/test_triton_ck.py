@@ -21,14 +21,20 @@ from ckvision.analysis import load_experiments, summary_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 CK = str(Path(sys.executable).with_name("ck"))
-RUN = ("--env.CK_LOADGEN_DATASET_SIZE=32", "--env.CK_LOADGEN_SCENARIO=Offline",
-       "--env.CK_BATCH_SIZE=4", "--skip_print_timers", "--return_error_if_external_fail=yes",
-       "--quiet")
+RUN = (
+    "--env.CK_LOADGEN_DATASET_SIZE=32",
+    "--env.CK_LOADGEN_SCENARIO=Offline",
+    "--env.CK_BATCH_SIZE=4",
+    "--skip_print_timers",
+    "--return_error_if_external_fail=yes",
+    "--quiet",
+)
 
 
 def ck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CK, *args], env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [CK, *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
 
 
 def _accuracy(stdout: str) -> list[str]:
@@ -40,19 +46,35 @@ def test_triton_program_package_and_perf_script_through_ck(
 ) -> None:
     base = tmp_path / "ck"
     env = dict(os.environ, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
-    setup = subprocess.run([sys.executable, "-m", "ckvision", "ck-setup"], env=env,
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    setup = subprocess.run(
+        [sys.executable, "-m", "ckvision", "ck-setup"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
     assert "detected lib,python-package,tritonclient" in setup.stdout
 
-    installed = ck(env, "install", "package", "--tags=model,triton,efficientnet-lite0,python,"
-                   "maxbatch.4", "--quiet")
+    installed = ck(
+        env,
+        "install",
+        "package",
+        "--tags=model,triton,efficientnet-lite0,python,maxbatch.4",
+        "--quiet",
+    )
     assert installed.returncode == 0, installed.stdout[-2000:]
     repo = next(Path(env["CK_TOOLS"]).glob("model-triton-repository*"))
     assert "max_batch_size: 4" in (repo / "classifier" / "config.pbtxt").read_text()
 
-    served = ck(env, "run", "program:image-classification-triton-loadgen-py", *RUN,
-                "--env.CK_TRITON_PROTOCOL=grpc")
+    served = ck(
+        env,
+        "run",
+        "program:image-classification-triton-loadgen-py",
+        *RUN,
+        "--env.CK_TRITON_PROTOCOL=grpc",
+    )
     assert served.returncode == 0, served.stdout[-3000:]
     local = ck(env, "run", "program:image-classification-onnxruntime-loadgen-py", *RUN)
     assert local.returncode == 0, local.stdout[-3000:]
@@ -60,16 +82,38 @@ def test_triton_program_package_and_perf_script_through_ck(
     assert "total=32" in _accuracy(served.stdout)[0]
 
     perf = tmp_path / "perf.json"
-    perf.write_text(json.dumps({"dict": {
-        "repository": str(repo), "batch": 2, "request_count": 10, "stability_percent": 900,
-        "record": "triton-pa", "tags": "triton,perf_analyzer", "output_dir": str(tmp_path)}}))
+    perf.write_text(
+        json.dumps(
+            {
+                "dict": {
+                    "repository": str(repo),
+                    "batch": 2,
+                    "request_count": 10,
+                    "stability_percent": 900,
+                    "record": "triton-pa",
+                    "tags": "triton,perf_analyzer",
+                    "output_dir": str(tmp_path),
+                }
+            }
+        )
+    )
     script = ck(env, "run", "script:triton-perf-analyzer", f"@{perf}")
     assert script.returncode == 0, script.stdout[-2000:] + script.stderr[-2000:]
-    recorded = ck(env, "benchmark", "program:image-classification-triton-loadgen-py",
-                  "--env.CK_LOADGEN_DATASET_SIZE=16", "--env.CK_LOADGEN_MODE=PerformanceOnly",
-                  "--env.CK_LOADGEN_COUNT_OVERRIDE=8", "--env.CK_LOADGEN_MIN_DURATION_S=0.1",
-                  "--record", "--record_uoa=triton-ss", "--tags=triton", "--repetitions=1",
-                  "--skip_print_timers", "--quiet")
+    recorded = ck(
+        env,
+        "benchmark",
+        "program:image-classification-triton-loadgen-py",
+        "--env.CK_LOADGEN_DATASET_SIZE=16",
+        "--env.CK_LOADGEN_MODE=PerformanceOnly",
+        "--env.CK_LOADGEN_COUNT_OVERRIDE=8",
+        "--env.CK_LOADGEN_MIN_DURATION_S=0.1",
+        "--record",
+        "--record_uoa=triton-ss",
+        "--tags=triton",
+        "--repetitions=1",
+        "--skip_print_timers",
+        "--quiet",
+    )
     assert recorded.returncode == 0, recorded.stdout[-2000:]
     assert set(ck(env, "list", "experiment").stdout.split()) == {"triton-pa", "triton-ss"}
 

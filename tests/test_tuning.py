@@ -22,11 +22,25 @@ def cache_env(tmp_path: Path) -> dict[str, str]:
     return {"CK_TUNING_CACHE": str(tmp_path / "cache" / "tuning.json")}
 
 
-def _tune(config: RunConfig, model: Path, contract: ModelContract, data: PreprocessedDataset,
-          env: dict[str, str], explicit: set[str] | None = None,
-          lines: list[str] | None = None) -> tuple[RunConfig, dict | None]:
-    return autotune(config, model, contract, data.path, explicit or set(),
-                    log=(lines if lines is not None else []).append, env=env, budget_s=0.3)
+def _tune(
+    config: RunConfig,
+    model: Path,
+    contract: ModelContract,
+    data: PreprocessedDataset,
+    env: dict[str, str],
+    explicit: set[str] | None = None,
+    lines: list[str] | None = None,
+) -> tuple[RunConfig, dict | None]:
+    return autotune(
+        config,
+        model,
+        contract,
+        data.path,
+        explicit or set(),
+        log=(lines if lines is not None else []).append,
+        env=env,
+        budget_s=0.3,
+    )
 
 
 def test_candidates_split_the_cores_and_respect_max_batch() -> None:
@@ -37,18 +51,24 @@ def test_candidates_split_the_cores_and_respect_max_batch() -> None:
 
 
 def test_offline_default_is_probed_cached_and_recorded(
-    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
 ) -> None:
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
     lines: list[str] = []
-    tuned, record = _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env,
-                          lines=lines)
+    tuned, record = _tune(
+        config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env, lines=lines
+    )
     assert record is not None and not record["from_cache"]
     assert tuned.workers * max(tuned.threads, 1) == usable_cores()
     best = max(record["candidates"], key=lambda c: c["samples_per_s"])
     assert (tuned.workers, tuned.threads, tuned.batch_size) == (
-        best["workers"], best["threads"], best["batch"])
+        best["workers"],
+        best["threads"],
+        best["batch"],
+    )
     assert tuned.target_qps == pytest.approx(record["expected_samples_per_s"] * 1.3, rel=0.01)
     assert record["expected_samples_per_s"] < best["samples_per_s"]  # harness cost included
     assert len(lines) == 1 and lines[0].startswith("ckvision: auto-tuned ")
@@ -59,16 +79,19 @@ def test_offline_default_is_probed_cached_and_recorded(
 
 
 def test_explicit_values_win_and_limit_the_search(
-    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
 ) -> None:
-    config = RunConfig(scenario=Scenario.SERVER, mode=Mode.PERFORMANCE, batch_size=2,
-                       target_qps=50.0)
-    explicit = explicit_settings({"CK_BATCH_SIZE": "2", "CK_ORT_THREADS": ""},
-                                 {"target_qps": 50.0, "workers": None})
+    config = RunConfig(
+        scenario=Scenario.SERVER, mode=Mode.PERFORMANCE, batch_size=2, target_qps=50.0
+    )
+    explicit = explicit_settings(
+        {"CK_BATCH_SIZE": "2", "CK_ORT_THREADS": ""}, {"target_qps": 50.0, "workers": None}
+    )
     assert explicit == {"batch_size", "target_qps"}
-    tuned, record = _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env,
-                          explicit)
+    tuned, record = _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env, explicit)
     assert record is not None and tuned.batch_size == 2 and tuned.target_qps == 50.0
     assert {c["batch"] for c in record["candidates"]} == {2}
     full = {"batch_size", "workers", "threads", "target_qps"}
@@ -77,17 +100,20 @@ def test_explicit_values_win_and_limit_the_search(
 
 
 def test_autotune_off_changes_nothing(
-    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
 ) -> None:
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, autotune="off")
-    assert _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env) == (
-        config, None)
+    assert _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env) == (config, None)
     assert not Path(cache_env["CK_TUNING_CACHE"]).exists()
 
 
 def test_a_changed_model_is_probed_again(
-    tmp_path: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tmp_path: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
 ) -> None:
     from conftest import build_tiny_onnx
@@ -102,26 +128,33 @@ def test_a_changed_model_is_probed_again(
 
 
 def test_default_single_stream_run_ends_valid(
-    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
-    cache_env: dict[str, str], tmp_path: Path,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    cache_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
-    config = RunConfig(scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE,
-                       min_duration_s=0.5, progress="off")
+    config = RunConfig(
+        scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE, min_duration_s=0.5, progress="off"
+    )
     tuned, record = _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
     assert record is not None and tuned.target_latency_ms is not None
     assert tuned.target_latency_ms == pytest.approx(record["query_latency_ms"] * 0.5, rel=0.01)
-    backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract,
-                             BackendOptions(threads=tuned.threads))
+    backend = create_backend(
+        "onnxruntime", tiny_onnx_model, tiny_contract, BackendOptions(threads=tuned.threads)
+    )
     with backend:
-        result = run_benchmark(tuned, backend, tiny_dataset, tmp_path / "run",
-                               model_name="tiny", log=lambda _: None)
+        result = run_benchmark(
+            tuned, backend, tiny_dataset, tmp_path / "run", model_name="tiny", log=lambda _: None
+        )
     assert result.summary["result_validity"] == "VALID", result.summary.get("invalid_reason")
 
 
 def test_accuracy_single_stream_needs_no_probe(
-    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
 ) -> None:
     config = RunConfig(scenario=Scenario.SINGLE_STREAM, mode=Mode.ACCURACY)
-    assert _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env) == (
-        config, None)
+    assert _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env) == (config, None)

@@ -1,5 +1,5 @@
-"""mypy --strict over the TensorRT / CUDA modules: TensorRT API misuse fails CI even
-where TensorRT cannot run.
+"""mypy over the whole package, --strict over the TensorRT / CUDA modules: TensorRT API
+misuse fails CI even where TensorRT cannot run.
 
 The tensorrt-stubs wheel (``pip install --no-deps tensorrt-stubs==10.13.0.35.1``) puts
 ``tensorrt/__init__.pyi`` and ``tensorrt_bindings/*.pyi`` into site-packages without a
@@ -61,8 +61,15 @@ def run_mypy(
     stub_dir: Path, paths: tuple[str, ...] = STRICT_MODULES
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MYPYPATH": str(prepare_stubs(stub_dir))}
-    command = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"),
-               "--no-incremental", *paths]
+    command = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "mypy.ini"),
+        "--no-incremental",
+        *paths,
+    ]
     return subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
     )
@@ -71,6 +78,13 @@ def run_mypy(
 def test_tensorrt_modules_pass_mypy_strict(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     result = run_mypy(tmp_path / "stubs")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_whole_package_passes_mypy(tmp_path: Path) -> None:
+    """Every module of ckvision (the TensorRT / CUDA ones strictly, see mypy.ini)."""
+    pytest.importorskip("mypy")
+    result = run_mypy(tmp_path / "stubs", ("ckvision",))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -31,23 +31,34 @@ SUMMARY_COLUMNS = {
 SERVED_COLUMNS = {
     "in flight": ("backend.statistics.concurrency", "perf_analyzer.concurrency"),
     "queue ms": ("backend.statistics.server_queue_us", "perf_analyzer.server_queue_us"),
-    "input ms": ("backend.statistics.server_compute_input_us",
-                 "perf_analyzer.server_compute_input_us"),
-    "infer ms": ("backend.statistics.server_compute_infer_us",
-                 "perf_analyzer.server_compute_infer_us"),
-    "output ms": ("backend.statistics.server_compute_output_us",
-                  "perf_analyzer.server_compute_output_us"),
+    "input ms": (
+        "backend.statistics.server_compute_input_us",
+        "perf_analyzer.server_compute_input_us",
+    ),
+    "infer ms": (
+        "backend.statistics.server_compute_infer_us",
+        "perf_analyzer.server_compute_infer_us",
+    ),
+    "output ms": (
+        "backend.statistics.server_compute_output_us",
+        "perf_analyzer.server_compute_output_us",
+    ),
     "client ms": ("backend.statistics.client_remainder_us", "perf_analyzer.client_remainder_us"),
 }
-_PERF_ANALYZER = {"samples/s": ("perf_analyzer.throughput", 1.0),
-                  "p50 ms": ("perf_analyzer.p50_latency_us", 1e3),
-                  "p90 ms": ("perf_analyzer.p90_latency_us", 1e3),
-                  "p99 ms": ("perf_analyzer.p99_latency_us", 1e3)}
+_PERF_ANALYZER = {
+    "samples/s": ("perf_analyzer.throughput", 1.0),
+    "p50 ms": ("perf_analyzer.p50_latency_us", 1e3),
+    "p90 ms": ("perf_analyzer.p90_latency_us", 1e3),
+    "p99 ms": ("perf_analyzer.p99_latency_us", 1e3),
+}
 
 
 def _column(frame: pd.DataFrame, source: str) -> pd.Series:
-    return frame[source] if source in frame else pd.Series([None] * len(frame), dtype=object,
-                                                           index=frame.index)
+    return (
+        frame[source]
+        if source in frame
+        else pd.Series([None] * len(frame), dtype=object, index=frame.index)
+    )
 
 
 def _perf_analyzer_rows(frame: pd.DataFrame) -> pd.DataFrame:

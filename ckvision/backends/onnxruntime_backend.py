@@ -39,14 +39,25 @@ def _ort() -> Any:
 def _load_errors(ort: Any) -> tuple[type[BaseException], ...]:
     """onnxruntime's own exception types (they derive from Exception only), and the usual."""
     state = ort.capi.onnxruntime_pybind11_state
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "InvalidProtobuf", "InvalidGraph",
-             "RuntimeException", "NotImplemented")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "NoSuchFile",
+        "InvalidProtobuf",
+        "InvalidGraph",
+        "RuntimeException",
+        "NotImplemented",
+    )
     own = tuple(getattr(state, n) for n in names if hasattr(state, n))
     return (*own, RuntimeError, ValueError, OSError)
 
 
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-           "tensor(int8)": "int8"}
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
 
 
 @register_backend("onnxruntime")
@@ -65,7 +76,8 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(f"model file {self.model_path} not found")
         try:
             session = ort.InferenceSession(
-                str(self.model_path), sess_options=self._session_options(ort),
+                str(self.model_path),
+                sess_options=self._session_options(ort),
                 providers=self._providers(ort),
             )
         except _load_errors(ort) as err:

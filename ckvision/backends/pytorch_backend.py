@@ -97,8 +97,10 @@ class PyTorchBackend(Backend):
                 "use CK_DEVICE=cpu"
             )
         if device == "cpu" and precision == "fp16":
-            raise ConfigError("fp16 is not supported on CPU by the pytorch backend; "
-                              "use CK_PRECISION=fp32 or CK_DEVICE=cuda")
+            raise ConfigError(
+                "fp16 is not supported on CPU by the pytorch backend; "
+                "use CK_PRECISION=fp32 or CK_DEVICE=cuda"
+            )
         if self.options.cuda_graphs and device != "cuda":
             raise ConfigError("CUDA graphs need CK_DEVICE=cuda")
         if self.options.streams < 1:

@@ -104,8 +104,8 @@ class _Slot:
     """One execution context with its stream, buffers and captured graphs."""
 
     def __init__(self, engine: trt.ICudaEngine, meta: EngineMeta, use_graphs: bool) -> None:
-        (self.input, in_shape), = meta.inputs.items()
-        (self.output, out_shape), = meta.outputs.items()
+        ((self.input, in_shape),) = meta.inputs.items()
+        ((self.output, out_shape),) = meta.outputs.items()
         self.context: trt.IExecutionContext = engine.create_execution_context()
         self.stream = cuda_util.Stream()
         self.use_graphs = use_graphs
@@ -194,8 +194,10 @@ class TensorRTBackend(Backend):
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
-            raise ModelError(f"TensorRT could not deserialise {self.plan_path} "
-                             f"(see {self.plan_path.parent / META_FILE} for how it was built)")
+            raise ModelError(
+                f"TensorRT could not deserialise {self.plan_path} "
+                f"(see {self.plan_path.parent / META_FILE} for how it was built)"
+            )
         self._engine, self._meta, self._gpu = engine, meta, runtime.gpu_name
         self._make_slots()
 
@@ -205,11 +207,13 @@ class TensorRTBackend(Backend):
         if want not in meta.outputs:
             raise ModelError(
                 f"engine {self.plan_path} has no output {want!r} (the contract's "
-                f"ML_MODEL_OUTPUT_LAYER_NAME); its outputs: {', '.join(meta.outputs)}")
+                f"ML_MODEL_OUTPUT_LAYER_NAME); its outputs: {', '.join(meta.outputs)}"
+            )
         if len(meta.outputs) != 1:
             raise ModelError(
                 f"engine {self.plan_path} has {len(meta.outputs)} outputs; this backend binds "
-                f"one ({want!r}): rebuild the engine with only that output marked")
+                f"one ({want!r}): rebuild the engine with only that output marked"
+            )
 
     def _make_slots(self) -> None:
         assert self._engine is not None and self._meta is not None  # set by load()
@@ -259,5 +263,6 @@ class TensorRTBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
         meta = self._metadata()
-        return Capabilities(device=self._gpu or meta.gpu_name, max_batch=meta.max_batch,
-                            dtypes=("float32",))
+        return Capabilities(
+            device=self._gpu or meta.gpu_name, max_batch=meta.max_batch, dtypes=("float32",)
+        )

@@ -59,7 +59,9 @@ class CudaRunner:
             fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
             self.static_in = (
                 torch.empty(shape, dtype=spec.dtype, device="cuda", memory_format=fmt)
-                if cast else self.dev_in)
+                if cast
+                else self.dev_in
+            )
             out = self._forward()  # first call: cuDNN picks kernels, torch.compile compiles
             self.host_out = torch.empty(tuple(out.shape), dtype=torch.float32, pin_memory=True)
             self.host_out_np: np.ndarray = self.host_out.numpy()
@@ -79,8 +81,9 @@ class CudaRunner:
         torch = self.torch
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.inference_mode(), torch.cuda.graph(
-                graph, stream=self.stream, capture_error_mode="thread_local"
+            with (
+                torch.inference_mode(),
+                torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"),
             ):
                 self.dev_out = self._forward()
         except RuntimeError as err:
@@ -180,8 +183,12 @@ class RunnerPool:
             for runner in self._all:
                 runner.stats = np.zeros(4)
         batches = max(total[0], 1.0)
-        return {"batches": float(total[0]), "host_copy_ms": 1e3 * total[1] / batches,
-                "enqueue_ms": 1e3 * total[2] / batches, "wait_ms": 1e3 * total[3] / batches}
+        return {
+            "batches": float(total[0]),
+            "host_copy_ms": 1e3 * total[1] / batches,
+            "enqueue_ms": 1e3 * total[2] / batches,
+            "wait_ms": 1e3 * total[3] / batches,
+        }
 
     def sizes(self) -> list[int]:
         with self._cond:

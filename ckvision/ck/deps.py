@@ -26,7 +26,7 @@ __all__ = ["check_program_deps", "check_package_tags", "parse_dep_add_tags", "in
 def _ck_json(args: Sequence[str]) -> dict[str, Any]:
     out = run_ck([*args, "--out=json"], capture=True).stdout
     try:
-        return dict(json.loads(out[out.index("{"):]))
+        return dict(json.loads(out[out.index("{") :]))
     except ValueError as err:
         raise ConfigError(f"'ck {' '.join(args[:2])}' printed no JSON: {err}") from err
 
@@ -42,8 +42,10 @@ def parse_dep_add_tags(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def check_program_deps(program: str, dep_add_tags: Mapping[str, str] | None = None,
-                       ) -> dict[str, str]:
+def check_program_deps(
+    program: str,
+    dep_add_tags: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Each run dependency of ``program`` -> the one env entry it resolves to.
 
     Raises ConfigError (one line) for a dependency with no candidate or with several.
@@ -53,15 +55,19 @@ def check_program_deps(program: str, dep_add_tags: Mapping[str, str] | None = No
     deps: dict[str, Any] = meta.get("run_deps", {})
     unknown = sorted(set(dep_add_tags) - set(deps))
     if unknown:
-        raise ConfigError(f"{program} has no dependency {unknown[0]!r}; "
-                          f"its dependencies: {', '.join(sorted(deps))}")
+        raise ConfigError(
+            f"{program} has no dependency {unknown[0]!r}; "
+            f"its dependencies: {', '.join(sorted(deps))}"
+        )
     chosen: dict[str, str] = {}
     for name, dep in sorted(deps.items(), key=lambda kv: kv[1].get("sort", 0)):
         tags = ",".join(t for t in (dep.get("tags", ""), dep_add_tags.get(name, "")) if t)
         found = _ck_json(["search", "env", f"--tags={tags}", "--add_meta"]).get("lst", [])
         if not found:
-            raise ConfigError(f"dependency {name!r} of {program} (tags {tags}) has no "
-                              "installed env entry; run python -m ckvision ck-setup")
+            raise ConfigError(
+                f"dependency {name!r} of {program} (tags {tags}) has no "
+                "installed env entry; run python -m ckvision ck-setup"
+            )
         if len(found) > 1:
             raise ConfigError(_ambiguous(program, name, tags, found))
         chosen[name] = str(found[0]["data_uid"])
@@ -75,11 +81,15 @@ def _ambiguous(program: str, name: str, tags: str, found: list[dict[str, Any]]) 
     for entry, own in zip(found, all_tags, strict=True):
         others = set().union(*(t for t in all_tags if t is not own))
         unique = sorted(own - others) or sorted(own)
-        parts.append(f"{entry['data_uid']} [--dep_add_tags.{name}={unique[0] if unique else '?'}]"
-                     f" (tags: {','.join(sorted(own))})")
-    return (f"dependency {name!r} of {program} (tags {tags}) matches {len(found)} env entries, "
-            f"so CK would ask which one: {'; '.join(parts)}; add one of these "
-            f"--dep_add_tags.{name}=... options (or pass --quiet to let CK take the first)")
+        parts.append(
+            f"{entry['data_uid']} [--dep_add_tags.{name}={unique[0] if unique else '?'}]"
+            f" (tags: {','.join(sorted(own))})"
+        )
+    return (
+        f"dependency {name!r} of {program} (tags {tags}) matches {len(found)} env entries, "
+        f"so CK would ask which one: {'; '.join(parts)}; add one of these "
+        f"--dep_add_tags.{name}=... options (or pass --quiet to let CK take the first)"
+    )
 
 
 def check_package_tags(tags: str) -> dict[str, Any]:
@@ -103,16 +113,21 @@ def check_package_tags(tags: str) -> dict[str, Any]:
     if not matches:
         best = max(known.items(), key=lambda kv: len(set(wanted) & kv[1]), default=("", set()))
         unknown = [t for t in wanted if t not in best[1]]
-        raise ConfigError(f"no package has the tags {','.join(wanted)}: "
-                          f"package:{names.get(best[0])} knows none of {','.join(unknown)}; "
-                          "its tags and variations: "
-                          f"{','.join(sorted(best[1]))}")
-    raise ConfigError(f"tags {','.join(wanted)} match {len(matches)} packages "
-                      f"({', '.join(sorted(names[m] for m in matches))}); add a tag that names one")
+        raise ConfigError(
+            f"no package has the tags {','.join(wanted)}: "
+            f"package:{names.get(best[0])} knows none of {','.join(unknown)}; "
+            "its tags and variations: "
+            f"{','.join(sorted(best[1]))}"
+        )
+    raise ConfigError(
+        f"tags {','.join(wanted)} match {len(matches)} packages "
+        f"({', '.join(sorted(names[m] for m in matches))}); add a tag that names one"
+    )
 
 
 def install(tags: str) -> None:
     """``ck install`` the one package of ours that TAGS select (checked first), by its UID."""
     chosen = check_package_tags(tags)
-    run_ck(["install", f"package:{chosen['package']}", f"--tags={','.join(chosen['tags'])}",
-            "--quiet"])
+    run_ck(
+        ["install", f"package:{chosen['package']}", f"--tags={','.join(chosen['tags'])}", "--quiet"]
+    )

@@ -61,10 +61,16 @@ def record_point(
             raise ConfigError(f"ck add experiment:{name} did not create the entry")
     point = secrets.token_hex(8)
     path = entry / f"ckp-{point}.0001.json"
-    atomic_write_json(path, {
-        "choices": {"data_uoa": program, "module_uoa": "program",
-                    "env": {k: v for k, v in env.items() if k.startswith(("CK_", "ML_MODEL_"))}},
-        "features": {},
-        "characteristics_list": [{"run": dict(record)}],
-    })
+    atomic_write_json(
+        path,
+        {
+            "choices": {
+                "data_uoa": program,
+                "module_uoa": "program",
+                "env": {k: v for k, v in env.items() if k.startswith(("CK_", "ML_MODEL_"))},
+            },
+            "features": {},
+            "characteristics_list": [{"run": dict(record)}],
+        },
+    )
     return path

@@ -53,15 +53,18 @@ def _has_env(tags: str) -> bool:
 def _has_env_for(tags: str, path: Path) -> bool:
     """An env entry with ``tags`` for this very file (ck-env may have detected another
     interpreter's numpy or python with the same tags: that one does not run ckvision)."""
-    out = run_ck(["search", "env", f"--tags={tags}", "--add_meta", "--out=json"],
-                 capture=True).stdout
+    out = run_ck(
+        ["search", "env", f"--tags={tags}", "--add_meta", "--out=json"], capture=True
+    ).stdout
     try:
-        found = json.loads(out[out.index("{"):]).get("lst", [])
+        found = json.loads(out[out.index("{") :]).get("lst", [])
     except ValueError:
         return False
     want = os.path.abspath(path)  # not resolved: a venv's python links to the system one
-    return any(os.path.abspath(e.get("meta", {}).get("customize", {}).get("full_path", ""))
-               == want for e in found)
+    return any(
+        os.path.abspath(e.get("meta", {}).get("customize", {}).get("full_path", "")) == want
+        for e in found
+    )
 
 
 def register_repo(log: Callable[[str], None] = print) -> None:
@@ -100,8 +103,9 @@ def detect_software(log: Callable[[str], None] = print) -> None:
         log(f"ck: detected {tags} at {path}")
 
 
-def install_packages(tags_list: tuple[str, ...] = DEFAULT_PACKAGES,
-                     log: Callable[[str], None] = print) -> None:
+def install_packages(
+    tags_list: tuple[str, ...] = DEFAULT_PACKAGES, log: Callable[[str], None] = print
+) -> None:
     for tags in tags_list:
         if _has_env(tags):
             log(f"ck: package {tags} already installed")
@@ -112,7 +116,9 @@ def install_packages(tags_list: tuple[str, ...] = DEFAULT_PACKAGES,
 
 def setup_ck(log: Callable[[str], None] = print) -> None:
     register_repo(log)
-    run_ck(["detect", "platform.os", f"--platform_init_uoa={PLATFORM_INIT_UID}", "--quiet"],
-           capture=True)
+    run_ck(
+        ["detect", "platform.os", f"--platform_init_uoa={PLATFORM_INIT_UID}", "--quiet"],
+        capture=True,
+    )
     detect_software(log)
     install_packages(log=log)

@@ -35,8 +35,12 @@ def run_ck(
     cmd = [ck_executable(), *args]
     full_env = dict(os.environ if env is None else env)
     result = subprocess.run(  # noqa: S603 - argument list, no shell
-        cmd, env=full_env, stdin=subprocess.DEVNULL, text=True,
-        capture_output=capture, check=False,
+        cmd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        capture_output=capture,
+        check=False,
     )
     if result.returncode != 0:
         tail = (result.stdout or "") + (result.stderr or "")

@@ -57,25 +57,42 @@ UPSTREAM_ENV: dict[str, tuple[str | tuple[str, ...], str]] = {
     "CK_MLPERF_COMPLIANCE_TEST": (HONOURED, "config: compliance_test (TEST01, TEST04)"),
     "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": (
         ("", "yes", "on", "true", "1"),
-        "our pre-processing always writes user.conf/audit.config; it cannot be turned off"),
+        "our pre-processing always writes user.conf/audit.config; it cannot be turned off",
+    ),
     "CK_LOADGEN_OFFLINE_EXPECTED_QPS": (
-        ("",), "not read here: set CK_LOADGEN_TARGET_QPS (the Offline expected QPS)"),
+        ("",),
+        "not read here: set CK_LOADGEN_TARGET_QPS (the Offline expected QPS)",
+    ),
     "CK_LOADGEN_SAMPLES_PER_QUERY": (
-        ("",), "not read here: set CK_LOADGEN_MULTISTREAMNESS (samples per query)"),
+        ("",),
+        "not read here: set CK_LOADGEN_MULTISTREAMNESS (samples per query)",
+    ),
     "CK_LOADGEN_MAX_QUERY_COUNT": (
-        ("",), "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)"),
+        ("",),
+        "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)",
+    ),
     "CK_LOADGEN_MIN_QUERY_COUNT": (
-        ("",), "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)"),
+        ("",),
+        "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)",
+    ),
     "CK_MLPERF_PRE_SET_UP_INTEL_CPU": (
-        ("", "no", "off", "false", "0"), "we never run sudo; tune the CPU before the run"),
+        ("", "no", "off", "false", "0"),
+        "we never run sudo; tune the CPU before the run",
+    ),
     "CK_MLPERF_PRE_SCHINDLER": (
-        ("", "no", "off", "false", "0"), "remote image-list regeneration is not supported"),
+        ("", "no", "off", "false", "0"),
+        "remote image-list regeneration is not supported",
+    ),
     # post-processing (loadgen_postprocess.py)
     "CK_LOADGEN_SIDELOAD_JSON": (("",), "side-loaded JSON is not supported"),
     "CK_LOADGEN_INCLUDE_TRACE": (
-        ("", "no", "off", "false", "0"), "LoadGen traces are not recorded"),
+        ("", "no", "off", "false", "0"),
+        "LoadGen traces are not recorded",
+    ),
     "CK_MLPERF_ACCURACY_IMAGENET_TYPE": (
-        ("", "float32"), "accuracy is scored from the argmax LoadGen logs (float32 only)"),
+        ("", "float32"),
+        "accuracy is scored from the argmax LoadGen logs (float32 only)",
+    ),
     # tensorrt_helper
     "ML_MODEL_USE_DLA": (("", "no", "off", "false", "0"), "Jetson DLA is not supported"),
     "CK_ENV_TENSORRT_PLUGIN_PATH": (("",), "TensorRT plugins are not loaded"),

@@ -21,8 +21,9 @@ def _user(text: str) -> tuple[int, int]:
     try:
         return int(uid), int(gid or uid)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--user wants UID[:GID] as numbers, not {text!r}") \
-            from err
+        raise argparse.ArgumentTypeError(
+            f"--user wants UID[:GID] as numbers, not {text!r}"
+        ) from err
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,19 +32,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     build = dsub.add_parser("build", help="build an image (reused if its context is unchanged)")
     build.add_argument("name", help="a docker/ entry, e.g. image-classification-onnxruntime-cpu")
     build.add_argument("--base-image", help="FROM image (default: the Dockerfile's pinned one)")
-    build.add_argument("--wheelhouse", type=Path, default=None,
-                       help="host folder of wheels built from the locks (default: ~/.cache/...)")
+    build.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=None,
+        help="host folder of wheels built from the locks (default: ~/.cache/...)",
+    )
     build.add_argument("--rebuild", action="store_true", help="build even if up to date")
     run = dsub.add_parser("run", help="run an image with a host experiment folder mounted")
     run.add_argument("name")
-    run.add_argument("--experiments", type=Path, required=True,
-                     help="host folder that receives the experiment entries")
-    run.add_argument("--user", type=_user, default=(os.getuid(), os.getgid()),
-                     help="UID[:GID] to run as (default: yours)")
+    run.add_argument(
+        "--experiments",
+        type=Path,
+        required=True,
+        help="host folder that receives the experiment entries",
+    )
+    run.add_argument(
+        "--user",
+        type=_user,
+        default=(os.getuid(), os.getgid()),
+        help="UID[:GID] to run as (default: yours)",
+    )
     run.add_argument("--env-file", type=Path, help="instead of the entry's env.list")
-    run.add_argument("--command", dest="docker_command_line", default="",
-                     help="command run in the image, one string: --command='ck benchmark ...' "
-                     "(default: the image's recorded main job)")
+    run.add_argument(
+        "--command",
+        dest="docker_command_line",
+        default="",
+        help="command run in the image, one string: --command='ck benchmark ...' "
+        "(default: the image's recorded main job)",
+    )
     dsub.add_parser("lock", help="rewrite the requirements-*.lock files from this venv")
     dsub.add_parser("list", help="the docker/ entries")
     dsub.add_parser("tensorrt-job", help="(inside the TensorRT image) self-check, engine, runs")
@@ -89,13 +106,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if action == "build":
         client = engine.connect()
         wheels = engine.build_wheelhouse(entry, args.wheelhouse or _cache_dir(), lock_dir)
-        engine.build_image(client, entry, base=args.base_image, wheels=wheels,
-                           rebuild=args.rebuild)
+        engine.build_image(client, entry, base=args.base_image, wheels=wheels, rebuild=args.rebuild)
         return 0
     if action == "run":
         command = [args.docker_command_line] if args.docker_command_line else []
-        host, env = engine.prepare_run(entry, experiments=args.experiments, user=args.user,
-                                       env_file=args.env_file)
-        return engine.run_image(engine.connect(), entry, host=host, env=env, user=args.user,
-                                command=command)
+        host, env = engine.prepare_run(
+            entry, experiments=args.experiments, user=args.user, env_file=args.env_file
+        )
+        return engine.run_image(
+            engine.connect(), entry, host=host, env=env, user=args.user, command=command
+        )
     raise ConfigError(f"unknown docker action {action!r}")  # pragma: no cover

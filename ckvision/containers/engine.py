@@ -21,8 +21,14 @@ from typing import Any
 from ckvision.containers.entries import DockerEntry, read_env_list, write_context
 from ckvision.errors import BackendError, ConfigError, RunError
 
-__all__ = ["connect", "build_image", "prepare_run", "run_image", "build_wheelhouse",
-           "check_host_folder"]
+__all__ = [
+    "connect",
+    "build_image",
+    "prepare_run",
+    "run_image",
+    "build_wheelhouse",
+    "check_host_folder",
+]
 
 CONTEXT_LABEL = "org.ckvision.context-sha256"
 
@@ -32,8 +38,9 @@ def connect(timeout: int = 900) -> Any:
     try:
         import docker
     except ImportError as err:
-        raise BackendError("the Docker SDK is not installed: pip install 'ckvision[containers]' "
-                           "(docker==7.2.0)") from err
+        raise BackendError(
+            "the Docker SDK is not installed: pip install 'ckvision[containers]' (docker==7.2.0)"
+        ) from err
     where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
     try:
         client = docker.from_env(timeout=timeout)
@@ -42,19 +49,24 @@ def connect(timeout: int = 900) -> Any:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if isinstance(err, PermissionError) or "Permission denied" in reason:
             reason = f"no permission for the engine socket ({reason})"
-        raise BackendError(f"no container engine at {where}: {reason}; start Docker, or "
-                           "podman system service and set DOCKER_HOST") from err
+        raise BackendError(
+            f"no container engine at {where}: {reason}; start Docker, or "
+            "podman system service and set DOCKER_HOST"
+        ) from err
     return client
 
 
-def build_wheelhouse(entry: DockerEntry, wheelhouse: Path, lock_dir: Path,
-                     log: Callable[[str], None] = print) -> list[Path]:
+def build_wheelhouse(
+    entry: DockerEntry, wheelhouse: Path, lock_dir: Path, log: Callable[[str], None] = print
+) -> list[Path]:
     """``pip wheel`` every locked package into ``wheelhouse`` (the host's pip and index)."""
-    locks = sorted({*Path(lock_dir).glob("requirements-*.lock"),
-                    *entry.path.glob("requirements-*.lock")})
+    locks = sorted(
+        {*Path(lock_dir).glob("requirements-*.lock"), *entry.path.glob("requirements-*.lock")}
+    )
     if not locks:
-        raise ConfigError(f"no requirements-*.lock in {lock_dir}; run python -m ckvision "
-                          "docker lock")
+        raise ConfigError(
+            f"no requirements-*.lock in {lock_dir}; run python -m ckvision docker lock"
+        )
     wheelhouse.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheelhouse)]
     for lock in locks:
@@ -80,12 +92,21 @@ def _check_base(client: Any, base: str, log: Callable[[str], None]) -> None:
         client.images.pull(base)
     except docker.errors.APIError as err:
         reason = (getattr(err, "explanation", None) or str(err)).splitlines()[0]
-        raise BackendError(f"base image {base} is not present and cannot be pulled: {reason}; "
-                           "mirror it and pass --base-image") from err
+        raise BackendError(
+            f"base image {base} is not present and cannot be pulled: {reason}; "
+            "mirror it and pass --base-image"
+        ) from err
 
 
-def build_image(client: Any, entry: DockerEntry, *, base: str | None, wheels: Sequence[Path],
-                rebuild: bool = False, log: Callable[[str], None] = print) -> str:
+def build_image(
+    client: Any,
+    entry: DockerEntry,
+    *,
+    base: str | None,
+    wheels: Sequence[Path],
+    rebuild: bool = False,
+    log: Callable[[str], None] = print,
+) -> str:
     """Build ``entry``'s image (or reuse the one built from the same context); its reference."""
     import docker
 
@@ -126,21 +147,36 @@ def _drop_older(client: Any, entry: DockerEntry, keep: str) -> None:
                     pass  # still used by a container: keep it
 
 
-def _stream_build(client: Any, entry: DockerEntry, context: Any, base: str, key: str,
-                  rebuild: bool, log: Callable[[str], None]) -> str:
+def _stream_build(
+    client: Any,
+    entry: DockerEntry,
+    context: Any,
+    base: str,
+    key: str,
+    rebuild: bool,
+    log: Callable[[str], None],
+) -> str:
     """Run the build, echoing its output; the image id, or BackendError with the last line."""
     import docker
 
     image_id, last = "", "no output"
     try:
         for chunk in client.api.build(
-                fileobj=context, custom_context=True, decode=True, rm=True, forcerm=True,
-                dockerfile=str(entry.dockerfile.relative_to(entry.root)), nocache=rebuild,
-                buildargs={"BASE_IMAGE": base}, labels={CONTEXT_LABEL: key}):
+            fileobj=context,
+            custom_context=True,
+            decode=True,
+            rm=True,
+            forcerm=True,
+            dockerfile=str(entry.dockerfile.relative_to(entry.root)),
+            nocache=rebuild,
+            buildargs={"BASE_IMAGE": base},
+            labels={CONTEXT_LABEL: key},
+        ):
             if "error" in chunk:
                 detail = str(chunk["error"]).strip().splitlines() or ["build error"]
-                raise BackendError(f"building {entry.reference} failed: {detail[-1]} "
-                                   f"(after: {last})")
+                raise BackendError(
+                    f"building {entry.reference} failed: {detail[-1]} (after: {last})"
+                )
             text = str(chunk.get("stream", "")).rstrip()
             if text:
                 log(text)
@@ -185,22 +221,34 @@ def check_host_folder(path: Path, uid: int, gid: int) -> Path:
     if not path.is_dir():
         raise ConfigError(f"experiment folder {path} is not a folder")
     if not _writable_by(path, uid, gid) or not os.access(path, os.W_OK):
-        raise ConfigError(f"experiment folder {path} is not writable by uid {uid} gid {gid} "
-                          f"(or is read-only); chown/chmod it or pass --user")
+        raise ConfigError(
+            f"experiment folder {path} is not writable by uid {uid} gid {gid} "
+            f"(or is read-only); chown/chmod it or pass --user"
+        )
     return path.resolve()
 
 
-def prepare_run(entry: DockerEntry, *, experiments: Path, user: tuple[int, int],
-                env_file: Path | None = None) -> tuple[Path, dict[str, str]]:
+def prepare_run(
+    entry: DockerEntry, *, experiments: Path, user: tuple[int, int], env_file: Path | None = None
+) -> tuple[Path, dict[str, str]]:
     """Everything checkable before the engine is contacted: env.list, the host folder."""
     env = read_env_list(entry, env_file, os.environ)
     return check_host_folder(experiments, *user), env
 
 
-def run_image(client: Any, entry: DockerEntry, *, host: Path, env: dict[str, str],
-              user: tuple[int, int], command: Sequence[str], read_only: bool = False,
-              check: bool = True, log: Callable[[str], None] = print,
-              out: Callable[[bytes], Any] | None = None) -> int:
+def run_image(
+    client: Any,
+    entry: DockerEntry,
+    *,
+    host: Path,
+    env: dict[str, str],
+    user: tuple[int, int],
+    command: Sequence[str],
+    read_only: bool = False,
+    check: bool = True,
+    log: Callable[[str], None] = print,
+    out: Callable[[bytes], Any] | None = None,
+) -> int:
     """Run the image once with ``host`` mounted; its exit status (RunError if non-zero and
     ``check``)."""
     import docker
@@ -209,8 +257,10 @@ def run_image(client: Any, entry: DockerEntry, *, host: Path, env: dict[str, str
     try:
         client.images.get(entry.reference)
     except docker.errors.ImageNotFound as err:
-        raise ConfigError(f"image {entry.reference} is not built; run python -m ckvision "
-                          f"docker build {entry.name}") from err
+        raise ConfigError(
+            f"image {entry.reference} is not built; run python -m ckvision "
+            f"docker build {entry.name}"
+        ) from err
     mode = "ro" if read_only else "rw"
     volumes: dict[str, dict[str, str]] = {str(host): {"bind": entry.experiment_dir, "mode": mode}}
     for volume, mount in entry.volumes.items():
@@ -220,9 +270,15 @@ def run_image(client: Any, entry: DockerEntry, *, host: Path, env: dict[str, str
         extra["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     log(f"ckvision: running {entry.reference} as {uid}:{gid}, {host} -> {entry.experiment_dir}")
     container = client.containers.run(
-        entry.reference, list(command) or None, user=f"{uid}:{gid}",
-        group_add=[str(entry.group_gid)], environment=env, volumes=volumes, detach=True,
-        **extra)
+        entry.reference,
+        list(command) or None,
+        user=f"{uid}:{gid}",
+        group_add=[str(entry.group_gid)],
+        environment=env,
+        volumes=volumes,
+        detach=True,
+        **extra,
+    )
     write = out or _stdout
     try:
         for chunk in container.logs(stream=True, follow=True):

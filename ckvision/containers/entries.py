@@ -20,8 +20,15 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 
-__all__ = ["DockerEntry", "load_entry", "entry_names", "read_env_list", "context_files",
-           "write_context", "DIGEST"]
+__all__ = [
+    "DockerEntry",
+    "load_entry",
+    "entry_names",
+    "read_env_list",
+    "context_files",
+    "write_context",
+    "DIGEST",
+]
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,100}$")
@@ -61,14 +68,18 @@ def _docker_dir(root: Path) -> Path:
 
 def entry_names(root: Path) -> list[str]:
     base = _docker_dir(root)
-    return sorted(p.name for p in base.iterdir()
-                  if (p / ".cm" / "meta.json").is_file()) if base.is_dir() else []
+    return (
+        sorted(p.name for p in base.iterdir() if (p / ".cm" / "meta.json").is_file())
+        if base.is_dir()
+        else []
+    )
 
 
 def load_entry(root: Path, name: str) -> DockerEntry:
     if not _NAME.match(name):
-        raise ConfigError(f"{name!r} is not a docker entry name (lower-case letters, digits, "
-                          "'.', '_', '-')")
+        raise ConfigError(
+            f"{name!r} is not a docker entry name (lower-case letters, digits, '.', '_', '-')"
+        )
     path = _docker_dir(root) / name
     meta_file = path / ".cm" / "meta.json"
     if not meta_file.is_file():
@@ -80,15 +91,23 @@ def load_entry(root: Path, name: str) -> DockerEntry:
     if not match:
         raise ConfigError(f"{path / 'Dockerfile'} has no 'ARG BASE_IMAGE=...' line")
     return DockerEntry(
-        name=name, path=path, root=Path(root), image=ours["image"], tag=ours["tag"],
-        experiment_dir=ours["experiment_dir"], group_gid=int(ours["group_gid"]),
-        default_base=match.group(1), gpus=bool(ours.get("gpus", False)),
-        volumes=dict(ours.get("volumes", {})), extra_env=tuple(ours.get("extra_env", ())),
+        name=name,
+        path=path,
+        root=Path(root),
+        image=ours["image"],
+        tag=ours["tag"],
+        experiment_dir=ours["experiment_dir"],
+        group_gid=int(ours["group_gid"]),
+        default_base=match.group(1),
+        gpus=bool(ours.get("gpus", False)),
+        volumes=dict(ours.get("volumes", {})),
+        extra_env=tuple(ours.get("extra_env", ())),
     )
 
 
-def read_env_list(entry: DockerEntry, path: Path | None = None,
-                  host_env: Mapping[str, str] | None = None) -> dict[str, str]:
+def read_env_list(
+    entry: DockerEntry, path: Path | None = None, host_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The entry's env.list (docker --env-file syntax), validated: known names, valid values.
 
     ``NAME`` alone takes the value from ``host_env`` (as docker does) and is dropped if unset.
@@ -97,8 +116,7 @@ def read_env_list(entry: DockerEntry, path: Path | None = None,
     from ckvision.containers.entrypoint import NO_VOLUME_ENV
 
     path = entry.path / "env.list" if path is None else Path(path)
-    known = {var for var, _ in ENV_VARS.values()} | {"CK_BACKEND", NO_VOLUME_ENV,
-                                                       *entry.extra_env}
+    known = {var for var, _ in ENV_VARS.values()} | {"CK_BACKEND", NO_VOLUME_ENV, *entry.extra_env}
     values: dict[str, str] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
@@ -109,8 +127,9 @@ def read_env_list(entry: DockerEntry, path: Path | None = None,
             raise ConfigError(f"{path}:{number}: not NAME=VALUE: {line!r}")
         name = match.group(1)
         if name not in known:
-            raise ConfigError(f"{path}:{number}: unknown variable {name} (known: "
-                              f"{', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{path}:{number}: unknown variable {name} (known: {', '.join(sorted(known))})"
+            )
         if match.group(2) is not None:
             values[name] = match.group(3)
         elif host_env is not None and name in host_env:
@@ -124,18 +143,28 @@ def context_files(root: Path) -> list[str]:
     from docker.utils.build import exclude_paths
 
     ignore = Path(root) / ".dockerignore"
-    patterns = [ln.strip() for ln in ignore.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and not ln.startswith("#")] if ignore.is_file() else []
-    return sorted(p for p in exclude_paths(str(root), patterns)
-                  if (Path(root) / p).is_file() and not (Path(root) / p).is_symlink())
+    patterns = (
+        [
+            ln.strip()
+            for ln in ignore.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
+        if ignore.is_file()
+        else []
+    )
+    return sorted(
+        p
+        for p in exclude_paths(str(root), patterns)
+        if (Path(root) / p).is_file() and not (Path(root) / p).is_symlink()
+    )
 
 
-def write_context(entry: DockerEntry, out: io.BufferedIOBase, wheels: Iterable[Path] = ()
-                  ) -> str:
+def write_context(entry: DockerEntry, out: io.BufferedIOBase, wheels: Iterable[Path] = ()) -> str:
     """Write the build context tar to ``out``; return its content hash (the cache key)."""
     digest = hashlib.sha256()
-    members: list[tuple[str, Path]] = [(rel, entry.root / rel) for rel in context_files(entry.root)
-                                       if not rel.endswith(".whl")]
+    members: list[tuple[str, Path]] = [
+        (rel, entry.root / rel) for rel in context_files(entry.root) if not rel.endswith(".whl")
+    ]
     members += [(f"{entry.wheels_dir()}/{w.name}", Path(w)) for w in sorted(wheels)]
     with tarfile.open(fileobj=out, mode="w") as tar:
         for arcname, src in members:

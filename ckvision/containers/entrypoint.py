@@ -42,14 +42,16 @@ def check_volume(path: Path, *, require_mount: bool = True) -> None:
     if require_mount and not _mounted(path):
         raise ConfigError(
             f"no experiment volume mounted at {path}: recorded runs would be lost with the "
-            f"container; add --volume HOST_DIR:{path} (or set {NO_VOLUME_ENV}=1)")
+            f"container; add --volume HOST_DIR:{path} (or set {NO_VOLUME_ENV}=1)"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".ckvision-probe.", dir=path)
     except OSError as err:
         reason = "it is read-only" if err.errno == 30 else f"{err.strerror}"
         raise ConfigError(
             f"experiment volume {path} is not writable by {who}: {reason}; mount it "
-            f"read-write and make the host folder writable by that uid") from err
+            f"read-write and make the host folder writable by that uid"
+        ) from err
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)

@@ -24,9 +24,12 @@ __all__ = ["ENGINE_TAGS", "engine_tags", "run_tensorrt_job"]
 CACHE_REPO = "ckvision-engine-cache"
 ENGINE_TAGS = "model,tensorrt,efficientnet-lite0,converted-from-onnx,fp16,maxbatch.32"
 PROGRAM = "image-classification-tensorrt-loadgen-py"
-_RUNS = (("SingleStream", "AccuracyOnly", ()), ("Offline", "AccuracyOnly", ("CK_BATCH_SIZE=32",)),
-         ("SingleStream", "PerformanceOnly", ("CK_LOADGEN_MIN_DURATION_S=10",)),
-         ("Offline", "PerformanceOnly", ("CK_BATCH_SIZE=32", "CK_LOADGEN_MIN_DURATION_S=10")))
+_RUNS = (
+    ("SingleStream", "AccuracyOnly", ()),
+    ("Offline", "AccuracyOnly", ("CK_BATCH_SIZE=32",)),
+    ("SingleStream", "PerformanceOnly", ("CK_LOADGEN_MIN_DURATION_S=10",)),
+    ("Offline", "PerformanceOnly", ("CK_BATCH_SIZE=32", "CK_LOADGEN_MIN_DURATION_S=10")),
+)
 
 
 def _slug(text: str) -> str:
@@ -44,8 +47,9 @@ def _ensure_cache_repo(cache: Path) -> None:
         run_ck(["add", f"repo:{CACHE_REPO}", f"--path={cache}", "--quiet"], capture=True)
 
 
-def run_tensorrt_job(cache: Path = Path("/home/ck/engine-cache"),
-                     log: Callable[[str], None] = print) -> None:
+def run_tensorrt_job(
+    cache: Path = Path("/home/ck/engine-cache"), log: Callable[[str], None] = print
+) -> None:
     from ckvision.backends.tensorrt_backend import check_tensorrt_available, import_tensorrt
     from ckvision.cuda import device_info
 
@@ -57,18 +61,39 @@ def run_tensorrt_job(cache: Path = Path("/home/ck/engine-cache"),
     tags = f"{ENGINE_TAGS},{extra}"
     if not any(":env:" in ln for ln in ck_lines(["search", "env", f"--tags={tags}"])):
         log(f"ckvision: building the engine for this GPU into {cache} (first run only)")
-        run_ck(["install", "package", f"--tags={ENGINE_TAGS}", f"--extra_tags={extra}",
+        run_ck(
+            [
+                "install",
+                "package",
+                f"--tags={ENGINE_TAGS}",
+                f"--extra_tags={extra}",
                 f"--env_repo_uoa={CACHE_REPO}",
-                f"--install_path={cache / _slug(f'{gpu}-{version}') / 'engine'}", "--quiet"])
+                f"--install_path={cache / _slug(f'{gpu}-{version}') / 'engine'}",
+                "--quiet",
+            ]
+        )
     for scenario, mode, env in _RUNS:
         short = "accuracy" if mode == "AccuracyOnly" else "performance"
         name = f"ckvision.docker.tensorrt.efficientnet-lite0.{scenario.lower()}.{short}"
-        run_ck(["benchmark", f"program:{PROGRAM}", "--repetitions=1",
+        run_ck(
+            [
+                "benchmark",
+                f"program:{PROGRAM}",
+                "--repetitions=1",
                 f"--dep_add_tags.weights=fp16,maxbatch.32,{extra}",
-                f"--env.CK_LOADGEN_SCENARIO={scenario}", f"--env.CK_LOADGEN_MODE={mode}",
-                *(f"--env.{kv}" for kv in env), "--record", "--record_repo=local",
-                f"--record_uoa={name}", f"--tags=ckvision,docker,tensorrt,{scenario.lower()},"
-                f"{short},{extra}", "--skip_print_timers", "--skip_stat_analysis",
-                "--process_multi_keys", "--quiet", "--return_error_if_external_fail=yes"],
-               env=dict(os.environ))
+                f"--env.CK_LOADGEN_SCENARIO={scenario}",
+                f"--env.CK_LOADGEN_MODE={mode}",
+                *(f"--env.{kv}" for kv in env),
+                "--record",
+                "--record_repo=local",
+                f"--record_uoa={name}",
+                f"--tags=ckvision,docker,tensorrt,{scenario.lower()},{short},{extra}",
+                "--skip_print_timers",
+                "--skip_stat_analysis",
+                "--process_multi_keys",
+                "--quiet",
+                "--return_error_if_external_fail=yes",
+            ],
+            env=dict(os.environ),
+        )
     log("ckvision: recorded; read them on the host with: python -m ckvision results DIR/*")

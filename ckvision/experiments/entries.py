@@ -20,7 +20,11 @@ from typing import Any
 from ckvision.errors import DataError
 
 __all__ = [
-    "RecordedRun", "SkippedPointWarning", "experiment_root", "find_entries", "iter_runs",
+    "RecordedRun",
+    "SkippedPointWarning",
+    "experiment_root",
+    "find_entries",
+    "iter_runs",
 ]
 
 _POINT_FILE = re.compile(r"^ckp-([0-9a-f]+)\.(\d{4})\.json$")
@@ -90,9 +94,11 @@ def _entries_under(path: Path) -> list[Path]:
     below it (e.g. a whole experiment/ folder, or a repository's experiment/)."""
     if (path / ".cm" / "meta.json").is_file():
         return [path]
-    return sorted(meta.parent.parent for meta in path.rglob(".cm/meta.json")
-                  if not any(part.startswith(".") for part in
-                             meta.parent.parent.relative_to(path).parts))
+    return sorted(
+        meta.parent.parent
+        for meta in path.rglob(".cm/meta.json")
+        if not any(part.startswith(".") for part in meta.parent.parent.relative_to(path).parts)
+    )
 
 
 # What a record must hold for tables and plots to read it.
@@ -154,5 +160,6 @@ def iter_runs(entries: Sequence[Path], warn: Warn | None = None) -> Iterator[Rec
                 say(f"skipping experiment point {path}: {err}")
                 continue
             for record in records:
-                yield RecordedRun(entry.name, tags, match.group(1), int(match.group(2)),
-                                  record, path)
+                yield RecordedRun(
+                    entry.name, tags, match.group(1), int(match.group(2)), record, path
+                )

@@ -49,8 +49,11 @@ def _uid() -> str:
 
 
 def _control() -> dict[str, Any]:
-    return {"engine": "CK", "iso_datetime": datetime.datetime.now().isoformat(),
-            "version": list(CK_VERSION)}
+    return {
+        "engine": "CK",
+        "iso_datetime": datetime.datetime.now().isoformat(),
+        "version": list(CK_VERSION),
+    }
 
 
 def _dump(path: Path, data: Any, sort_keys: bool = True) -> None:
@@ -114,14 +117,24 @@ def _create_entry(root: Path, name: str) -> Path:
     entry = root / name
     uid = _uid()
     (entry / ".cm").mkdir(parents=True, exist_ok=True)
-    _dump(entry / ".cm" / "info.json", {
-        "backup_data_uid": uid, "backup_module_uid": EXPERIMENT_MODULE_UID,
-        "backup_module_uoa": "experiment", "control": _control(), "data_name": name})
+    _dump(
+        entry / ".cm" / "info.json",
+        {
+            "backup_data_uid": uid,
+            "backup_module_uid": EXPERIMENT_MODULE_UID,
+            "backup_module_uoa": "experiment",
+            "control": _control(),
+            "data_name": name,
+        },
+    )
     _dump(entry / ".cm" / "desc.json", {})
     _dump(entry / ".cm" / "meta.json", {})
     _dump(entry / ".cm" / "updates.json", {"control": []})
-    _dump(entry / "desc.json", {"features_desc": {}, "choices_desc": {},
-                                "characteristics_desc": {}}, sort_keys=False)
+    _dump(
+        entry / "desc.json",
+        {"features_desc": {}, "choices_desc": {}, "characteristics_desc": {}},
+        sort_keys=False,
+    )
     atomic_write_text(root / ".cm" / f"alias-a-{name}", uid + "\n")
     atomic_write_text(root / ".cm" / f"alias-u-{uid}", name + "\n")
     return entry
@@ -160,8 +173,11 @@ def record_point(
         point = f"ckp-{_uid()}"
         ft = {"features": features, "choices": choices, "choices_order": []}
         characteristics_list = [dict(characteristics)]
-        flat = {f"{k}#min": v for k, v in ck_flatten({"characteristics": characteristics}).items()
-                if k.startswith("##characteristics#")}
+        flat = {
+            f"{k}#min": v
+            for k, v in ck_flatten({"characteristics": characteristics}).items()
+            if k.startswith("##characteristics#")
+        }
         _dump(entry / f"{point}.flat.json", flat)
         _dump(entry / f"{point}.0001.json", {**ft, "characteristics_list": characteristics_list})
         _dump(entry / f"{point}.features.json", {**ft, "sub_points": 1})

@@ -17,8 +17,14 @@ import numpy as np
 from ckvision.errors import RunError
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["RUN_FILE", "TIMER_FILE", "RECORD_VERSION", "write_run_info", "collect_run",
-           "mlperf_submission_keys"]
+__all__ = [
+    "RUN_FILE",
+    "TIMER_FILE",
+    "RECORD_VERSION",
+    "write_run_info",
+    "collect_run",
+    "mlperf_submission_keys",
+]
 
 RUN_FILE = "ckvision-run.json"
 TIMER_FILE = "tmp-ck-timer.json"
@@ -95,21 +101,29 @@ def mlperf_submission_keys(output_dir: Path) -> dict[str, Any]:
             return None
         return path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
 
-    mlperf_log: dict[str, Any] = {"summary": lines("mlperf_log_summary.txt") or [],
-                                  "detail": lines("mlperf_log_detail.txt") or []}
+    mlperf_log: dict[str, Any] = {
+        "summary": lines("mlperf_log_summary.txt") or [],
+        "detail": lines("mlperf_log_detail.txt") or [],
+    }
     accuracy = output_dir / "mlperf_log_accuracy.json"
     if accuracy.is_file() and accuracy.stat().st_size <= _MAX_RAW_BYTES:
         try:
             mlperf_log["accuracy"] = json.loads(accuracy.read_text(encoding="utf-8") or "[]")
         except ValueError as err:
             raise RunError(f"{accuracy} is not valid JSON: {err}") from err
-    conf = {name: text for name in ("mlperf.conf", USER_CONF, "audit.config")
-            if (text := lines(name)) is not None}
+    conf = {
+        name: text
+        for name in ("mlperf.conf", USER_CONF, "audit.config")
+        if (text := lines(name)) is not None
+    }
     parsed: dict[str, str] = {}
     for line in mlperf_log["summary"]:
         key, sep, value = line.strip().partition(": ")
         if sep:
             parsed[key.strip()] = value.strip()
     accuracy_mode = any("AccuracyOnly" in v for k, v in parsed.items() if k == "Mode")
-    return {"mlperf_log": mlperf_log, "mlperf_conf": conf,
-            "parsed_summary": {} if accuracy_mode else parsed}
+    return {
+        "mlperf_log": mlperf_log,
+        "mlperf_conf": conf,
+        "parsed_summary": {} if accuracy_mode else parsed,
+    }

@@ -60,14 +60,17 @@ class LatencyRecorder:
         values = np.asarray(self._latencies_ns, dtype=np.int64)
         if values.size == 0:
             return {"count": 0}
-        out: dict[str, Any] = {"count": int(values.size), "mean_ns": float(values.mean()),
-                               "min_ns": int(values.min()), "max_ns": int(values.max())}
+        out: dict[str, Any] = {
+            "count": int(values.size),
+            "mean_ns": float(values.mean()),
+            "min_ns": int(values.min()),
+            "max_ns": int(values.max()),
+        }
         for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
             out[f"p{p:g}_ns"] = int(v)
         return out
 
-    def write(self, output_dir: Path,
-              breakdown: dict[str, float] | None = None) -> dict[str, Any]:
+    def write(self, output_dir: Path, breakdown: dict[str, float] | None = None) -> dict[str, Any]:
         """Write ``latency.hgrm`` and ``latency.hdr``; return the summary plus file names."""
         from hdrh.histogram import HdrHistogram
 
@@ -83,6 +86,5 @@ class LatencyRecorder:
         atomic_write_text(output_dir / HDR_FILE, histogram.encode().decode("ascii") + "\n")
         summary = self.summary()
         summary["breakdown"] = breakdown
-        summary.update({"source": "sut", "unit_recorded": "us", "hgrm": HGRM_FILE,
-                        "hdr": HDR_FILE})
+        summary.update({"source": "sut", "unit_recorded": "us", "hgrm": HGRM_FILE, "hdr": HDR_FILE})
         return summary

@@ -89,8 +89,13 @@ class Ledger:
         with self._lock:
             self._calls.pop(number, None)
 
-    def complete(self, ids: Sequence[int], classes: np.ndarray, top5: np.ndarray | None,
-                 stamps: tuple[int, int, int] | None = None) -> None:
+    def complete(
+        self,
+        ids: Sequence[int],
+        classes: np.ndarray,
+        top5: np.ndarray | None,
+        stamps: tuple[int, int, int] | None = None,
+    ) -> None:
         """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout).
 
         ``stamps``: ``time.monotonic_ns()`` when the batch was taken from the queue, formed
@@ -134,8 +139,10 @@ class Ledger:
         if not self._staged:
             return None
         names = ("queue_wait_ms", "batch_formation_ms", "inference_ms", "response_ms")
-        return {name: total / self._staged / 1e6
-                for name, total in zip(names, self._stages, strict=True)}
+        return {
+            name: total / self._staged / 1e6
+            for name, total in zip(names, self._stages, strict=True)
+        }
 
     @property
     def issued(self) -> int:

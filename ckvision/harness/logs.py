@@ -16,8 +16,14 @@ from typing import Any
 
 from ckvision.errors import RunError
 
-__all__ = ["parse_output_dir", "parse_detail", "parse_summary", "DETAIL_LOG", "SUMMARY_LOG",
-           "ACCURACY_LOG"]
+__all__ = [
+    "parse_output_dir",
+    "parse_detail",
+    "parse_summary",
+    "DETAIL_LOG",
+    "SUMMARY_LOG",
+    "ACCURACY_LOG",
+]
 
 DETAIL_LOG = "mlperf_log_detail.txt"
 SUMMARY_LOG = "mlperf_log_summary.txt"
@@ -88,7 +94,7 @@ def parse_detail(text: str) -> dict[str, Any]:
         if not line.startswith(_PREFIX):
             continue
         try:
-            event = json.loads(line[len(_PREFIX):])
+            event = json.loads(line[len(_PREFIX) :])
         except json.JSONDecodeError:
             continue  # a line cut short by a crash: ignore it, keep the rest
         key, value = event.get("key"), event.get("value")
@@ -110,7 +116,7 @@ def _per_query_metric(out: dict[str, Any]) -> None:
     for key in [k for k in out if k.startswith("latency_")]:
         out[f"sample_{key}"] = out.pop(key)
     for key in [k for k in out if k.startswith("query_latency_")]:
-        out[key[len("query_"):]] = out[key]
+        out[key[len("query_") :]] = out[key]
 
 
 def _store(out: dict[str, Any], key: str, value: Any) -> None:

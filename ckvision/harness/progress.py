@@ -25,21 +25,29 @@ PROGRESS_MODES = ("auto", "plain", "live", "off")
 INTERVAL_S = 1.0
 
 
-def format_progress(elapsed: float, completed: int, issued: int, rate: float,
-                    window_ns: list[int]) -> str:
+def format_progress(
+    elapsed: float, completed: int, issued: int, rate: float, window_ns: list[int]
+) -> str:
     if window_ns:
         p50, p99 = (v / 1e6 for v in np.percentile(window_ns, (50, 99)))
         lat = f"p50={p50:.2f} ms p99={p99:.2f} ms"
     else:
         lat = "p50=- p99=-"
-    return (f"progress: {elapsed:5.0f} s  completed={completed} issued={issued}  "
-            f"rate={rate:.1f}/s  {lat} (last 1 s)")
+    return (
+        f"progress: {elapsed:5.0f} s  completed={completed} issued={issued}  "
+        f"rate={rate:.1f}/s  {lat} (last 1 s)"
+    )
 
 
 @contextlib.contextmanager
-def report_progress(mode: str, ledger: Any, recorder: LatencyRecorder,
-                    log: Callable[[str], None] = print, stream: TextIO | None = None,
-                    interval_s: float = INTERVAL_S) -> Iterator[None]:
+def report_progress(
+    mode: str,
+    ledger: Any,
+    recorder: LatencyRecorder,
+    log: Callable[[str], None] = print,
+    stream: TextIO | None = None,
+    interval_s: float = INTERVAL_S,
+) -> Iterator[None]:
     """Report every ``interval_s`` while the body runs; ``mode`` is one of PROGRESS_MODES.
 
     Plain lines go to ``log``; the live line is rewritten on ``stream`` (stdout).
@@ -55,6 +63,7 @@ def report_progress(mode: str, ledger: Any, recorder: LatencyRecorder,
     state = {"last": 0, "lines": 0}
     write: Callable[[str], None]
     if mode == "live":
+
         def write(line: str) -> None:
             out.write("\r" + line.ljust(100))
             out.flush()
@@ -68,8 +77,7 @@ def report_progress(mode: str, ledger: Any, recorder: LatencyRecorder,
             done = ledger.completed
             rate = (done - state["last"]) / max(now - last_t, 1e-9)
             state["last"], last_t = done, now
-            write(format_progress(now - start, done, ledger.issued, rate,
-                                  recorder.take_window()))
+            write(format_progress(now - start, done, ledger.issued, rate, recorder.take_window()))
             state["lines"] += 1
 
     thread = threading.Thread(target=loop, name="ckvision-progress", daemon=True)

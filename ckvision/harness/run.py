@@ -55,9 +55,16 @@ __all__ = ["RunResult", "run_benchmark", "USER_CONF", "ABORT_GRACE_S"]
 USER_CONF = "user.conf"
 PROGRESS_EVERY_S = 1.0
 ABORT_GRACE_S = 5.0  # after an abort, LoadGen gets this long to return
-_STALE = (DETAIL_LOG, SUMMARY_LOG, ACCURACY_LOG, TOP5_FILE, "mlperf_log_trace.json",
-          HGRM_FILE, HDR_FILE,
-          *(name + ".failed-run" for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG)))
+_STALE = (
+    DETAIL_LOG,
+    SUMMARY_LOG,
+    ACCURACY_LOG,
+    TOP5_FILE,
+    "mlperf_log_trace.json",
+    HGRM_FILE,
+    HDR_FILE,
+    *(name + ".failed-run" for name in (SUMMARY_LOG, DETAIL_LOG, ACCURACY_LOG)),
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,13 @@ class RunResult:
         validity = summary.get("result_validity")
         qps = summary.get("samples_per_second")
         return cls(
-            scenario=config.scenario, mode=config.mode, summary=summary,
+            scenario=config.scenario,
+            mode=config.mode,
+            summary=summary,
             valid=None if validity is None else validity == "VALID",
-            samples_per_second=None if qps is None else float(qps), latency_ns=latency, **rest,
+            samples_per_second=None if qps is None else float(qps),
+            latency_ns=latency,
+            **rest,
         )
 
 
@@ -133,8 +144,17 @@ def run_benchmark(
     recorder = LatencyRecorder()
     ledger.observers.append(recorder.observe)
     sut = make_sut(config, backend, qsl, ledger)
-    duration = _run_loadgen(sut, qsl, settings, _log_settings(config, output_dir), audit,
-                            config, log, recorder, config.progress if performance else "off")
+    duration = _run_loadgen(
+        sut,
+        qsl,
+        settings,
+        _log_settings(config, output_dir),
+        audit,
+        config,
+        log,
+        recorder,
+        config.progress if performance else "off",
+    )
     if ledger.fatal is not None or ledger.failures:
         _set_aside(output_dir)  # LoadGen ended "normally": its logs must not look like a result
         if ledger.interrupted:
@@ -142,18 +162,30 @@ def run_benchmark(
         if ledger.fatal is not None:
             raise RunError(ledger.fatal)
         raise RunError(
-            f"{ledger.failures} of {ledger.completed} samples failed: {ledger.first_error}")
+            f"{ledger.failures} of {ledger.completed} samples failed: {ledger.first_error}"
+        )
     latency = recorder.write(output_dir, ledger.breakdown()) if performance else None
     summary = parse_output_dir(output_dir)
     accuracy = None
     if config.mode is Mode.ACCURACY:
         _write_top5(output_dir / TOP5_FILE, ledger.top5)
-        accuracy = score_accuracy_log(output_dir / ACCURACY_LOG, qsl.labels, dataset=dataset.name,
-                                      top5_path=output_dir / TOP5_FILE)
-    return RunResult.from_run(config, summary, accuracy=accuracy, output_dir=output_dir,
-                              user_conf=user_conf, failures=ledger.failures,
-                              completed=ledger.completed, duration_s=duration,
-                              latency=latency)
+        accuracy = score_accuracy_log(
+            output_dir / ACCURACY_LOG,
+            qsl.labels,
+            dataset=dataset.name,
+            top5_path=output_dir / TOP5_FILE,
+        )
+    return RunResult.from_run(
+        config,
+        summary,
+        accuracy=accuracy,
+        output_dir=output_dir,
+        user_conf=user_conf,
+        failures=ledger.failures,
+        completed=ledger.completed,
+        duration_s=duration,
+        latency=latency,
+    )
 
 
 FAILED_SUFFIX = ".failed-run"
@@ -193,12 +225,15 @@ def _check_fit(
         )
 
 
-def _clamp_sample_count(settings: lg.TestSettings, qsl: SampleLibrary,
-                        log: Callable[[str], None]) -> None:
+def _clamp_sample_count(
+    settings: lg.TestSettings, qsl: SampleLibrary, log: Callable[[str], None]
+) -> None:
     """A conf's performance sample count (e.g. mlperf.conf's 1024) cannot exceed the QSL."""
     if settings.performance_sample_count_override > qsl.size:
-        log(f"note: performance sample count {settings.performance_sample_count_override} "
-            f"from the LoadGen conf is above the {qsl.size} samples in the run; using {qsl.size}")
+        log(
+            f"note: performance sample count {settings.performance_sample_count_override} "
+            f"from the LoadGen conf is above the {qsl.size} samples in the run; using {qsl.size}"
+        )
         settings.performance_sample_count_override = qsl.size
 
 
@@ -210,10 +245,17 @@ def _log_settings(config: RunConfig, output_dir: Path) -> lg.LogSettings:
     return settings
 
 
-def _run_loadgen(sut: SUT, qsl: SampleLibrary, settings: lg.TestSettings,
-                 log_settings: lg.LogSettings, audit: Path, config: RunConfig,
-                 log: Callable[[str], None], recorder: LatencyRecorder,
-                 progress: str) -> float:
+def _run_loadgen(
+    sut: SUT,
+    qsl: SampleLibrary,
+    settings: lg.TestSettings,
+    log_settings: lg.LogSettings,
+    audit: Path,
+    config: RunConfig,
+    log: Callable[[str], None],
+    recorder: LatencyRecorder,
+    progress: str,
+) -> float:
     """Construct the LoadGen handles, run the test, destroy them whatever happens."""
     ledger = sut.ledger
 
@@ -230,17 +272,21 @@ def _run_loadgen(sut: SUT, qsl: SampleLibrary, settings: lg.TestSettings,
             with _interrupts_abort(ledger, log), _watchdog(sut, config, log):
                 sut.start()
                 try:
-                    with report_progress(progress, ledger, recorder, log,
-                                         interval_s=PROGRESS_EVERY_S):
+                    with report_progress(
+                        progress, ledger, recorder, log, interval_s=PROGRESS_EVERY_S
+                    ):
                         start = time.perf_counter()
-                        lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings,
-                                                    log_settings, str(audit))
+                        lg.StartTestWithLogSettings(
+                            sut_handle, qsl_handle, settings, log_settings, str(audit)
+                        )
                         return time.perf_counter() - start
                 finally:
                     stuck = sut.stop(timeout_s=1.0 if ledger.aborted else None)
                     if stuck:
-                        log(f"warning: {', '.join(stuck)} still inside backend "
-                            f"{sut.backend.name}; left behind")
+                        log(
+                            f"warning: {', '.join(stuck)} still inside backend "
+                            f"{sut.backend.name}; left behind"
+                        )
         finally:
             lg.DestroyQSL(qsl_handle)
     finally:
@@ -263,15 +309,22 @@ def _watchdog(sut: SUT, config: RunConfig, log: Callable[[str], None]) -> Iterat
                 ledger.abort(
                     f"backend {sut.backend.name}: call {number} ({samples} samples) has run "
                     f"{seconds:.1f} s, over the {bound:g} s bound (CK_BATCH_TIMEOUT_S / "
-                    "--batch-timeout-s); the run failed")
+                    "--batch-timeout-s); the run failed"
+                )
             elif ledger.outstanding and not sut.alive() and not stop.is_set():
-                ledger.abort(f"backend {sut.backend.name}: every worker thread has died with "
-                             f"{ledger.outstanding} samples outstanding; the run failed")
+                ledger.abort(
+                    f"backend {sut.backend.name}: every worker thread has died with "
+                    f"{ledger.outstanding} samples outstanding; the run failed"
+                )
             if ledger.aborted and aborted_at is None:
                 aborted_at = time.monotonic()
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
-                print(f"ckvision: error: {ledger.fatal} (LoadGen did not stop within "
-                      f"{ABORT_GRACE_S:g} s; exiting)", file=sys.stderr, flush=True)
+                print(
+                    f"ckvision: error: {ledger.fatal} (LoadGen did not stop within "
+                    f"{ABORT_GRACE_S:g} s; exiting)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 os._exit(130 if ledger.interrupted else 1)
 
     thread = threading.Thread(target=watch, name="ckvision-watchdog", daemon=True)
@@ -303,14 +356,15 @@ def _interrupts_abort(ledger: Ledger, log: Callable[[str], None]) -> Iterator[No
                 if len(hits) > 1:
                     log("interrupted again: exiting without cleanup")
                     os._exit(130)
-                log("interrupted: completing the remaining samples without inference "
-                    "(Ctrl-C again to exit at once)")
+                log(
+                    "interrupted: completing the remaining samples without inference "
+                    "(Ctrl-C again to exit at once)"
+                )
                 ledger.abort("interrupted (Ctrl-C)", interrupted=True)
 
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    watcher = threading.Thread(target=watch, args=(read_fd,), name="ckvision-sigint",
-                               daemon=True)
+    watcher = threading.Thread(target=watch, args=(read_fd,), name="ckvision-sigint", daemon=True)
     previous_handler = signal.signal(signal.SIGINT, _ignore_signal)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     watcher.start()

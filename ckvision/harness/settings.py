@@ -28,8 +28,13 @@ from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_text
 
-__all__ = ["build_test_settings", "user_conf_values", "write_user_conf", "write_audit_config",
-           "AUDIT_CONFIG"]
+__all__ = [
+    "build_test_settings",
+    "user_conf_values",
+    "write_user_conf",
+    "write_audit_config",
+    "AUDIT_CONFIG",
+]
 
 AUDIT_CONFIG = "audit.config"
 _BUILTIN_MLPERF_CONF = 0  # FromConfig conf_type: LoadGen's embedded mlperf.conf
@@ -55,8 +60,12 @@ _AUDIT = {
     "TEST04": [
         f"*.{s.value}.{key}"
         for s in Scenario
-        for key in ("mode = 2", "performance_issue_unique = 0", "performance_issue_same = 1",
-                    "performance_issue_same_index = 3")
+        for key in (
+            "mode = 2",
+            "performance_issue_unique = 0",
+            "performance_issue_same = 1",
+            "performance_issue_same_index = 3",
+        )
     ],
 }
 
@@ -103,8 +112,10 @@ def write_audit_config(config: RunConfig, output_dir: Path) -> Path:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return path
-    lines = [f"# MLPerf compliance {config.compliance_test} (written by ckvision)",
-             *_AUDIT[config.compliance_test]]
+    lines = [
+        f"# MLPerf compliance {config.compliance_test} (written by ckvision)",
+        *_AUDIT[config.compliance_test],
+    ]
     _write(path, lines)
     return path
 
@@ -152,6 +163,4 @@ def _write(path: Path, lines: list[str]) -> None:
 
 def _check_model_name(model_name: str) -> None:
     if not model_name or any(c.isspace() or c == "#" for c in model_name):
-        raise ConfigError(
-            f"model name {model_name!r} cannot key a LoadGen conf (no spaces or #)"
-        )
+        raise ConfigError(f"model name {model_name!r} cannot key a LoadGen conf (no spaces or #)")

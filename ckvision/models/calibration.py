@@ -61,7 +61,7 @@ class CalibrationBatches:
         files, size = list(self.source.files), self.source.batch_size
         for start in range(0, len(files) - size + 1, size):  # whole batches only
             samples = []
-            for name in files[start:start + size]:
+            for name in files[start : start + size]:
                 try:
                     samples.append(self.source.load(name))
                 except (OSError, ValueError) as err:

@@ -26,7 +26,7 @@ def _floats(text: str, name: str) -> tuple[float, float, float]:
         raise ConfigError(f"{name}={text!r} is not three numbers") from err
     if len(values) != 3:
         raise ConfigError(f"{name}={text!r} must have three values (R G B)")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,13 @@ class ModelContract:
             )
         if self.output_kind not in _OUTPUT_KINDS:
             raise ConfigError(
-                f"output kind {self.output_kind!r} unknown; use one of {_OUTPUT_KINDS}")
+                f"output kind {self.output_kind!r} unknown; use one of {_OUTPUT_KINDS}"
+            )
         if self.label_offset < 0 or self.num_classes <= 0:
-            raise ConfigError(f"label offset {self.label_offset} / classes {self.num_classes} "
-                              "must be >= 0 / positive")
+            raise ConfigError(
+                f"label offset {self.label_offset} / classes {self.num_classes} "
+                "must be >= 0 / positive"
+            )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"channel stds must be positive, got {self.std}")
         if self.library not in ("pillow", "opencv"):
@@ -139,9 +142,7 @@ class ModelContract:
     def from_env(cls, env: Mapping[str, str]) -> ModelContract:
         """Read the contract back from ``ML_MODEL_*`` variables (ck-mlperf's meaning)."""
         if "ML_MODEL_MODEL_NAME" not in env:
-            raise ConfigError(
-                "ML_MODEL_MODEL_NAME is not set: the model package's env is missing"
-            )
+            raise ConfigError("ML_MODEL_MODEL_NAME is not set: the model package's env is missing")
 
         def _int(key: str, default: int) -> int:
             text = env.get(key, "")

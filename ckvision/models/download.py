@@ -71,8 +71,10 @@ def download(
         with os.fdopen(fd, "wb") as out:
             digests, received = _stream(url, out, log, every_s)
         if size and received != size:
-            raise ModelError(f"size mismatch for {url}: expected {size} bytes, got {received}; "
-                             "the file was not installed")
+            raise ModelError(
+                f"size mismatch for {url}: expected {size} bytes, got {received}; "
+                "the file was not installed"
+            )
         problem = _mismatch(digests, sha256, md5)
         if problem:
             raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")

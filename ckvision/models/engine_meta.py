@@ -94,8 +94,9 @@ def parse_engine_tags(tags: str | Iterable[str]) -> EngineSpec:
         what = f"unknown tags {names}" if names else "no model name"
         raise _tag_error(f"{what} (a precision must be one of {', '.join(PRECISIONS)})")
     max_batch = _parse_maxbatch(batches[0]) if batches else 1
-    return EngineSpec(model=names[0], precision=precisions[0] if precisions else "fp32",
-                      max_batch=max_batch)
+    return EngineSpec(
+        model=names[0], precision=precisions[0] if precisions else "fp32", max_batch=max_batch
+    )
 
 
 def _parse_maxbatch(tag: str) -> int:
@@ -178,7 +179,9 @@ def check_engine_compat(meta: EngineMeta, runtime: RuntimeInfo) -> None:
     built = meta.runtime
     same_trt = _version_key(built.tensorrt_version) == _version_key(runtime.tensorrt_version)
     same_gpu = (built.compute_capability, built.gpu_name) == (
-        runtime.compute_capability, runtime.gpu_name)
+        runtime.compute_capability,
+        runtime.gpu_name,
+    )
     if same_trt and same_gpu:
         return
     was, now = _shown_versions(built.tensorrt_version, runtime.tensorrt_version)
@@ -204,8 +207,10 @@ def read_meta(engine_dir: Path) -> EngineMeta:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise ModelError(f"{path} is missing: the engine was not built completely; "
-                         "rebuild it with ck install package ... --reinstall") from err
+        raise ModelError(
+            f"{path} is missing: the engine was not built completely; "
+            "rebuild it with ck install package ... --reinstall"
+        ) from err
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot read engine metadata {path}: {err}") from err
     if not isinstance(data, dict):
@@ -226,8 +231,10 @@ def read_engine_bytes(plan: Path, meta: EngineMeta) -> bytes:
     try:
         size = plan.stat().st_size
         if size != meta.engine_size:
-            raise ModelError(f"engine {plan} is truncated or altered ({size} bytes, "
-                             f"metadata says {meta.engine_size}); {rebuild}")
+            raise ModelError(
+                f"engine {plan} is truncated or altered ({size} bytes, "
+                f"metadata says {meta.engine_size}); {rebuild}"
+            )
         data = plan.read_bytes()
     except OSError as err:
         raise ModelError(f"cannot read engine {plan}: {err}; {rebuild}") from err

@@ -94,29 +94,42 @@ def build_engine(
     return _write_engine(out_dir, engine, meta, log)
 
 
-def _metadata(spec: EngineSpec, network: trt.INetworkDefinition, onnx_path: Path,
-              engine: bytes, settings: dict[str, Any]) -> EngineMeta:
+def _metadata(
+    spec: EngineSpec,
+    network: trt.INetworkDefinition,
+    onnx_path: Path,
+    engine: bytes,
+    settings: dict[str, Any],
+) -> EngineMeta:
     import tensorrt as trt
 
     from ckvision import cuda as cuda_util
 
     device = cuda_util.device_info(0)
     return EngineMeta(
-        model=spec.model, precision=spec.precision, max_batch=spec.max_batch,
-        tensorrt_version=trt.__version__, gpu_name=device.name,
+        model=spec.model,
+        precision=spec.precision,
+        max_batch=spec.max_batch,
+        tensorrt_version=trt.__version__,
+        gpu_name=device.name,
         compute_capability=device.compute_capability,
         inputs=_shapes(network.get_input(i) for i in range(network.num_inputs)),
         outputs=_shapes(network.get_output(i) for i in range(network.num_outputs)),
-        onnx_sha256=sha256_file(onnx_path), engine_sha256=_sha256(engine),
-        engine_size=len(engine), builder=settings,
+        onnx_sha256=sha256_file(onnx_path),
+        engine_sha256=_sha256(engine),
+        engine_size=len(engine),
+        builder=settings,
     )
 
 
 def _make_logger(log: Log) -> trt.ILogger:
     import tensorrt as trt
 
-    shown = (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR,
-             trt.ILogger.Severity.WARNING)
+    shown = (
+        trt.ILogger.Severity.INTERNAL_ERROR,
+        trt.ILogger.Severity.ERROR,
+        trt.ILogger.Severity.WARNING,
+    )
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
@@ -146,9 +159,13 @@ def _shapes(tensors: Any) -> dict[str, list[int]]:
     return {t.name: _dims(t) for t in tensors}
 
 
-def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition,
-                 config: trt.IBuilderConfig, spec: EngineSpec,
-                 contract: ModelContract) -> dict[str, list[int]]:
+def _add_profile(
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    spec: EngineSpec,
+    contract: ModelContract,
+) -> dict[str, list[int]]:
     """One profile: min (1, ...), opt and max (N, ...); refuse shapes it cannot cover."""
     import tensorrt as trt
 
@@ -163,11 +180,14 @@ def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition,
             f"may be dynamic: export it with a fixed {want} sample shape"
         )
     if dims[1:] != want:
-        raise ModelError(f"ONNX input {tensor.name} samples are {dims[1:]}, "
-                         f"the model contract says {want}")
+        raise ModelError(
+            f"ONNX input {tensor.name} samples are {dims[1:]}, the model contract says {want}"
+        )
     if dims[0] >= 0 and dims[0] != spec.max_batch:
-        raise ModelError(f"ONNX input {tensor.name} has a fixed batch of {dims[0]}; "
-                         f"export it with a dynamic batch to build maxbatch.{spec.max_batch}")
+        raise ModelError(
+            f"ONNX input {tensor.name} has a fixed batch of {dims[0]}; "
+            f"export it with a dynamic batch to build maxbatch.{spec.max_batch}"
+        )
     low, high = [1, *want], [spec.max_batch, *want]
     if dims[0] >= 0:
         low = high
@@ -180,9 +200,13 @@ def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition,
     return {"min": low, "opt": high, "max": high}
 
 
-def _set_precision(config: trt.IBuilderConfig, spec: EngineSpec,
-                   calibration: CalibrationSource | None, out_dir: Path,
-                   log: Log) -> Callable[[], None]:
+def _set_precision(
+    config: trt.IBuilderConfig,
+    spec: EngineSpec,
+    calibration: CalibrationSource | None,
+    out_dir: Path,
+    log: Log,
+) -> Callable[[], None]:
     """Set FP16/INT8 flags (INT8 with FP16 fallback); return what frees the calibrator."""
     import tensorrt as trt
 

@@ -48,8 +48,7 @@ def load_runs(tags: str) -> list[RecordedRun]:
         raise DataError("--tags is empty; name the tags of the runs to report")
     runs = list(iter_runs(find_entries((), wanted)))
     if not runs:
-        raise DataError(f"no recorded runs match tags {','.join(wanted)} "
-                        f"in {experiment_root()}")
+        raise DataError(f"no recorded runs match tags {','.join(wanted)} in {experiment_root()}")
     return runs
 
 
@@ -76,11 +75,18 @@ class _Page:
         self.parts.append(f'<p class="note">{html.escape(text)}</p>')
 
     def table(self, frame: pd.DataFrame, caption: str) -> None:
-        body = frame.to_html(index=False, na_rep="-", border=0, classes="data",
-                             float_format=lambda v: f"{v:.3f}", escape=True)
+        body = frame.to_html(
+            index=False,
+            na_rep="-",
+            border=0,
+            classes="data",
+            float_format=lambda v: f"{v:.3f}",
+            escape=True,
+        )
         start = body.index(">", body.index("<table")) + 1  # pandas' own <table ...> tag
-        self.parts.append(f'<table class="data" data-caption="{html.escape(caption)}">'
-                          + body[start:])
+        self.parts.append(
+            f'<table class="data" data-caption="{html.escape(caption)}">' + body[start:]
+        )
 
     def image(self, png: bytes, name: str, alt: str) -> None:
         self.images += 1
@@ -91,10 +97,13 @@ class _Page:
             (self.png_dir / f"{name}.png").write_bytes(png)
 
     def render(self, title: str) -> str:
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>{html.escape(title)}</title><link rel=\"icon\" href=\"data:,\">"
-                f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-                + "\n".join(self.parts) + "</body></html>\n")
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<title>{html.escape(title)}</title><link rel="icon" href="data:,">'
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            + "\n".join(self.parts)
+            + "</body></html>\n"
+        )
 
 
 def _sweeps(page: _Page, runs: Sequence[RecordedRun]) -> None:
@@ -102,22 +111,48 @@ def _sweeps(page: _Page, runs: Sequence[RecordedRun]) -> None:
     if not batch.empty:
         page.heading("Offline batch sweep")
         page.table(batch, "batch sweep")
-        page.image(plots.line_plot([("", batch)], "batch", ["samples/s"], logx=True,
-                                   title="Throughput vs batch", xlabel="batch size",
-                                   ylabel="samples/s"), "throughput_vs_batch",
-                   "throughput vs batch")
-        page.image(plots.line_plot([("", batch)], "batch", ["p50 ms", "p99 ms"], logx=True,
-                                   title="Latency vs batch", xlabel="batch size",
-                                   ylabel="latency (ms)"), "latency_vs_batch",
-                   "latency vs batch")
+        page.image(
+            plots.line_plot(
+                [("", batch)],
+                "batch",
+                ["samples/s"],
+                logx=True,
+                title="Throughput vs batch",
+                xlabel="batch size",
+                ylabel="samples/s",
+            ),
+            "throughput_vs_batch",
+            "throughput vs batch",
+        )
+        page.image(
+            plots.line_plot(
+                [("", batch)],
+                "batch",
+                ["p50 ms", "p99 ms"],
+                logx=True,
+                title="Latency vs batch",
+                xlabel="batch size",
+                ylabel="latency (ms)",
+            ),
+            "latency_vs_batch",
+            "latency vs batch",
+        )
     conc = sweep_frame([r for r in runs if "sweep_concurrency" in r.tags])
     if not conc.empty:
         page.heading("Concurrency sweep (MultiStream, N outstanding samples)")
         page.table(conc, "concurrency sweep")
-        page.image(plots.line_plot([("", conc)], "samples/s", ["p50 ms", "p99 ms"],
-                                   title="Latency vs throughput",
-                                   xlabel="samples/s", ylabel="query latency (ms)"),
-                   "latency_vs_throughput", "latency vs throughput")
+        page.image(
+            plots.line_plot(
+                [("", conc)],
+                "samples/s",
+                ["p50 ms", "p99 ms"],
+                title="Latency vs throughput",
+                xlabel="samples/s",
+                ylabel="query latency (ms)",
+            ),
+            "latency_vs_throughput",
+            "latency vs throughput",
+        )
 
 
 def _peaks(page: _Page, runs: Sequence[RecordedRun], docs: Sequence[dict[str, Any]]) -> None:
@@ -129,16 +164,33 @@ def _peaks(page: _Page, runs: Sequence[RecordedRun], docs: Sequence[dict[str, An
         page.table(summary, "peak results")
     if not trials.empty:
         page.table(trials, "peak trials")
-        series = [(f"{a} {b} ms", frame) for (a, b), frame in
-                  trials.groupby(["arrival", "bound ms"])]
-        page.image(plots.line_plot(series, "qps", ["p99 ms"], title="p99 latency vs QPS",
-                                   xlabel="measured QPS", ylabel="p99 (ms)"),
-                   "peak_scan", "peak scan")
+        series = [
+            (f"{a} {b} ms", frame) for (a, b), frame in trials.groupby(["arrival", "bound ms"])
+        ]
+        page.image(
+            plots.line_plot(
+                series,
+                "qps",
+                ["p99 ms"],
+                title="p99 latency vs QPS",
+                xlabel="measured QPS",
+                ylabel="p99 (ms)",
+            ),
+            "peak_scan",
+            "peak scan",
+        )
 
 
-def write_report(tags: str, out: Path, *, compare: str = "", results: Sequence[Path] = (),
-                 png_dir: Path | None = None, csv: Path | None = None,
-                 log: Callable[[str], None] = print) -> Path:
+def write_report(
+    tags: str,
+    out: Path,
+    *,
+    compare: str = "",
+    results: Sequence[Path] = (),
+    png_dir: Path | None = None,
+    csv: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
     runs = load_runs(tags)
     other = load_runs(compare) if compare else []
     docs = [_read_results(Path(p)) for p in results]
@@ -157,9 +209,17 @@ def write_report(tags: str, out: Path, *, compare: str = "", results: Sequence[P
         else:
             page.table(table, "a/b")
             labels = [f"{r.scenario} b{r.batch}" for r in table.itertuples()]
-            page.image(plots.bar_plot(labels, table["B/A samples/s"].astype(float).tolist(),
-                                      title="Throughput ratio B/A", ylabel="B/A",
-                                      reference=1.0), "ab_ratio", "A/B ratio")
+            page.image(
+                plots.bar_plot(
+                    labels,
+                    table["B/A samples/s"].astype(float).tolist(),
+                    title="Throughput ratio B/A",
+                    ylabel="B/A",
+                    reference=1.0,
+                ),
+                "ab_ratio",
+                "A/B ratio",
+            )
     page.heading("Provenance of each point")
     page.table(provenance_table([*runs, *other]), "provenance")
     out.parent.mkdir(parents=True, exist_ok=True)

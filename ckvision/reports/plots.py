@@ -30,8 +30,16 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def line_plot(series: Sequence[tuple[str, pd.DataFrame]], x: str, ys: Sequence[str], *,
-              title: str, xlabel: str, ylabel: str, logx: bool = False) -> bytes:
+def line_plot(
+    series: Sequence[tuple[str, pd.DataFrame]],
+    x: str,
+    ys: Sequence[str],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+) -> bytes:
     """One line per (label, frame) and y column, markers at the points."""
     fig, ax = _figure()
     for label, frame in series:
@@ -39,8 +47,9 @@ def line_plot(series: Sequence[tuple[str, pd.DataFrame]], x: str, ys: Sequence[s
         for y in ys:
             if y in data and data[y].notna().any():
                 name = f"{label} {y}" if len(ys) > 1 or label else y
-                ax.plot(data[x].astype(float), data[y].astype(float), marker="o",
-                        label=name.strip())
+                ax.plot(
+                    data[x].astype(float), data[y].astype(float), marker="o", label=name.strip()
+                )
     if logx:
         ax.set_xscale("log", base=2)
     ax.set_title(title)
@@ -51,8 +60,14 @@ def line_plot(series: Sequence[tuple[str, pd.DataFrame]], x: str, ys: Sequence[s
     return _png(fig)
 
 
-def bar_plot(labels: Sequence[str], values: Sequence[float], *, title: str,
-             ylabel: str, reference: float | None = None) -> bytes:
+def bar_plot(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    ylabel: str,
+    reference: float | None = None,
+) -> bytes:
     fig, ax = _figure()
     bars = ax.bar(range(len(values)), values)
     ax.bar_label(bars, fmt="%.2f")

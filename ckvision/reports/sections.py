@@ -40,35 +40,56 @@ def sweep_frame(runs: Sequence[RecordedRun]) -> pd.DataFrame:
     return frame.sort_values(key).reset_index(drop=True)
 
 
-def peak_tables(runs: Sequence[RecordedRun],
-                docs: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def peak_tables(
+    runs: Sequence[RecordedRun], docs: Sequence[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary: list[dict[str, Any]] = []
     trials: list[dict[str, Any]] = []
     for doc in docs:
         acc = doc.get("check_accuracy", {})
         for arrival, bounds in doc.get("results", {}).items():
             for bound, result in bounds.items():
-                summary.append({"arrival": arrival, "bound ms": float(bound) * 1000,
-                                "max QPS": result.get("qps"),
-                                "p99 ms": None if result.get("measured_latency") is None
-                                else result["measured_latency"] * 1000,
-                                "trials": result.get("trials"),
-                                "accuracy %": acc.get("accuracy")})
+                summary.append(
+                    {
+                        "arrival": arrival,
+                        "bound ms": float(bound) * 1000,
+                        "max QPS": result.get("qps"),
+                        "p99 ms": None
+                        if result.get("measured_latency") is None
+                        else result["measured_latency"] * 1000,
+                        "trials": result.get("trials"),
+                        "accuracy %": acc.get("accuracy"),
+                    }
+                )
         for scan in doc.get("scan", {}).values():
-            trials.extend({"arrival": t["arrival"], "bound ms": t["bound_ms"],
-                           "target qps": t["target_qps"], "qps": t["qps"],
-                           "p99 ms": t["p99_ms"], "passed": t["passed"],
-                           "entry": t.get("entry") or "-"} for t in scan)
+            trials.extend(
+                {
+                    "arrival": t["arrival"],
+                    "bound ms": t["bound_ms"],
+                    "target qps": t["target_qps"],
+                    "qps": t["qps"],
+                    "p99 ms": t["p99_ms"],
+                    "passed": t["passed"],
+                    "entry": t.get("entry") or "-",
+                }
+                for t in scan
+            )
     recorded = {t["entry"] for t in trials}
     for run in runs:
         if "peak_poisson" not in run.tags or run.entry in recorded:
             continue
         lg, cfg = run.record.get("loadgen", {}), run.record.get("config", {})
-        trials.append({"arrival": "exponential", "bound ms": cfg.get("target_latency_ms"),
-                       "target qps": cfg.get("target_qps"),
-                       "qps": lg.get("completed_samples_per_second"),
-                       "p99 ms": (lg.get("latency_p99_ns") or 0) / 1e6, "passed": None,
-                       "entry": run.entry})
+        trials.append(
+            {
+                "arrival": "exponential",
+                "bound ms": cfg.get("target_latency_ms"),
+                "target qps": cfg.get("target_qps"),
+                "qps": lg.get("completed_samples_per_second"),
+                "p99 ms": (lg.get("latency_p99_ns") or 0) / 1e6,
+                "passed": None,
+                "entry": run.entry,
+            }
+        )
     return pd.DataFrame(summary), pd.DataFrame(trials)
 
 
@@ -79,19 +100,28 @@ def provenance_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
         prov, cfg = rec.get("provenance", {}), rec.get("config", {})
         versions, host = prov.get("versions", {}), prov.get("host", {})
         tuning = rec.get("tuning") or {}
-        rows.append({
-            "entry": run.entry, "scenario": cfg.get("scenario"), "mode": cfg.get("mode"),
-            "backend": cfg.get("backend"),
-            "layout": f"{cfg.get('workers')}w x {cfg.get('threads')}t x b{cfg.get('batch_size')}",
-            "auto-tuned": tuning.get("summary", "-"),
-            "model": (rec.get("model") or {}).get("name") or (rec.get("model") or {}).get(
-                "contract", {}).get("name"),
-            "dataset": (rec.get("dataset") or {}).get("name"),
-            "ckvision": versions.get("ckvision"), "onnxruntime": versions.get("onnxruntime"),
-            "loadgen": versions.get("mlcommons-loadgen"), "python": versions.get("python"),
-            "cpu": host.get("cpu_model"), "cores": host.get("cpu_affinity"),
-            "host": host.get("hostname"),
-        })
+        rows.append(
+            {
+                "entry": run.entry,
+                "scenario": cfg.get("scenario"),
+                "mode": cfg.get("mode"),
+                "backend": cfg.get("backend"),
+                "layout": (
+                    f"{cfg.get('workers')}w x {cfg.get('threads')}t x b{cfg.get('batch_size')}"
+                ),
+                "auto-tuned": tuning.get("summary", "-"),
+                "model": (rec.get("model") or {}).get("name")
+                or (rec.get("model") or {}).get("contract", {}).get("name"),
+                "dataset": (rec.get("dataset") or {}).get("name"),
+                "ckvision": versions.get("ckvision"),
+                "onnxruntime": versions.get("onnxruntime"),
+                "loadgen": versions.get("mlcommons-loadgen"),
+                "python": versions.get("python"),
+                "cpu": host.get("cpu_model"),
+                "cores": host.get("cpu_affinity"),
+                "host": host.get("hostname"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -10,5 +10,15 @@ from ckvision.sweeps.peak import parse_bounds, search_peak
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult
 from ckvision.sweeps.search import run_peak_search
 
-__all__ = ["CkPointRunner", "Point", "PointResult", "batch_sweep", "concurrency_sweep",
-           "parse_range", "parse_bounds", "search_peak", "run_peak_search", "sweep_table"]
+__all__ = [
+    "CkPointRunner",
+    "Point",
+    "PointResult",
+    "batch_sweep",
+    "concurrency_sweep",
+    "parse_range",
+    "parse_bounds",
+    "search_peak",
+    "run_peak_search",
+    "sweep_table",
+]

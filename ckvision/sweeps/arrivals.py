@@ -29,8 +29,15 @@ class EqualSpacedResult:
     failures: int
 
 
-def run_equal_spaced(backend: Backend, images: np.ndarray, qps: float, duration_s: float,
-                     *, workers: int = 1, batch: int = 1) -> EqualSpacedResult:
+def run_equal_spaced(
+    backend: Backend,
+    images: np.ndarray,
+    qps: float,
+    duration_s: float,
+    *,
+    workers: int = 1,
+    batch: int = 1,
+) -> EqualSpacedResult:
     """Issue ``qps * duration_s`` samples evenly spaced; every one completes."""
     count = max(1, int(qps * duration_s))
     interval = 1.0 / qps

@@ -17,8 +17,15 @@ import pandas as pd
 from ckvision.errors import ConfigError
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult
 
-__all__ = ["parse_range", "batch_sweep", "concurrency_sweep", "sweep_table", "sweep_row",
-           "throughput", "TABLE_COLUMNS"]
+__all__ = [
+    "parse_range",
+    "batch_sweep",
+    "concurrency_sweep",
+    "sweep_table",
+    "sweep_row",
+    "throughput",
+    "TABLE_COLUMNS",
+]
 
 _RANGE = re.compile(r"^(\d+)(?:\.\.|:)(\d+)$")
 TABLE_COLUMNS = ("samples/s", "avg ms", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "validity")
@@ -58,18 +65,42 @@ def parse_range(text: str, what: str, max_value: int = 0) -> list[int]:
 
 
 def batch_sweep(runner: CkPointRunner, batches: Sequence[int]) -> list[PointResult]:
-    return [runner.run(Point("batch", f"batch={b}", {
-        "CK_LOADGEN_SCENARIO": "Offline", "CK_LOADGEN_MODE": "PerformanceOnly",
-        "CK_BATCH_SIZE": str(b)}, (f"batch.{b}",))) for b in batches]
+    return [
+        runner.run(
+            Point(
+                "batch",
+                f"batch={b}",
+                {
+                    "CK_LOADGEN_SCENARIO": "Offline",
+                    "CK_LOADGEN_MODE": "PerformanceOnly",
+                    "CK_BATCH_SIZE": str(b),
+                },
+                (f"batch.{b}",),
+            )
+        )
+        for b in batches
+    ]
 
 
-def concurrency_sweep(runner: CkPointRunner, levels: Sequence[int],
-                      batch: int | None = None) -> list[PointResult]:
-    return [runner.run(Point("concurrency", f"concurrency={n}", {
-        "CK_LOADGEN_SCENARIO": "MultiStream", "CK_LOADGEN_MODE": "PerformanceOnly",
-        "CK_LOADGEN_MULTISTREAMNESS": str(n),
-        "CK_BATCH_SIZE": str(min(n, batch) if batch else n)}, (f"concurrency.{n}",)))
-        for n in levels]
+def concurrency_sweep(
+    runner: CkPointRunner, levels: Sequence[int], batch: int | None = None
+) -> list[PointResult]:
+    return [
+        runner.run(
+            Point(
+                "concurrency",
+                f"concurrency={n}",
+                {
+                    "CK_LOADGEN_SCENARIO": "MultiStream",
+                    "CK_LOADGEN_MODE": "PerformanceOnly",
+                    "CK_LOADGEN_MULTISTREAMNESS": str(n),
+                    "CK_BATCH_SIZE": str(min(n, batch) if batch else n),
+                },
+                (f"concurrency.{n}",),
+            )
+        )
+        for n in levels
+    ]
 
 
 def _ms(loadgen: dict[str, Any], key: str) -> float | None:

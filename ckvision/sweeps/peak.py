@@ -18,8 +18,7 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 
-__all__ = ["Trial", "PeakResult", "search_peak", "parse_bounds", "DEFAULT_BOUNDS_MS",
-           "KEEP_UP"]
+__all__ = ["Trial", "PeakResult", "search_peak", "parse_bounds", "DEFAULT_BOUNDS_MS", "KEEP_UP"]
 
 DEFAULT_BOUNDS_MS = (10.0, 50.0, 100.0, 200.0)
 KEEP_UP = 0.9
@@ -44,10 +43,12 @@ class Trial:
 
     def line(self) -> str:
         tiles = ",".join(f"{k}:{v:.4f}" for k, v in self.tiles_ms.items())
-        return (f"{self.arrival}/{self.bound_ms / 1000:g}/{self.target_qps:g} "
-                f"qps={self.qps:.2f}, mean={self.mean_ms / 1000:.6f}, "
-                f"p99={self.p99_ms / 1000:.6f}, tiles_ms={tiles} "
-                f"{'pass' if self.passed else 'fail'}")
+        return (
+            f"{self.arrival}/{self.bound_ms / 1000:g}/{self.target_qps:g} "
+            f"qps={self.qps:.2f}, mean={self.mean_ms / 1000:.6f}, "
+            f"p99={self.p99_ms / 1000:.6f}, tiles_ms={tiles} "
+            f"{'pass' if self.passed else 'fail'}"
+        )
 
 
 @dataclass
@@ -62,13 +63,19 @@ class PeakResult:
     def result_line(self) -> str:
         measured = self.p99_ms / 1000 if self.p99_ms is not None else -1
         qps = int(self.qps) if self.qps >= 0 else -1
-        return (f"===RESULT: {self.arrival} target_latency={self.bound_ms / 1000:g} "
-                f"measured_latency={measured} qps={qps}")
+        return (
+            f"===RESULT: {self.arrival} target_latency={self.bound_ms / 1000:g} "
+            f"measured_latency={measured} qps={qps}"
+        )
 
     def as_json(self) -> dict[str, Any]:
-        return {"qps": self.qps, "target_qps": self.target_qps,
-                "measured_latency": None if self.p99_ms is None else self.p99_ms / 1000,
-                "target_latency": self.bound_ms / 1000, "trials": len(self.trials)}
+        return {
+            "qps": self.qps,
+            "target_qps": self.target_qps,
+            "measured_latency": None if self.p99_ms is None else self.p99_ms / 1000,
+            "target_latency": self.bound_ms / 1000,
+            "trials": len(self.trials),
+        }
 
 
 def parse_bounds(text: str) -> list[float]:
@@ -86,9 +93,14 @@ def parse_bounds(text: str) -> list[float]:
     return bounds
 
 
-def search_peak(measure: Callable[[float], Trial], start_qps: float, *,
-                tolerance: float = 0.05, max_trials: int = 12,
-                log: Callable[[str], None] = print) -> PeakResult:
+def search_peak(
+    measure: Callable[[float], Trial],
+    start_qps: float,
+    *,
+    tolerance: float = 0.05,
+    max_trials: int = 12,
+    log: Callable[[str], None] = print,
+) -> PeakResult:
     """Bracket then bisect; ``measure(qps)`` runs one trial at that offered rate."""
     if start_qps <= 0:
         raise ConfigError(f"start QPS {start_qps} must be > 0")
@@ -135,8 +147,7 @@ def search_peak(measure: Callable[[float], Trial], start_qps: float, *,
     first = trials[0]
     if best is None:
         return PeakResult(first.arrival, first.bound_ms, -1, -1, None, trials)
-    return PeakResult(first.arrival, first.bound_ms, best.qps, best.target_qps, best.p99_ms,
-                      trials)
+    return PeakResult(first.arrival, first.bound_ms, best.qps, best.target_qps, best.p99_ms, trials)
 
 
 def trial_record(trial: Trial) -> dict[str, Any]:

@@ -66,12 +66,18 @@ class PointResult:
 class CkPointRunner:
     """Runs points with ``ck benchmark PROGRAM --record`` in the local repo."""
 
-    def __init__(self, backend: str, tags: Sequence[str], base_env: Mapping[str, str],
-                 fingerprint: Mapping[str, Any], *, ck_args: Sequence[str] = (),
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        backend: str,
+        tags: Sequence[str],
+        base_env: Mapping[str, str],
+        fingerprint: Mapping[str, Any],
+        *,
+        ck_args: Sequence[str] = (),
+        log: Callable[[str], None] = print,
+    ) -> None:
         if backend not in PROGRAMS:
-            raise ConfigError(f"--backend={backend!r} unknown; use one of: "
-                              f"{', '.join(PROGRAMS)}")
+            raise ConfigError(f"--backend={backend!r} unknown; use one of: {', '.join(PROGRAMS)}")
         for key in base_env:
             if not _ENV_KEY.match(key):
                 raise ConfigError(f"bad env var name {key!r}")
@@ -85,9 +91,14 @@ class CkPointRunner:
         self.done: list[PointResult] = []
 
     def point_id(self, point: Point) -> str:
-        material = {"kind": point.kind, "env": {**self.base_env, **point.env},
-                    "program": self.program, "ck_args": self.ck_args, "tags": self.tags,
-                    "provenance": self.fingerprint}
+        material = {
+            "kind": point.kind,
+            "env": {**self.base_env, **point.env},
+            "program": self.program,
+            "ck_args": self.ck_args,
+            "tags": self.tags,
+            "provenance": self.fingerprint,
+        }
         blob = json.dumps(material, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -116,15 +127,30 @@ class CkPointRunner:
             self.log(f"sweep: {point.kind} {point.label}: running ({name})")
             env = {**self.base_env, **point.env}
             tags = ",".join([*self.tags, *check_tags(point.tags), point.kind.replace("-", "_")])
-            run_ck(["benchmark", f"program:{self.program}", "--repetitions=1",
-                    *(f"--env.{k}={v}" for k, v in env.items()), *self.ck_args,
-                    "--record", "--record_repo=local", f"--record_uoa={name}",
-                    f"--tags={tags}", "--skip_print_timers", "--skip_stat_analysis",
-                    "--process_multi_keys", "--quiet", "--return_error_if_external_fail=yes"])
+            run_ck(
+                [
+                    "benchmark",
+                    f"program:{self.program}",
+                    "--repetitions=1",
+                    *(f"--env.{k}={v}" for k, v in env.items()),
+                    *self.ck_args,
+                    "--record",
+                    "--record_repo=local",
+                    f"--record_uoa={name}",
+                    f"--tags={tags}",
+                    "--skip_print_timers",
+                    "--skip_stat_analysis",
+                    "--process_multi_keys",
+                    "--quiet",
+                    "--return_error_if_external_fail=yes",
+                ]
+            )
             recorded = self.recorded(point)
             if recorded is None:
-                raise RunError(f"ck benchmark recorded no run for {point.kind} {point.label}; "
-                               "see its output above")
+                raise RunError(
+                    f"ck benchmark recorded no run for {point.kind} {point.label}; "
+                    "see its output above"
+                )
             result = PointResult(point, recorded.record, name)
         self.done.append(result)
         return result

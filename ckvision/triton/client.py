@@ -58,8 +58,10 @@ def _modules(protocol: str) -> tuple[Any, Any]:
             import tritonclient.http as client
         import tritonclient.utils.shared_memory as shm
     except ImportError as err:
-        raise BackendError(f"the Triton client is not installed ({_first_line(err)}); "
-                           "pip install 'ckvision[triton]'") from err
+        raise BackendError(
+            f"the Triton client is not installed ({_first_line(err)}); "
+            "pip install 'ckvision[triton]'"
+        ) from err
     return client, shm
 
 
@@ -73,8 +75,10 @@ class _Link:
             self.client = backend._mod.InferenceServerClient(self.url)
         else:
             self.client = backend._mod.InferenceServerClient(
-                self.url, connection_timeout=opts.triton_timeout_s,
-                network_timeout=opts.triton_timeout_s)
+                self.url,
+                connection_timeout=opts.triton_timeout_s,
+                network_timeout=opts.triton_timeout_s,
+            )
         self.regions: list[tuple[str, Any]] = []
         if opts.triton_shm == "system":
             tag = f"ckv{os.getpid()}_{threading.get_ident()}_{index}"
@@ -125,8 +129,11 @@ class TritonBackend(Backend):
         self._before: list[dict[str, int]] = []
         # gevent (tritonclient.http) on LoadGen's issue thread garbles LoadGen's accuracy
         # log; so HTTP requests from the main thread go through one I/O thread.
-        self._io = (ThreadPoolExecutor(1, thread_name_prefix="ckvision-triton-http")
-                    if opts.triton_protocol == "http" else None)
+        self._io = (
+            ThreadPoolExecutor(1, thread_name_prefix="ckvision-triton-http")
+            if opts.triton_protocol == "http"
+            else None
+        )
         try:
             if not self.urls:
                 self._start_server()
@@ -142,8 +149,12 @@ class TritonBackend(Backend):
         repo = self.model_path if self.model_path.is_dir() else self.model_path.parent
         # the run's directory (the program's output dir), else a kept temporary one
         run_dir = self.options.run_dir or Path(tempfile.mkdtemp(prefix="ckvision-triton-"))
-        self._server = TritonServer(find_triton(self.options.triton_python), repo, run_dir,
-                                    ready_timeout_s=max(60.0, self.options.triton_timeout_s))
+        self._server = TritonServer(
+            find_triton(self.options.triton_python),
+            repo,
+            run_dir,
+            ready_timeout_s=max(60.0, self.options.triton_timeout_s),
+        )
         self._server.start()
         self.urls = (self._server.url(self.options.triton_protocol),)
 
@@ -164,12 +175,16 @@ class TritonBackend(Backend):
                         reason = "not ready"
                     except Exception as err:  # refused, reset, DNS: all "not reachable"
                         if time.monotonic() > deadline:
-                            raise BackendError(f"Triton server {url} not reachable within "
-                                               f"{timeout:g} s: {_first_line(err)}") from err
+                            raise BackendError(
+                                f"Triton server {url} not reachable within "
+                                f"{timeout:g} s: {_first_line(err)}"
+                            ) from err
                         reason = "unreachable"
                     if time.monotonic() > deadline:
-                        raise BackendError(f"Triton model {model!r} is not loaded on {url} "
-                                           f"({reason} within {timeout:g} s)")
+                        raise BackendError(
+                            f"Triton model {model!r} is not loaded on {url} "
+                            f"({reason} within {timeout:g} s)"
+                        )
                     time.sleep(0.2)
                 config = client.get_model_config(model, **self._json())
                 self._check_config(config.get("config", config), url, first=index == 0)
@@ -184,34 +199,46 @@ class TritonBackend(Backend):
         contract, model = self.contract, self.options.triton_model
         inputs, outputs = config.get("input", []), config.get("output", [])
         if len(inputs) != 1 or not outputs:
-            raise ModelError(f"Triton model {model!r} on {url} has {len(inputs)} inputs and "
-                             f"{len(outputs)} outputs; one image input and logits expected")
+            raise ModelError(
+                f"Triton model {model!r} on {url} has {len(inputs)} inputs and "
+                f"{len(outputs)} outputs; one image input and logits expected"
+            )
         dims = [int(d) for d in inputs[0].get("dims", [])]
         want = list(contract.input_shape(1)[1:])
         dtype = str(inputs[0].get("data_type", "")).removeprefix("TYPE_")
         if dims != want or dtype != _TYPES.get(contract.input_dtype):
-            raise ModelError(f"Triton model {model!r} on {url} takes {dtype} {dims}, but the "
-                             f"contract gives {_TYPES.get(contract.input_dtype)} {want} "
-                             f"({contract.layout})")
+            raise ModelError(
+                f"Triton model {model!r} on {url} takes {dtype} {dims}, but the "
+                f"contract gives {_TYPES.get(contract.input_dtype)} {want} "
+                f"({contract.layout})"
+            )
         if inputs[0].get("name") != contract.input_name:
-            raise ModelError(f"Triton model {model!r} on {url} names its input "
-                             f"{inputs[0].get('name')!r}, the contract {contract.input_name!r}")
+            raise ModelError(
+                f"Triton model {model!r} on {url} names its input "
+                f"{inputs[0].get('name')!r}, the contract {contract.input_name!r}"
+            )
         classes = int(([*outputs[0].get("dims", [])] or [0])[-1])
         if classes < contract.num_classes:
-            raise ModelError(f"Triton model {model!r} on {url} outputs {classes} classes but "
-                             f"the contract says {contract.num_classes}")
+            raise ModelError(
+                f"Triton model {model!r} on {url} outputs {classes} classes but "
+                f"the contract says {contract.num_classes}"
+            )
         max_batch = int(config.get("max_batch_size", 0))
         if max_batch < 1:
-            raise ModelError(f"Triton model {model!r} on {url} does not batch "
-                             "(max_batch_size 0); regenerate its repository")
+            raise ModelError(
+                f"Triton model {model!r} on {url} does not batch "
+                "(max_batch_size 0); regenerate its repository"
+            )
         if first:
             self._max_batch, self._classes = max_batch, classes
             self._output_name = outputs[0]["name"]
             self._sample_bytes = int(np.prod(want)) * np.dtype(contract.input_dtype).itemsize
         elif (max_batch, classes) != (self._max_batch, self._classes):
-            raise ModelError(f"Triton servers disagree on model {model!r}: {url} has max batch "
-                             f"{max_batch}, {classes} classes; {self.urls[0]} has "
-                             f"{self._max_batch}, {self._classes}")
+            raise ModelError(
+                f"Triton servers disagree on model {model!r}: {url} has max batch "
+                f"{max_batch}, {classes} classes; {self.urls[0]} has "
+                f"{self._max_batch}, {self._classes}"
+            )
 
     def _link(self, index: int) -> _Link:
         links = getattr(self._local, "links", None)
@@ -228,8 +255,10 @@ class TritonBackend(Backend):
         """One clear line unless ``batch`` fits the contract and the served max batch."""
         self.check_input(batch)
         if len(batch) > self._max_batch:
-            raise BackendError(f"backend {self.name}: batch of {len(batch)} is above the "
-                               f"Triton model's max batch {self._max_batch}")
+            raise BackendError(
+                f"backend {self.name}: batch of {len(batch)} is above the "
+                f"Triton model's max batch {self._max_batch}"
+            )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if not self._loaded:
@@ -246,8 +275,7 @@ class TritonBackend(Backend):
         try:
             logits = self._infer(link, np.ascontiguousarray(batch))
         except Exception as err:  # tritonclient / socket / gevent errors: one line
-            raise BackendError(f"Triton request to {link.url} failed: {_first_line(err)}") \
-                from err
+            raise BackendError(f"Triton request to {link.url} failed: {_first_line(err)}") from err
         elapsed = time.perf_counter_ns() - start
         with self._lock:
             self._client_ns += elapsed
@@ -258,10 +286,12 @@ class TritonBackend(Backend):
     def _infer(self, link: _Link, batch: np.ndarray) -> np.ndarray:
         mod, opts, n = self._mod, self.options, len(batch)
         grpc = opts.triton_protocol == "grpc"
-        inp = mod.InferInput(self.contract.input_name, list(batch.shape),
-                             _TYPES[str(batch.dtype)])
-        out = (mod.InferRequestedOutput(self._output_name) if grpc
-               else mod.InferRequestedOutput(self._output_name, binary_data=True))
+        inp = mod.InferInput(self.contract.input_name, list(batch.shape), _TYPES[str(batch.dtype)])
+        out = (
+            mod.InferRequestedOutput(self._output_name)
+            if grpc
+            else mod.InferRequestedOutput(self._output_name, binary_data=True)
+        )
         if link.regions:
             (in_name, in_handle), (out_name, out_handle) = link.regions
             self._shm.set_shared_memory_region(in_handle, [batch])
@@ -274,8 +304,9 @@ class TritonBackend(Backend):
         kwargs = {"client_timeout": opts.triton_timeout_s} if grpc else {}
         result = link.client.infer(opts.triton_model, [inp], outputs=[out], **kwargs)
         if link.regions:
-            logits = np.array(self._shm.get_contents_as_numpy(
-                link.regions[1][1], np.float32, [n, self._classes]))
+            logits = np.array(
+                self._shm.get_contents_as_numpy(link.regions[1][1], np.float32, [n, self._classes])
+            )
         else:
             logits = result.as_numpy(self._output_name)
         if logits is None or logits.shape != (n, self._classes):
@@ -310,22 +341,31 @@ class TritonBackend(Backend):
         for index in range(len(self.urls)):
             try:
                 raw = self._link(index).client.get_inference_statistics(
-                    self.options.triton_model, **self._json())
+                    self.options.triton_model, **self._json()
+                )
             except Exception as err:
-                raise BackendError(f"cannot read Triton statistics from {self.urls[index]}: "
-                                   f"{_first_line(err)}") from err
+                raise BackendError(
+                    f"cannot read Triton statistics from {self.urls[index]}: {_first_line(err)}"
+                ) from err
             snaps.append(triton_stats.snapshot(raw, self.options.triton_model))
         return snaps
 
     def run_statistics(self) -> dict[str, Any]:
         if not self._loaded:
             return {}
-        out = triton_stats.breakdown(self._before, self._settled(), self._client_requests,
-                                     self._client_ns)
-        out.update({"concurrency": len(self._senders), "urls": ",".join(self.urls),
-                    "protocol": self.options.triton_protocol,
-                    "shared_memory": self.options.triton_shm, "model": self.options.triton_model,
-                    "managed_server": self._server is not None})
+        out = triton_stats.breakdown(
+            self._before, self._settled(), self._client_requests, self._client_ns
+        )
+        out.update(
+            {
+                "concurrency": len(self._senders),
+                "urls": ",".join(self.urls),
+                "protocol": self.options.triton_protocol,
+                "shared_memory": self.options.triton_shm,
+                "model": self.options.triton_model,
+                "managed_server": self._server is not None,
+            }
+        )
         if self._server is not None:
             out["server_log"] = str(self._server.log_path)
         return out
@@ -359,4 +399,3 @@ class TritonBackend(Backend):
     def capabilities(self) -> Capabilities:
         device = f"triton:{','.join(self.urls)}" if self.urls else "triton"
         return Capabilities(device=device, max_batch=self._max_batch or self.contract.max_batch)
-

@@ -76,11 +76,17 @@ def _repo(args: argparse.Namespace) -> None:
         contract = ModelContract.from_env(json.loads(sidecar.read_text("utf-8")).get("env", {}))
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot read {sidecar}: {err}; reinstall the model") from err
-    spec = RepoSpec(backend=args.backend, model_name=args.model_name, max_batch=args.max_batch,
-                    dynamic_batching=args.dynamic_batching == "yes",
-                    preferred_batch=_ints(args.preferred_batch, "--preferred-batch"),
-                    max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-                    kind=f"KIND_{args.kind.upper()}", ort_threads=args.ort_threads)
+    spec = RepoSpec(
+        backend=args.backend,
+        model_name=args.model_name,
+        max_batch=args.max_batch,
+        dynamic_batching=args.dynamic_batching == "yes",
+        preferred_batch=_ints(args.preferred_batch, "--preferred-batch"),
+        max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances,
+        kind=f"KIND_{args.kind.upper()}",
+        ort_threads=args.ort_threads,
+    )
     model_dir = write_repository(args.install_dir, args.model, contract, spec)
     print(f"Triton model repository ready: {model_dir}")
 
@@ -95,10 +101,14 @@ def _server(args: argparse.Namespace) -> None:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with TritonServer(find_triton(args.python), args.repository, args.log_dir,
-                          ports=ports) as server:
-            print(f"tritonserver ready: http {server.http_url} grpc {server.grpc_url} "
-                  f"(log: {server.log_path}); Ctrl-C stops it", flush=True)
+        with TritonServer(
+            find_triton(args.python), args.repository, args.log_dir, ports=ports
+        ) as server:
+            print(
+                f"tritonserver ready: http {server.http_url} grpc {server.grpc_url} "
+                f"(log: {server.log_path}); Ctrl-C stops it",
+                flush=True,
+            )
             while not stop.wait(0.5):
                 if server.proc is None or server.proc.poll() is not None:
                     raise ConfigError(f"tritonserver exited; see {server.log_path}")
@@ -113,16 +123,25 @@ def _perf(args: argparse.Namespace) -> None:
     levels = _ints(args.concurrency, "--concurrency")
     if not 1 <= len(levels) <= 3:
         raise ConfigError(f"--concurrency {args.concurrency!r}: use N or start:end[:step]")
-    concurrency = (levels[0], levels[-1] if len(levels) > 1 else levels[0],
-                   levels[2] if len(levels) == 3 else 1)
+    concurrency = (
+        levels[0],
+        levels[-1] if len(levels) > 1 else levels[0],
+        levels[2] if len(levels) == 3 else 1,
+    )
     install = find_triton(args.python)
 
     def run(url: str) -> list[dict[str, Any]]:
-        spec = PerfSpec(model=args.model_name, url=url, protocol=args.protocol, batch=args.batch,
-                        concurrency=concurrency, shared_memory=args.shm,
-                        output_shm_bytes=args.batch * 4096 * 4,
-                        request_count=args.request_count,
-                        stability_percent=args.stability_percent)
+        spec = PerfSpec(
+            model=args.model_name,
+            url=url,
+            protocol=args.protocol,
+            batch=args.batch,
+            concurrency=concurrency,
+            shared_memory=args.shm,
+            output_shm_bytes=args.batch * 4096 * 4,
+            request_count=args.request_count,
+            stability_percent=args.stability_percent,
+        )
         return run_perf_analyzer(install, spec, args.output_dir)
 
     if args.url:
@@ -134,8 +153,10 @@ def _perf(args: argparse.Namespace) -> None:
             records = run(server.url(args.protocol))
     for record in records:
         row = record["perf_analyzer"]
-        print(f"concurrency {row['concurrency']:.0f}: {row['throughput']:.1f} infer/s, "
-              f"p99 {row.get('p99_latency_us', 0) / 1e3:.3f} ms")
+        print(
+            f"concurrency {row['concurrency']:.0f}: {row['throughput']:.1f} infer/s, "
+            f"p99 {row.get('p99_latency_us', 0) / 1e3:.3f} ms"
+        )
     if args.record:
         from ckvision.ck.hooks.triton import record_perf_entry
 

@@ -23,14 +23,16 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         here = os.path.join(args["model_repository"], args["model_version"])
         self.session = ort.InferenceSession(
-            os.path.join(here, "model.onnx"), sess_options=options,
+            os.path.join(here, "model.onnx"),
+            sess_options=options,
             providers=["CPUExecutionProvider"],
         )
         self.onnx_input = self.session.get_inputs()[0].name
 
     def execute(self, requests: list) -> list:  # type: ignore[type-arg]
-        arrays = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy()
-                  for r in requests]
+        arrays = [
+            pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests
+        ]
         sizes = [len(a) for a in arrays]
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         logits = self.session.run(None, {self.onnx_input: batch})[0].astype(np.float32)

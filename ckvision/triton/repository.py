@@ -19,8 +19,7 @@ from ckvision.errors import ConfigError, ModelError
 from ckvision.fsutil import atomic_dir, atomic_write_json
 from ckvision.models.contract import ModelContract
 
-__all__ = ["RepoSpec", "BACKENDS", "config_pbtxt", "parse_pbtxt", "write_repository",
-           "REPO_INFO"]
+__all__ = ["RepoSpec", "BACKENDS", "config_pbtxt", "parse_pbtxt", "write_repository", "REPO_INFO"]
 
 REPO_INFO = "ckvision-triton.json"  # beside the model dirs: what was generated from what
 SIDECAR = "model.json"  # ckvision.program.MODEL_SIDECAR: the contract, as for every model
@@ -30,8 +29,12 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("model.onnx", 'backend: "onnxruntime"'),
     "tensorrt": ("model.plan", 'platform: "tensorrt_plan"'),
 }
-_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8",
-           "int8": "TYPE_INT8"}
+_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -52,23 +55,29 @@ class RepoSpec:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ConfigError(f"Triton backend {self.backend!r} unknown; use one of: "
-                              f"{', '.join(BACKENDS)}")
+            raise ConfigError(
+                f"Triton backend {self.backend!r} unknown; use one of: {', '.join(BACKENDS)}"
+            )
         if not _NAME.match(self.model_name):
-            raise ConfigError(f"Triton model name {self.model_name!r} must be 1-64 of "
-                              "A-Z a-z 0-9 _ . -")
+            raise ConfigError(
+                f"Triton model name {self.model_name!r} must be 1-64 of A-Z a-z 0-9 _ . -"
+            )
         for name in ("max_batch", "instances", "ort_threads"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"Triton {name.replace('_', ' ')} must be >= 1, "
-                                  f"got {getattr(self, name)}")
+                raise ConfigError(
+                    f"Triton {name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.max_queue_delay_us < 0:
             raise ConfigError("Triton max queue delay must be >= 0 microseconds")
         if any(not 1 <= b <= self.max_batch for b in self.preferred_batch):
-            raise ConfigError(f"Triton preferred batch sizes {list(self.preferred_batch)} "
-                              f"must lie in 1..{self.max_batch}")
+            raise ConfigError(
+                f"Triton preferred batch sizes {list(self.preferred_batch)} "
+                f"must lie in 1..{self.max_batch}"
+            )
         if self.kind not in ("KIND_CPU", "KIND_GPU"):
-            raise ConfigError(f"Triton instance kind {self.kind!r} unknown; "
-                              "use KIND_CPU or KIND_GPU")
+            raise ConfigError(
+                f"Triton instance kind {self.kind!r} unknown; use KIND_CPU or KIND_GPU"
+            )
 
 
 def _output_classes(model_file: Path, contract: ModelContract) -> int:
@@ -102,10 +111,15 @@ def config_pbtxt(spec: RepoSpec, contract: ModelContract, classes: int) -> str:
         f"instance_group [ {{ count: {spec.instances} kind: {spec.kind} }} ]",
     ]
     if spec.dynamic_batching:
-        preferred = (f"preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch))} ] "
-                     if spec.preferred_batch else "")
-        lines.append(f"dynamic_batching {{ {preferred}"
-                     f"max_queue_delay_microseconds: {spec.max_queue_delay_us} }}")
+        preferred = (
+            f"preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch))} ] "
+            if spec.preferred_batch
+            else ""
+        )
+        lines.append(
+            f"dynamic_batching {{ {preferred}"
+            f"max_queue_delay_microseconds: {spec.max_queue_delay_us} }}"
+        )
     params = {}
     if spec.backend == "python":
         params["ORT_THREADS"] = str(spec.ort_threads)
@@ -124,8 +138,11 @@ def parse_pbtxt(text: str) -> dict[str, Any]:
 
     Enough of the format for Triton model configs: messages, lists, scalars, strings.
     """
-    tokens = [m.group(2) or m.group(3) or m.group(4)
-              for m in _TOKEN.finditer(text) if not m.group(1) and m.group(0).strip()]
+    tokens = [
+        m.group(2) or m.group(3) or m.group(4)
+        for m in _TOKEN.finditer(text)
+        if not m.group(1) and m.group(0).strip()
+    ]
     pos = 0
 
     def value() -> Any:
@@ -179,20 +196,22 @@ def parse_pbtxt(text: str) -> dict[str, Any]:
         raise ConfigError("config.pbtxt ends in the middle of a message") from None
 
 
-def write_repository(repo: Path, model_file: Path, contract: ModelContract,
-                     spec: RepoSpec) -> Path:
+def write_repository(repo: Path, model_file: Path, contract: ModelContract, spec: RepoSpec) -> Path:
     """Write (atomically replace) ``repo/<spec.model_name>``; returns that model dir."""
     model_file = Path(model_file)
     want = BACKENDS[spec.backend][0]
     if not model_file.is_file():
         raise ModelError(f"model file {model_file} not found")
     if model_file.suffix != Path(want).suffix:
-        raise ModelError(f"Triton backend {spec.backend} serves {Path(want).suffix} files, "
-                         f"not {model_file.name}")
+        raise ModelError(
+            f"Triton backend {spec.backend} serves {Path(want).suffix} files, not {model_file.name}"
+        )
     classes = _output_classes(model_file, contract)
     if classes < contract.num_classes:
-        raise ModelError(f"model {model_file.name} outputs {classes} classes but the "
-                         f"contract says {contract.num_classes}")
+        raise ModelError(
+            f"model {model_file.name} outputs {classes} classes but the "
+            f"contract says {contract.num_classes}"
+        )
     text = config_pbtxt(spec, contract, classes)
     final = Path(repo) / spec.model_name
     with atomic_dir(final) as tmp:
@@ -202,14 +221,28 @@ def write_repository(repo: Path, model_file: Path, contract: ModelContract,
         shutil.copy2(model_file, version / want)
         if spec.backend == "python":
             shutil.copy2(Path(__file__).with_name("python_model.py"), version / "model.py")
-    atomic_write_json(Path(repo) / SIDECAR, {
-        "name": contract.name, "version": "1", "format": f"triton-{spec.backend}",
-        "tags": ["model", "triton", contract.name, spec.backend, f"maxbatch.{spec.max_batch}"],
-        "source": str(model_file), "env": contract.to_env(),
-    })
-    atomic_write_json(Path(repo) / REPO_INFO, {
-        "model_name": spec.model_name, "backend": spec.backend, "source": str(model_file),
-        "max_batch": spec.max_batch, "dynamic_batching": spec.dynamic_batching,
-        "instances": spec.instances, "kind": spec.kind, "contract": contract.to_env(),
-    })
+    atomic_write_json(
+        Path(repo) / SIDECAR,
+        {
+            "name": contract.name,
+            "version": "1",
+            "format": f"triton-{spec.backend}",
+            "tags": ["model", "triton", contract.name, spec.backend, f"maxbatch.{spec.max_batch}"],
+            "source": str(model_file),
+            "env": contract.to_env(),
+        },
+    )
+    atomic_write_json(
+        Path(repo) / REPO_INFO,
+        {
+            "model_name": spec.model_name,
+            "backend": spec.backend,
+            "source": str(model_file),
+            "max_batch": spec.max_batch,
+            "dynamic_batching": spec.dynamic_batching,
+            "instances": spec.instances,
+            "kind": spec.kind,
+            "contract": contract.to_env(),
+        },
+    )
     return final

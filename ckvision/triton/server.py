@@ -34,10 +34,12 @@ __all__ = ["TritonInstall", "TritonServer", "find_triton", "free_port", "LOG_NAM
 LOG_NAME = "tritonserver.log"
 EXIT_TIMEOUT_S = 5
 _SHM_GLOB = "triton_python_backend_shm_region_*"
-_PROBE = ("import os,sys,sysconfig,numpy,pytriton;"
-          "print(pytriton.__path__[0]);print(sysconfig.get_config_var('LIBDIR'));"
-          "print(os.path.dirname(sys.executable));print('%d.%d'%sys.version_info[:2]);"
-          "print(numpy.__version__)")
+_PROBE = (
+    "import os,sys,sysconfig,numpy,pytriton;"
+    "print(pytriton.__path__[0]);print(sysconfig.get_config_var('LIBDIR'));"
+    "print(os.path.dirname(sys.executable));print('%d.%d'%sys.version_info[:2]);"
+    "print(numpy.__version__)"
+)
 _FIX = "create it with `make triton-venv` and set CK_TRITON_PYTHON=.venv-triton/bin/python"
 
 
@@ -63,25 +65,34 @@ def find_triton(python: str = "", server: str = "") -> TritonInstall:
     python = python or _default_python()
     try:
         probe = subprocess.run(  # noqa: S603 - argument list, no shell
-            [python, "-c", _PROBE], capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL)
+            [python, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise BackendError(f"Triton server not installed: cannot run {python} ({err}); "
-                           f"{_FIX}") from err
+        raise BackendError(
+            f"Triton server not installed: cannot run {python} ({err}); {_FIX}"
+        ) from err
     if probe.returncode:
         last = (probe.stderr.strip().splitlines() or ["failed"])[-1]
         raise BackendError(f"Triton server not installed in {python} ({last}); {_FIX}")
     pkg, libdir, bindir, version, numpy_version = probe.stdout.split()
     if int(numpy_version.split(".")[0]) >= 2:
-        raise BackendError(f"the triton env {python} has numpy {numpy_version}: Triton's "
-                           f"Python backend 2.51 corrupts tensors with numpy 2; {_FIX}")
+        raise BackendError(
+            f"the triton env {python} has numpy {numpy_version}: Triton's "
+            f"Python backend 2.51 corrupts tensors with numpy 2; {_FIX}"
+        )
     root = Path(pkg) / "tritonserver"
     libs = Path(pkg).parent / "nvidia_pytriton.libs"
     return TritonInstall(
-        server=root / "bin" / "tritonserver", backends=root / "backends" / "python",
+        server=root / "bin" / "tritonserver",
+        backends=root / "backends" / "python",
         stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
         env={"PATH": bindir, "LD_LIBRARY_PATH": f"{libdir}{os.pathsep}{libs}"},
-        libs=libs, bindir=Path(bindir),
+        libs=libs,
+        bindir=Path(bindir),
     )
 
 
@@ -102,8 +113,10 @@ def _check_port_free(port: int) -> None:
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
-            raise ConfigError(f"port {port} is in use; choose another Triton port or "
-                              "leave it empty for a free one") from None
+            raise ConfigError(
+                f"port {port} is in use; choose another Triton port or "
+                "leave it empty for a free one"
+            ) from None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -124,8 +137,9 @@ def _remove_orphan_regions(paths: set[Path], older_than_s: float = 0.0) -> None:
     mapped: set[str] = set()
     for maps in Path("/proc").glob("[0-9]*/maps"):
         with contextlib.suppress(OSError):
-            mapped.update(ln.rsplit(" ", 1)[-1] for ln in maps.read_text().splitlines()
-                          if "/dev/shm/" in ln)
+            mapped.update(
+                ln.rsplit(" ", 1)[-1] for ln in maps.read_text().splitlines() if "/dev/shm/" in ln
+            )
     for path in paths:
         if str(path) not in mapped:
             with contextlib.suppress(OSError):
@@ -145,9 +159,15 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class TritonServer:
     """A ``tritonserver`` we started; ``with TritonServer(...) as s: s.http_url``."""
 
-    def __init__(self, install: TritonInstall, repository: Path, log_dir: Path,
-                 ports: tuple[int, int, int] | None = None, ready_timeout_s: float = 60.0,
-                 models: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        install: TritonInstall,
+        repository: Path,
+        log_dir: Path,
+        ports: tuple[int, int, int] | None = None,
+        ready_timeout_s: float = 60.0,
+        models: tuple[str, ...] = (),
+    ) -> None:
         self.install = install
         self.repository = Path(repository)
         self.log_path = Path(log_dir) / LOG_NAME
@@ -192,8 +212,9 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         if not (self.repository.is_dir() and any(self.repository.glob("*/config.pbtxt"))):
-            raise ConfigError(f"{self.repository} is not a Triton model repository "
-                              "(no <model>/config.pbtxt)")
+            raise ConfigError(
+                f"{self.repository} is not a Triton model repository (no <model>/config.pbtxt)"
+            )
         if self.ports is None:
             self.ports = (free_port(), free_port(), free_port())
         for port in self.ports:
@@ -202,15 +223,27 @@ class TritonServer:
         _remove_orphan_regions(set(Path("/dev/shm").glob(_SHM_GLOB)), older_than_s=60.0)
         self._shm_before = set(Path("/dev/shm").glob(_SHM_GLOB))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        args = [str(self.install.server), f"--model-repository={self.repository}",
-                *self._backend_dir(), "--disable-auto-complete-config",
-                *(f"--{k}-port={p}" for k, p in zip(("http", "grpc", "metrics"), self.ports,
-                                                     strict=True)),
-                f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--log-verbose=0"]
+        args = [
+            str(self.install.server),
+            f"--model-repository={self.repository}",
+            *self._backend_dir(),
+            "--disable-auto-complete-config",
+            *(
+                f"--{k}-port={p}"
+                for k, p in zip(("http", "grpc", "metrics"), self.ports, strict=True)
+            ),
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            "--log-verbose=0",
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-                args, env=self._environ(), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+                args,
+                env=self._environ(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready()
@@ -233,15 +266,19 @@ class TritonServer:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise BackendError(f"tritonserver exited with status {self.proc.returncode} "
-                                   f"while starting: {self._log_tail()} (log: {self.log_path})")
+                raise BackendError(
+                    f"tritonserver exited with status {self.proc.returncode} "
+                    f"while starting: {self._log_tail()} (log: {self.log_path})"
+                )
             with contextlib.suppress(urllib.error.URLError, OSError):
                 with _NO_PROXY.open(url, timeout=1.0) as response:
                     if response.status == 200:
                         return
             if time.monotonic() > deadline:
-                raise BackendError(f"tritonserver not ready within {self.ready_timeout_s:g} s: "
-                                   f"{self._log_tail()} (log: {self.log_path})")
+                raise BackendError(
+                    f"tritonserver not ready within {self.ready_timeout_s:g} s: "
+                    f"{self._log_tail()} (log: {self.log_path})"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -266,6 +303,10 @@ class TritonServer:
     def __enter__(self) -> TritonServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

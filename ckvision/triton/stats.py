@@ -25,8 +25,10 @@ def snapshot(statistics: Mapping[str, Any], model: str) -> dict[str, int]:
         if stats.get("name") != model:
             continue
         infer = stats.get("inference_stats", {})
-        out = {"inference_count": int(stats.get("inference_count", 0)),
-               "execution_count": int(stats.get("execution_count", 0))}
+        out = {
+            "inference_count": int(stats.get("inference_count", 0)),
+            "execution_count": int(stats.get("execution_count", 0)),
+        }
         for phase in PHASES:
             out[f"{phase}_count"] = int(infer.get(phase, {}).get("count", 0))
             out[f"{phase}_ns"] = int(infer.get(phase, {}).get("ns", 0))
@@ -42,8 +44,12 @@ def _sum(snapshots: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-def breakdown(before: Iterable[Mapping[str, int]], after: Iterable[Mapping[str, int]],
-              client_requests: int, client_ns: int) -> dict[str, Any]:
+def breakdown(
+    before: Iterable[Mapping[str, int]],
+    after: Iterable[Mapping[str, int]],
+    client_requests: int,
+    client_ns: int,
+) -> dict[str, Any]:
     """Per-request averages in microseconds over the run (the GPUNet seed's columns)."""
     start, end = _sum(before), _sum(after)
     diff = {key: end.get(key, 0) - start.get(key, 0) for key in end}
@@ -59,13 +65,15 @@ def breakdown(before: Iterable[Mapping[str, int]], after: Iterable[Mapping[str, 
     if not requests:
         return out
     per = {p: diff.get(f"{p}_ns", 0) / requests / 1000.0 for p in PHASES}
-    out.update({
-        "server_queue_us": per["queue"],
-        "server_compute_input_us": per["compute_input"],
-        "server_compute_infer_us": per["compute_infer"],
-        "server_compute_output_us": per["compute_output"],
-        "server_total_us": per["success"],
-    })
+    out.update(
+        {
+            "server_queue_us": per["queue"],
+            "server_compute_input_us": per["compute_input"],
+            "server_compute_infer_us": per["compute_infer"],
+            "server_compute_output_us": per["compute_output"],
+            "server_total_us": per["success"],
+        }
+    )
     if client_requests:
         client_us = client_ns / client_requests / 1000.0
         out["client_us"] = client_us

@@ -32,8 +32,15 @@ from ckvision.tuning.probe import (
     usable_cores,
 )
 
-__all__ = ["autotune", "explicit_settings", "Layout", "PROBE_BUDGET_S",
-           "OFFLINE_QPS_FACTOR", "SERVER_QPS_FACTOR", "LATENCY_FACTOR"]
+__all__ = [
+    "autotune",
+    "explicit_settings",
+    "Layout",
+    "PROBE_BUDGET_S",
+    "OFFLINE_QPS_FACTOR",
+    "SERVER_QPS_FACTOR",
+    "LATENCY_FACTOR",
+]
 
 PROBE_BUDGET_S = 3.0  # half across the candidate layouts, half re-measuring the best two
 OFFLINE_QPS_FACTOR = 1.3  # expected QPS above the probe: the run lasts >= min duration
@@ -51,10 +58,17 @@ def explicit_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> s
     return given | {name for name, value in overrides.items() if value is not None}
 
 
-def autotune(config: RunConfig, model_path: Any, contract: Any, dataset_dir: Any,
-             explicit: set[str], *, log: Callable[[str], None] = print,
-             env: Mapping[str, str] | None = None,
-             budget_s: float = PROBE_BUDGET_S) -> tuple[RunConfig, dict[str, Any] | None]:
+def autotune(
+    config: RunConfig,
+    model_path: Any,
+    contract: Any,
+    dataset_dir: Any,
+    explicit: set[str],
+    *,
+    log: Callable[[str], None] = print,
+    env: Mapping[str, str] | None = None,
+    budget_s: float = PROBE_BUDGET_S,
+) -> tuple[RunConfig, dict[str, Any] | None]:
     """``config`` with the tuned values filled in, and the record of what was chosen."""
     if config.autotune == "off":
         return config, None
@@ -63,8 +77,11 @@ def autotune(config: RunConfig, model_path: Any, contract: Any, dataset_dir: Any
     env = os.environ if env is None else env
     dataset = PreprocessedDataset.open(dataset_dir).for_model(contract)  # as the run sees it
     sample = np.ascontiguousarray(dataset.images[:1])
-    options = {"provider": config.execution_provider, "precision": config.precision,
-               "device": config.device}
+    options = {
+        "provider": config.execution_provider,
+        "precision": config.precision,
+        "device": config.device,
+    }
     key = cache_key(model_path, config.backend, options, collect_provenance())
     path = cache_path(env)
     cached = load_choice(path, key) or {}
@@ -73,8 +90,12 @@ def autotune(config: RunConfig, model_path: Any, contract: Any, dataset_dir: Any
 
     def backend(threads: int) -> Backend:
         if threads not in backends:
-            opts = BackendOptions(threads=threads, execution_provider=config.execution_provider,
-                                  precision=config.precision, device=config.device)
+            opts = BackendOptions(
+                threads=threads,
+                execution_provider=config.execution_provider,
+                precision=config.precision,
+                device=config.device,
+            )
             backends[threads] = create_backend(config.backend, model_path, contract, opts)
             backends[threads].load()
         return backends[threads]
@@ -82,40 +103,55 @@ def autotune(config: RunConfig, model_path: Any, contract: Any, dataset_dir: Any
     started = time.perf_counter()
     try:
         if config.scenario in (Scenario.OFFLINE, Scenario.SERVER):
-            changes, record = _tune_layout(config, explicit, sample, backend, measured,
-                                           budget_s)
+            changes, record = _tune_layout(config, explicit, sample, backend, measured, budget_s)
         else:
-            changes, record = _tune_latency(config, explicit, sample, backend, measured,
-                                            budget_s)
+            changes, record = _tune_latency(config, explicit, sample, backend, measured, budget_s)
     finally:
         for b in backends.values():
             b.close()
     if not record:
         return config, None
-    record.update({"cache_key": key, "cache": str(path), "probe_s":
-                   round(time.perf_counter() - started, 3), "explicit": sorted(explicit)})
+    record.update(
+        {
+            "cache_key": key,
+            "cache": str(path),
+            "probe_s": round(time.perf_counter() - started, 3),
+            "explicit": sorted(explicit),
+        }
+    )
     store_choice(path, key, {"measured": measured, "updated": time.time()})
     tuned = config.with_(**changes)
     source = "cached" if record["from_cache"] else f"probe {record['probe_s']:.1f} s"
-    log(f"ckvision: auto-tuned {record['summary']} ({source}; "
-        "explicit flags win, CK_AUTOTUNE=off disables)")
+    log(
+        f"ckvision: auto-tuned {record['summary']} ({source}; "
+        "explicit flags win, CK_AUTOTUNE=off disables)"
+    )
     return tuned, record
 
 
-def _tune_layout(config: RunConfig, explicit: set[str], sample: np.ndarray,
-                 backend: Callable[[int], Backend], measured: dict[str, Any],
-                 budget_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def _tune_layout(
+    config: RunConfig,
+    explicit: set[str],
+    sample: np.ndarray,
+    backend: Callable[[int], Backend],
+    measured: dict[str, Any],
+    budget_s: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     fixed = {k: getattr(config, f) for k, f in _LAYOUT_FIELDS.items() if f in explicit}
     want_qps = "target_qps" not in explicit and config.mode is Mode.PERFORMANCE
     if len(fixed) == 3 and not want_qps:
         return {}, {}
     cores = usable_cores()
     max_batch = backend(1).capabilities.max_batch
-    layouts = [lay for lay in candidate_layouts(cores, max_batch)
-               if all(getattr(lay, k) == v for k, v in fixed.items())]
+    layouts = [
+        lay
+        for lay in candidate_layouts(cores, max_batch)
+        if all(getattr(lay, k) == v for k, v in fixed.items())
+    ]
     if not layouts:  # the user's values are outside the grid: probe exactly them
-        layouts = [Layout(fixed.get("workers", 1), fixed.get("threads", cores),
-                          fixed.get("batch", 1))]
+        layouts = [
+            Layout(fixed.get("workers", 1), fixed.get("threads", cores), fixed.get("batch", 1))
+        ]
     todo = [lay for lay in layouts if _lkey(lay) not in measured]
     for lay in todo:
         rate = measure_layout(backend(lay.threads), sample, lay, budget_s / 2 / len(todo))
@@ -131,22 +167,33 @@ def _tune_layout(config: RunConfig, explicit: set[str], sample: np.ndarray,
         classes = backend(best.layout.threads).contract.num_classes
         measured[cost_key] = HARNESS_COST_FACTOR * harness_cost_s(best.layout.batch, classes)
     expected = 1.0 / (1.0 / max(best.samples_per_s, 1e-9) + measured[cost_key])
-    changes: dict[str, Any] = {f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items()
-                               if f not in explicit}
+    changes: dict[str, Any] = {
+        f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items() if f not in explicit
+    }
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
         changes["target_qps"] = round(expected * factor, 2)
         summary += f", target QPS {changes['target_qps']}"
-    return changes, {"layout": best.layout.describe(), "chosen": changes,
-                     "samples_per_s": best.samples_per_s, "summary": summary,
-                     "expected_samples_per_s": round(expected, 2),
-                     "candidates": [m.as_record() for m in results], "from_cache": not todo}
+    return changes, {
+        "layout": best.layout.describe(),
+        "chosen": changes,
+        "samples_per_s": best.samples_per_s,
+        "summary": summary,
+        "expected_samples_per_s": round(expected, 2),
+        "candidates": [m.as_record() for m in results],
+        "from_cache": not todo,
+    }
 
 
-def _tune_latency(config: RunConfig, explicit: set[str], sample: np.ndarray,
-                  backend: Callable[[int], Backend], measured: dict[str, Any],
-                  budget_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def _tune_latency(
+    config: RunConfig,
+    explicit: set[str],
+    sample: np.ndarray,
+    backend: Callable[[int], Backend],
+    measured: dict[str, Any],
+    budget_s: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     if "target_latency_ms" in explicit or config.mode is not Mode.PERFORMANCE:
         return {}, {}
     batch = 1 if config.scenario is Scenario.SINGLE_STREAM else config.batch_size
@@ -157,12 +204,16 @@ def _tune_latency(config: RunConfig, explicit: set[str], sample: np.ndarray,
         data = np.ascontiguousarray(np.repeat(sample, batch, axis=0))
         measured[key] = measure_latency(backend(config.threads), data, min(budget_s, 1.0))
     expected_ms = round(max(measured[key] * calls * 1e3 * LATENCY_FACTOR, 1e-6), 6)
-    return ({"target_latency_ms": expected_ms},
-            {"chosen": {"target_latency_ms": expected_ms},
-             "query_latency_ms": round(measured[key] * calls * 1e3, 6),
-             "summary": f"expected latency {expected_ms:.3f} ms "
-                        f"(probe: {measured[key] * calls * 1e3:.2f} ms per query)",
-             "from_cache": cached})
+    return (
+        {"target_latency_ms": expected_ms},
+        {
+            "chosen": {"target_latency_ms": expected_ms},
+            "query_latency_ms": round(measured[key] * calls * 1e3, 6),
+            "summary": f"expected latency {expected_ms:.3f} ms "
+            f"(probe: {measured[key] * calls * 1e3:.2f} ms per query)",
+            "from_cache": cached,
+        },
+    )
 
 
 def _lkey(layout: Layout) -> str:

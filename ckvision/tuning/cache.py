@@ -31,8 +31,9 @@ def cache_path(env: Mapping[str, str] | None = None) -> Path:
     return base / "ckvision" / "tuning.json"
 
 
-def cache_key(model_path: Path, backend: str, options: Mapping[str, Any],
-              provenance: Mapping[str, Any]) -> str:
+def cache_key(
+    model_path: Path, backend: str, options: Mapping[str, Any], provenance: Mapping[str, Any]
+) -> str:
     stat = model_path.stat()
     host = provenance.get("host", {})
     material = {

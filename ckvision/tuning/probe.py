@@ -22,8 +22,16 @@ import numpy as np
 
 from ckvision.backends.base import Backend
 
-__all__ = ["Layout", "Measurement", "candidate_layouts", "measure_layout", "measure_latency",
-           "usable_cores", "harness_cost_s", "BATCHES"]
+__all__ = [
+    "Layout",
+    "Measurement",
+    "candidate_layouts",
+    "measure_layout",
+    "measure_latency",
+    "usable_cores",
+    "harness_cost_s",
+    "BATCHES",
+]
 
 BATCHES = (1, 4, 16)
 
@@ -53,16 +61,18 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def candidate_layouts(cores: int, max_batch: int = 0,
-                      batches: tuple[int, ...] = BATCHES) -> list[Layout]:
+def candidate_layouts(
+    cores: int, max_batch: int = 0, batches: tuple[int, ...] = BATCHES
+) -> list[Layout]:
     """Every split of ``cores`` into workers x threads, at each batch the model allows."""
     splits = [(w, cores // w) for w in range(1, cores + 1) if cores % w == 0]
     sizes = [b for b in batches if not max_batch or b <= max_batch] or [1]
     return [Layout(w, t, b) for w, t in splits for b in sizes]
 
 
-def measure_layout(backend: Backend, sample: np.ndarray, layout: Layout,
-                   seconds: float) -> Measurement:
+def measure_layout(
+    backend: Backend, sample: np.ndarray, layout: Layout, seconds: float
+) -> Measurement:
     """Samples/s of ``layout.workers`` threads calling ``backend.predict`` on one batch."""
     batch = np.ascontiguousarray(np.repeat(sample[:1], layout.batch, axis=0))
     backend.predict(batch)  # untimed: first-call allocations
@@ -80,8 +90,7 @@ def measure_layout(backend: Backend, sample: np.ndarray, layout: Layout,
         except Exception as err:  # reported after the join, never swallowed
             errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True)
-               for i in range(layout.workers)]
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(layout.workers)]
     for thread in threads:
         thread.start()
     begin = time.perf_counter()
@@ -95,8 +104,12 @@ def measure_layout(backend: Backend, sample: np.ndarray, layout: Layout,
     return Measurement(layout, sum(counts) / max(elapsed, 1e-9))
 
 
-def measure_latency(backend: Backend, batch: np.ndarray, seconds: float,
-                    clock: Callable[[], float] = time.perf_counter) -> float:
+def measure_latency(
+    backend: Backend,
+    batch: np.ndarray,
+    seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Median seconds of one ``predict(batch)`` call, over ``seconds`` (at least 5 calls)."""
     backend.predict(batch)
     times: list[float] = []

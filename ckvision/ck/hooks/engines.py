@@ -33,8 +33,16 @@ def _onnx_contract(onnx: Path) -> tuple[ModelContract, dict[str, object]]:
 def install_engine(args: argparse.Namespace) -> Path:
     from ckvision.models.engine_meta import parse_engine_tags
 
-    spec = parse_engine_tags(["model", "tensorrt", args.model, "converted-from-onnx",
-                              args.precision, f"maxbatch.{args.max_batch}"])
+    spec = parse_engine_tags(
+        [
+            "model",
+            "tensorrt",
+            args.model,
+            "converted-from-onnx",
+            args.precision,
+            f"maxbatch.{args.max_batch}",
+        ]
+    )
     contract, onnx_info = _onnx_contract(Path(args.onnx))
     contract = dataclasses.replace(contract, max_batch=spec.max_batch)
     calibration = None
@@ -43,15 +51,27 @@ def install_engine(args: argparse.Namespace) -> Path:
     from ckvision.models.tensorrt_build import build_engine
 
     out_dir = Path(args.install_dir)
-    plan = build_engine(Path(args.onnx), out_dir, spec, contract,
-                        workspace_mib=args.workspace_mib,
-                        timing_cache=out_dir.parent / "tensorrt-timing.cache",
-                        calibration=calibration, log=print)
-    atomic_write_json(out_dir / MODEL_SIDECAR, {
-        "name": contract.name, "version": "1", "format": "tensorrt",
-        "tags": list(spec.tags), "source": f"converted-from-onnx:{onnx_info.get('sha256', '')}",
-        "env": {**contract.to_env(), "ML_MODEL_DATA_TYPE": spec.precision},
-    })
+    plan = build_engine(
+        Path(args.onnx),
+        out_dir,
+        spec,
+        contract,
+        workspace_mib=args.workspace_mib,
+        timing_cache=out_dir.parent / "tensorrt-timing.cache",
+        calibration=calibration,
+        log=print,
+    )
+    atomic_write_json(
+        out_dir / MODEL_SIDECAR,
+        {
+            "name": contract.name,
+            "version": "1",
+            "format": "tensorrt",
+            "tags": list(spec.tags),
+            "source": f"converted-from-onnx:{onnx_info.get('sha256', '')}",
+            "env": {**contract.to_env(), "ML_MODEL_DATA_TYPE": spec.precision},
+        },
+    )
     print(f"engine ready: {plan}")
     return plan
 
@@ -67,5 +87,6 @@ def _calibration(dataset_dir: str, count: int, contract: ModelContract):  # type
         )
     dataset = PreprocessedDataset.open(Path(dataset_dir)).for_model(contract)
     n = min(count, dataset.size) if count > 0 else dataset.size
-    return CalibrationSource(files=[str(i) for i in range(n)],
-                             load=lambda idx: dataset.images[int(idx)])
+    return CalibrationSource(
+        files=[str(i) for i in range(n)], load=lambda idx: dataset.images[int(idx)]
+    )

@@ -45,8 +45,9 @@ def install_model(i: dict[str, Any]) -> dict[str, Any]:
     env = _env(i)
     name = str(env.get("CKVISION_MODEL", "")).strip()
     if not name:
-        raise ConfigError("CKVISION_MODEL is not set (use the _efficientnet-lite0 or "
-                          "_resnet50 variation)")
+        raise ConfigError(
+            "CKVISION_MODEL is not set (use the _efficientnet-lite0 or _resnet50 variation)"
+        )
     path = install(name, Path(os.getcwd()), tags=f"model,onnx,{name}")
     sidecar = json.loads((path.parent / MODEL_SIDECAR).read_text(encoding="utf-8"))
     exported = {str(k): str(v) for k, v in sidecar.get("env", {}).items()}
@@ -68,8 +69,13 @@ def prepare_dataset(i: dict[str, Any]) -> dict[str, Any]:
     if not count.isdigit():
         raise ConfigError(f"CKVISION_DATASET_COUNT={count!r} is not a non-negative integer")
     source = str(env.get("IMAGENET_VAL_DIR", "") or "")
-    marker = install_dataset(kind, Path(os.getcwd()), {k: str(v) for k, v in env.items()},
-                             source=Path(source) if source else None, count=int(count))
+    marker = install_dataset(
+        kind,
+        Path(os.getcwd()),
+        {k: str(v) for k, v in env.items()},
+        source=Path(source) if source else None,
+        count=int(count),
+    )
     env[DATASET_ENV] = str(marker.parent)
     return {"return": 0}
 
@@ -91,8 +97,9 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
     refuse_unsupported(text_env)
     config = RunConfig.from_env(text_env)  # one line for a bad value, before any loading
     if not text_env.get(f"{MODEL_ENV}_ONNX_FILEPATH") or not text_env.get(DATASET_ENV):
-        raise MissingPackageError("model and dataset (run the script with its deps)",
-                                  "mlcr run,ckvision,loadgen --quiet")
+        raise MissingPackageError(
+            "model and dataset (run the script with its deps)", "mlcr run,ckvision,loadgen --quiet"
+        )
     inputs = resolve_inputs(text_env, config.backend)
     out = Path(os.getcwd()) / "ckvision-runs" / secrets.token_hex(6)
     out.mkdir(parents=True)
@@ -101,16 +108,26 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
     record.update(mlperf_submission_keys(out))
     scenario, mode = config.as_record()["scenario"], config.as_record()["mode"]
     name = text_env.get("CKVISION_RECORD_UOA") or (
-        f"mlc.{config.backend}.{inputs.contract.name}.{scenario}.{mode}".lower())
+        f"mlc.{config.backend}.{inputs.contract.name}.{scenario}.{mode}".lower()
+    )
     extra = [t for t in text_env.get("CKVISION_RECORD_TAGS", "").split(",") if t]
-    tags = ["ckvision", "mlc", config.backend, inputs.contract.name,
-            str(scenario).lower(), str(mode).lower(), *extra]
+    tags = [
+        "ckvision",
+        "mlc",
+        config.backend,
+        inputs.contract.name,
+        str(scenario).lower(),
+        str(mode).lower(),
+        *extra,
+    ]
     point = record_point(name, tags, record, env=text_env, program=PROGRAM)
     env["CKVISION_RUN_DIR"] = str(out)
     env["CKVISION_EXPERIMENT_POINT"] = str(point)
     accuracy = record.get("accuracy") or {}
     if accuracy:
-        print(f"accuracy={accuracy.get('top1', 0):.3f}%, good={accuracy.get('good')}, "
-              f"total={accuracy.get('total')}")
+        print(
+            f"accuracy={accuracy.get('top1', 0):.3f}%, good={accuracy.get('good')}, "
+            f"total={accuracy.get('total')}"
+        )
     print(f"recorded {point}")
     return {"return": 0}

@@ -70,8 +70,14 @@ def install_model(
     elif kind == "download":
         from ckvision.models.download import download, mirrored_url
 
-        download(mirrored_url(where, mirror), model_path, sha256=spec.sha256, md5=spec.md5,
-                 size=spec.size, progress=log)
+        download(
+            mirrored_url(where, mirror),
+            model_path,
+            sha256=spec.sha256,
+            md5=spec.md5,
+            size=spec.size,
+            progress=log,
+        )
     else:
         raise ConfigError(f"model {name}: unknown source {spec.source!r}")
     _write_sidecar(model_path, spec.contract, tags=tags, source=spec.source)

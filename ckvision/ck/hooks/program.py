@@ -41,7 +41,12 @@ from ckvision.experiments.record import (
 from ckvision.fsutil import atomic_write_json
 
 __all__ = [
-    "ck_preprocess", "ck_postprocess", "INCOMPLETE", "RUN_DIR_PREFIX", "RUNS_DIR", "make_run_dir",
+    "ck_preprocess",
+    "ck_postprocess",
+    "INCOMPLETE",
+    "RUN_DIR_PREFIX",
+    "RUNS_DIR",
+    "make_run_dir",
 ]
 
 RUN_DIR_PREFIX = "run-"
@@ -100,7 +105,8 @@ def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     os.chdir(run_dir)  # CK writes, runs and reads everything relative to its cwd
     (run_dir / INCOMPLETE).write_text(
         "This run has not finished (or failed, or was interrupted): nothing here is a result.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     path = run_dir / "user.conf"
     write_user_conf(config, env.get("ML_MODEL_MODEL_NAME", "model"), path)
     print(f"ckvision: run directory {run_dir}", flush=True)
@@ -117,16 +123,18 @@ def _check_unique_dep(i: dict[str, Any], dep: str) -> None:
     kernel = i.get("ck_kernel")
     if not query or kernel is None:
         return
-    found = kernel.access({"action": "search", "module_uoa": "env", "tags": query,
-                           "add_meta": "yes"})
+    found = kernel.access(
+        {"action": "search", "module_uoa": "env", "tags": query, "add_meta": "yes"}
+    )
     if found.get("return", 1) > 0:
         return
-    candidates = [(str(e.get("data_uid", "")), [str(t) for t in e.get("meta", {}).get("tags", [])])
-                  for e in found.get("lst", [])]
+    candidates = [
+        (str(e.get("data_uid", "")), [str(t) for t in e.get("meta", {}).get("tags", [])])
+        for e in found.get("lst", [])
+    ]
     error = ambiguity_error(dep, query, candidates)
     if error is not None:
         raise error
-
 
 
 @ck_fatal_hook
@@ -142,12 +150,16 @@ def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
         raise RunError(f"{run_dir} is not a run directory made by pre-processing")
     if interrupted:
         _mark_incomplete(run_dir)
-        raise RunError(f"the run was interrupted (Ctrl-C); its logs in {run_dir} are marked "
-                       "INCOMPLETE; nothing was recorded")
+        raise RunError(
+            f"the run was interrupted (Ctrl-C); its logs in {run_dir} are marked "
+            "INCOMPLETE; nothing was recorded"
+        )
     if not (run_dir / RUN_FILE).is_file():
         _mark_incomplete(run_dir)
-        raise RunError(f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "
-                       "see its output above; nothing was recorded")
+        raise RunError(
+            f"the run failed or was interrupted (no {RUN_FILE} in {run_dir}); "
+            "see its output above; nothing was recorded"
+        )
     try:
         record = collect_run(run_dir)
     except CkVisionError:

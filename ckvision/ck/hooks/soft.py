@@ -62,8 +62,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise error(f"cannot read {what} metadata {path}: {err}; reinstall the package") from err
 
 
-def upstream_model_env(kind: str, prefix: str, full_path: Path,
-                       env: dict[str, str]) -> dict[str, str]:
+def upstream_model_env(
+    kind: str, prefix: str, full_path: Path, env: dict[str, str]
+) -> dict[str, str]:
     """The variables ck-mlperf's and ck-tensorrt's model soft entries set, same meaning.
 
     soft:model.onnx (ck-mlperf) sets ``_ROOT``, ``_ONNX_FILENAME``, ``_ONNX_FILEPATH``,
@@ -76,10 +77,12 @@ def upstream_model_env(kind: str, prefix: str, full_path: Path,
         return out
     out[f"{prefix}_ONNX_FILENAME"] = full_path.name
     out[f"{prefix}_ONNX_FILEPATH"] = str(full_path)
-    for ours, theirs in (("ML_MODEL_INPUT_LAYER_NAME", "INPUT_LAYER_NAME"),
-                         ("ML_MODEL_OUTPUT_LAYER_NAME", "OUTPUT_LAYER_NAME"),
-                         ("ML_MODEL_IMAGE_HEIGHT", "IMAGE_HEIGHT"),
-                         ("ML_MODEL_IMAGE_WIDTH", "IMAGE_WIDTH")):
+    for ours, theirs in (
+        ("ML_MODEL_INPUT_LAYER_NAME", "INPUT_LAYER_NAME"),
+        ("ML_MODEL_OUTPUT_LAYER_NAME", "OUTPUT_LAYER_NAME"),
+        ("ML_MODEL_IMAGE_HEIGHT", "IMAGE_HEIGHT"),
+        ("ML_MODEL_IMAGE_WIDTH", "IMAGE_WIDTH"),
+    ):
         if env.get(ours):
             out[f"{prefix}_{theirs}"] = env[ours]
     return out
@@ -133,8 +136,10 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     # the install path, and the tags and version on its comment lines.
     merged = {**i.get("env", {}), **env}
     check_shell_safe(merged, where="detected env")
-    check_shell_safe_values([i["customize"].get("path_install", ""), i.get("version", "")],
-                            where=f"detected at {full_path}")
+    check_shell_safe_values(
+        [i["customize"].get("path_install", ""), i.get("version", "")],
+        where=f"detected at {full_path}",
+    )
     check_shell_safe_values(i.get("tags") or [], where="tag")
     i["env"].update(env)
     return {"return": 0, "bat": ""}

@@ -30,16 +30,21 @@ def record_perf_entry(name: str, tags: list[str], records: list[dict[str, Any]])
     """Add ``records`` to experiment entry ``name`` (created with ``tags`` if new)."""
     for value in (name, *tags):
         if not _NAME.match(value):
-            raise ConfigError(f"experiment name/tag {value!r} must be letters, digits, _ . - "
-                              "(up to 100)")
+            raise ConfigError(
+                f"experiment name/tag {value!r} must be letters, digits, _ . - (up to 100)"
+            )
     found = [ln for ln in _find(name) if ln.startswith("/")]
     if not found:
-        run_ck(["add", f"experiment:{name}", "--common_func", f"--tags={','.join(tags)}",
-                "--quiet"], capture=True)
+        run_ck(
+            ["add", f"experiment:{name}", "--common_func", f"--tags={','.join(tags)}", "--quiet"],
+            capture=True,
+        )
         found = [ln for ln in _find(name) if ln.startswith("/")]
     entry = Path(found[0])
-    atomic_write_json(entry / f"ckp-{secrets.token_hex(8)}.0001.json",
-                      {"characteristics_list": [{"run": r} for r in records]})
+    atomic_write_json(
+        entry / f"ckp-{secrets.token_hex(8)}.0001.json",
+        {"characteristics_list": [{"run": r} for r in records]},
+    )
     return entry
 
 
@@ -51,8 +56,22 @@ def _find(name: str) -> list[str]:
     except CkCommandError:  # not there yet
         return []
 
-_OPTIONS = ("url", "repository", "protocol", "model_name", "batch", "concurrency", "shm",
-            "request_count", "stability_percent", "output_dir", "record", "tags", "python")
+
+_OPTIONS = (
+    "url",
+    "repository",
+    "protocol",
+    "model_name",
+    "batch",
+    "concurrency",
+    "shm",
+    "request_count",
+    "stability_percent",
+    "output_dir",
+    "record",
+    "tags",
+    "python",
+)
 
 
 @ck_hook
