@@ -18,24 +18,14 @@ __all__ = ["DEMO_RUNS", "benchmark_args", "run_demo"]
 
 PROGRAM = "image-classification-onnxruntime-loadgen-py"
 MODEL = "efficientnet-lite0"
-# (scenario, mode, extra env): short performance runs so the demo takes about a minute
+# (scenario, mode, extra env): short performance runs so the demo takes about a minute.
+# Performance runs set no layout, batch, expected latency or QPS: the auto-tuning probe
+# (ckvision.tuning) chooses them, as for any run without tuning flags.
 DEMO_RUNS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("SingleStream", "AccuracyOnly", {}),
     ("Offline", "AccuracyOnly", {"CK_BATCH_SIZE": "8"}),
-    (
-        "SingleStream",
-        "PerformanceOnly",
-        {
-            "CK_LOADGEN_COUNT_OVERRIDE": "256",
-            "CK_LOADGEN_MIN_DURATION_S": "2",
-            "CK_LOADGEN_TARGET_LATENCY": "30",
-        },
-    ),
-    (
-        "Offline",
-        "PerformanceOnly",
-        {"CK_BATCH_SIZE": "8", "CK_LOADGEN_TARGET_QPS": "200", "CK_LOADGEN_MIN_DURATION_S": "3"},
-    ),
+    ("SingleStream", "PerformanceOnly", {"CK_LOADGEN_MIN_DURATION_S": "2"}),
+    ("Offline", "PerformanceOnly", {"CK_LOADGEN_MIN_DURATION_S": "3"}),
 )
 
 
