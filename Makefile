@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.ckvision-installed
 
 help:
 	@echo "make demo   set up .venv + CK and run the recorded demo on EfficientNet-Lite0"
-	@echo "make test   lint + type check + pytest (about 5 minutes on 2 cores)"
+	@echo "make test   lint + type check + pytest (about 15-20 minutes on 2 cores)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] <= (3, 11) else "ck 2.6.4 needs Python 3.10 or 3.11; set PYTHON=/path/to/python3.11")'
