@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import contract_of, random_dataset, raw_throughput  # noqa: E402 (sibling script)
 
 from ckvision.backends import Backend, BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -61,24 +62,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _measure(args: argparse.Namespace, tmp: Path) -> int:
-    contract = _contract_of(args.model)
+    contract = contract_of(args.model)
     dataset = (
         PreprocessedDataset.open(args.dataset)
         if args.dataset
-        else _random_dataset(tmp / "data", contract.input_shape(args.samples))
+        else random_dataset(tmp / "data", contract.input_shape(args.samples))
     )
     options = BackendOptions(threads=args.threads)
     backend = create_backend("onnxruntime", args.model, contract, options)
     backend.load()
     rows: list[tuple[str, str]] = []
     batches = [int(b) for b in args.batches.split(",")]
-    sweep = {b: _raw_throughput(backend, dataset, b, args.seconds / 4) for b in batches}
+    sweep = {b: raw_throughput(backend, dataset, b, args.seconds / 4) for b in batches}
     rows += [(f"raw ORT throughput, batch {b}", f"{q:10.1f} samples/s") for b, q in sweep.items()]
     best = max(sweep, key=lambda b: sweep[b])
     # Raw before and after ours, averaged: the machine's drift hits both sides alike.
-    raw_before = _raw_throughput(backend, dataset, best, args.seconds)
+    raw_before = raw_throughput(backend, dataset, best, args.seconds)
     ours_qps = _offline(backend, dataset, best, raw_before, args.seconds, tmp / "offline")
-    raw_qps = (raw_before + _raw_throughput(backend, dataset, best, args.seconds)) / 2
+    raw_qps = (raw_before + raw_throughput(backend, dataset, best, args.seconds)) / 2
     rows += [
         (f"raw ORT throughput, batch {best} (mean of before/after)", f"{raw_qps:10.1f} samples/s"),
         (f"ours, Offline, batch {best}", f"{ours_qps:10.1f} samples/s"),
@@ -107,55 +108,6 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         ("(c) null backend Offline samples/s", null_tiny, TARGET_NULL, True),
     ]
     return _print_verdicts(results)
-
-
-def _contract_of(model: Path) -> ModelContract:
-    """The contract implied by the model's input and output shapes (NCHW float32)."""
-    import onnx  # only here: reading two shapes
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
-    classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
-    size = dims[-1]
-    return ModelContract(
-        name=model.stem,
-        image_size=size,
-        resize_size=size,
-        num_classes=classes,
-        input_name=graph.input[0].name,
-        output_name=graph.output[0].name,
-    )
-
-
-def _random_dataset(path: Path, shape: tuple[int, ...]) -> PreprocessedDataset:
-    path.mkdir(parents=True)
-    images = np.lib.format.open_memmap(
-        path / "images.npy", mode="w+", dtype=np.float32, shape=shape
-    )
-    images[:] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    images.flush()
-    del images
-    return PreprocessedDataset(
-        path=path,
-        name="random",
-        kind="random",
-        images=np.load(path / "images.npy", mmap_mode="r"),
-        labels=np.zeros(shape[0], dtype=np.int64),
-        files=(),
-        preprocessing={},
-    )
-
-
-def _raw_throughput(
-    backend: Backend, data: PreprocessedDataset, batch: int, seconds: float
-) -> float:
-    x = np.ascontiguousarray(data.images[:batch])
-    backend.warmup(x, 2)
-    done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        backend.predict(x)
-        done += batch
-    return done / elapsed
 
 
 def _raw_latency_p90(backend: Backend, data: PreprocessedDataset, seconds: float) -> float:
@@ -202,7 +154,7 @@ def _single_stream_p90(
 
 
 def _null_offline(tmp: Path, sample: tuple[int, ...], classes: int, count: int) -> float:
-    data = _random_dataset(tmp / f"null-{'x'.join(map(str, sample))}", (1024, *sample))
+    data = random_dataset(tmp / f"null-{'x'.join(map(str, sample))}", (1024, *sample))
     contract = ModelContract(
         name="null", image_size=sample[-1], resize_size=sample[-1], num_classes=classes
     )

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import contract_of  # noqa: E402 - the sibling script's helpers
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args: argparse.Namespace, tmp: Path) -> int:
-    contract = _contract_of(args.model)
+    contract = contract_of(args.model)
     data = _random_dataset(tmp / "data", contract, args.samples)
     batches = tuple(int(b) for b in args.batches.split(","))
     layouts = candidate_layouts(usable_cores(), 0, batches)
@@ -100,22 +101,6 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         goal = "(info)" if target == 0 else f"target {'>=' if higher else '<='} {target:g}"
         print(f"  {name:<40} {shown:>10}  {goal}  {'PASS' if ok else 'MISS'}")
     return 0 if misses == 0 else 2
-
-
-def _contract_of(model: Path) -> ModelContract:
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
-    classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
-    return ModelContract(
-        name=model.stem,
-        image_size=dims[-1],
-        resize_size=dims[-1],
-        num_classes=classes,
-        input_name=graph.input[0].name,
-        output_name=graph.output[0].name,
-    )
 
 
 def _random_dataset(path: Path, contract: ModelContract, count: int) -> PreprocessedDataset:

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bench_common import contract_of, random_dataset, raw_throughput  # noqa: E402 (sibling script)
 
 from ckvision.backends import Backend, BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -60,53 +59,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", default="1,2,4,8,16", help="raw batch sizes to try")
     parser.add_argument("--samples", type=int, default=256, help="random samples to make")
     return parser
-
-
-def _contract_of(model: Path) -> ModelContract:
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    size = graph.input[0].type.tensor_type.shape.dim[-1].dim_value
-    classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
-    return ModelContract(
-        name=model.stem,
-        image_size=size,
-        resize_size=size,
-        num_classes=classes,
-        input_name=graph.input[0].name,
-        output_name=graph.output[0].name,
-    )
-
-
-def _random_dataset(path: Path, shape: tuple[int, ...]) -> PreprocessedDataset:
-    path.mkdir(parents=True)
-    images = np.lib.format.open_memmap(
-        path / "images.npy", mode="w+", dtype=np.float32, shape=shape
-    )
-    images[:] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    images.flush()
-    del images
-    return PreprocessedDataset(
-        path=path,
-        name="random",
-        kind="random",
-        images=np.load(path / "images.npy", mmap_mode="r"),
-        labels=np.zeros(shape[0], dtype=np.int64),
-        files=(),
-        preprocessing={},
-    )
-
-
-def _raw_throughput(
-    backend: Backend, data: PreprocessedDataset, batch: int, seconds: float
-) -> float:
-    x = np.ascontiguousarray(data.images[:batch])
-    backend.warmup(x, 2)
-    done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        backend.predict(x)
-        done += batch
-    return done / elapsed
 
 
 def _run(backend: Backend, data: PreprocessedDataset, out: Path, **settings: Any) -> float:
@@ -149,15 +101,15 @@ def _both(
 
 
 def _measure(args: argparse.Namespace, tmp: Path) -> None:
-    contract = _contract_of(args.model)
-    data = _random_dataset(tmp / "data", contract.input_shape(args.samples))
+    contract = contract_of(args.model)
+    data = random_dataset(tmp / "data", contract.input_shape(args.samples))
     ort = create_backend("onnxruntime", args.model, contract, BackendOptions(threads=args.threads))
     ort.load()
     sweep = {
-        b: _raw_throughput(ort, data, int(b), args.seconds / 4) for b in args.batches.split(",")
+        b: raw_throughput(ort, data, int(b), args.seconds / 4) for b in args.batches.split(",")
     }
     best = int(max(sweep, key=lambda b: sweep[b]))
-    raw = _raw_throughput(ort, data, best, args.seconds)
+    raw = raw_throughput(ort, data, best, args.seconds)
     rows: list[tuple[str, float, float, dict[str, Any]]] = []
     offline, single = _both(ort, data, tmp / "ort", best, raw, 10e6, args.seconds, 1)
     rows.append(("in-process onnxruntime", offline, single, {}))

@@ -1,0 +1,64 @@
+"""Helpers the side-by-side benchmarks share: the model's contract read from its ONNX
+graph, a random memory-mapped dataset of its input shape, and the raw backend's throughput."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ckvision.backends import Backend
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.models.contract import ModelContract
+
+__all__ = ["contract_of", "random_dataset", "raw_throughput"]
+
+
+def contract_of(model: Path) -> ModelContract:
+    """The contract implied by the model's input and output shapes (NCHW float32)."""
+    import onnx  # only here: reading two shapes
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 1000
+    size = dims[-1]
+    return ModelContract(
+        name=model.stem,
+        image_size=size,
+        resize_size=size,
+        num_classes=classes,
+        input_name=graph.input[0].name,
+        output_name=graph.output[0].name,
+    )
+
+
+def random_dataset(path: Path, shape: tuple[int, ...]) -> PreprocessedDataset:
+    path.mkdir(parents=True)
+    images = np.lib.format.open_memmap(
+        path / "images.npy", mode="w+", dtype=np.float32, shape=shape
+    )
+    images[:] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    images.flush()
+    del images
+    return PreprocessedDataset(
+        path=path,
+        name="random",
+        kind="random",
+        images=np.load(path / "images.npy", mmap_mode="r"),
+        labels=np.zeros(shape[0], dtype=np.int64),
+        files=(),
+        preprocessing={},
+    )
+
+
+def raw_throughput(
+    backend: Backend, data: PreprocessedDataset, batch: int, seconds: float
+) -> float:
+    x = np.ascontiguousarray(data.images[:batch])
+    backend.warmup(x, 2)
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        backend.predict(x)
+        done += batch
+    return done / elapsed
