@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 from ck_upstream import UPSTREAM_PROGRAM, upstream_entries
+from ckcli import CK, ck
 
 from ckvision.errors import ConfigError
 from ckvision.experiments.record import mlperf_submission_keys
 from ckvision.models.contract import ModelContract
 
 ROOT = Path(__file__).resolve().parents[1]
-CK = str(Path(sys.executable).with_name("ck"))
 PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
 # Program names users type: the same alias upstream, addressed as ck-mlperf-vision:program:X.
 SHARED_PROGRAM_NAMES = {("program", "image-classification-tensorrt-loadgen-py")}
@@ -39,17 +39,6 @@ def our_entries() -> dict[tuple[str, str], str]:
         if (alias_file.parent.parent / alias_file.name[len("alias-a-") :]).is_dir():
             found[(module, alias_file.name[len("alias-a-") :])] = alias_file.read_text().strip()
     return found
-
-
-def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CK, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 # ---------------------------------------------------------------- fast: entries and metadata

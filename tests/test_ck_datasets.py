@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from ckcli import ck
 
 pytestmark = pytest.mark.slow
-CK = str(Path(sys.executable).with_name("ck"))
 SAMPLE = "dataset,imagenet,preprocessed,ckvision-sample,first.40"
 _PREPARE = """
 from ckvision.ck.setup import PLATFORM_INIT_UID, detect_software, register_repo
@@ -27,17 +27,6 @@ run_ck(["detect", "platform.os", f"--platform_init_uoa={PLATFORM_INIT_UID}", "--
        capture=True)
 detect_software()
 """
-
-
-def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CK, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,30 +14,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from ckcli import ck
 
 from ckvision.analysis import load_experiments, summary_table
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
-CK = str(Path(sys.executable).with_name("ck"))
 
 
 @pytest.fixture(scope="module")
 def ck_env(ck_world: dict[str, str]) -> dict[str, str]:
     """The session's prepared CK_REPOS (conftest.ck_world: ck-setup next to upstream stand-ins)."""
     return ck_world
-
-
-def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CK, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_setup_is_idempotent_and_installs_real_packages(ck_env: dict[str, str]) -> None:

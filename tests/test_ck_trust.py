@@ -24,6 +24,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from ckcli import CK
+from ckcli import ck as run_ck
 
 from ckvision.analysis import load_experiments
 from ckvision.ck.setup import PYTHON_SOFT_UID
@@ -31,7 +33,6 @@ from ckvision.models.registry import RESNET50_ONNX_MD5
 
 pytestmark = pytest.mark.slow
 PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
-CK = str(Path(sys.executable).with_name("ck"))
 REFUSED = "which CK would write unescaped into a shell script"
 FAST_RUN = ("--env.CK_LOADGEN_DATASET_SIZE=8",)  # SingleStream accuracy on 8 images
 LONG_RUN = (
@@ -55,15 +56,8 @@ def ck_env(ck_session_env: dict[str, str]) -> dict[str, str]:
 
 
 def ck(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CK, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        cwd=env["CK_REPOS"],
-    )
+    """ck run from inside CK_REPOS: nothing a hostile value writes lands in the checkout."""
+    return run_ck(env, *args, timeout=timeout, cwd=env["CK_REPOS"])
 
 
 def benchmark_args(record_uoa: str, *extra: str) -> list[str]:

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from ckcli import ck
 
 from ckvision.analysis import load_experiments, summary_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-CK = str(Path(sys.executable).with_name("ck"))
 RUN = (
     "--env.CK_LOADGEN_DATASET_SIZE=32",
     "--env.CK_LOADGEN_SCENARIO=Offline",
@@ -29,12 +29,6 @@ RUN = (
     "--return_error_if_external_fail=yes",
     "--quiet",
 )
-
-
-def ck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CK, *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
 
 
 def _accuracy(stdout: str) -> list[str]:
