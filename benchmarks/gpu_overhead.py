@@ -11,8 +11,8 @@ plus graphs, run in a child process under a hard time box) it measures
   harness's samples/s (2-4 workers, each gathering into its own pinned CUDA runner);
   target ours/raw >= 0.95
 
-on a random-but-fixed dataset, prints one row per point as it goes, and records every
-harness run as a CK experiment entry (written without ck, in ck's layout, see
+on a random-but-fixed dataset, prints one row per point as it goes (with its wall time),
+and records every harness run as a CK experiment entry (written without ck, in ck's layout, see
 ckvision.experiments.offline_writer) with GPU, driver, CUDA and torch provenance.
 Everything lands in ``--out``: ``points.jsonl``, ``table.txt``, ``entries.tar.gz``.
 
@@ -50,6 +50,10 @@ from ckvision.data.cache import PreprocessedDataset, write_cache  # noqa: E402
 from ckvision.models.registry import get_model_spec  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Each configuration (model, precision, mode) gets an equal share of what is left of the
+# time budget and runs its points most telling first, so a short budget still gives every
+# configuration SingleStream and both ends of the batch sweep.
+PRIORITY = (1, 256, 32, 8, 64, 2, 128, 16, 4)
 # LoadGen sizes the Offline query from the expected QPS: at exactly the raw rate a harness
 # faster than raw ends before the minimum duration (INVALID, seen on the H200 at batch <= 8).
 EXPECTED_QPS_MARGIN = 1.5
@@ -179,13 +183,15 @@ def _host(torch: Any, images: np.ndarray, n: int, cuda: bool) -> Any:
 
 def _harness(
     backend: Any, dataset: PreprocessedDataset, config: RunConfig, out: Path
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[dict[str, Any], Path, dict[str, float]]:
+    """LoadGen's summary, the run folder, and where the time went inside our SUT (mean ms
+    per sample: queue wait, batch formation, inference, response)."""
     from ckvision.harness.run import run_benchmark
 
     result = run_benchmark(
         config, backend, dataset, out, model_name=backend.contract.name, log=lambda _m: None
     )
-    return result.summary, out
+    return result.summary, out, dict((result.latency or {}).get("breakdown") or {})
 
 
 def _record(
@@ -293,6 +299,7 @@ class Sweep:
         self.args, self.work, self.torch = args, work, torch
         self.gpu = gpu_info(torch, args.device)
         self.deadline = time.monotonic() + args.budget_s
+        self.configs_left = len(args.models) * len(args.precisions) * len(args.modes)
         self.datasets: dict[str, PreprocessedDataset] = {}
         self.skipped: list[str] = []
 
@@ -313,9 +320,12 @@ class Sweep:
                 return
             with _suppress_registered():
                 register_torch_model("resnet50", build_resnet50)
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             self.skipped.append(f"{model} {precision} {mode}: time budget spent")
             return
+        share_end = now + (self.deadline - now) / max(self.configs_left, 1)
+        self.configs_left -= 1
         dataset = self.dataset(model)
         contract = get_model_spec(model).contract
         options = BackendOptions(
@@ -329,13 +339,15 @@ class Sweep:
         cuda = args.device == "cuda"
         dtype = torch.float16 if precision == "fp16" else torch.float32
         images = np.asarray(dataset.images)
+        batches = sorted(args.batches, key=lambda b: PRIORITY.index(b) if b in PRIORITY else b)
         with create_backend("pytorch", Path(f"{model}.definition"), contract, options) as backend:
-            for scenario, batch in [("singlestream", 1)] + [("offline", b) for b in args.batches]:
+            for scenario, batch in [("singlestream", 1)] + [("offline", b) for b in batches]:
                 tags = (model, precision, mode, scenario)
-                if time.monotonic() > self.deadline:
-                    self.skipped.append(f"{' '.join(tags)} batch {batch}: time budget spent")
+                if time.monotonic() > share_end:
+                    self.skipped.append(f"{' '.join(tags)} batch {batch}: time share spent")
                     continue
                 rows = 64 if scenario == "singlestream" else batch
+                started = time.monotonic()
                 try:
                     raw = RawLoop(
                         torch,
@@ -352,6 +364,7 @@ class Sweep:
                         self.offline(backend, raw, dataset, batch, tags)
                 except Exception as err:  # one failed point must not lose the others
                     self.failed(f"{' '.join(tags)} batch {batch}", err)
+                print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
 
     def failed(self, label: str, err: BaseException) -> None:
         text = f"{label}: FAILED: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
@@ -382,7 +395,7 @@ class Sweep:
             **self._base(dataset, tags[1]),
         )
         backend.cuda_stats()  # reset: count the test only
-        summary, run_dir = _harness(backend, dataset, config, self.run_dir(tags, 1))
+        summary, run_dir, inside = _harness(backend, dataset, config, self.run_dir(tags, 1))
         ours = float(summary.get("latency_p90_ns") or 0) / 1e6
         self.emit(
             backend,
@@ -400,6 +413,8 @@ class Sweep:
                 "raw_p90_ms": raw_p90,
                 "raw_p50_ms": float(np.percentile(times, 50)) * 1e3,
                 "harness_p90_ms": ours,
+                "harness_p50_ms": float(summary.get("latency_p50_ns") or 0) / 1e6,
+                "sut_breakdown_ms": inside,
                 "target": "harness p90 <= 1.05 x raw p90",
             },
             lambda r: r <= 1.05,
@@ -424,7 +439,7 @@ class Sweep:
             **self._base(dataset, tags[1]),
         )
         backend.cuda_stats()
-        summary, run_dir = _harness(backend, dataset, config, self.run_dir(tags, batch))
+        summary, run_dir, inside = _harness(backend, dataset, config, self.run_dir(tags, batch))
         ours = float(summary.get("samples_per_second") or 0)
         self.emit(
             backend,
@@ -441,6 +456,7 @@ class Sweep:
             {
                 "raw_samples_per_second": raw_qps,
                 "harness_samples_per_second": ours,
+                "sut_breakdown_ms": inside,
                 "target": "harness >= 0.95 x raw samples/s",
             },
             lambda r: r >= 0.95,
@@ -493,9 +509,21 @@ class Sweep:
             if stats
             else ""
         )
+        inside = reference.get("sut_breakdown_ms") or {}
+        if scenario_is_single(tags) and inside:
+            extra += (
+                "  [SUT per sample: "
+                + " ".join(f"{k.removesuffix('_ms')} {v:.3f}" for k, v in inside.items())
+                + f" ms; raw p50 {reference['raw_p50_ms']:.3f}, ours p50 "
+            )
+            extra += f"{reference['harness_p50_ms']:.3f}]"
         print(format_point(point) + extra, flush=True)
         with (self.args.out / "points.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(point)) + "\n")
+
+
+def scenario_is_single(tags: tuple[str, ...]) -> bool:
+    return tags[3] == "singlestream"
 
 
 class _suppress_registered:
@@ -549,6 +577,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.models, args.precisions, args.modes = (
+        [v for v in text.split(",") if v] for text in (args.models, args.precisions, args.modes)
+    )
     args.entries = args.entries or args.out / "entries"
     return args
 
@@ -600,9 +631,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.child:
             print(json.dumps({"gpu": sweep.gpu}), flush=True)
             print(HEADER, flush=True)
-        for mode in args.modes.split(","):
-            for precision in args.precisions.split(","):
-                for model in args.models.split(","):
+        for precision in args.precisions:
+            for mode in args.modes:
+                for model in args.models:
                     try:
                         sweep.config(model, precision, mode)
                     except Exception as err:  # e.g. the model cannot load: note, go on
@@ -618,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _config(p: Point) -> tuple[str, str, str]:
+    return (p.precision, p.mode, p.model)
+
+
 def finish(args: argparse.Namespace, notes: list[str]) -> None:
     lines = (
         (args.out / "points.jsonl").read_text().splitlines()
@@ -625,6 +660,8 @@ def finish(args: argparse.Namespace, notes: list[str]) -> None:
         else []
     )
     points = [Point(**json.loads(line)) for line in lines]
+    order = {cfg: i for i, cfg in enumerate(dict.fromkeys(_config(p) for p in points))}
+    points.sort(key=lambda p: (order[_config(p)], p.scenario != "singlestream", p.batch))
     table = [HEADER, *map(format_point, points), *(f"note: {n}" for n in notes)]
     (args.out / "table.txt").write_text("\n".join(table) + "\n")
     with tarfile.open(args.out / "entries.tar.gz", "w:gz") as tar:

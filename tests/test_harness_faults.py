@@ -47,6 +47,8 @@ class _Faulty(NullBackend):
             bad = out.copy()
             bad[-1, 3] = np.nan
             return bad
+        if self.fault == "values raise":  # after the response: the run must still fail
+            return out.view(_MinRaises)
         if self.fault == "not an array":
             return [0] * len(batch)  # type: ignore[return-value]
         if self.fault == "hang":
@@ -55,6 +57,11 @@ class _Faulty(NullBackend):
         if self.fault == "thread dies":
             raise SystemExit("worker killed")
         raise AssertionError(self.fault)
+
+
+class _MinRaises(np.ndarray):
+    def min(self, *args: object, **kwargs: object) -> np.ndarray:  # type: ignore[override]
+        raise RuntimeError("boom")
 
 
 FAULTS = [  # {n}: the batch size, {less}: one row fewer, {who}: the thread that infers
@@ -69,6 +76,7 @@ FAULTS = [  # {n}: the batch size, {less}: one row fewer, {who}: the thread that
         r"\(10 \+ label offset 0\)$",
     ),
     ("nan", r"^backend null, output 'logits': row {less} of the batch holds NaN or infinity$"),
+    ("values raise", r"^backend null: checking a batch's output failed: RuntimeError: boom$"),
     ("not an array", r"^backend null, output 'logits': returned list, not a numpy array$"),
     ("thread dies", r"^backend null: {who} died: SystemExit: worker killed$"),
     (

@@ -1,8 +1,9 @@
 """The CUDA runner pool's bookkeeping, on CPU, with a fake GPU runner (named as such).
 
 What a bug would break: two threads sharing one runner's pinned buffers at once, a short
-batch making a new runner mid-test instead of padding, a thread-bound runner never given
-back (the next test's worker then waits forever), a staged batch copied twice.
+batch making a new runner mid-test instead of padding, a batch in page-locked memory
+copied on the host anyway (or one in plain memory taken for page-locked), rows of a batch
+out of order.
 """
 
 from __future__ import annotations
@@ -35,15 +36,24 @@ class FakeGpuRunner:
         self.stats = np.zeros(4)
         FakeGpuRunner.made.append(self)
 
+    def run_rows(self, source: np.ndarray, rows: Any) -> np.ndarray:
+        """Rows straight from (fake) page-locked memory: no host copy."""
+        self.direct = getattr(self, "direct", 0) + 1
+        runs = torch_cuda.consecutive_runs(list(rows))
+        batch = np.concatenate([source[first : first + count] for _at, first, count in runs])
+        return self._logits(batch)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
+        self.copies += 1
+        return self._logits(batch)
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
         if not self.busy.acquire(blocking=False):
             self.overlaps += 1
             self.busy.acquire()
         try:
             n = len(batch)
-            if batch.ctypes.data != self.host_in_np.ctypes.data:
-                self.copies += 1
-                self.host_in_np[:n] = batch
+            self.host_in_np[:n] = batch
             time.sleep(0.001)
             self.stats += (1, 0, 0, 0)
             return self.host_in_np[:n].reshape(n, -1).sum(axis=1, keepdims=True)
@@ -55,10 +65,29 @@ class FakeGpuRunner:
 
 
 class _FakeTorch:
+    """torch as the pool uses it; "pinned" memory is plain numpy here."""
+
     class cuda:  # noqa: N801 - mirrors torch.cuda
         @staticmethod
         def synchronize() -> None:
             pass
+
+    class _Tensor:
+        def __init__(self, array: np.ndarray) -> None:
+            self.array = array
+            self.dtype = array.dtype
+
+        def numpy(self) -> np.ndarray:
+            return self.array
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray) -> Any:
+        return array if array.size else cls._Tensor(array)
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...], dtype: Any, pin_memory: bool) -> Any:
+        assert pin_memory
+        return cls._Tensor(np.zeros(shape, dtype))
 
 
 @pytest.fixture()
@@ -104,33 +133,51 @@ def test_short_batch_is_padded_to_a_prepared_size(pool: RunnerPool) -> None:
     assert pool.sizes() == [16]  # no runner of size 5 was made mid-test
 
 
-def test_bound_runner_is_the_threads_staging_buffer_and_comes_back(pool: RunnerPool) -> None:
-    pool.prepare(4, _batch(4, 3), iterations=1)
-    with pool.bound(4) as runner:
-        staged = runner.host_in_np
-        staged[:3] = _batch(3, 4)  # the harness gathers straight into it
-        copies = runner.copies
-        got = pool.run(staged[:3])
-        assert runner.copies == copies  # staged: not copied again
-        assert np.allclose(got[:, 0], staged[:3].reshape(3, -1).sum(axis=1))
-    # given back: two threads can each bind one again without waiting or making more
-    made = len(FakeGpuRunner.made)
-    with pool.bound(4) as first, pool.bound(4) as second:
-        assert first is not second
-    assert len(FakeGpuRunner.made) == made
+def test_pinned_batches_and_rows_go_straight_to_the_gpu(pool: RunnerPool) -> None:
+    pool.prepare(8, _batch(8, 3), iterations=1)
+    runner = FakeGpuRunner.made[0]
+    ram = pool.host_memory((20, *SHAPE), np.float32)
+    assert pool.pinned(ram) and pool.pinned(ram[5:6])
+    ram[:] = _batch(20, 4)
+    copies = sum(r.copies for r in FakeGpuRunner.made)
+    rows = [7, 8, 9, 2, 15, 16, 0, 1]
+    got = pool.run_rows(ram, rows)
+    np.testing.assert_allclose(got[:, 0], ram[rows].reshape(8, -1).sum(axis=1), rtol=1e-5)
+    one = pool.run(ram[5:6])  # a SingleStream sample: a view of page-locked memory
+    np.testing.assert_allclose(one[:, 0], ram[5:6].reshape(1, -1).sum(axis=1), rtol=1e-5)
+    assert sum(r.copies for r in FakeGpuRunner.made) == copies  # nothing copied on the host
+    assert sum(getattr(r, "direct", 0) for r in FakeGpuRunner.made) == 2
+    assert runner in FakeGpuRunner.made
 
 
-def test_binding_more_threads_than_runners_makes_more(pool: RunnerPool) -> None:
-    pool.prepare(2, _batch(2, 5), iterations=1)
-    with pool.bound(2), pool.bound(2), pool.bound(2) as third:
-        assert third in FakeGpuRunner.made
-    assert len(FakeGpuRunner.made) == 3
+def test_plain_memory_is_copied_to_the_pinned_input_first(pool: RunnerPool) -> None:
+    pool.prepare(8, _batch(8, 5), iterations=1)
+    plain = _batch(20, 6)
+    assert not pool.pinned(plain)
+    ram = pool.host_memory((20, *SHAPE), np.float32)
+    assert not pool.pinned(np.concatenate([ram, ram]))  # a copy is plain memory
+    got = pool.run_rows(plain, [3, 1])
+    np.testing.assert_allclose(got[:, 0], plain[[3, 1]].reshape(2, -1).sum(axis=1), rtol=1e-5)
+    assert sum(r.copies for r in FakeGpuRunner.made) == 2 + 1  # warm-up: 1 per runner; then 1
+    del ram  # freed: the pool forgets it and takes nothing for page-locked any more
+
+
+def test_consecutive_runs() -> None:
+    assert torch_cuda.consecutive_runs([]) == []
+    assert torch_cuda.consecutive_runs([4]) == [(0, 4, 1)]
+    assert torch_cuda.consecutive_runs([3, 4, 5, 9, 10, 2, 4]) == [
+        (0, 3, 3),
+        (3, 9, 2),
+        (5, 2, 1),
+        (6, 4, 1),
+    ]
+    assert torch_cuda.consecutive_runs(range(5)) == [(0, 0, 5)]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(("precision", "graphs"), [("fp32", False), ("fp16", True)])
 def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool) -> None:
-    """On a GPU: staged, padded and shared-pool batches all give the CPU model's logits."""
+    """On a GPU: padded, shared-pool and page-locked row batches give the CPU model's logits."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU and a CUDA build of torch")
@@ -158,9 +205,9 @@ def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool
         backend.warmup(batch)
         np.testing.assert_allclose(backend.predict(batch), want, rtol=tol, atol=tol)
         np.testing.assert_allclose(backend.predict(batch[:3]), want[:3], rtol=tol, atol=tol)
-        with backend.staging(8) as staged:
-            assert staged is not None and staged.shape == batch.shape
-            staged[:5] = batch[:5]
-            got = backend.predict(staged[:5])
-        np.testing.assert_allclose(got, want[:5], rtol=tol, atol=tol)
+        ram = backend.host_memory(batch.shape, np.float32)
+        ram[:] = batch
+        rows = np.array([6, 7, 2, 0, 1])
+        np.testing.assert_allclose(backend.predict_rows(ram, rows), want[rows], rtol=tol, atol=tol)
+        np.testing.assert_allclose(backend.predict(ram[4:5]), want[4:5], rtol=tol, atol=tol)
         assert backend.cuda_stats()["batches"] >= 3

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -107,13 +105,21 @@ class Backend(abc.ABC):
         """Runtime statistics since the end of :meth:`warmup` (served backends), recorded."""
         return {}
 
-    @contextlib.contextmanager
-    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
-        """A ``(batch_size, *sample)`` input buffer the calling thread owns until the block
-        ends, for the harness to gather batches into, when the backend's input path is
-        cheaper from its own memory (pinned host memory, say); ``None``: no such buffer."""
-        del batch_size
-        yield None
+    def host_memory(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """Memory for the samples LoadGen asks the harness to hold in RAM: where this
+        backend's device copies from fastest (page-locked for a GPU); plain by default."""
+        return np.empty(shape, dtype)
+
+    @property
+    def gathers_rows(self) -> bool:
+        """Whether :meth:`predict_rows` takes rows to the device itself (else the harness
+        gathers each batch on the host and calls :meth:`predict`)."""
+        return False
+
+    def predict_rows(self, source: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``predict(source[rows])``; a backend with :attr:`gathers_rows` copies the rows
+        of ``source`` (from :meth:`host_memory`) to its device without a host gather."""
+        return self.predict(source[np.asarray(rows, dtype=np.intp)])
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         for _ in range(iterations):

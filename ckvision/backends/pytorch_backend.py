@@ -10,15 +10,16 @@ only) and ``streams`` (CUDA: runners per batch size that may work at once, one p
 harness worker).
 
 On CUDA every batch goes through a :class:`~ckvision.backends.torch_cuda.CudaRunner`:
-pinned host buffers, asynchronous copies on the runner's own stream, the cast to fp16 and
-channels-last on the GPU, and one synchronisation per batch, after the copy back.
+the harness's samples in page-locked memory (:meth:`PyTorchBackend.host_memory`) copied
+straight to the GPU row by row (:meth:`PyTorchBackend.predict_rows`), asynchronous copies
+on the runner's own stream, the cast to fp16 and channels-last on the GPU, and one
+synchronisation per batch, after the copy back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,16 +153,28 @@ class PyTorchBackend(Backend):
             return
         super().warmup(batch, iterations)
 
-    @contextlib.contextmanager
-    def staging(self, batch_size: int) -> Iterator[np.ndarray | None]:
-        """CUDA: a runner bound to this thread; its pinned input is the gather buffer."""
+    def host_memory(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """CUDA: page-locked memory, so batches taken from it need no host copy."""
         if self._model is None:
             self.load()
         if self._pool is None:
-            yield None
-            return
-        with self._pool.bound(batch_size) as runner:
-            yield runner.host_in_np
+            return super().host_memory(shape, dtype)
+        return self._pool.host_memory(shape, dtype)
+
+    @property
+    def gathers_rows(self) -> bool:
+        return self.options.device == "cuda"
+
+    def predict_rows(self, source: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """CUDA: each run of consecutive ``rows`` goes from ``source`` to the GPU directly."""
+        if self._model is None:
+            self.load()
+        if self._pool is None:
+            return super().predict_rows(source, rows)
+        self.check_input(source[:1])
+        if len(rows) == 0 or int(np.min(rows)) < 0 or int(np.max(rows)) >= len(source):
+            raise BackendError(f"backend {self.name}: rows outside the {len(source)} samples")
+        return self._pool.run_rows(source, [int(r) for r in rows])
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:

@@ -2,15 +2,17 @@
 
 A :class:`CudaRunner` serves one batch size on its own stream:
 
-* the batch is copied once into a pinned host buffer, and from there to the GPU
-  asynchronously (``non_blocking``), as float32;
+* samples in page-locked host memory (the harness's RAM copy of the dataset is allocated
+  by :meth:`RunnerPool.host_memory`) go straight to the GPU, asynchronously
+  (``non_blocking``), one copy per run of consecutive rows, with no host copy at all; any
+  other batch is copied once into the runner's pinned input first;
 * the cast to fp16 and to channels-last happens on the GPU, inside the forward pass
   (and inside the CUDA graph when there is one), so no extra host pass is made;
 * the logits come back as float32 into a pinned host buffer, and the stream is
   synchronised once per batch, after that copy.
 
 A :class:`RunnerPool` hands runners to the harness's worker threads: up to ``per_size``
-runners per batch size work at once, each thread takes a free one, so copies of one
+runners per batch size work at once, each call takes a free one, so copies of one
 batch overlap the compute of another. A batch smaller than a size already made is padded
 to it (the padding rows are computed and dropped), so a short last batch never captures
 a graph or benchmarks cuDNN kernels for a new shape in the middle of a test. torch is
@@ -19,10 +21,10 @@ passed in, never imported here, so importing this module needs no torch.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from ckvision.errors import BackendError
 
-__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool"]
+__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool", "consecutive_runs"]
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,26 @@ class CudaRunner:
         self.graph = graph
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits of ``batch`` (at most ``size`` rows), float32, a fresh array."""
+        """Logits of ``batch`` (at most ``size`` rows, any host memory), float32, a fresh
+        array; the batch is copied into the pinned input first."""
         t0 = time.perf_counter()
         n = len(batch)
-        if not (batch.ctypes.data == self.host_in_np.ctypes.data and batch.dtype == np.float32):
-            np.copyto(self.host_in_np[:n], batch, casting="same_kind")  # else: staged here
+        np.copyto(self.host_in_np[:n], batch, casting="same_kind")
+        return self._infer(n, [(0, self.host_in[:n])], t0)
+
+    def run_rows(self, source: Any, rows: Sequence[int]) -> np.ndarray:
+        """Logits of rows ``rows`` of ``source``, a float32 host tensor in page-locked
+        memory: each run of consecutive rows is copied straight to the GPU."""
+        t0 = time.perf_counter()
+        parts = [(at, source[first : first + count]) for at, first, count in consecutive_runs(rows)]
+        return self._infer(len(rows), parts, t0)
+
+    def _infer(self, n: int, parts: list[tuple[int, Any]], t0: float) -> np.ndarray:
         torch = self.torch
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.cuda.stream(self.stream):
-            self.dev_in[:n].copy_(self.host_in[:n], non_blocking=True)
+            for at, part in parts:
+                self.dev_in[at : at + len(part)].copy_(part, non_blocking=True)
             if self.graph is not None:
                 self.graph.replay()
                 out = self.dev_out
@@ -131,7 +144,8 @@ class RunnerPool:
         self._made: dict[int, int] = {}
         self._cond = threading.Condition()
         self._make_lock = threading.Lock()  # one capture at a time
-        self._local = threading.local()  # runners bound to this thread, by size
+        # page-locked host arrays handed out: (address, bytes, the array while it lives)
+        self._pinned: list[tuple[int, int, weakref.ref[np.ndarray]]] = []
 
     def prepare(self, size: int, batch: np.ndarray, iterations: int) -> None:
         """Make every runner of ``size`` now and run ``batch`` through each."""
@@ -145,34 +159,41 @@ class RunnerPool:
             for runner in runners:
                 self._release(runner)
 
-    @contextlib.contextmanager
-    def bound(self, size: int) -> Iterator[CudaRunner]:
-        """A runner of ``size`` for the calling thread alone until the block ends; the
-        thread's batches of at most ``size`` run on it (its pinned input is the thread's
-        gather buffer). A free runner if there is one, else a new one."""
+    def host_memory(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A page-locked host array (numpy view of a pinned tensor): batches taken from it
+        go to the GPU with no host copy (:meth:`run`, :meth:`run_rows`)."""
+        torch = self.torch
+        kind = torch.from_numpy(np.empty(0, dtype)).dtype
+        array: np.ndarray = torch.empty(shape, dtype=kind, pin_memory=True).numpy()
         with self._cond:
-            free = self._free.get(size)
-            runner = free.pop() if free else None
-            if runner is None:
-                self._made[size] = self._made.get(size, 0) + 1
-        if runner is None:
-            runner = self._make(size)
-        self._local.runners = {**getattr(self._local, "runners", {}), size: runner}
-        try:
-            yield runner
-        finally:
-            self._local.runners = {k: r for k, r in self._local.runners.items() if k != size}
-            self._release(runner)
+            self._pinned = [p for p in self._pinned if p[2]() is not None]
+            self._pinned.append((array.ctypes.data, array.nbytes, weakref.ref(array)))
+        return array
+
+    def pinned(self, array: np.ndarray) -> bool:
+        """Whether ``array`` lies inside a live array from :meth:`host_memory`."""
+        start, end = array.ctypes.data, array.ctypes.data + array.nbytes
+        return any(
+            at <= start and end <= at + size and ref() is not None for at, size, ref in self._pinned
+        )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        mine: dict[int, CudaRunner] = getattr(self._local, "runners", {})
-        if mine:
-            fits = [s for s in mine if s >= len(batch)]
-            if fits:
-                return mine[min(fits)].run(batch)
         runner = self._acquire(self._size_for(len(batch)))
         try:
+            if batch.dtype == np.float32 and batch.flags.c_contiguous and self.pinned(batch):
+                return runner.run_rows(self.torch.from_numpy(batch), range(len(batch)))
             return runner.run(batch)
+        finally:
+            self._release(runner)
+
+    def run_rows(self, source: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        """Logits of ``source[rows]``; ``source`` (float32, C order) from :meth:`host_memory`
+        goes straight to the GPU, anything else is gathered on the host first."""
+        if not (source.dtype == np.float32 and source.flags.c_contiguous and self.pinned(source)):
+            return self.run(source[np.asarray(rows, dtype=np.intp)])
+        runner = self._acquire(self._size_for(len(rows)))
+        try:
+            return runner.run_rows(self.torch.from_numpy(source), rows)
         finally:
             self._release(runner)
 
@@ -238,3 +259,17 @@ class RunnerPool:
         self.torch.cuda.synchronize()
         for runner in runners:
             runner.close()
+
+
+def consecutive_runs(rows: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(position in the batch, first row, count)`` for each run of consecutive ``rows``."""
+    runs: list[tuple[int, int, int]] = []
+    at = 0
+    for row in rows:
+        if runs and runs[-1][1] + runs[-1][2] == row:
+            position, first, count = runs[-1]
+            runs[-1] = (position, first, count + 1)
+        else:
+            runs.append((at, int(row), 1))
+        at += 1
+    return runs

@@ -93,36 +93,44 @@ class Ledger:
         self,
         ids: Sequence[int],
         classes: np.ndarray,
-        top5: np.ndarray | None,
         stamps: tuple[int, int, int] | None = None,
-    ) -> None:
-        """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout).
+    ) -> list[int]:
+        """Complete ``ids`` with their top-1 ``classes`` (float32, MLPerf's layout); returns
+        the positions in ``ids`` of the samples completed here (not aborted meanwhile).
 
         ``stamps``: ``time.monotonic_ns()`` when the batch was taken from the queue, formed
         and inferred; they feed :meth:`breakdown`.
         """
         with self._lock:
             issued = [self._outstanding.pop(i, None) for i in ids]
-        kept = [(j, entry) for j, entry in enumerate(issued) if entry is not None]
-        if not kept:
-            return
-        keep = [j for j, _entry in kept]
+        kept = [(j, entry[1]) for j, entry in enumerate(issued) if entry is not None]
+        keep = [j for j, _t in kept]
+        if not keep:
+            return keep
         if len(keep) == len(ids):  # the usual case: nothing was aborted meanwhile
             response = np.ascontiguousarray(classes, dtype=np.float32)
         else:
             response = np.ascontiguousarray(classes[keep], dtype=np.float32)
-            top5 = None if top5 is None else top5[keep]
-        if top5 is not None and len(self.top5):
-            self.top5[[entry[0] for _j, entry in kept], : top5.shape[1]] = top5
         base, step = response.ctypes.data, response.strides[0]
         lg.QuerySamplesComplete(
             [lg.QuerySampleResponse(ids[j], base + n * step, step) for n, j in enumerate(keep)]
         )
-        issued_ns = [entry[1] for _j, entry in kept]
         now = time.monotonic_ns()
+        issued_ns = [t for _j, t in kept]
         if stamps is not None:
             self._stage(issued_ns, stamps, now)
         self._count(issued_ns, ok=True, now=now)
+        return keep
+
+    @property
+    def keeps_top5(self) -> bool:
+        """Whether :meth:`keep_top5` records anything (accuracy runs)."""
+        return len(self.top5) > 0
+
+    def keep_top5(self, indices: Sequence[int], top5: np.ndarray) -> None:
+        """Record the top-5 classes of QSL samples ``indices`` (our own accuracy record)."""
+        if len(self.top5) and len(indices):
+            self.top5[np.asarray(indices, dtype=np.intp), : top5.shape[1]] = top5
 
     def _stage(self, issued_ns: list[int], stamps: tuple[int, int, int], now: int) -> None:
         taken, formed, inferred = stamps

@@ -1,14 +1,16 @@
 """The query sample library: which samples exist, and the ones LoadGen asked to hold in RAM.
 
 LoadGen names samples by index. :meth:`SampleLibrary.load` copies the requested rows
-out of the memory-mapped dataset into one contiguous in-RAM array and records where
-each index landed, so the hot path (:meth:`SampleLibrary.gather`) is one numpy
-fancy-index from RAM, never a read from disk.
+out of the memory-mapped dataset into one contiguous in-RAM array (allocated by the
+backend's ``host_memory``: page-locked for a GPU) and records where each index landed,
+so the hot path (:meth:`SampleLibrary.gather`, or the backend's own row copies to its
+device) only reads RAM, never disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +22,19 @@ __all__ = ["SampleLibrary", "DEFAULT_BUFFER"]
 
 DEFAULT_BUFFER = 1024  # performance sample count when CK_LOADGEN_BUFFER_SIZE is unset
 _ROW_COPY_BYTES = 64 * 1024  # samples at least this big are gathered row by row
+_LOAD_CHUNK = 256  # samples read from the dataset at a time by load()
 
 
 class SampleLibrary:
     """Samples ``images[:size]`` with their ImageNet ``labels``, for one LoadGen run."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, config: RunConfig) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        config: RunConfig,
+        allocate: Callable[[tuple[int, ...], Any], np.ndarray] = np.empty,
+    ) -> None:
         if len(images) != len(labels):
             raise DataError(f"{len(images)} images but {len(labels)} labels")
         available = len(images)
@@ -46,19 +55,34 @@ class SampleLibrary:
         self.sample_shape: tuple[int, ...] = tuple(images.shape[1:])
         self.dtype = images.dtype
         self._row_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
+        self._allocate = allocate
         self._ram: np.ndarray = np.empty((0, *self.sample_shape), dtype=self.dtype)
         self._row = np.full(size, -1, dtype=np.intp)
 
     @classmethod
-    def from_dataset(cls, dataset: PreprocessedDataset, config: RunConfig) -> SampleLibrary:
-        return cls(dataset.images, dataset.labels, config)
+    def from_dataset(
+        cls,
+        dataset: PreprocessedDataset,
+        config: RunConfig,
+        allocate: Callable[[tuple[int, ...], Any], np.ndarray] = np.empty,
+    ) -> SampleLibrary:
+        return cls(dataset.images, dataset.labels, config, allocate)
+
+    @property
+    def ram(self) -> np.ndarray:
+        """The loaded samples, in the order :meth:`rows` gives."""
+        return self._ram
 
     # -- LoadGen callbacks -------------------------------------------------------------
     def load(self, indices: Sequence[int]) -> None:
         """Copy the samples LoadGen will issue into one contiguous RAM array."""
         wanted = np.unique(np.asarray(indices, dtype=np.intp))
         self._row.fill(-1)
-        self._ram = np.ascontiguousarray(self.images[wanted])
+        self._ram = np.empty((0, *self.sample_shape), dtype=self.dtype)  # the old one goes
+        ram = self._allocate((len(wanted), *self.sample_shape), self.dtype)
+        for start in range(0, len(wanted), _LOAD_CHUNK):  # bounded temporary memory
+            ram[start : start + _LOAD_CHUNK] = self.images[wanted[start : start + _LOAD_CHUNK]]
+        self._ram = ram
         self._row[wanted] = np.arange(len(wanted), dtype=np.intp)
 
     def unload(self, indices: Sequence[int]) -> None:

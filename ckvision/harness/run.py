@@ -127,8 +127,8 @@ def run_benchmark(
     output_dir.mkdir(parents=True, exist_ok=True)
     for note in config.inapplicable():
         log(note)
-    qsl = SampleLibrary.from_dataset(dataset, config)
     backend.load()
+    qsl = SampleLibrary.from_dataset(dataset, config, backend.host_memory)
     _check_fit(config, backend, dataset, qsl)
     backend.warmup(qsl.first_batch(config.batch_size))
     user_conf = write_user_conf(config, model_name, output_dir / USER_CONF)

@@ -15,9 +15,11 @@ exception (see :mod:`ckvision.harness.run`).
 
 A batch that raises, or returns something the output contract rejects, is completed
 empty through the ledger and counted; a contract violation or a dying worker aborts the
-run (the ledger completes everything outstanding at once). A sample's response is its
-top-1 ImageNet class as float32, the layout of MLPerf's reference (so
-``tools/accuracy-imagenet.py`` scores our log with its default options); the top-5 are
+run (the ledger completes everything outstanding at once). The response goes to LoadGen
+as soon as the output's shape is checked and its top-1 known; the values are checked
+right after, on every batch (a bad one fails the run: see :mod:`ckvision.harness.outputs`).
+A sample's response is its top-1 ImageNet class as float32, the layout of MLPerf's
+reference (so ``tools/accuracy-imagenet.py`` scores our log with its default options); the top-5 are
 kept in ``ledger.top5`` for our own record.
 """
 
@@ -35,7 +37,7 @@ import numpy as np
 from ckvision.backends.base import Backend
 from ckvision.config import RunConfig, Scenario
 from ckvision.harness.ledger import Ledger
-from ckvision.harness.outputs import OutputContractError, decode, top_k
+from ckvision.harness.outputs import TOP_K, OutputContractError, check_values, top1, top_k
 from ckvision.harness.qsl import SampleLibrary
 
 __all__ = ["SUT", "BatchQueue", "ImmediateQueue", "make_sut", "top_k"]
@@ -162,6 +164,7 @@ class SUT:
             BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue()
         )
         self.inline = config.scenario is Scenario.SINGLE_STREAM
+        self.direct = backend.gathers_rows  # rows go to the device without a host gather
         self._threads = (
             []
             if self.inline
@@ -212,13 +215,11 @@ class SUT:
 
     def _work(self) -> None:
         shape = (self.batch_size, *self.qsl.sample_shape)
+        host_gather = self.batch_size > 1 and not self.direct
+        buffer = np.empty(shape, self.qsl.dtype) if host_gather else None
         try:
-            with self.backend.staging(self.batch_size) as staged:  # e.g. pinned: one copy less
-                buffer = staged
-                if buffer is None or buffer.shape != shape or buffer.dtype != self.qsl.dtype:
-                    buffer = np.empty(shape, self.qsl.dtype) if self.batch_size > 1 else None
-                while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
-                    self._run(samples, buffer)
+            while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
+                self._run(samples, buffer)
         except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
             self.ledger.abort(
                 f"backend {self.backend.name}: worker {threading.current_thread().name} "
@@ -230,20 +231,28 @@ class SUT:
         if self.ledger.aborted:
             self.ledger.fail(ids, "aborted")
             return
+        backend = self.backend
         try:
             taken = time.monotonic_ns()
+            rows = None
             if len(samples) == 1:
                 batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
+            elif self.direct:  # the backend takes the rows to its device itself
+                rows = self.qsl.rows([s.index for s in samples])
             else:
                 batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
             formed = time.monotonic_ns()
             call = self.ledger.begin(len(ids))
             try:
-                out = self.backend.predict(batch)
+                out = (
+                    backend.predict(batch)
+                    if rows is None
+                    else backend.predict_rows(self.qsl.ram, rows)
+                )
             finally:
                 self.ledger.end(call)
             inferred = time.monotonic_ns()
-            classes, top5 = decode(out, len(ids), self.backend.contract, self.backend.name)
+            classes = top1(out, len(ids), backend.contract, backend.name)
         except OutputContractError as err:
             self.ledger.fail(ids, err)
             self.ledger.abort(str(err))
@@ -254,7 +263,28 @@ class SUT:
         except BaseException as err:
             self.ledger.fail(ids, err)
             raise
-        self.ledger.complete(ids, classes, top5, (taken, formed, inferred))
+        kept = self.ledger.complete(ids, classes, (taken, formed, inferred))
+        # LoadGen has its responses; the rest of the checks still run on every batch, and
+        # anything they find fails the whole run (its results never stand).
+        try:
+            check_values(out, backend.contract, backend.name)
+            if self.ledger.keeps_top5 and kept:
+                offset = backend.contract.label_offset
+                top = (
+                    classes[kept].astype(np.int32)[:, None]
+                    if backend.contract.output_kind == "argmax"
+                    else top_k(out[kept], TOP_K, offset)
+                )
+                self.ledger.keep_top5([samples[j].index for j in kept], top)
+        except Exception as err:  # noqa: BLE001 - after completion only an abort can report it
+            self.ledger.abort(
+                str(err)
+                if isinstance(err, OutputContractError)
+                else (
+                    f"backend {backend.name}: checking a batch's output failed: "
+                    f"{type(err).__name__}: {err}"
+                )
+            )
 
 
 def make_sut(config: RunConfig, backend: Backend, qsl: SampleLibrary, ledger: Ledger) -> SUT:

@@ -1,0 +1,132 @@
+"""The harness keeps LoadGen's samples in the backend's own host memory, and a backend that
+takes rows to its device itself gets rows, never a batch gathered on the host.
+
+A CPU backend (the tiny model in numpy) hands out its memory and gathers rows itself, the
+way the pytorch backend on CUDA hands out page-locked memory and copies rows straight to
+the GPU. What a bug would break: accuracy (a row read from the wrong place), the copy the
+design exists to avoid (a host gather before every batch), the RAM held in plain memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SAMPLES, tiny_logits
+
+from ckvision.backends.base import Backend, BackendOptions, Capabilities
+from ckvision.config import Mode, RunConfig, Scenario
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.harness import run_benchmark
+from ckvision.models.contract import ModelContract
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class RowsBackend(Backend):
+    name = "rows-test"
+
+    def __init__(self, contract: ModelContract, gathers: bool = True) -> None:
+        super().__init__(Path("tiny.numpy"), contract, BackendOptions())
+        self.gathers = gathers
+        self.lock = threading.Lock()
+        self.handed: list[np.ndarray] = []
+        self.row_batches = 0
+        self.host_batches = 0  # predict() of more than one sample outside our memory
+
+    def load(self) -> None:
+        pass
+
+    def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
+        pass  # counted from the test on
+
+    def close(self) -> None:
+        pass
+
+    def version(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(device="cpu", max_batch=0)
+
+    def host_memory(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        array = np.full(shape, np.nan, dtype)  # anything not loaded into it shows up as NaN
+        with self.lock:
+            self.handed.append(array)
+        return array
+
+    @property
+    def gathers_rows(self) -> bool:
+        return self.gathers
+
+    def predict_rows(self, source: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        assert any(source is mine for mine in self.handed), "rows of memory we never gave"
+        with self.lock:
+            self.row_batches += 1
+        return tiny_logits(source[rows])
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > 1 and not any(np.shares_memory(batch, m) for m in self.handed):
+            with self.lock:
+                self.host_batches += 1
+        return tiny_logits(np.asarray(batch))
+
+
+@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.SERVER, Scenario.SINGLE_STREAM])
+def test_rows_go_to_the_backend_from_its_own_memory(
+    scenario: Scenario,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
+) -> None:
+    backend = RowsBackend(tiny_contract)
+    config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=8, workers=2)
+    result = run_benchmark(
+        config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
+    )
+    assert result.accuracy is not None
+    assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)
+    assert backend.handed, "LoadGen's samples were not loaded into the backend's memory"
+    assert backend.host_batches == 0  # no batch was gathered on the host
+    if scenario is Scenario.SINGLE_STREAM:
+        assert backend.row_batches == 0  # one sample: a view of that memory, no rows call
+    else:
+        assert backend.row_batches > 0
+
+
+def test_a_backend_that_does_not_gather_gets_host_batches(
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., RunConfig],
+    tmp_path: Path,
+) -> None:
+    backend = RowsBackend(tiny_contract, gathers=False)
+    config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=8)
+    result = run_benchmark(
+        config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
+    )
+    assert result.accuracy is not None and result.accuracy["good"] == 30
+    assert backend.row_batches == 0 and backend.host_batches > 0
+
+
+def test_default_backend_memory_and_rows(tiny_contract: ModelContract) -> None:
+    class Plain(RowsBackend):
+        host_memory = Backend.host_memory
+        gathers_rows = Backend.gathers_rows
+        predict_rows = Backend.predict_rows
+
+    plain = Plain(tiny_contract)
+    memory = plain.host_memory((4, 3, 2, 2), np.float32)
+    assert memory.shape == (4, 3, 2, 2) and memory.dtype == np.float32
+    assert plain.gathers_rows is False
+    source = np.random.default_rng(0).standard_normal((5, *tiny_contract.input_shape(1)[1:]))
+    source = source.astype(np.float32)
+    np.testing.assert_array_equal(
+        plain.predict_rows(source, np.array([3, 0, 3])), tiny_logits(source[[3, 0, 3]])
+    )
