@@ -60,10 +60,13 @@ EXPECTED_QPS_MARGIN = 1.5
 RUNNERS = 4  # CUDA runners per batch size (one per worker, each with its own stream)
 
 
-def workers_for(batch: int) -> int:
-    """Offline workers on a GPU: 2 for small batches (per-batch Python work dominates; more
-    threads only queue for the GIL), 4 from batch 8 (gathering a batch into pinned memory
-    runs at a few GB/s per thread, so several gather while the GPU computes)."""
+def workers_for(batch: int, mode: str) -> int:
+    """Offline workers on a GPU: 1 in eager mode (hundreds of op calls per batch, each
+    giving the GIL up and taking it back: with two threads they convoy, 5-10x slower on
+    the H200 host); else 2 for small batches (per-batch Python work dominates), 4 from
+    batch 8 (the copies of one batch overlap the compute of another)."""
+    if mode == "eager":
+        return 1
     return 2 if batch < 8 else 4
 
 
@@ -430,7 +433,7 @@ class Sweep:
     ) -> None:
         times = raw.timed(self.args.raw_seconds, 5)
         raw_qps = batch * len(times) / sum(times)
-        workers = workers_for(batch)
+        workers = workers_for(batch, tags[2])
         config = RunConfig(
             scenario=Scenario.OFFLINE,
             batch_size=batch,

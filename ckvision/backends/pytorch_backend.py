@@ -10,8 +10,8 @@ only) and ``streams`` (CUDA: runners per batch size that may work at once, one p
 harness worker).
 
 On CUDA every batch goes through a :class:`~ckvision.backends.torch_cuda.CudaRunner`:
-the harness's samples in page-locked memory (:meth:`PyTorchBackend.host_memory`) copied
-straight to the GPU row by row (:meth:`PyTorchBackend.predict_rows`), asynchronous copies
+the harness's samples in page-locked memory (:meth:`PyTorchBackend.host_memory`),
+gathered by torch in C++ (:meth:`PyTorchBackend.predict_rows`), asynchronous copies
 on the runner's own stream, the cast to fp16 and channels-last on the GPU, and one
 synchronisation per batch, after the copy back.
 """
@@ -174,7 +174,7 @@ class PyTorchBackend(Backend):
         self.check_input(source[:1])
         if len(rows) == 0 or int(np.min(rows)) < 0 or int(np.max(rows)) >= len(source):
             raise BackendError(f"backend {self.name}: rows outside the {len(source)} samples")
-        return self._pool.run_rows(source, [int(r) for r in rows])
+        return self._pool.run_rows(source, np.asarray(rows, dtype=np.int64))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self._model is None:
