@@ -4,7 +4,8 @@
     session x 1 thread, batch 1..32), best kept; measured before and after ours, averaged;
 (b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a);
 (c) ours, Offline with (a)'s layout forced                               (for information);
-(d) raw batch-1 latency p90 vs our default SingleStream p90              target <= 1.03x;
+(d) raw batch-1 latency p90 vs our default SingleStream p90, in 3 alternating rounds,
+    median of the rounds' ratios                                       target <= 1.03x;
 (e) null backend through our Offline SUT (3x16x16 samples)               target >= 100k/s.
 
 On a shared machine every figure is noise; run it on a quiet one:
@@ -39,6 +40,7 @@ from ckvision.tuning.probe import (
 )
 
 TARGET_DEFAULT, TARGET_P90, TARGET_NULL = 0.97, 1.03, 100_000.0
+P90_ROUNDS = 3  # raw and ours SingleStream measured in turns
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +75,16 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE, (best, raw_before)
     )
     raw_best = (raw_before + _raw(args.model, contract, data, best, args.seconds)) / 2
-    raw_p90 = _raw_p90(args.model, contract, data, args.seconds)
-    ours_p90 = _ours(args.model, contract, data, tmp, args.seconds, Scenario.SINGLE_STREAM, None)
+    # p90s drift with the machine (a shared VM's raw p90 moved 25% within a minute), so the
+    # two are measured in turns, and the ratio is the median of each round's ratio
+    rounds = []
+    for _round in range(P90_ROUNDS):
+        raw_p90 = _raw_p90(args.model, contract, data, args.seconds / P90_ROUNDS)
+        ours_p90 = _ours(
+            args.model, contract, data, tmp, args.seconds / P90_ROUNDS, Scenario.SINGLE_STREAM, None
+        )
+        rounds.append((raw_p90, ours_p90[0]))
+    p90_ratio = float(np.median([ours / raw for raw, ours in rounds]))
     null = _null(tmp, contract.num_classes)
     print(f"model {args.model}, {usable_cores()} cores, {args.seconds:g} s per run")
     for lay, rate in sorted(raw.items(), key=lambda kv: -kv[1]):
@@ -82,15 +92,16 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     print(f"  raw ORT best ({best.describe()}), before/after mean {raw_best:10.1f} samples/s")
     print(f"  ours default Offline ({default[1]})  {default[0]:10.1f} samples/s")
     print(f"  ours Offline, raw best layout forced     {forced[0]:10.1f} samples/s")
-    print(
-        f"  raw batch-1 latency p90 {raw_p90 / 1e6:.3f} ms, "
-        f"ours default SingleStream p90 {ours_p90[0] / 1e6:.3f} ms"
-    )
+    for n, (raw_p90, ours_p90_ns) in enumerate(rounds, 1):
+        print(
+            f"  round {n}: raw batch-1 latency p90 {raw_p90 / 1e6:.3f} ms, "
+            f"ours default SingleStream p90 {ours_p90_ns / 1e6:.3f} ms"
+        )
     print(f"  null backend Offline                     {null:10.0f} samples/s\n")
     checks = [
         ("(b) ours default Offline / raw best", default[0] / raw_best, TARGET_DEFAULT, True),
         ("(c) ours forced layout / raw best", forced[0] / raw_best, 0.0, True),
-        ("(d) ours SingleStream p90 / raw p90", ours_p90[0] / raw_p90, TARGET_P90, False),
+        ("(d) ours SingleStream p90 / raw p90 (median)", p90_ratio, TARGET_P90, False),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
     ]
     misses = 0

@@ -99,6 +99,14 @@ def test_peak_near_edge_must_pass_twice() -> None:
     assert calls.count(950.0) == 2 and peak.target_qps < 950.0
 
 
+def test_a_trial_loadgen_calls_invalid_does_not_pass() -> None:
+    within = Trial("exponential", 10.0, 100.0, 100.0, 5.0, 2.0, "VALID")
+    assert within.passed
+    invalid = Trial("exponential", 10.0, 100.0, 100.0, 5.0, 2.0, "INVALID")
+    assert not invalid.passed and invalid.line().endswith("fail (LoadGen: INVALID)")
+    assert Trial("linear", 10.0, 100.0, 100.0, 5.0, 2.0, None).passed  # no LoadGen verdict
+
+
 def test_unreachable_bound_gives_minus_one() -> None:
     measure, _ = _system(capacity=1000.0, bound=0.5)  # p99 >= 1 ms at any rate
     peak: PeakResult = search_peak(measure, 100.0, max_trials=20, log=lambda _: None)

@@ -162,6 +162,19 @@ def test_plain_memory_is_copied_to_the_pinned_input_first(pool: RunnerPool) -> N
     del ram  # freed: the pool forgets it and takes nothing for page-locked any more
 
 
+def test_gather_rows_into_an_inference_tensor_with_real_torch() -> None:
+    """The runner's pinned input is made under inference_mode; the gather must work on it
+    from a worker thread outside inference_mode (on CPU tensors here: same rule)."""
+    torch = pytest.importorskip("torch")
+    with torch.inference_mode():
+        out = torch.zeros((4, *SHAPE))
+    source = torch.from_numpy(_batch(10, 7))
+    rows = np.array([9, 0, 4, 4], dtype=np.int64)
+    got = torch_cuda.gather_rows(torch, source, rows, out[:4])
+    np.testing.assert_array_equal(got.numpy(), source.numpy()[rows])
+    assert got.data_ptr() == out.data_ptr()  # into the buffer given, no new allocation
+
+
 def test_consecutive_runs() -> None:
     assert torch_cuda.consecutive_runs([]) == []
     assert torch_cuda.consecutive_runs([4]) == [(0, 4, 1)]

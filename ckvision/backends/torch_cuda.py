@@ -33,7 +33,7 @@ import numpy as np
 
 from ckvision.errors import BackendError
 
-__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool", "consecutive_runs"]
+__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool", "consecutive_runs", "gather_rows"]
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,7 @@ class CudaRunner:
         if int(index_np[-1]) - first == n - 1 and (n < 3 or bool(np.all(np.diff(index_np) == 1))):
             part = source[first : first + n]
         else:
-            index = self.torch.from_numpy(index_np)
-            part = self.host_in[:n]
-            self.torch.index_select(source, 0, index, out=part)
+            part = gather_rows(self.torch, source, index_np, self.host_in[:n])
         return self._infer(n, [(0, part)], t0)
 
     def _infer(self, n: int, parts: list[tuple[int, Any]], t0: float) -> np.ndarray:
@@ -271,6 +269,15 @@ class RunnerPool:
         self.torch.cuda.synchronize()
         for runner in runners:
             runner.close()
+
+
+def gather_rows(torch: Any, source: Any, rows: np.ndarray, out: Any) -> Any:
+    """``out[:] = source[rows]`` by one ``index_select`` in C++ (torch's CPU threads, no
+    GIL). Under ``inference_mode``: the runner's buffers are inference tensors, which
+    torch refuses to update outside it (what the first H200 run of this path hit)."""
+    with torch.inference_mode():
+        torch.index_select(source, 0, torch.from_numpy(rows), out=out)
+    return out
 
 
 def consecutive_runs(rows: Sequence[int]) -> list[tuple[int, int, int]]:
