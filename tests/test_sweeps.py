@@ -13,7 +13,7 @@ from ckvision.errors import ConfigError
 from ckvision.models.contract import ModelContract
 from ckvision.sweeps import CkPointRunner, Point, parse_bounds, parse_range, search_peak
 from ckvision.sweeps.arrivals import run_equal_spaced
-from ckvision.sweeps.peak import PeakResult, Trial
+from ckvision.sweeps.peak import PeakResult, Trial, failed_checks
 
 
 @pytest.mark.parametrize(
@@ -104,6 +104,10 @@ def test_a_trial_loadgen_calls_invalid_does_not_pass() -> None:
     assert within.passed
     invalid = Trial("exponential", 10.0, 100.0, 100.0, 5.0, 2.0, "INVALID")
     assert not invalid.passed and invalid.line().endswith("fail (LoadGen: INVALID)")
+    why = failed_checks({"early_stopping_satisfied": False, "min_duration_satisfied": True})
+    assert why.startswith("early stopping") and "duration" not in why
+    told = Trial("exponential", 10.0, 100.0, 100.0, 5.0, 2.0, "INVALID", invalid_because=why)
+    assert told.line().endswith(f"fail (LoadGen: INVALID: {why})")
     assert Trial("linear", 10.0, 100.0, 100.0, 5.0, 2.0, None).passed  # no LoadGen verdict
 
 

@@ -195,7 +195,7 @@ def test_peak_search_writes_reference_results(ck_env: dict[str, str], tmp_path: 
         "--duration-s",
         "0.4",
         "--start-qps",
-        "50",
+        "2000",  # 800 queries a trial: LoadGen's early stopping needs about 460 at p99
         "--out-dir",
         str(tmp_path),
         *SHORT,

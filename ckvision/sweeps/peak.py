@@ -36,6 +36,7 @@ class Trial:
     validity: str | None = None
     entry: str | None = None
     tiles_ms: dict[str, float] = field(default_factory=dict)
+    invalid_because: str = ""  # LoadGen's checks that failed, when it says INVALID
 
     @property
     def passed(self) -> bool:
@@ -55,7 +56,11 @@ class Trial:
             f"qps={self.qps:.2f}, mean={self.mean_ms / 1000:.6f}, "
             f"p99={self.p99_ms / 1000:.6f}, tiles_ms={tiles} "
             f"{'pass' if self.passed else 'fail'}"
-            + (" (LoadGen: INVALID)" if self.validity == "INVALID" else "")
+            + (
+                f" (LoadGen: INVALID{': ' + self.invalid_because if self.invalid_because else ''})"
+                if self.validity == "INVALID"
+                else ""
+            )
         )
 
 
@@ -156,6 +161,20 @@ def search_peak(
     if best is None:
         return PeakResult(first.arrival, first.bound_ms, -1, -1, None, trials)
     return PeakResult(first.arrival, first.bound_ms, best.qps, best.target_qps, best.p99_ms, trials)
+
+
+# LoadGen's checks behind a Server verdict, as named in the parsed summary
+LOADGEN_CHECKS = (
+    ("min_duration_satisfied", "minimum duration"),
+    ("min_queries_satisfied", "minimum query count"),
+    ("early_stopping_satisfied", "early stopping (too few queries for a p99 it can vouch for)"),
+    ("performance_constraints_satisfied", "latency constraint"),
+)
+
+
+def failed_checks(summary: dict[str, Any]) -> str:
+    """The LoadGen checks ``summary`` says failed, in words ("" if none is known)."""
+    return ", ".join(words for key, words in LOADGEN_CHECKS if summary.get(key) is False)
 
 
 def trial_record(trial: Trial) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from ckvision.ck.tool import CkCommandError
 from ckvision.errors import RunError
 from ckvision.fsutil import atomic_write_json
-from ckvision.sweeps.peak import PeakResult, Trial, search_peak, trial_record
+from ckvision.sweeps.peak import PeakResult, Trial, failed_checks, search_peak, trial_record
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult
 
 __all__ = ["run_peak_search", "ACCURACY_IMAGES", "ARRIVALS", "RESULTS_FILE"]
@@ -84,6 +84,7 @@ def _poisson_measure(
             lg.get("result_validity"),
             point.entry,
             tiles,
+            failed_checks(lg),
         )
 
     return measure
