@@ -29,6 +29,7 @@ def test_argmax_decodes_to_classes_minus_the_offset(shape: tuple[int, ...]) -> N
     out = np.array([4, 0, 2], np.int64).reshape(shape)
     classes, top = decode(out, 3, ARGMAX, "b")
     assert classes.tolist() == [3.0, -1.0, 1.0] and top.tolist() == [[3], [-1], [1]]
+    assert classes.dtype == np.float32 and top.dtype == np.int32  # MLPerf's / our layouts
 
 
 BAD = [
@@ -104,6 +105,8 @@ def test_top_k_is_ordered_and_offset() -> None:
     assert top_k(scores).tolist() == [[1, 3, 6, 2, 5]]
     assert top_k(scores, 2, offset=1).tolist() == [[0, 2]]
     assert top_k(scores[:, :3]).tolist() == [[1, 2, 0]]
+    rows = np.array([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]], np.float32)
+    assert top_k(rows, 1).tolist() == [[1], [0]]  # per row, not over the whole batch
 
 
 def test_the_watchdog_sees_only_calls_over_the_bound() -> None:
