@@ -42,7 +42,8 @@ __all__ = [
     "LATENCY_FACTOR",
 ]
 
-PROBE_BUDGET_S = 3.0  # half across the candidate layouts, half re-measuring the best two
+PROBE_BUDGET_S = 4.0  # half across the candidate layouts, half re-measuring the best two
+FINAL_ROUNDS = 3  # the two best layouts are re-measured in this many alternating rounds
 OFFLINE_QPS_FACTOR = 1.3  # expected QPS above the probe: the run lasts >= min duration
 SERVER_QPS_FACTOR = 0.5  # target QPS well under the probe's ceiling: latency bound holds
 LATENCY_FACTOR = 0.5  # expected latency under the probe: LoadGen generates enough queries
@@ -156,10 +157,19 @@ def _tune_layout(
     for lay in todo:
         rate = measure_layout(backend(lay.threads), sample, lay, budget_s / 2 / len(todo))
         measured[_lkey(lay)] = round(rate.samples_per_s, 2)
-    if len(todo) > 1:  # noise only slows a layout down: re-measure the two best, keep the max
-        for lay in sorted(todo, key=lambda lay: -measured[_lkey(lay)])[:2]:
-            rate = measure_layout(backend(lay.threads), sample, lay, budget_s / 4)
-            measured[_lkey(lay)] = round(max(measured[_lkey(lay)], rate.samples_per_s), 2)
+    if len(todo) > 1:
+        # A quiet moment on a shared machine flatters whichever layout it falls on (seen:
+        # a layout 20% slower than the best won a one-shot probe). The two best are
+        # measured again in turns, A B A B A B, and each keeps the median of its rounds.
+        finalists = sorted(todo, key=lambda lay: -measured[_lkey(lay)])[:2]
+        rounds: dict[str, list[float]] = {_lkey(lay): [] for lay in finalists}
+        share = budget_s / 2 / (FINAL_ROUNDS * len(finalists))
+        for _round in range(FINAL_ROUNDS):
+            for lay in finalists:
+                rate = measure_layout(backend(lay.threads), sample, lay, share)
+                rounds[_lkey(lay)].append(rate.samples_per_s)
+        for key, rates in rounds.items():
+            measured[key] = round(float(np.median(rates)), 2)
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
     best = max(results, key=lambda m: m.samples_per_s)
     cost_key = f"harness_cost.b{best.layout.batch}"
