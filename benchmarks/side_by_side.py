@@ -1,16 +1,19 @@
 """Our default runs vs raw ONNX Runtime at ITS best layout, side by side, in one run.
 
 (a) raw ORT: every layout searched (1 session x N threads .. N parallel runs on one
-    session x 1 thread, batch 1..32), best kept; measured before and after ours, averaged;
+    session x 1 thread, batch 1..32), the best kept;
 (b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a);
 (c) ours, Offline with (a)'s layout forced                               (for information);
-(d) raw batch-1 latency p90 vs our default SingleStream p90, in 3 alternating rounds,
-    median of the rounds' ratios                                       target <= 1.03x;
+(d) raw batch-1 latency p90 vs our default SingleStream p90             target <= 1.03x;
 (d') our SingleStream p90 / p90 of the backend calls inside that same run (immune to
     the machine's drift between runs)                                  (for information);
 (e) null backend through our Offline SUT (3x16x16 samples)               target >= 100k/s.
 
-On a shared machine every figure is noise; run it on a quiet one:
+Raw and ours read the same random images from RAM (raw walks them in consecutive
+batches, the way a loop over a dataset does; ours gets LoadGen's sample order). A shared
+VM's speed drifts by tens of percent within minutes, so (b)-(d) are measured in rounds,
+raw and ours in turns (the order reversed every other round), and each ratio is the
+median of its rounds' ratios. Run it on a quiet machine all the same:
 
     python benchmarks/side_by_side.py --model build/efficientnet-lite0.onnx --seconds 10
 """
@@ -22,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,19 +46,31 @@ from ckvision.tuning.probe import (
 )
 
 TARGET_DEFAULT, TARGET_P90, TARGET_NULL = 0.97, 1.03, 100_000.0
-P90_ROUNDS = 3  # raw and ours SingleStream measured in turns
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an ONNX classifier")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each Offline measurement"
+    )
     parser.add_argument(
         "--layout-seconds", type=float, default=1.0, help="length of each raw layout measurement"
     )
     parser.add_argument("--batches", default="1,2,4,8,16,32", help="raw batch sizes")
     parser.add_argument("--samples", type=int, default=256, help="random samples")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="Offline rounds (raw, default, forced in turns)"
+    )
+    parser.add_argument(
+        "--latency-rounds", type=int, default=10, help="SingleStream rounds (raw, ours in turns)"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=2.0, help="length of each SingleStream run"
+    )
     args = parser.parse_args(argv)
+    if min(args.rounds, args.latency_rounds) < 1 or min(args.seconds, args.latency_seconds) <= 0:
+        parser.error("rounds must be >= 1 and seconds > 0")
     try:
         with tempfile.TemporaryDirectory(prefix="ckvision-side-by-side-") as tmp:
             os.environ["CK_TUNING_CACHE"] = str(Path(tmp) / "tuning.json")  # a fresh probe
@@ -64,52 +80,100 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+Figure = tuple[float, str, float]  # (value, how the layout was chosen, backend calls' p90)
+
+
+def _in_turns(round_: int, steps: list[Callable[[], Figure]]) -> list[Figure]:
+    """Run ``steps`` in order (reversed in odd rounds: linear drift cancels); results in
+    the order given."""
+    order = list(range(len(steps)))
+    if round_ % 2:
+        order.reverse()
+    results: dict[int, Figure] = {}
+    for i in order:
+        results[i] = steps[i]()
+    return [results[i] for i in range(len(steps))]
+
+
 def _measure(args: argparse.Namespace, tmp: Path) -> int:
     contract = contract_of(args.model)
     data = _random_dataset(tmp / "data", contract, args.samples)
+    images = np.ascontiguousarray(data.images)  # raw reads RAM, as our QSL does
     batches = tuple(int(b) for b in args.batches.split(","))
     layouts = candidate_layouts(usable_cores(), 0, batches)
-    raw = {lay: _raw(args.model, contract, data, lay, args.layout_seconds) for lay in layouts}
+    raw = {lay: _raw(args.model, contract, images, lay, args.layout_seconds) for lay in layouts}
     best = max(raw, key=lambda lay: raw[lay])
-    raw_before = _raw(args.model, contract, data, best, args.seconds)
-    default = _ours(args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE, None)
-    forced = _ours(
-        args.model, contract, data, tmp, args.seconds, Scenario.OFFLINE, (best, raw_before)
-    )
-    raw_best = (raw_before + _raw(args.model, contract, data, best, args.seconds)) / 2
-    # p90s drift with the machine (a shared VM's raw p90 moved 25% within a minute), so the
-    # two are measured in turns, and the ratio is the median of each round's ratio
-    rounds = []
-    for _round in range(P90_ROUNDS):
-        raw_p90 = _raw_p90(args.model, contract, data, args.seconds / P90_ROUNDS)
-        ours_p90 = _ours(
-            args.model, contract, data, tmp, args.seconds / P90_ROUNDS, Scenario.SINGLE_STREAM, None
+    nan = float("nan")
+    offline = [  # per round: raw best, ours default, ours with raw's layout forced
+        _in_turns(
+            n,
+            [
+                lambda: (_raw(args.model, contract, images, best, args.seconds), "", nan),
+                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, None),
+                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, (best, raw[best])),
+            ],
         )
-        rounds.append((raw_p90, ours_p90[0], ours_p90[2]))
-    p90_ratio = float(np.median([ours / raw for raw, ours, _inner in rounds]))
-    # drift-free: LoadGen's p90 against the p90 of the same run's own backend calls
-    inner_ratio = float(np.median([ours / inner for _raw, ours, inner in rounds]))
+        for n in range(args.rounds)
+    ]
+    latency = [  # per round: raw p90, ours p90 (and its own backend calls' p90)
+        _in_turns(
+            n,
+            [
+                lambda: (_raw_p90(args.model, contract, images, args.latency_seconds), "", nan),
+                lambda: _ours(args, contract, data, tmp, Scenario.SINGLE_STREAM, None),
+            ],
+        )
+        for n in range(args.latency_rounds)
+    ]
     null = _null(tmp, contract.num_classes)
-    print(f"model {args.model}, {usable_cores()} cores, {args.seconds:g} s per run")
+
+    print(f"model {args.model}, {usable_cores()} cores, {args.seconds:g} s per Offline run")
     for lay, rate in sorted(raw.items(), key=lambda kv: -kv[1]):
         print(f"  raw ORT {lay.describe():<40} {rate:10.1f} samples/s")
-    print(f"  raw ORT best ({best.describe()}), before/after mean {raw_best:10.1f} samples/s")
-    print(f"  ours default Offline ({default[1]})  {default[0]:10.1f} samples/s")
-    print(f"  ours Offline, raw best layout forced     {forced[0]:10.1f} samples/s")
-    for n, (raw_p90, ours_p90_ns, inner) in enumerate(rounds, 1):
+    print(f"  ours default Offline chose: {offline[0][1][1]}")
+    for n, (raw_rate, default, forced) in enumerate(offline, 1):
         print(
-            f"  round {n}: raw batch-1 latency p90 {raw_p90 / 1e6:.3f} ms, "
-            f"ours default SingleStream p90 {ours_p90_ns / 1e6:.3f} ms "
-            f"(its backend calls: p90 {inner / 1e6:.3f} ms)"
+            f"  Offline round {n}: raw best ({best.describe()}) {raw_rate[0]:.1f}, "
+            f"ours default {default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s"
         )
-    print(f"  null backend Offline                     {null:10.0f} samples/s\n")
+    for n, (raw_p90, ours) in enumerate(latency, 1):
+        print(
+            f"  SingleStream round {n}: raw batch-1 p90 {raw_p90[0] / 1e6:.3f} ms, "
+            f"ours p90 {ours[0] / 1e6:.3f} ms (its backend calls: p90 {ours[2] / 1e6:.3f} ms)"
+        )
+    print(f"  null backend Offline {null:,.0f} samples/s\n")
+
+    def median(rows: list[list[Figure]], ratio: Callable[[list[Figure]], float]) -> float:
+        return float(np.median([ratio(row) for row in rows]))
+
     checks = [
-        ("(b) ours default Offline / raw best", default[0] / raw_best, TARGET_DEFAULT, True),
-        ("(c) ours forced layout / raw best", forced[0] / raw_best, 0.0, True),
-        ("(d) ours SingleStream p90 / raw p90 (median)", p90_ratio, TARGET_P90, False),
-        ("(d') same, against its own backend calls", inner_ratio, 0.0, True),  # info
+        (
+            "(b) ours default Offline / raw best",
+            median(offline, lambda r: r[1][0] / r[0][0]),
+            TARGET_DEFAULT,
+            True,
+        ),
+        (
+            "(c) ours forced layout / raw best",
+            median(offline, lambda r: r[2][0] / r[0][0]),
+            0.0,
+            True,
+        ),
+        (
+            "(d) ours SingleStream p90 / raw p90",
+            median(latency, lambda r: r[1][0] / r[0][0]),
+            TARGET_P90,
+            False,
+        ),
+        (
+            "(d') same, against its own backend calls",
+            median(latency, lambda r: r[1][0] / r[1][2]),
+            0.0,
+            True,
+        ),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
     ]
+    print(f"  medians over {args.rounds} Offline and {args.latency_rounds} SingleStream rounds:")
     misses = 0
     for name, value, target, higher in checks:
         ok = value >= target if higher else value <= target
@@ -135,26 +199,24 @@ def _random_dataset(path: Path, contract: ModelContract, count: int) -> Preproce
 
 
 def _raw(
-    model: Path, contract: ModelContract, data: PreprocessedDataset, layout: Layout, seconds: float
+    model: Path, contract: ModelContract, images: np.ndarray, layout: Layout, seconds: float
 ) -> float:
     backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=layout.threads))
     with backend:
         backend.load()
-        sample = np.ascontiguousarray(data.images[:1])
-        return measure_layout(backend, sample, layout, seconds).samples_per_s
+        return measure_layout(backend, images, layout, seconds).samples_per_s
 
 
-def _raw_p90(
-    model: Path, contract: ModelContract, data: PreprocessedDataset, seconds: float
-) -> float:
+def _raw_p90(model: Path, contract: ModelContract, images: np.ndarray, seconds: float) -> float:
     backend = create_backend("onnxruntime", model, contract, BackendOptions())
     with backend:
         backend.load()
-        x = np.ascontiguousarray(data.images[:1])
-        backend.warmup(x, 3)
+        singles = [images[i : i + 1] for i in range(len(images))]  # views, no copies
+        backend.warmup(singles[0], 3)
         times: list[int] = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
+            x = singles[len(times) % len(singles)]
             t0 = time.perf_counter_ns()
             backend.predict(x)
             times.append(time.perf_counter_ns() - t0)
@@ -162,15 +224,15 @@ def _raw_p90(
 
 
 def _ours(
-    model: Path,
+    args: argparse.Namespace,
     contract: ModelContract,
     data: PreprocessedDataset,
     tmp: Path,
-    seconds: float,
     scenario: Scenario,
     forced: tuple[Layout, float] | None,
 ) -> tuple[float, str, float]:
     """(our figure, how the layout was chosen, p90 of the backend calls inside the run)."""
+    seconds = args.latency_seconds if scenario is Scenario.SINGLE_STREAM else args.seconds
     config = RunConfig(
         scenario=scenario, mode=Mode.PERFORMANCE, min_duration_s=seconds, progress="off"
     )
@@ -184,6 +246,7 @@ def _ours(
             target_qps=rate * 1.1,
         )
         explicit |= {"workers", "threads", "batch_size", "target_qps"}
+    model = args.model
     config, record = autotune(config, model, contract, data.path, explicit, log=lambda _: None)
     backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=config.threads))
     calls: list[int] = []  # each backend call inside the run, timed the way raw is timed

@@ -170,12 +170,17 @@ def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch)
     script = {lucky: [200.0, 120.0, 125.0, 118.0], steady: [150.0, 160.0, 158.0, 161.0]}
     seen: list[Layout] = []
 
-    def measure(backend: object, sample: object, layout: Layout, seconds: float) -> Measurement:
+    def measure(
+        backend: object, sample: object, layout: Layout, seconds: float, after: object = None
+    ) -> Measurement:
+        assert callable(after)  # every probe call does the SUT's output work too
         seen.append(layout)
         rates = script.get(layout)
         return Measurement(layout, rates.pop(0) if rates else 10.0)
 
     class Fake:
+        name = "fake"
+
         class capabilities:  # noqa: N801 - the attribute the probe reads
             max_batch = 0
 
@@ -192,3 +197,65 @@ def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch)
     finals = seen[3:]
     assert finals == [lucky, steady] * tuning.FINAL_ROUNDS  # in turns, A B A B A B
     assert record["samples_per_s"] == 160.0  # the steady one's median
+
+
+@pytest.mark.parametrize(
+    ("count", "batch", "workers", "expected", "views"),
+    [
+        (8, 2, 2, {(0, 1), (2, 3), (4, 5), (6, 7)}, True),  # consecutive slices, no copies
+        (3, 4, 1, {(0, 1, 2, 0)}, False),  # fewer than a batch: all of them, in turn
+    ],
+)
+def test_the_probe_reads_distinct_samples(
+    count: int, batch: int, workers: int, expected: set[tuple[int, ...]], views: bool
+) -> None:
+    """One sample repeated stays in the CPU's cache and flatters the layouts that reuse it
+    most (seen: 160 samples/s in the probe, 120 in the run it chose), so the probe's
+    batches are distinct samples, walked the way a loop over a dataset reads them."""
+    import threading
+
+    import numpy as np
+
+    from ckvision.tuning.probe import Layout, measure_layout
+
+    samples = np.arange(count, dtype=np.float32).reshape(count, 1, 1, 1)
+    seen: list[tuple[tuple[int, ...], int, bool]] = []
+    lock = threading.Lock()
+
+    class Recorder:
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            rows = tuple(batch[:, 0, 0, 0].astype(int).tolist())
+            with lock:
+                seen.append((rows, threading.get_ident(), np.shares_memory(batch, samples)))
+            return batch
+
+    measure_layout(Recorder(), samples, Layout(workers, 1, batch), 0.05)  # type: ignore[arg-type]
+    assert {rows for rows, _t, _v in seen} == expected
+    assert all(view == views for _r, _t, view in seen)
+    first: dict[int, tuple[int, ...]] = {}
+    for rows, thread, _v in seen:
+        first.setdefault(thread, rows)
+    # each worker starts from its own offset: they do not read the same batch in step
+    assert len(set(first.values())) == workers
+
+
+def test_the_probe_does_the_harness_output_work(tiny_contract: ModelContract) -> None:
+    """Each probe call is followed by what the SUT does with an output (top-1, value check):
+    at batch 1 that work is a few percent of a call, and a probe without it ranked batch 1
+    above batches our harness runs faster."""
+    import numpy as np
+
+    from ckvision.harness.outputs import OutputContractError
+    from ckvision.tuning.probe import output_work
+
+    class Backend:
+        name = "probe-test"
+        contract = tiny_contract
+
+    work = output_work(Backend())  # type: ignore[arg-type]
+    width = tiny_contract.num_classes + tiny_contract.label_offset
+    work(np.zeros((3, width), dtype=np.float32))  # a good batch passes
+    with pytest.raises(OutputContractError, match="NaN"):
+        work(np.full((3, width), np.nan, dtype=np.float32))
+    with pytest.raises(OutputContractError, match="classes"):
+        work(np.zeros((3, width + 1), dtype=np.float32))

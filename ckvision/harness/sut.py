@@ -232,38 +232,40 @@ class SUT:
             self.ledger.fail(ids, "aborted")
             return
         backend = self.backend
+        # the watchdog's bracket closes after the responses: between the backend's return
+        # and LoadGen's QuerySamplesComplete there is nothing but the top-1
+        call = self.ledger.begin(len(ids))
         try:
-            taken = time.monotonic_ns()
-            rows = None
-            if len(samples) == 1:
-                batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
-            elif self.direct:  # the backend takes the rows to its device itself
-                rows = self.qsl.rows([s.index for s in samples])
-            else:
-                batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
-            formed = time.monotonic_ns()
-            call = self.ledger.begin(len(ids))
             try:
+                taken = time.monotonic_ns()
+                rows = None
+                if len(samples) == 1:
+                    batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
+                elif self.direct:  # the backend takes the rows to its device itself
+                    rows = self.qsl.rows([s.index for s in samples])
+                else:
+                    batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+                formed = time.monotonic_ns()
                 out = (
                     backend.predict(batch)
                     if rows is None
                     else backend.predict_rows(self.qsl.ram, rows)
                 )
-            finally:
-                self.ledger.end(call)
-            inferred = time.monotonic_ns()
-            classes = top1(out, len(ids), backend.contract, backend.name)
-        except OutputContractError as err:
-            self.ledger.fail(ids, err)
-            self.ledger.abort(str(err))
-            return
-        except Exception as err:  # completed empty, counted, raised after the test
-            self.ledger.fail(ids, err)
-            return
-        except BaseException as err:
-            self.ledger.fail(ids, err)
-            raise
-        kept = self.ledger.complete(ids, classes, (taken, formed, inferred))
+                inferred = time.monotonic_ns()
+                classes = top1(out, len(ids), backend.contract, backend.name)
+            except OutputContractError as err:
+                self.ledger.fail(ids, err)
+                self.ledger.abort(str(err))
+                return
+            except Exception as err:  # completed empty, counted, raised after the test
+                self.ledger.fail(ids, err)
+                return
+            except BaseException as err:
+                self.ledger.fail(ids, err)
+                raise
+            kept = self.ledger.complete(ids, classes, (taken, formed, inferred))
+        finally:
+            self.ledger.end(call)
         # LoadGen has its responses; the rest of the checks still run on every batch, and
         # anything they find fails the whole run (its results never stand).
         try:

@@ -20,7 +20,7 @@ from ckvision.fsutil import atomic_write_json
 
 __all__ = ["cache_path", "cache_key", "load_choice", "store_choice", "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the probe reads distinct samples and does the SUT's output work
 
 
 def cache_path(env: Mapping[str, str] | None = None) -> Path:

@@ -2,12 +2,13 @@
 
 A layout is what our Offline/Server SUT runs: ``workers`` threads sharing one backend
 session with ``threads`` intra-op threads each, taking batches of ``batch``. Every
-worker first runs one untimed call, then all run until the slice ends, and the layout's
-rate is the samples they completed divided by the time. :mod:`ckvision.tuning` gives
-each candidate an equal slice of half its budget, then measures the two fastest again
-and keeps their better rate (a busy machine only ever slows a layout down). The same
-probe measures one batch's latency on the SingleStream layout, from which the expected
-latency LoadGen needs is set.
+worker first runs one untimed call on its own thread, then all run until the slice ends,
+each call followed by what the SUT does with a batch's output (the top-1 and the value
+check: on a cache the call has just flushed it costs the most at batch 1), and the
+layout's rate is the samples they completed divided by the time. :mod:`ckvision.tuning`
+gives each candidate an equal slice of half its budget, then measures the two fastest
+again in turns and keeps the median of each. The same probe measures one batch's latency
+on the SingleStream layout, from which the expected latency LoadGen needs is set.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "measure_latency",
     "usable_cores",
     "harness_cost_s",
+    "output_work",
     "BATCHES",
 ]
 
@@ -71,34 +73,57 @@ def candidate_layouts(
 
 
 def measure_layout(
-    backend: Backend, sample: np.ndarray, layout: Layout, seconds: float
+    backend: Backend,
+    samples: np.ndarray,
+    layout: Layout,
+    seconds: float,
+    after: Callable[[np.ndarray], object] | None = None,
 ) -> Measurement:
-    """Samples/s of ``layout.workers`` threads calling ``backend.predict`` on one batch."""
-    batch = np.ascontiguousarray(np.repeat(sample[:1], layout.batch, axis=0))
-    backend.predict(batch)  # untimed: first-call allocations
+    """Samples/s of ``layout.workers`` threads calling ``backend.predict`` on batches, and
+    ``after`` on each output (what the harness does with it; nothing for a raw figure).
+
+    With at least a batch of ``samples``, each worker walks their consecutive slices (no
+    copies), from its own offset, the way a loop over a dataset reads it; with fewer, the
+    one batch holds them all, repeated in turn.
+    """
+    size = layout.batch
+    if len(samples) >= size:
+        batches = [samples[k : k + size] for k in range(0, len(samples) - size + 1, size)]
+    else:
+        batches = [np.ascontiguousarray(samples[np.arange(size) % len(samples)])]
     counts = [0] * layout.workers
     errors: list[BaseException] = []
-    start = threading.Barrier(layout.workers + 1)
-    deadline = [0.0]
+    clock = [0.0, 0.0]  # start, deadline: set once every worker has made its first call
+
+    def go() -> None:
+        clock[0] = time.perf_counter()
+        clock[1] = clock[0] + seconds
+
+    start = threading.Barrier(layout.workers, action=go)
 
     def work(i: int) -> None:
+        k = i * len(batches) // layout.workers
+        try:
+            backend.predict(batches[k % len(batches)])  # untimed: this thread's first call
+        except Exception as err:  # reported after the join, never swallowed
+            errors.append(err)
         start.wait()
         try:
-            while time.perf_counter() < deadline[0]:
-                backend.predict(batch)
-                counts[i] += layout.batch
-        except Exception as err:  # reported after the join, never swallowed
+            while not errors and time.perf_counter() < clock[1]:
+                out = backend.predict(batches[k % len(batches)])
+                if after is not None:
+                    after(out)
+                k += 1
+                counts[i] += size
+        except Exception as err:
             errors.append(err)
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(layout.workers)]
     for thread in threads:
         thread.start()
-    begin = time.perf_counter()
-    deadline[0] = begin + seconds
-    start.wait()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - begin
+    elapsed = time.perf_counter() - clock[0]
     if errors:
         raise errors[0]
     return Measurement(layout, sum(counts) / max(elapsed, 1e-9))
@@ -119,6 +144,19 @@ def measure_latency(
         backend.predict(batch)
         times.append(clock() - t0)
     return float(np.median(times))
+
+
+def output_work(backend: Backend) -> Callable[[np.ndarray], None]:
+    """What our SUT does with each output of ``backend`` in a performance run."""
+    from ckvision.harness.outputs import check_values, top1
+
+    contract, name = backend.contract, backend.name
+
+    def work(out: np.ndarray) -> None:
+        top1(out, len(out), contract, name)
+        check_values(out, contract, name)
+
+    return work
 
 
 def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
@@ -146,7 +184,8 @@ def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
             top = top1(logits, batch, contract, "cost")
             check_values(logits, contract, "cost")
             pending = dict.fromkeys(ids, 0)
-            [lg.QuerySampleResponse(i, top.ctypes.data, 4) for i in ids if pending.pop(i) == 0]
+            address = top.__array_interface__["data"][0]
+            [lg.QuerySampleResponse(i, address, 4) for i in ids if pending.pop(i) == 0]
             calls += 1
         best = min(best, (time.perf_counter() - begin) / (calls * batch))
     return best
