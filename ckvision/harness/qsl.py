@@ -18,7 +18,7 @@ from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, DataError
 
-__all__ = ["SampleLibrary", "DEFAULT_BUFFER"]
+__all__ = ["SampleLibrary", "DEFAULT_BUFFER", "gather_rows"]
 
 DEFAULT_BUFFER = 1024  # performance sample count when CK_LOADGEN_BUFFER_SIZE is unset
 _ROW_COPY_BYTES = 64 * 1024  # samples at least this big are gathered row by row
@@ -54,7 +54,6 @@ class SampleLibrary:
         self.performance_count = buffer
         self.sample_shape: tuple[int, ...] = tuple(images.shape[1:])
         self.dtype = images.dtype
-        self._row_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
         self._allocate = allocate
         self._ram: np.ndarray = np.empty((0, *self.sample_shape), dtype=self.dtype)
         self._row = np.full(size, -1, dtype=np.intp)
@@ -108,22 +107,27 @@ class SampleLibrary:
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The batch of RAM ``rows``: a view when they are consecutive, else a copy (into
         ``out`` when given, to spare an allocation per batch)."""
-        n = len(rows)
-        first = int(rows[0])
-        if int(rows[-1]) - first == n - 1 and (n < 3 or _consecutive(rows)):
-            return self._ram[first : first + n]
-        dest = np.empty((n, *self.sample_shape), self.dtype) if out is None else out[:n]
-        ram = self._ram
-        if self._row_bytes >= _ROW_COPY_BYTES:
-            for i, row in enumerate(rows.tolist()):  # row by row: ~3x numpy's take for big rows
-                dest[i] = ram[row]
-        else:
-            np.take(ram, rows, axis=0, out=dest)
-        return dest
+        return gather_rows(self._ram, rows, out)
 
     def first_batch(self, n: int) -> np.ndarray:
         """The first ``n`` samples of the run, read from the dataset (for warm-up)."""
         return np.ascontiguousarray(self.images[: max(1, min(n, self.size))])
+
+
+def gather_rows(ram: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The batch of ``ram``'s ``rows``: a view when they are consecutive, else a copy (into
+    ``out`` when given). The one way a batch is formed on the host (the SUT's, the probe's)."""
+    n = len(rows)
+    first = int(rows[0])
+    if int(rows[-1]) - first == n - 1 and (n < 3 or _consecutive(rows)):
+        return ram[first : first + n]
+    dest = np.empty((n, *ram.shape[1:]), ram.dtype) if out is None else out[:n]
+    if ram[0].nbytes >= _ROW_COPY_BYTES:
+        for i, row in enumerate(rows.tolist()):  # row by row: ~3x numpy's take for big rows
+            dest[i] = ram[row]
+    else:
+        np.take(ram, rows, axis=0, out=dest)
+    return dest
 
 
 def _consecutive(rows: np.ndarray) -> bool:

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 PROBE_SAMPLES = 64  # distinct samples the probe reads (the first of the dataset)
-PROBE_BUDGET_S = 4.0  # half across the candidate layouts, half re-measuring the best two
+PROBE_BUDGET_S = 8.0  # paid once (cached): half for the candidates, half for the best two
 FINAL_ROUNDS = 3  # the two best layouts are re-measured in this many alternating rounds
 OFFLINE_QPS_FACTOR = 1.3  # expected QPS above the probe: the run lasts >= min duration
 SERVER_QPS_FACTOR = 0.5  # target QPS well under the probe's ceiling: latency bound holds
@@ -161,7 +161,9 @@ def _tune_layout(
 
     def measure(lay: Layout, seconds: float) -> float:
         runner = backend(lay.threads)
-        return measure_layout(runner, samples, lay, seconds, output_work(runner)).samples_per_s
+        return measure_layout(
+            runner, samples, lay, seconds, output_work(runner), gather=not runner.gathers_rows
+        ).samples_per_s
 
     for lay in todo:
         rate = measure(lay, budget_s / 2 / len(todo))

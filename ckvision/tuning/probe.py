@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ckvision.backends.base import Backend
+from ckvision.harness.qsl import gather_rows
 
 __all__ = [
     "Layout",
@@ -78,19 +79,24 @@ def measure_layout(
     layout: Layout,
     seconds: float,
     after: Callable[[np.ndarray], object] | None = None,
+    gather: bool = False,
 ) -> Measurement:
     """Samples/s of ``layout.workers`` threads calling ``backend.predict`` on batches, and
     ``after`` on each output (what the harness does with it; nothing for a raw figure).
 
     With at least a batch of ``samples``, each worker walks their consecutive slices (no
     copies), from its own offset, the way a loop over a dataset reads it; with fewer, the
-    one batch holds them all, repeated in turn.
+    one batch holds them all, repeated in turn. ``gather``: each worker instead copies
+    every batch of more than one sample from random rows into its own buffer, as our SUT
+    forms batches from LoadGen's random sample order (on the worker's time, in series
+    with its calls).
     """
     size = layout.batch
     if len(samples) >= size:
         batches = [samples[k : k + size] for k in range(0, len(samples) - size + 1, size)]
     else:
         batches = [np.ascontiguousarray(samples[np.arange(size) % len(samples)])]
+    gather = gather and size > 1
     counts = [0] * layout.workers
     errors: list[BaseException] = []
     clock = [0.0, 0.0]  # start, deadline: set once every worker has made its first call
@@ -103,14 +109,22 @@ def measure_layout(
 
     def work(i: int) -> None:
         k = i * len(batches) // layout.workers
+        rng = np.random.default_rng(i)
+        buffer = np.empty((size, *samples.shape[1:]), samples.dtype) if gather else None
+
+        def batch() -> np.ndarray:
+            if buffer is None:
+                return batches[k % len(batches)]
+            return gather_rows(samples, rng.integers(0, len(samples), size), buffer)
+
         try:
-            backend.predict(batches[k % len(batches)])  # untimed: this thread's first call
+            backend.predict(batch())  # untimed: this thread's first call
         except Exception as err:  # reported after the join, never swallowed
             errors.append(err)
         start.wait()
         try:
             while not errors and time.perf_counter() < clock[1]:
-                out = backend.predict(batches[k % len(batches)])
+                out = backend.predict(batch())
                 if after is not None:
                     after(out)
                 k += 1
