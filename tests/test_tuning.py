@@ -44,9 +44,9 @@ def _tune(
 
 
 def test_candidates_split_the_cores_and_respect_max_batch() -> None:
-    layouts = candidate_layouts(4, max_batch=8)
+    layouts = candidate_layouts(4, max_batch=6)
     assert {(lay.workers, lay.threads) for lay in layouts} == {(1, 4), (2, 2), (4, 1)}
-    assert {lay.batch for lay in layouts} == {1, 4}
+    assert {lay.batch for lay in layouts} == {1, 2, 4}
     assert all(lay.batch == 1 for lay in candidate_layouts(2, max_batch=1))
 
 

@@ -36,7 +36,7 @@ __all__ = [
     "BATCHES",
 ]
 
-BATCHES = (1, 4, 16)
+BATCHES = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True, order=True)
