@@ -683,3 +683,37 @@ def test_the_shared_program_name_is_addressed_per_repository(ck_world: dict[str,
     theirs = ck(ck_world, "find", f"ck-mlperf:{name}").stdout.strip().splitlines()[-1]
     assert Path(ours) == ROOT / "program/image-classification-tensorrt-loadgen-py"
     assert Path(theirs) != Path(ours) and Path(theirs).is_dir()
+
+
+@pytest.mark.slow
+def test_registered_elsewhere_says_a_command_that_works(tmp_path: Path) -> None:
+    """Another clone already holds the repo alias: the setup stops with one line naming the
+    command that frees it, and that command works as written with stdin closed (ck 2.6.4's
+    ``rm repo`` asks unless given ``--force``; ``--quiet`` does not stop the question)."""
+    env = dict(os.environ, CK_REPOS=str(tmp_path / "repos"), CK_TOOLS=str(tmp_path / "tools"))
+    other = tmp_path / "other-clone"
+    other.mkdir()
+    assert ck(env, "add", "repo:ck-mlperf-vision", f"--path={other}", "--quiet").returncode == 0
+    register = [sys.executable, "-c", "from ckvision.ck.setup import register_repo as r; r()"]
+
+    def setup() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            register,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+
+    refused = setup()
+    assert refused.returncode != 0
+    said = re.search(r"'ck (rm repo:[^']+)'", refused.stderr + refused.stdout)
+    assert said, refused.stderr[-2000:]
+    freed = ck(env, *said.group(1).split())
+    assert freed.returncode == 0, freed.stdout[-2000:] + freed.stderr[-2000:]
+    assert other.is_dir()  # "keeps files"
+    assert setup().returncode == 0
+    where = ck(env, "where", "repo:ck-mlperf-vision")
+    assert Path(where.stdout.strip().splitlines()[-1]).resolve() == ROOT

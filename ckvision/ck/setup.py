@@ -75,7 +75,7 @@ def register_repo(log: Callable[[str], None] = print) -> None:
         if registered != root:
             raise CkVisionError(
                 f"repo:{REPO_ALIAS} is already registered at {registered}; remove it with "
-                f"'ck rm repo:{REPO_ALIAS} --quiet' (keeps files) and run this again"
+                f"'ck rm repo:{REPO_ALIAS} --force' (keeps files) and run this again"
             )
         log(f"ck: repo:{REPO_ALIAS} already registered at {root}")
         return
