@@ -143,34 +143,16 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         )
     print(f"  null backend Offline {null:,.0f} samples/s\n")
 
-    def median(rows: list[list[Figure]], ratio: Callable[[list[Figure]], float]) -> float:
-        return float(np.median([ratio(row) for row in rows]))
+    def median(rows: list[list[Figure]], num: int, den: int, calls: bool = False) -> float:
+        """Median over rounds of step ``num``'s figure / step ``den``'s (``calls``: / the p90
+        of step ``den``'s own backend calls)."""
+        return float(np.median([r[num][0] / (r[den][2] if calls else r[den][0]) for r in rows]))
 
     checks = [
-        (
-            "(b) ours default Offline / raw best",
-            median(offline, lambda r: r[1][0] / r[0][0]),
-            TARGET_DEFAULT,
-            True,
-        ),
-        (
-            "(c) ours forced layout / raw best",
-            median(offline, lambda r: r[2][0] / r[0][0]),
-            0.0,
-            True,
-        ),
-        (
-            "(d) ours SingleStream p90 / raw p90",
-            median(latency, lambda r: r[1][0] / r[0][0]),
-            TARGET_P90,
-            False,
-        ),
-        (
-            "(d') same, against its own backend calls",
-            median(latency, lambda r: r[1][0] / r[1][2]),
-            0.0,
-            True,
-        ),
+        ("(b) ours default Offline / raw best", median(offline, 1, 0), TARGET_DEFAULT, True),
+        ("(c) ours forced layout / raw best", median(offline, 2, 0), 0.0, True),
+        ("(d) ours SingleStream p90 / raw p90", median(latency, 1, 0), TARGET_P90, False),
+        ("(d') same, against its own backend calls", median(latency, 1, 1, True), 0.0, True),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
     ]
     print(f"  medians over {args.rounds} Offline and {args.latency_rounds} SingleStream rounds:")
