@@ -173,6 +173,52 @@ def test_context_has_sources_only_and_a_stable_key(tmp_path: Path) -> None:
     assert key_a == key_b != key_c
 
 
+@pytest.mark.parametrize("name", [CPU, TRT])
+def test_a_new_build_removes_the_older_build_stages(name: str) -> None:
+    """Each build of a changed context leaves its build stage (GBs: torch, compilers)
+    untagged; only the newest stays (the next build's cache), per entry. The engine is a
+    recording stand-in here (the real engine builds once per session below); the label
+    it filters on is the one the entry's Dockerfile puts on its build stage."""
+    import docker
+    from ckvision.containers.engine import STAGE_LABEL, _drop_older_stages
+
+    entry = load_entry(ROOT, name)
+    build_stage = re.search(
+        r"^FROM \S+ AS build\n(?:#.*\n)*LABEL (\S+)=\"([^\"]+)\"",
+        entry.dockerfile.read_text(),
+        re.M,
+    )
+    assert build_stage and build_stage.groups() == (STAGE_LABEL, entry.name)
+
+    class Image:
+        def __init__(self, id_: str, created: object) -> None:
+            self.id, self.attrs = id_, {"Created": created}
+
+    class Images:
+        removed: list[str] = []
+        filters: dict[str, object] = {}
+
+        def list(self, filters: dict[str, object]) -> list[Image]:
+            self.filters = filters
+            return [
+                Image("old", 1764000000),
+                Image("newest", 1764009999),
+                Image("busy", 1763000000),
+            ]
+
+        def remove(self, image_id: str) -> None:
+            if image_id == "busy":
+                raise docker.errors.APIError("image is in use by a container")
+            self.removed.append(image_id)
+
+    class Client:
+        images = Images()
+
+    _drop_older_stages(Client(), entry)
+    assert Client.images.filters == {"dangling": True, "label": f"{STAGE_LABEL}={entry.name}"}
+    assert Client.images.removed == ["old"]  # the newest kept; one in use left, no error
+
+
 # ---- bad input: one line, non-zero, before any engine is contacted --------------------------
 
 

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 CONTEXT_LABEL = "org.ckvision.context-sha256"
+STAGE_LABEL = "org.ckvision.build-stage"  # LABEL of each Dockerfile's build stage
 
 
 def connect(timeout: int = 900) -> Any:
@@ -130,8 +131,25 @@ def build_image(
     image.tag(entry.image, entry.tag)
     image.tag(entry.image, f"ctx-{key}")
     _drop_older(client, entry, f"ctx-{key}")
+    _drop_older_stages(client, entry)
     log(f"ckvision: built {entry.reference} ({image.id[:19]})")
     return entry.reference
+
+
+def _drop_older_stages(client: Any, entry: DockerEntry) -> None:
+    """Remove this entry's untagged build-stage images but the newest (the next build's
+    layer cache): each holds the build-only packages, GBs, and a build of a changed context
+    leaves a new one behind."""
+    import docker
+
+    stages = client.images.list(filters={"dangling": True, "label": f"{STAGE_LABEL}={entry.name}"})
+    # Created: seconds (the list API) or an ISO time, one or the other per engine
+    stages.sort(key=lambda image: str(image.attrs.get("Created", "")).rjust(40), reverse=True)
+    for image in stages[1:]:
+        try:
+            client.images.remove(image.id)
+        except docker.errors.APIError:
+            pass  # in use (a build running now): the next build removes it
 
 
 def _drop_older(client: Any, entry: DockerEntry, keep: str) -> None:
