@@ -173,8 +173,17 @@ def test_context_has_sources_only_and_a_stable_key(tmp_path: Path) -> None:
     assert key_a == key_b != key_c
 
 
+# (old, newest, busy): Docker lists seconds; Podman an ISO time with up to 9 fraction
+# digits, whose strings do not sort by time (seen: the newest stage removed, the older kept)
+_CREATED = [
+    (1764000000, 1764009999, 1763000000),
+    ("2026-11-27T21:27:03.820856019Z", "2026-11-27T21:28:10.5Z", "2026-11-27T20:00:00Z"),
+]
+
+
+@pytest.mark.parametrize("created", _CREATED)
 @pytest.mark.parametrize("name", [CPU, TRT])
-def test_a_new_build_removes_the_older_build_stages(name: str) -> None:
+def test_a_new_build_removes_the_older_build_stages(name: str, created: tuple[object, ...]) -> None:
     """Each build of a changed context leaves its build stage (GBs: torch, compilers)
     untagged; only the newest stays (the next build's cache), per entry. The engine is a
     recording stand-in here (the real engine builds once per session below); the label
@@ -200,11 +209,8 @@ def test_a_new_build_removes_the_older_build_stages(name: str) -> None:
 
         def list(self, filters: dict[str, object]) -> list[Image]:
             self.filters = filters
-            return [
-                Image("old", 1764000000),
-                Image("newest", 1764009999),
-                Image("busy", 1763000000),
-            ]
+            names = ("old", "newest", "busy")
+            return [Image(id_, when) for id_, when in zip(names, created, strict=True)]
 
         def remove(self, image_id: str) -> None:
             if image_id == "busy":

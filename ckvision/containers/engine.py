@@ -8,6 +8,7 @@ build result, volume usable, container exit status. Each failure is one line.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import stat
@@ -143,8 +144,7 @@ def _drop_older_stages(client: Any, entry: DockerEntry) -> None:
     import docker
 
     stages = client.images.list(filters={"dangling": True, "label": f"{STAGE_LABEL}={entry.name}"})
-    # Created: seconds (the list API) or an ISO time, one or the other per engine
-    stages.sort(key=lambda image: str(image.attrs.get("Created", "")).rjust(40), reverse=True)
+    stages.sort(key=_created, reverse=True)
     for image in stages[1:]:
         try:
             client.images.remove(image.id)
@@ -212,6 +212,21 @@ def _stream_build(
 
 
 _BUILT = re.compile(r"(^Successfully built |sha256:)([0-9a-f]+)$")
+_ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")
+
+
+def _created(image: Any) -> tuple[float, int]:
+    """When an image was made, comparable: (seconds, nanoseconds). Engines give seconds
+    (Docker's list) or a UTC ISO time with up to 9 fraction digits (Podman's), whose
+    strings do not sort by time."""
+    value = image.attrs.get("Created", 0)
+    if isinstance(value, int | float):
+        return float(value), 0
+    found = _ISO.match(str(value))
+    if found is None:
+        return 0.0, 0
+    seconds = datetime.datetime.fromisoformat(found.group(1)).replace(tzinfo=datetime.UTC)
+    return seconds.timestamp(), int((found.group(2) or "0")[:9].ljust(9, "0"))
 
 
 def _short(base: str) -> str:
