@@ -34,6 +34,7 @@ __all__ = [
     "SETTINGS",
     "ENV_VARS",
     "REFUSED_ENV",
+    "declared_env_vars",
     "settings_table_markdown",
 ]
 
@@ -413,9 +414,9 @@ class RunConfig:
         cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
     ) -> RunConfig:
         """Build from CK env vars, then apply explicit ``overrides`` (e.g. CLI flags)."""
-        for var, why in REFUSED_ENV.items():
+        for var, (why, accepted) in REFUSED_ENV.items():
             text = env.get(var, "").strip()
-            if text and not (var == "CK_MLPERF_ACCURACY_IMAGENET_TYPE" and text == "float32"):
+            if text and text.lower() not in accepted:
                 raise ConfigError(f"{var}={text!r} is not supported by ckvision: {why}")
         values: dict[str, Any] = {}
         for spec in SETTINGS.values():
@@ -472,17 +473,32 @@ SETTINGS: dict[str, Setting] = {
 ENV_VARS: dict[str, tuple[str, str]] = {
     s.name: (s.env, f"{s.help} [{s.unit}]" if s.unit else s.help) for s in SETTINGS.values()
 }
-# ck-mlperf variables we do not implement: refused with this reason, never ignored.
-REFUSED_ENV: dict[str, str] = {
-    "CK_MLPERF_ACCURACY_IMAGENET_TYPE": "the accuracy log always holds float32 class ids "
-    "(MLPerf's default); only float32 is accepted",
-    "CK_LOADGEN_SIDELOAD_JSON": "side-loaded JSON is not recorded; remove it",
-    "CK_LOADGEN_INCLUDE_TRACE": "use CK_VERBOSE=3 to write LoadGen's trace",
-    "CK_MLPERF_PRE_SET_UP_INTEL_CPU": "ckvision never runs sudo; tune the CPU yourself",
-    "CK_MLPERF_PRE_SCHINDLER": "the dataset comes from the preprocessed dataset package",
-    "CK_BATCH_COUNT": "use CK_LOADGEN_DATASET_SIZE / CK_LOADGEN_COUNT_OVERRIDE",
-    "CK_SKIP_IMAGES": "use CK_LOADGEN_DATASET_SIZE",
+# ck-mlperf variables we do not implement: refused with this reason, never ignored. A value
+# in the second element (compared lower-case; blank is always unset) asks for what we do
+# anyway, so it passes. This table and SETTINGS decide for every variable they name;
+# ckvision.ck.upstream_env covers only the ck-mlperf variables neither names.
+_OFF = ("no", "off", "false", "0")
+REFUSED_ENV: dict[str, tuple[str, tuple[str, ...]]] = {
+    "CK_MLPERF_ACCURACY_IMAGENET_TYPE": (
+        "the accuracy log always holds float32 class ids (MLPerf's default); "
+        "only float32 is accepted",
+        ("float32",),
+    ),
+    "CK_LOADGEN_SIDELOAD_JSON": ("side-loaded JSON is not recorded; remove it", ()),
+    "CK_LOADGEN_INCLUDE_TRACE": ("use CK_VERBOSE=3 to write LoadGen's trace", _OFF),
+    "CK_MLPERF_PRE_SET_UP_INTEL_CPU": ("ckvision never runs sudo; tune the CPU yourself", _OFF),
+    "CK_MLPERF_PRE_SCHINDLER": ("the dataset comes from the preprocessed dataset package", _OFF),
+    "CK_BATCH_COUNT": ("use CK_LOADGEN_DATASET_SIZE / CK_LOADGEN_COUNT_OVERRIDE", ()),
+    "CK_SKIP_IMAGES": ("use CK_LOADGEN_DATASET_SIZE", ()),
 }
+
+
+def declared_env_vars() -> frozenset[str]:
+    """Every env var this module decides: the settings' names and aliases, and REFUSED_ENV."""
+    names = set(REFUSED_ENV)
+    for spec in SETTINGS.values():
+        names.update((spec.env, *spec.aliases))
+    return frozenset(names)
 
 
 def settings_table_markdown() -> str:
@@ -491,8 +507,9 @@ def settings_table_markdown() -> str:
     for s in SETTINGS.values():
         env = " or ".join(f"`{v}`" for v in (s.env, *s.aliases))
         lines.append(f"| {env} | `{s.flag}` | {s.unit or '-'} | {_range(s)} | {s.help} |")
-    for var, why in REFUSED_ENV.items():
-        lines.append(f"| `{var}` | - | - | refused | {why} |")
+    for var, (why, accepted) in REFUSED_ENV.items():
+        fine = f" ({', '.join(accepted)} accepted)" if accepted else ""
+        lines.append(f"| `{var}` | - | - | refused{fine} | {why} |")
     return "\n".join(lines)
 
 

@@ -13,11 +13,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ck_upstream import UPSTREAM_PROGRAM, upstream_entries
 from ckcli import CK, ck
 
+from ckvision.config import RunConfig
 from ckvision.errors import ConfigError
 from ckvision.experiments.record import mlperf_submission_keys
 from ckvision.models.contract import ModelContract
@@ -589,23 +591,75 @@ CK_LOADGEN_INCLUDE_TRACE CK_MLPERF_ACCURACY_IMAGENET_TYPE
 
 
 def test_every_ck_mlperf_variable_is_honoured_or_refused() -> None:
-    from ckvision.ck.upstream_env import HONOURED, UPSTREAM_ENV, refuse_unsupported
-    from ckvision.config import ENV_VARS
+    from ckvision.ck.upstream_env import UPSTREAM_ENV, ck_mlperf_answer, refuse_unsupported
+    from ckvision.config import declared_env_vars
 
-    assert sorted(set(CK_MLPERF_PROGRAM_VARS) - set(UPSTREAM_ENV)) == []
-    ours = {var for var, _help in ENV_VARS.values()}
-    for var, (fine, where) in UPSTREAM_ENV.items():
-        if fine == HONOURED and where.startswith("config:"):
-            assert var in ours, var  # honoured by the one settings table
+    assert [v for v in CK_MLPERF_PROGRAM_VARS if ck_mlperf_answer(v) == "unknown"] == []
+    # one answer per variable: the settings table decides for what it declares
+    assert sorted(declared_env_vars() & set(UPSTREAM_ENV)) == []
     refuse_unsupported(
         {
-            "CK_LOADGEN_INCLUDE_TRACE": "no",
             "ML_MODEL_USE_DLA": "",
             "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": "YES",
         }
     )
-    with pytest.raises(ConfigError, match="CK_LOADGEN_OFFLINE_EXPECTED_QPS='50'.*TARGET_QPS"):
-        refuse_unsupported({"CK_LOADGEN_OFFLINE_EXPECTED_QPS": "50"})
+    RunConfig.from_env({"CK_LOADGEN_INCLUDE_TRACE": "no", "CK_MLPERF_PRE_SET_UP_INTEL_CPU": "off"})
+    with pytest.raises(ConfigError, match="ML_MODEL_USE_DLA='1'"):
+        refuse_unsupported({"ML_MODEL_USE_DLA": "1"})
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "field", "expected"),
+    [
+        ("CK_LOADGEN_MAX_QUERY_COUNT", "16", "max_query_count", 16),
+        ("CK_LOADGEN_MIN_QUERY_COUNT", "16", "min_query_count", 16),
+        ("CK_LOADGEN_SAMPLES_PER_QUERY", "4", "multistreamness", 4),
+        ("CK_LOADGEN_OFFLINE_EXPECTED_QPS", "500", "target_qps", 500.0),
+    ],
+)
+@pytest.mark.timeout(120)
+def test_ck_mlperf_spellings_reach_the_run(
+    var: str,
+    value: str,
+    field: str,
+    expected: Any,
+    tmp_path: Path,
+    tiny_onnx_model: Path,
+    tiny_dataset: Any,
+    tiny_contract: ModelContract,
+) -> None:
+    """ck-mlperf's four spellings are honoured end to end by `ckvision run` (they were refused
+    by a second env table before the settings table saw them)."""
+    env = dict(
+        os.environ,
+        **tiny_contract.to_env(),
+        CK_LOADGEN_MODE="AccuracyOnly",
+        CK_AUTOTUNE="off",
+        CK_PROGRESS="off",
+        **{var: value},
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ckvision",
+            "run",
+            "--model",
+            str(tiny_onnx_model),
+            "--dataset",
+            str(tiny_dataset.path),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads((tmp_path / "ckvision-run.json").read_text())
+    assert record["config"][field] == expected
 
 
 def test_ckvision_run_refuses_an_unsupported_ck_mlperf_variable_in_one_line() -> None:

@@ -2,32 +2,28 @@
 
 Users bring command lines from ck-mlperf (``--env.CK_LOADGEN_*``, model packages'
 ``ML_MODEL_*``). Each variable its loadgen-py programs and their pre/post-processing read
-is either honoured with the same meaning (by :mod:`ckvision.config`'s settings table, the
-model contract, or the deps' env) or, when set to a value we cannot honour, refused with one
-line before anything is loaded. Nothing is silently ignored.
+is either honoured with the same meaning or, when set to a value we cannot honour, refused
+with one line before anything is loaded. Nothing is silently ignored.
+
+:mod:`ckvision.config` decides for every variable its settings table and ``REFUSED_ENV``
+name (:func:`ckvision.config.declared_env_vars`); this table covers only the rest (the model
+contract's ``ML_MODEL_*``, the deps' ``CK_ENV_*``, TensorRT helper options). The two never
+overlap (tested), so one variable never gets two answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ckvision.config import REFUSED_ENV, declared_env_vars
 from ckvision.errors import ConfigError
 
-__all__ = ["UPSTREAM_ENV", "refuse_unsupported"]
+__all__ = ["UPSTREAM_ENV", "refuse_unsupported", "ck_mlperf_answer"]
 
 HONOURED = "honoured"
 # var -> (HONOURED, where) or (values that are fine, one-line reason it is refused otherwise)
 UPSTREAM_ENV: dict[str, tuple[str | tuple[str, ...], str]] = {
     # program (tensorrt_classify_loadgen.py / torch_classify_loadgen.py)
-    "CK_LOADGEN_SCENARIO": (HONOURED, "config: scenario"),
-    "CK_LOADGEN_MODE": (HONOURED, "config: mode (SubmissionRun refused by the settings check)"),
-    "CK_LOADGEN_BUFFER_SIZE": (HONOURED, "config: buffer_size"),
-    "CK_LOADGEN_DATASET_SIZE": (HONOURED, "config: dataset_size (0 = all)"),
-    "CK_LOADGEN_COUNT_OVERRIDE": (HONOURED, "config: count_override"),
-    "CK_LOADGEN_MULTISTREAMNESS": (HONOURED, "config: multistreamness"),
-    "CK_LOADGEN_USER_CONF": (HONOURED, "config: user_conf (applied last)"),
-    "CK_BATCH_SIZE": (HONOURED, "config: batch_size"),
-    "CK_VERBOSE": (HONOURED, "config: verbose"),
     "ML_MODEL_MODEL_NAME": (HONOURED, "model contract: name (mlperf.conf key)"),
     "CK_ENV_MLPERF_INFERENCE_MLPERF_CONF": (HONOURED, "not needed: LoadGen's built-in conf"),
     "CK_ENV_TENSORRT_MODEL_FILENAME": (HONOURED, "program: the TensorRT engine"),
@@ -51,48 +47,11 @@ UPSTREAM_ENV: dict[str, tuple[str | tuple[str, ...], str]] = {
     "ML_MODEL_GIVEN_CHANNEL_MEANS": (HONOURED, "model contract: mean"),
     "ML_MODEL_GIVEN_CHANNEL_STDS": (HONOURED, "model contract: std"),
     # pre-processing (loadgen_preprocess.py)
-    "CK_LOADGEN_TARGET_QPS": (HONOURED, "config: target_qps"),
-    "CK_LOADGEN_TARGET_LATENCY": (HONOURED, "config: target_latency_ms"),
-    "CK_LOADGEN_MAX_DURATION_S": (HONOURED, "config: max_duration_s"),
-    "CK_MLPERF_COMPLIANCE_TEST": (HONOURED, "config: compliance_test (TEST01, TEST04)"),
     "CK_MLPERF_PRE_USER_CONF_AND_AUDIT_CONFIG": (
         ("", "yes", "on", "true", "1"),
         "our pre-processing always writes user.conf/audit.config; it cannot be turned off",
     ),
-    "CK_LOADGEN_OFFLINE_EXPECTED_QPS": (
-        ("",),
-        "not read here: set CK_LOADGEN_TARGET_QPS (the Offline expected QPS)",
-    ),
-    "CK_LOADGEN_SAMPLES_PER_QUERY": (
-        ("",),
-        "not read here: set CK_LOADGEN_MULTISTREAMNESS (samples per query)",
-    ),
-    "CK_LOADGEN_MAX_QUERY_COUNT": (
-        ("",),
-        "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)",
-    ),
-    "CK_LOADGEN_MIN_QUERY_COUNT": (
-        ("",),
-        "not read here: set CK_LOADGEN_COUNT_OVERRIDE (min = max query count)",
-    ),
-    "CK_MLPERF_PRE_SET_UP_INTEL_CPU": (
-        ("", "no", "off", "false", "0"),
-        "we never run sudo; tune the CPU before the run",
-    ),
-    "CK_MLPERF_PRE_SCHINDLER": (
-        ("", "no", "off", "false", "0"),
-        "remote image-list regeneration is not supported",
-    ),
     # post-processing (loadgen_postprocess.py)
-    "CK_LOADGEN_SIDELOAD_JSON": (("",), "side-loaded JSON is not supported"),
-    "CK_LOADGEN_INCLUDE_TRACE": (
-        ("", "no", "off", "false", "0"),
-        "LoadGen traces are not recorded",
-    ),
-    "CK_MLPERF_ACCURACY_IMAGENET_TYPE": (
-        ("", "float32"),
-        "accuracy is scored from the argmax LoadGen logs (float32 only)",
-    ),
     # tensorrt_helper
     "ML_MODEL_USE_DLA": (("", "no", "off", "false", "0"), "Jetson DLA is not supported"),
     "CK_ENV_TENSORRT_PLUGIN_PATH": (("",), "TensorRT plugins are not loaded"),
@@ -108,3 +67,13 @@ def refuse_unsupported(env: Mapping[str, str]) -> None:
         value = str(env[var]).strip()
         if value.lower() not in fine:
             raise ConfigError(f"{var}={value!r} (ck-mlperf) is not supported: {reason}")
+
+
+def ck_mlperf_answer(var: str) -> str:
+    """What happens to ck-mlperf variable ``var``: ``"config"`` (the settings table or its
+    refusals decide), ``"honoured"``, ``"refused"`` (for some values), or ``"unknown"``."""
+    if var in declared_env_vars():
+        return "refused" if var in REFUSED_ENV else "config"
+    if var in UPSTREAM_ENV:
+        return HONOURED if UPSTREAM_ENV[var][0] == HONOURED else "refused"
+    return "unknown"
