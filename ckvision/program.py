@@ -19,12 +19,11 @@ from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import MissingPackageError, ModelError
 from ckvision.experiments.record import RUN_FILE, collect_run, write_run_info
-from ckvision.models.contract import ModelContract
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 from ckvision.provenance import collect_provenance
 
 __all__ = ["ProgramInputs", "resolve_inputs", "run_program", "MODEL_SIDECAR"]
 
-MODEL_SIDECAR = "model.json"
 DATASET_ENV = "CK_ENV_DATASET_IMAGENET_PREPROCESSED"
 DATASET_TAGS = "dataset,imagenet,preprocessed,sample"
 # backend -> (env var holding the model file, the package tags that provide one)

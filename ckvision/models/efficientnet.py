@@ -28,8 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ckvision.errors import ModelError
 
 __all__ = ["export_efficientnet_lite0", "load_efficientnet_lite0", "MODEL_NAME"]
@@ -135,6 +133,8 @@ def _torch_export(torch: Any, model: Any, path: Path, opset: int) -> None:
 
 
 def _validate(torch: Any, model: Any, path: Path) -> None:
+    import numpy as np
+
     """onnx.checker, then ONNX Runtime vs PyTorch on a random batch of 2."""
     import onnx
     import onnxruntime as ort

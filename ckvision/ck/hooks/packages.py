@@ -17,8 +17,7 @@ from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_json
-from ckvision.models.contract import ModelContract
-from ckvision.program import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 
 __all__ = ["install_model", "install_dataset", "sha256_of", "setup"]
 
