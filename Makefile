@@ -16,7 +16,7 @@ help:
 	@echo "make test   lint + type check + pytest (about 15-20 minutes on 2 cores)"
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] <= (3, 11) else "ck 2.6.4 needs Python 3.10 or 3.11; set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else "ckvision needs Python 3.11 (ck 2.6.4 runs on <= 3.11; the pins need 3.11); set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton]'

@@ -43,14 +43,24 @@ def _python_of(i: dict[str, Any]) -> str:
     return str(env.get("CK_ENV_COMPILER_PYTHON_FILE") or os.environ.get("CK_PYTHON", "python3"))
 
 
-def _run_python(python: str, code: str) -> str:
+def _run_python(python: str, code: str, site: Path | None = None) -> str:
+    env = None
+    if site is not None:  # the package's own directory first, as its env entry will set it
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+        )
     try:
         out = subprocess.run(  # noqa: S603 - argument list, no shell
-            [python, "-c", code], capture_output=True, text=True, timeout=120, check=True
+            [python, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env
         )
     except (OSError, subprocess.SubprocessError) as err:
         raise ConfigError(f"cannot run {python}: {err}") from err
     return out.stdout.strip()
+
+
+def _site_of(full_path: Path) -> Path:
+    """The directory to put on PYTHONPATH for a package detected by its ``__init__.py``."""
+    return full_path.parent.parent
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -99,7 +109,7 @@ def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
         version = _run_python(str(full_path), "import platform; print(platform.python_version())")
     elif kind == "python-package":
         code = f"import importlib.metadata as m; print(m.version({spec['distribution']!r}))"
-        version = _run_python(_python_of(i), code)
+        version = _run_python(_python_of(i), code, site=_site_of(full_path))
     elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         version = str(_read_json(full_path.parent / MODEL_SIDECAR, "model").get("version", "1"))
     elif kind == "dataset":
@@ -122,6 +132,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
         env["CK_ENV_COMPILER_PYTHON_BIN"] = str(full_path.parent)
     elif kind == "python-package":
         env[f"{prefix}_VERSION"] = str(i.get("version", ""))
+        env[f"{prefix}_SITE"] = str(_site_of(full_path))  # read by add_dep_sites()
     elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         sidecar = _read_json(full_path.parent / MODEL_SIDECAR, "model")
         env.update({str(k): str(v) for k, v in sidecar.get("env", {}).items()})
@@ -141,4 +152,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     )
     check_shell_safe_values(i.get("tags") or [], where="tag")
     i["env"].update(env)
-    return {"return": 0, "bat": ""}
+    bat = ""
+    if kind == "python-package":  # as ck-env's lib-python softs: the package's dir first
+        bat = f"export PYTHONPATH={env[prefix + '_SITE']}:${{PYTHONPATH}}\n"
+    return {"return": 0, "bat": bat}
