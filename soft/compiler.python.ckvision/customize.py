@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
 
-from ckvision.ck.hooks.soft import setup, version_cmd  # noqa: E402, F401
+from ckvision.ck.hooks.soft import limit, setup, version_cmd  # noqa: E402, F401

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError, DataError, ModelError
 from ckvision.models.contract import MODEL_SIDECAR
 
-__all__ = ["version_cmd", "setup", "MODEL_SIDECAR", "upstream_model_env"]
+__all__ = ["version_cmd", "setup", "limit", "MODEL_SIDECAR", "upstream_model_env"]
 
 
 def _kind(i: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +97,24 @@ def upstream_model_env(
         if env.get(ours):
             out[f"{prefix}_{theirs}"] = env[ours]
     return out
+
+
+_PYTHON_NAME = re.compile(r"python3\.11$")  # ckvision's pins need Python 3.11
+
+
+@ck_hook
+def limit(i: dict[str, Any]) -> dict[str, Any]:
+    """CK's search found every file named ``python3*`` (vim plugins, configs, ...): keep
+    the Python 3.11 interpreters, one per real file, the one running ``ck`` first (with
+    ``--quiet`` CK registers the first; that interpreter runs our hooks too)."""
+    found: dict[str, str] = {}
+    for candidate in [sys.executable, *[str(p) for p in i.get("list", [])]]:
+        real = os.path.realpath(candidate)
+        if real in found or not _PYTHON_NAME.search(os.path.basename(real)):
+            continue
+        if os.path.isfile(real) and os.access(real, os.X_OK):
+            found[real] = candidate
+    return {"return": 0, "list": list(found.values()), "skip_sort": "yes"}
 
 
 @ck_fatal_hook
