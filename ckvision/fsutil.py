@@ -11,7 +11,36 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_dir"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_dir",
+    "full_disk_note",
+    "LOW_SPACE_BYTES",
+]
+
+
+LOW_SPACE_BYTES = 1 << 20  # under 1 MiB free, a write of a log or a record can fail
+
+
+def full_disk_note(path: Path, error: BaseException | None = None) -> str:
+    """The one disk-full wording: ``"; the file system of PATH is full (N bytes free)"``
+    when ``error`` is ENOSPC / EDQUOT or the file system holding ``path`` has almost no
+    space left, else ``""``. Callers append it to their own one-line error."""
+    import errno
+
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        free = None
+    if full or (free is not None and free < LOW_SPACE_BYTES):
+        shown = "unknown" if free is None else str(free)
+        return f"; the file system of {probe} is full ({shown} bytes free)"
+    return ""
 
 
 def _umask() -> int:

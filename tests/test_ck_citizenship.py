@@ -771,3 +771,29 @@ def test_registered_elsewhere_says_a_command_that_works(tmp_path: Path) -> None:
     assert setup().returncode == 0
     where = ck(env, "where", "repo:ck-mlperf-vision")
     assert Path(where.stdout.strip().splitlines()[-1]).resolve() == ROOT
+
+
+def test_a_full_disk_under_a_ck_record_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """CK's file writer raises OSError on a full disk; through our atomic wrapper it is CK's
+    error dict with the one disk-full wording, and nothing is left behind."""
+    import errno
+
+    from ckvision.ck.hooks.atomic import _atomic
+    from ckvision.fsutil import full_disk_note
+
+    def full(i: dict[str, Any]) -> dict[str, Any]:
+        Path(i["text_file"]).write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "ckp-1.0001.json"
+    result = _atomic(full)({"text_file": str(target), "string": "{}"})
+    assert result["return"] == 1
+    assert result["error"].startswith(
+        f"cannot write {target}; the file system of {tmp_path} is full"
+    )
+    assert "\n" not in result["error"] and list(tmp_path.iterdir()) == []
+    assert full_disk_note(tmp_path) == ""  # a disk with room says nothing
+    denied = _atomic(lambda i: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    assert denied({"text_file": str(target)})["error"] == (
+        f"cannot write {target}: Permission denied; nothing was recorded"
+    )

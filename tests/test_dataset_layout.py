@@ -448,3 +448,33 @@ def test_a_file_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         decode_rgb8(path)
     assert "\n" not in str(info.value) and "evil\\nname.png" in str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_builder_not_yet_reaped_counts_as_dead(tmp_path: Path) -> None:
+    """A zombie answers kill(pid, 0); its .partial must still be cleaned up by the next
+    install started right after (the parent has not reaped it yet)."""
+    import subprocess
+    import sys
+
+    from ckvision.data.cache import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][:1] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(child.pid, 0)  # still "there" for kill(): the bug's cause
+        assert not process_alive(child.pid)
+        dest = tmp_path / "data"
+        partial = tmp_path / ".data.x.partial"
+        partial.mkdir()
+        (partial / ".owner").write_text(str(child.pid))
+        assert clean_stale_partials(dest) == [partial]
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert process_alive(os.getpid())

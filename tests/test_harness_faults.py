@@ -223,6 +223,11 @@ def test_a_run_that_cannot_stop_exits_with_one_line(
         last,
     ), last
     assert time.monotonic() - started < 40
+    # its logs are set aside like any failed run's: nothing under a result's name
+    out = tmp_path / "out"
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"):
+        assert not (out / name).exists(), name
+    assert (out / "mlperf_log_detail.txt.failed-run").is_file()
 
 
 def test_observers_see_every_completion_once(

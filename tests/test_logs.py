@@ -122,3 +122,16 @@ def test_multistream_metric_is_per_query() -> None:
     assert result["sample_latency_p99_ns"] == 100
     single = parse_detail(detail.replace("MultiStream", "SingleStream"))
     assert single["latency_p99_ns"] == 100 and "sample_latency_p99_ns" not in single
+
+
+def test_logs_missing_on_a_full_disk_name_the_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import namedtuple
+
+    with pytest.raises(RunError, match="the test did not run$"):
+        parse_output_dir(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10, 10, 0))
+    with pytest.raises(RunError, match=r"could not write .* is full \(0 bytes free\)$"):
+        parse_output_dir(tmp_path)

@@ -255,13 +255,24 @@ def _owner_alive(partial: Path) -> bool:
         return False
     if pid == os.getpid():
         return True
+    return process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` runs. A killed process that its parent has not reaped
+    yet (a zombie) still answers ``kill(pid, 0)``, but it will never finish anything."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc here: trust kill()
+    state = stat[stat.rfind(")") + 2 :][:1]  # the field after "(comm)"
+    return state not in ("Z", "X")
 
 
 def write_rgb8_cache(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.errors import RunError
+from ckvision.fsutil import full_disk_note
 
 __all__ = [
     "parse_output_dir",
@@ -79,6 +80,9 @@ def parse_output_dir(path: Path) -> dict[str, Any]:
     detail, summary = path / DETAIL_LOG, path / SUMMARY_LOG
     for log in (detail, summary):
         if not log.is_file() or log.stat().st_size == 0:
+            note = full_disk_note(path)
+            if note:
+                raise RunError(f"LoadGen could not write {log.name} in {path}{note}")
             raise RunError(f"LoadGen wrote no {log.name} in {path}; the test did not run")
     result = parse_detail(detail.read_text(encoding="utf-8", errors="replace"))
     result.update(parse_summary(summary.read_text(encoding="utf-8", errors="replace")))

@@ -269,7 +269,7 @@ def _run_loadgen(
     try:
         qsl_handle = lg.ConstructQSL(qsl.size, qsl.performance_count, load, qsl.unload)
         try:
-            with _interrupts_abort(ledger, log), _watchdog(sut, config, log):
+            with _interrupts_abort(ledger, log), _watchdog(sut, config, log, log_settings):
                 sut.start()
                 try:
                     with report_progress(
@@ -294,9 +294,12 @@ def _run_loadgen(
 
 
 @contextlib.contextmanager
-def _watchdog(sut: SUT, config: RunConfig, log: Callable[[str], None]) -> Iterator[None]:
+def _watchdog(
+    sut: SUT, config: RunConfig, log: Callable[[str], None], log_settings: lg.LogSettings
+) -> Iterator[None]:
     """Abort the run when a backend call overruns or every worker has died; exit the
-    process when LoadGen has not returned ``ABORT_GRACE_S`` after an abort."""
+    process when LoadGen has not returned ``ABORT_GRACE_S`` after an abort (a Server
+    schedule keeps issuing), its logs set aside first like any failed run's."""
     ledger, bound = sut.ledger, config.batch_timeout_s
     stop = threading.Event()
 
@@ -319,6 +322,7 @@ def _watchdog(sut: SUT, config: RunConfig, log: Callable[[str], None]) -> Iterat
             if ledger.aborted and aborted_at is None:
                 aborted_at = time.monotonic()
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
+                _set_aside(Path(log_settings.log_output.outdir))
                 print(
                     f"ckvision: error: {ledger.fatal} (LoadGen did not stop within "
                     f"{ABORT_GRACE_S:g} s; exiting)",
@@ -372,10 +376,18 @@ def _interrupts_abort(ledger: Ledger, log: Callable[[str], None]) -> Iterator[No
         yield
     finally:
         signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGINT, previous_handler)
+        # after an interrupt, the next Ctrl-C (while the run unwinds) exits with the line,
+        # never a KeyboardInterrupt traceback from wherever the main thread happens to be
+        signal.signal(signal.SIGINT, _exit_at_once if hits else previous_handler)
         os.close(write_fd)  # the watcher reads end-of-file and returns
         watcher.join()
         os.close(read_fd)
+
+
+def _exit_at_once(signum: int, frame: object) -> None:
+    """SIGINT after an interrupted test: the promised line, then exit."""
+    print("ckvision: interrupted again: exiting without cleanup", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

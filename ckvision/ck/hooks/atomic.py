@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["make_ck_writes_atomic"]
@@ -32,6 +33,11 @@ def _atomic(original: CkFunc) -> CkFunc:
             if result.get("return", 1) == 0:
                 os.replace(tmp, target)
             return result
+        except OSError as err:  # CK would print a traceback; a full disk is one line
+            from ckvision.fsutil import full_disk_note
+
+            note = full_disk_note(Path(head or "."), err) or f": {err.strerror or err}"
+            return {"return": 1, "error": f"cannot write {target}{note}; nothing was recorded"}
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
