@@ -797,3 +797,29 @@ def test_a_full_disk_under_a_ck_record_is_one_line_not_a_traceback(tmp_path: Pat
     assert denied({"text_file": str(target)})["error"] == (
         f"cannot write {target}: Permission denied; nothing was recorded"
     )
+
+
+def test_every_ck_hook_imports_this_repository_when_ck_lacks_ckvision() -> None:
+    """``ck`` may run on a Python with nothing but ck (first contact): every hook file CK
+    loads puts this repository on sys.path before it imports ckvision, and what it imports
+    at load time needs only the standard library."""
+    hooks = [
+        p
+        for d in ("soft", "package", "script")
+        for p in sorted((ROOT / d).rglob("*.py"))
+        if "from ckvision" in p.read_text()
+    ]
+    assert len(hooks) >= 20
+    line = "sys.path.insert(0, str(Path(__file__).resolve().parents[2]))"
+    for hook in hooks:
+        text = hook.read_text()
+        assert line in text and text.index(line) < text.index("from ckvision"), hook
+    code = "import sys, runpy\nfor path in sys.argv[1:]:\n    runpy.run_path(path)\n"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code, *map(str, hooks)],  # -S: no site-packages at all
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
