@@ -62,6 +62,7 @@ OTHER_COMMANDS = {
 }
 # Variables the package hooks read from `ck install package --env.X=...`.
 PACKAGE_ENV = ("IMAGENET_VAL_DIR", "CKVISION_MODEL_MIRROR")
+SWEPT_PROGRAM = "image-classification-onnxruntime-loadgen-py"
 # Figures that are definitions or arithmetic, not measurements.
 NOT_MEASURED = ("87.5 %", "7.5 GB", "30.1 GB", "0.5 ms")
 FIGURE = re.compile(r"\d+\.\d+ ?(?:samples/s|ms\b|%|x\b)|\d+(?:\.\d+)? ?(?:MB|GB)\b")
@@ -98,6 +99,17 @@ def _package_words() -> dict[str, set[str]]:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         out[meta_file.parents[1].name] = set(meta.get("tags", [])) | set(meta.get("variations", {}))
     return out
+
+
+def _package_metas() -> dict[str, dict[str, Any]]:
+    return {
+        f.parents[1].name: json.loads(f.read_text(encoding="utf-8"))
+        for f in sorted((ROOT / "package").glob("*/.cm/meta.json"))
+    }
+
+
+def _group(tag: str) -> str:
+    return "using" if tag.startswith("using-") else tag.split(".")[0]
 
 
 def _makefile_targets() -> set[str]:
@@ -165,6 +177,8 @@ class Checker:
                 args = build_parser().parse_args(argv)
             except SystemExit:
                 raise AssertionError(f"ckvision {argv}: {err.getvalue().strip()}") from None
+        if getattr(args, "ck_args", None):  # sweeps pass them to every point's ck benchmark
+            self.check(f"ck benchmark program:{SWEPT_PROGRAM} " + " ".join(args.ck_args))
         if args.command == "ck-install":
             self.select_package(args.tags)
         for value in vars(args).values():
@@ -192,6 +206,50 @@ class Checker:
                 assert var in allowed_env, f"{name} reads no {var}"
             elif arg.startswith("--command="):
                 self.check(arg.removeprefix("--command="))
+        if {"weights", "images"} <= set(deps):
+            self._model_meets_data(argv, deps)
+
+    def _model_meets_data(self, argv: list[str], deps: dict[str, Any]) -> None:
+        """The model chosen (by --dep_add_tags.weights) gets the dataset variation its
+        contract needs: default variations of the dataset package, as overridden by
+        --dep_add_tags.images (one tag per group: side, crop, using, inter)."""
+        from ckvision.data.variation import Preprocessing
+        from ckvision.models.registry import get_model_spec
+
+        added = {
+            dep: tags
+            for dep, _, tags in (
+                a.removeprefix("--dep_add_tags.").partition("=")
+                for a in argv
+                if a.startswith("--dep_add_tags.")
+            )
+        }
+        wanted = set(deps["weights"]["tags"].split(",")) | set(added.get("weights", "").split(","))
+        wanted.discard("")
+        models = {
+            str(env["CKVISION_MODEL"])
+            for name, meta in _package_metas().items()
+            if "CKVISION_MODEL" in (env := meta.get("customize", {}).get("install_env", {}))
+            and wanted <= self.packages[name]
+        }
+        if len(models) != 1:
+            if "weights" in added:  # several, or a package that builds any model: not checked
+                return
+            models = {"efficientnet-lite0"}  # the default: its package sorts first
+        model = models.pop()
+        need = Preprocessing.for_model(get_model_spec(model).contract).tags()
+        images = set(deps["images"]["tags"].split(",")) | set(added.get("images", "").split(","))
+        images.discard("")
+        for name, meta in _package_metas().items():
+            if not images <= self.packages[name] or not meta.get("variations"):
+                continue
+            have = {k for k, v in meta["variations"].items() if v.get("on_by_default")}
+            for tag in images & set(meta["variations"]):
+                have = {h for h in have if _group(h) != _group(tag)} | {tag}
+            assert set(need) <= have, (
+                f"{' '.join(argv[:3])}: model {model} needs dataset variation "
+                f"{','.join(need)}, --dep_add_tags.images gives {','.join(sorted(have))}"
+            )
 
     def _ck_install(self, argv: list[str]) -> None:
         tags = next(a.removeprefix("--tags=") for a in argv if a.startswith("--tags="))
@@ -245,7 +303,53 @@ def test_every_readme_command_is_checked(checker: Checker) -> None:
         try:
             checker.check(command)
         except Exception as err:  # noqa: BLE001 - collect them all
-            failures.append(f"{command}\n    -> {str(err).splitlines()[0]}")
+            failures.append(f"{command}\n    -> {(str(err) or repr(err)).splitlines()[0]}")
+    assert not failures, "\n".join(failures)
+
+
+NAMES = ("ck install package", "ck benchmark --record")  # named in prose, not commands
+
+
+def inline_commands(text: str) -> list[str]:
+    """Commands in `code spans` of the prose, as complete commands (no elisions)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    out = []
+    for span in re.findall(r"`([^`]+)`", text):
+        if "\n\n" in span:
+            continue
+        span = " ".join(span.split())
+        if any(mark in span for mark in ("...", "<", "\u2026", "*", "[")) or span in NAMES:
+            continue
+        if span.startswith("ckvision "):
+            span = "python -m " + span
+        if span.startswith(("--dep_add_tags.", "--ck-arg=", "--env.CK_")):
+            span = f"ck run program:{SWEPT_PROGRAM} " + span.removeprefix("--ck-arg=")
+        elif span.startswith("--env."):
+            span = "ck install package --tags=model,onnx,resnet50 " + span
+        if re.match(r"(python -m ckvision |make |ck (run|benchmark) \S+:|ck install )", span):
+            out.append(span)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_every_command_in_the_prose_is_checked(checker: Checker) -> None:
+    from ckvision.cli import build_parser
+
+    subcommands = set()
+    for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
+        subcommands |= set(getattr(action, "choices", {}) or {})
+    cmds = inline_commands(README.read_text(encoding="utf-8"))
+    assert len(cmds) > 20
+    failures = []
+    for command in cmds:
+        try:
+            argv = command.split()
+            if argv[:3] == ["python", "-m", "ckvision"] and len(argv) == 4:
+                assert argv[3] in subcommands, f"no subcommand {argv[3]}"  # a name, in prose
+            else:
+                checker.check(command)
+        except Exception as err:  # noqa: BLE001 - collect them all
+            failures.append(f"{command}\n    -> {(str(err) or repr(err)).splitlines()[0]}")
     assert not failures, "\n".join(failures)
 
 
@@ -258,6 +362,8 @@ OLD_WRONG_EXAMPLES = [
     # no ONNX model package is fp16
     "ck run program:image-classification-onnxruntime-loadgen-py --dep_add_tags.weights=fp16",
     "ck run program:image-classification-onnxruntime-loadgen-py --dep_add_tags.model=resnet50",
+    # resnet50 needs the opencv/area variation, the default dataset is pillow/linear
+    "ck run program:image-classification-onnxruntime-loadgen-py --dep_add_tags.weights=resnet50",
     "ck run program:image-classification-onnxruntime-loadgen-py --env.CK_BATCHSIZE=8",
     "ck install package --tags=dataset,imagenet,preprocessed,first.501 --quiet",
     "ck install package --tags=dataset,imagenet,preprocessed --quiet",  # two packages
