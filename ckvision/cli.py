@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ckvision.config import ENV_VARS, RunConfig
+from ckvision.config import ENV_VARS
 from ckvision.errors import CkVisionError
 
 __all__ = ["main", "build_parser"]
@@ -126,26 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ckvision.ck.upstream_env import refuse_unsupported
-    from ckvision.program import resolve_inputs, run_program
+    from ckvision.program import run
     from ckvision.report import print_run
-    from ckvision.tuning import autotune, explicit_settings
 
-    refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
     if args.quiet:
         overrides["progress"] = "off"
-    config = RunConfig.from_env(os.environ, overrides)
-    inputs = resolve_inputs(os.environ, config.backend, args.model, args.dataset)
-    config, tuning = autotune(
-        config,
-        inputs.model_path,
-        inputs.contract,
-        inputs.dataset_dir,
-        explicit_settings(os.environ, overrides),
-    )
-    record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
+    record = run(os.environ, overrides, args.output_dir, model=args.model, dataset=args.dataset)
     print_run(record)
     return 0
 

@@ -236,3 +236,22 @@ def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ.setdefault("CK_TUNING_CACHE", str(tmp_path_factory.mktemp("tuning") / "tuning.json"))
+
+
+@pytest.fixture()
+def tiny_run_env(
+    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset
+) -> dict[str, str]:
+    """A CK-style env for one tiny run through the pipeline (``ckvision.program.run``), as
+    the CK/MLC deps export it: the model file, its ``ML_MODEL_*`` contract, the dataset,
+    and LoadGen settings that end a test in well under a second."""
+    return {
+        "CK_ENV_ONNX_MODEL_ONNX_FILEPATH": str(tiny_onnx_model),
+        "CK_ENV_DATASET_IMAGENET_PREPROCESSED": str(tiny_dataset.path),
+        **tiny_contract.to_env(),
+        "CK_LOADGEN_SCENARIO": "SingleStream",
+        "CK_LOADGEN_MODE": "PerformanceOnly",
+        "CK_LOADGEN_MIN_DURATION_S": "0.05",
+        "CK_LOADGEN_COUNT_OVERRIDE": "16",
+        "CK_PROGRESS": "off",
+    }

@@ -86,11 +86,10 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
     import secrets
 
     from ckvision.ck.experiment import record_point
-    from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.config import RunConfig
     from ckvision.experiments.record import mlperf_submission_keys
-    from ckvision.harness.settings import write_user_conf
-    from ckvision.program import resolve_inputs, run_program
+    from ckvision.program import run
+    from ckvision.upstream_env import refuse_unsupported
 
     env = _env(i)
     text_env = {str(k): str(v) for k, v in env.items()}
@@ -100,22 +99,22 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
         raise MissingPackageError(
             "model and dataset (run the script with its deps)", "mlcr run,ckvision,loadgen --quiet"
         )
-    inputs = resolve_inputs(text_env, config.backend)
     out = Path(os.getcwd()) / "ckvision-runs" / secrets.token_hex(6)
     out.mkdir(parents=True)
-    write_user_conf(config, inputs.contract.name, out / "user.conf")
-    record = run_program(config, inputs, out)
+    record = run(text_env, {}, out)  # the CLI's pipeline: auto-tuning, user.conf included
+    config = RunConfig.from_record(record["config"])  # as run (tuned)
+    model_name = str(record["model"]["contract"]["name"])
     record.update(mlperf_submission_keys(out))
     scenario, mode = config.as_record()["scenario"], config.as_record()["mode"]
     name = text_env.get("CKVISION_RECORD_UOA") or (
-        f"mlc.{config.backend}.{inputs.contract.name}.{scenario}.{mode}".lower()
+        f"mlc.{config.backend}.{model_name}.{scenario}.{mode}".lower()
     )
     extra = [t for t in text_env.get("CKVISION_RECORD_TAGS", "").split(",") if t]
     tags = [
         "ckvision",
         "mlc",
         config.backend,
-        inputs.contract.name,
+        model_name,
         str(scenario).lower(),
         str(mode).lower(),
         *extra,
