@@ -21,9 +21,9 @@ _EPILOG = "Every run option can also come from its CK env var; a flag wins over 
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend", help="onnxruntime | tensorrt | pytorch | triton | null (CK_BACKEND)"
-    )
+    from ckvision.backends.registry import backend_names
+
+    parser.add_argument("--backend", help=f"{' | '.join(backend_names())} (CK_BACKEND)")
     parser.add_argument("--model", type=Path, help="model file (default: the CK model dep's env)")
     parser.add_argument("--dataset", type=Path, help="preprocessed dataset dir (default: CK env)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where logs go")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckvision.backends import BackendOptions, create_backend
+from ckvision.backends.registry import BACKENDS, backend_spec, check_available
 from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import MissingPackageError, ModelError
@@ -39,16 +40,10 @@ __all__ = [
 MODEL_SIDECAR = "model.json"
 DATASET_ENV = "CK_ENV_DATASET_IMAGENET_PREPROCESSED"
 DATASET_TAGS = "dataset,imagenet,preprocessed,sample"
-# backend -> (env var holding the model file, the package tags that provide one)
+# backend -> (env var holding the model file, the package tags that provide one): from
+# the backend registry's descriptors (kept for callers of this name)
 MODEL_ENV: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "null": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "pytorch": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "tensorrt": (
-        "CK_ENV_TENSORRT_MODEL_FILENAME",
-        "model,tensorrt,efficientnet-lite0,converted-from-onnx,fp16,maxbatch.32",
-    ),
-    "triton": ("CK_ENV_TRITON_MODEL_FILE", "model,triton,efficientnet-lite0,python"),
+    name: (spec.model_env, spec.model_tags) for name, spec in BACKENDS.items()
 }
 
 
@@ -74,7 +69,8 @@ def resolve_inputs(
     env: Mapping[str, str], backend: str, model: Path | None = None, dataset: Path | None = None
 ) -> ProgramInputs:
     """Find the model, its contract and the dataset from flags, else from the CK env."""
-    model_var, model_tags = MODEL_ENV.get(backend, MODEL_ENV["onnxruntime"])
+    spec = backend_spec(backend)
+    model_var, model_tags = spec.model_env, spec.model_tags
     model_path = model or (Path(env[model_var]) if env.get(model_var) else None)
     if model_path is None:
         raise MissingPackageError(f"model ({model_var} not set)", model_tags)
@@ -105,10 +101,7 @@ def run_program(
     """Run one LoadGen test and return the run's record (also written to disk)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
 
-    if config.backend == "tensorrt":
-        from ckvision.backends.tensorrt_backend import check_tensorrt_available
-
-        check_tensorrt_available()
+    check_available(config.backend)  # one line when its runtime cannot run here
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     # rgb8 datasets are normalised to the model's contract as LoadGen loads samples

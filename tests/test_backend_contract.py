@@ -92,6 +92,13 @@ CASES = [
 ]
 
 
+def test_every_registered_backend_has_a_case_here() -> None:
+    """Adding a backend is one module and one registration; its contract case here is
+    the third thing, and this fails until it exists."""
+    missing = sorted(set(backend_names()) - set(MODELS))
+    assert not missing, f"registered backends without a case in MODELS: {missing}"
+
+
 @pytest.fixture(params=CASES, ids=[f"{n}-{v}" for n, v in CASES])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name, variant = request.param

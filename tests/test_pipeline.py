@@ -99,3 +99,26 @@ def test_run_options_come_from_the_one_builder(tiny_onnx_model: Path, tmp_path: 
     )
     assert BackendOptions.from_config(RunConfig()).cache_dir is None
     assert RunConfig.from_record(config.as_record()) == config
+
+
+def test_each_backend_is_described_once_and_every_table_reads_it() -> None:
+    from ckvision.backends.registry import BACKENDS, backend_names, check_available
+    from ckvision.errors import BackendError, ConfigError
+    from ckvision.program import MODEL_ENV, resolve_inputs
+    from ckvision.sweeps.points import PROGRAMS
+
+    assert set(backend_names()) == {"onnxruntime", "null", "pytorch", "tensorrt", "triton"}
+    assert PROGRAMS["triton"] == "image-classification-triton-loadgen-py"  # was missing
+    assert set(PROGRAMS) == {n for n, s in BACKENDS.items() if s.sweep}
+    assert MODEL_ENV["tensorrt"] == (
+        BACKENDS["tensorrt"].model_env,
+        BACKENDS["tensorrt"].model_tags,
+    )
+    check_available("onnxruntime")  # nothing to check: no error
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendError, match="^TensorRT is not installed here"):
+            check_available("tensorrt")
+    with pytest.raises(ConfigError, match="backend 'nope' unknown; use one of: null, "):
+        resolve_inputs({}, "nope")

@@ -40,11 +40,11 @@ def add_sweep_parser(sub: Any) -> None:
         help="batch / concurrency sweep or peak search, each point "
         "recorded with ck benchmark (resumable)",
     )
+    from ckvision.sweeps.points import PROGRAMS
+
     kinds = sweep.add_subparsers(dest="sweep_kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--backend", default="onnxruntime", help="onnxruntime | tensorrt | pytorch | null"
-    )
+    common.add_argument("--backend", default="onnxruntime", help=" | ".join(PROGRAMS))
     common.add_argument("--tags", default="", help="extra tags shared by every point")
     common.add_argument(
         "--env",

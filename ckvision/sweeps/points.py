@@ -20,17 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckvision.backends.registry import BACKENDS
 from ckvision.errors import ConfigError, RunError
 from ckvision.experiments.entries import RecordedRun, experiment_root, find_entries, iter_runs
 
 __all__ = ["Point", "PointResult", "CkPointRunner", "PROGRAMS", "check_tags"]
 
-PROGRAMS = {
-    "onnxruntime": "image-classification-onnxruntime-loadgen-py",
-    "null": "image-classification-onnxruntime-loadgen-py",
-    "pytorch": "image-classification-onnxruntime-loadgen-py",
-    "tensorrt": "image-classification-tensorrt-loadgen-py",
-}
+# backend -> the CK program a sweep point runs (the backend registry's descriptors)
+PROGRAMS = {name: spec.program for name, spec in BACKENDS.items() if spec.sweep}
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _ENV_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
