@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ckvision.ck.tool import ck_lines, run_ck
+from ckvision.experiments.ck_tool import ck_lines, run_ck
 
 __all__ = ["ENGINE_TAGS", "engine_tags", "run_tensorrt_job"]
 

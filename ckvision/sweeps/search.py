@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ckvision.ck.tool import CkCommandError
 from ckvision.errors import RunError
+from ckvision.experiments.ck_tool import CkCommandError
 from ckvision.fsutil import atomic_write_json
 from ckvision.sweeps.peak import PeakResult, Trial, failed_checks, search_peak, trial_record
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult

@@ -8,7 +8,6 @@ half-written model or cache for CK to detect.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError
-from ckvision.fsutil import atomic_write_json
+from ckvision.fsutil import atomic_write_json, sha256_file
 from ckvision.models.contract import ModelContract
 from ckvision.program import MODEL_SIDECAR
 
@@ -39,12 +38,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     return {"return": 0}
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file  # the one sha256 of a file (kept under this name)
 
 
 def install_model(
