@@ -255,3 +255,21 @@ def tiny_run_env(
         "CK_LOADGEN_COUNT_OVERRIDE": "16",
         "CK_PROGRESS": "off",
     }
+
+
+TinyRun = Callable[..., Any]  # (config, backend, output_dir, *, log=..., observers=...)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset: PreprocessedDataset) -> TinyRun:
+    """One LoadGen test of ``backend`` on the tiny dataset (model name ``tiny``):
+    ``tiny_run(config, backend, output_dir, log=..., observers=...)``, the harness's
+    :func:`~ckvision.harness.run.run_benchmark` with the tiny run's constants filled in."""
+    from ckvision.harness.run import run_benchmark
+
+    def run(config: RunConfig, backend: Any, output_dir: Path, **options: Any) -> Any:
+        return run_benchmark(
+            config, backend, tiny_dataset, output_dir, model_name="tiny", **options
+        )
+
+    return run

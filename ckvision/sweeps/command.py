@@ -9,7 +9,7 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 
-__all__ = ["add_sweep_parser", "run_sweep_command", "make_runner", "fingerprint"]
+__all__ = ["add_sweep_parser", "parse", "run_sweep_command", "make_runner", "fingerprint"]
 
 
 def fingerprint() -> dict[str, Any]:
@@ -32,6 +32,14 @@ def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
             raise ConfigError(f"--env {pair!r}: use KEY=VALUE")
         env[key.strip()] = value
     return env
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a ``sweep ...`` command line alone (the CK script entry's call), exactly as
+    ``ckvision sweep ...`` would."""
+    parser = argparse.ArgumentParser(prog="ckvision")
+    add_sweep_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
 
 
 def add_sweep_parser(sub: Any) -> None:
