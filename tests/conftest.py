@@ -48,7 +48,10 @@ def build_tiny_onnx(
     path: Path, batch: int | str = "N", image: int = IMAGE, classes: int = NUM_CLASSES
 ) -> Path:
     """input [batch,3,image,image] -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
-    weight = _WEIGHT if classes == NUM_CLASSES else np.ones((3, classes), np.float32)
+    if classes == NUM_CLASSES:
+        weight = _WEIGHT
+    else:  # other widths (a wrong model, TensorRT's 4 classes) get their own fixed weights
+        weight = np.random.default_rng(classes).normal(size=(3, classes)).astype(np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
@@ -67,15 +70,14 @@ def build_tiny_onnx(
     return path
 
 
+TINY_CONTRACT = ModelContract(
+    name="tiny", image_size=IMAGE, resize_size=IMAGE, num_classes=NUM_CLASSES, output_name="logits"
+)
+
+
 @pytest.fixture(scope="session")
 def tiny_contract() -> ModelContract:
-    return ModelContract(
-        name="tiny",
-        image_size=IMAGE,
-        resize_size=IMAGE,
-        num_classes=NUM_CLASSES,
-        output_name="logits",
-    )
+    return TINY_CONTRACT
 
 
 @pytest.fixture(scope="session")
