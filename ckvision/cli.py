@@ -146,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return triton_dispatch(args)
     if args.command == "install-model":
-        from ckvision.ck.hooks.packages import install_model
+        from ckvision.models.install import install_model
 
         install_model(
             args.name,
@@ -155,7 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             mirror=os.environ.get("CKVISION_MODEL_MIRROR", ""),
         )
     elif args.command == "install-dataset":
-        from ckvision.ck.hooks.packages import install_dataset
+        from ckvision.data.install import install_dataset
 
         source = Path(args.source) if args.source else None
         install_dataset(args.kind, args.install_dir, os.environ, source=source, count=args.count)

@@ -22,6 +22,7 @@ from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import MissingPackageError, ModelError
 from ckvision.experiments.record import RUN_FILE, collect_run, write_run_info
 from ckvision.models.contract import ModelContract
+from ckvision.models.install import MODEL_SIDECAR
 from ckvision.provenance import collect_provenance
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ __all__ = [
     "MODEL_SIDECAR",
 ]
 
-MODEL_SIDECAR = "model.json"
 DATASET_ENV = "CK_ENV_DATASET_IMAGENET_PREPROCESSED"
 DATASET_TAGS = "dataset,imagenet,preprocessed,sample"
 # backend -> (env var holding the model file, the package tags that provide one): from

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.errors import ConfigError, MissingPackageError, ModelError
+from ckvision.models.install import MODEL_SIDECAR
 
 __all__ = ["add_commands", "dispatch", "parse", "record_perf_entry"]
 
@@ -69,7 +70,7 @@ def _repo(args: argparse.Namespace) -> None:
     from ckvision.models.contract import ModelContract
     from ckvision.triton.repository import RepoSpec, write_repository
 
-    sidecar = args.model.parent / "model.json"
+    sidecar = args.model.parent / MODEL_SIDECAR
     if not args.model.is_file() or not sidecar.is_file():
         raise MissingPackageError(f"model {args.model} (with its model.json)", _MODEL_TAGS)
     try:

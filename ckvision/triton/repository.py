@@ -18,11 +18,12 @@ from typing import Any
 from ckvision.errors import ConfigError, ModelError
 from ckvision.fsutil import atomic_dir, atomic_write_json
 from ckvision.models.contract import ModelContract
+from ckvision.models.install import MODEL_SIDECAR
 
 __all__ = ["RepoSpec", "BACKENDS", "config_pbtxt", "parse_pbtxt", "write_repository", "REPO_INFO"]
 
 REPO_INFO = "ckvision-triton.json"  # beside the model dirs: what was generated from what
-SIDECAR = "model.json"  # ckvision.program.MODEL_SIDECAR: the contract, as for every model
+SIDECAR = MODEL_SIDECAR  # the contract, as for every model
 # backend -> (model file name in the version dir, config line naming the backend)
 BACKENDS: dict[str, tuple[str, str]] = {
     "python": ("model.onnx", 'backend: "python"'),

@@ -26,10 +26,9 @@ from typing import Any
 from ckvision.ck.hooks import ck_fatal_hook, ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError, DataError, ModelError
+from ckvision.models.install import MODEL_SIDECAR
 
 __all__ = ["version_cmd", "setup", "MODEL_SIDECAR", "upstream_model_env"]
-
-MODEL_SIDECAR = "model.json"  # written next to every model file by our packages
 
 
 def _kind(i: dict[str, Any]) -> dict[str, Any]:
