@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_hook
-from ckvision.ck.hooks.soft import MODEL_SIDECAR, upstream_model_env
+from ckvision.ck.hooks.soft import upstream_model_env
 from ckvision.errors import ConfigError, MissingPackageError
+from ckvision.models.install import MODEL_SIDECAR
 
 __all__ = ["install_model", "prepare_dataset", "loadgen_run"]
 
@@ -40,7 +41,7 @@ def install_model(i: dict[str, Any]) -> dict[str, Any]:
     """Install the model named by CKVISION_MODEL into the current (cache) directory."""
     import json
 
-    from ckvision.ck.hooks.packages import install_model as install
+    from ckvision.models.install import install_model as install
 
     env = _env(i)
     name = str(env.get("CKVISION_MODEL", "")).strip()
@@ -61,7 +62,7 @@ def install_model(i: dict[str, Any]) -> dict[str, Any]:
 @ck_hook
 def prepare_dataset(i: dict[str, Any]) -> dict[str, Any]:
     """Preprocess the sample set (or IMAGENET_VAL_DIR) for the model's ML_MODEL_* contract."""
-    from ckvision.ck.hooks.packages import install_dataset
+    from ckvision.data.install import install_dataset
 
     env = _env(i)
     kind = str(env.get("CKVISION_DATASET_KIND", "sample"))

@@ -9,18 +9,15 @@ half-written model or cache for CK to detect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
+from ckvision.data.install import install_dataset
 from ckvision.fsutil import sha256_file
 from ckvision.models.install import install_model
 
 __all__ = ["install_model", "install_dataset", "sha256_of", "setup"]
-
-Log = Callable[[str], None]
 
 
 @ck_hook
@@ -38,19 +35,3 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
 
 
 sha256_of = sha256_file  # the one sha256 of a file (kept under this name)
-
-
-def install_dataset(
-    kind: str,
-    install_dir: Path,
-    env: Mapping[str, str],
-    *,
-    source: Path | None = None,
-    count: int = 0,
-    log: Log = print,
-) -> Path:
-    """Preprocess the embedded sample set or a user's ImageNet val folder into the
-    rgb8 cache of the variation in ``env`` (see :mod:`ckvision.data.install`)."""
-    from ckvision.data.install import install_dataset as install
-
-    return install(kind, install_dir, env, source=source, count=count, log=log)
