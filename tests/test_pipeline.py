@@ -122,3 +122,23 @@ def test_each_backend_is_described_once_and_every_table_reads_it() -> None:
             check_available("tensorrt")
     with pytest.raises(ConfigError, match="backend 'nope' unknown; use one of: null, "):
         resolve_inputs({}, "nope")
+
+
+def test_every_ck_program_and_sweep_point_runs_the_cli_pipeline() -> None:
+    """The CK programs (``ck run``/``ck benchmark``, the sweeps' and the demo's points)
+    run ``python -m ckvision run``, i.e. :func:`ckvision.program.run`; each backend's
+    program in the registry is one of them."""
+    from ckvision.backends.registry import BACKENDS
+
+    root = Path(__file__).resolve().parents[1] / "program"
+    metas = {
+        meta.parent.parent.name: json.loads(meta.read_text(encoding="utf-8"))
+        for meta in root.glob("*/.cm/meta.json")
+    }
+    assert metas, root
+    for name, meta in metas.items():
+        for cmd in meta["run_cmds"].values():
+            assert cmd["run_time"]["run_cmd_main"].endswith(" -m ckvision run"), name
+        backend = meta["run_vars"]["CK_BACKEND"]  # the program's default backend runs it
+        assert BACKENDS[backend].program == name
+    assert {spec.program for spec in BACKENDS.values()} <= set(metas)
