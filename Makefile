@@ -9,14 +9,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ckvision-installed
 
-.PHONY: demo test setup lint typecheck clean-ck-tmp help mutation
+.PHONY: demo test setup lint typecheck clean-ck-tmp help mutation system-deps gpu
 
 help:
-	@echo "make demo   set up .venv + CK and run the recorded demo on EfficientNet-Lite0"
-	@echo "make test   lint + type check + pytest (about 15-20 minutes on 2 cores)"
+	@echo "make demo         set up .venv + CK and run the recorded demo on EfficientNet-Lite0"
+	@echo "make test         lint + type check + pytest (about 15-20 minutes on 2 cores)"
+	@echo "make setup        only the .venv (pinned deps, editable ckvision)"
+	@echo "make lint         ruff check + ruff format --check"
+	@echo "make typecheck    mypy over the package (the TensorRT code against its stubs)"
+	@echo "make triton-venv  tritonserver + perf_analyzer env (.venv-triton) for the Triton tests"
+	@echo "make docker       build the CPU image, run its demo job as you, print the table"
+	@echo "make gpu          swap the CPU onnxruntime for onnxruntime-gpu in .venv"
+	@echo "make mutation     mutation testing of harness, scorer and settings (about an hour)"
+	@echo "make system-deps  apt packages the container and browser tests use (root, Debian)"
+	@echo "make clean-ck-tmp remove the run directories of the CK programs"
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] <= (3, 11) else "ck 2.6.4 needs Python 3.10 or 3.11; set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else "ckvision needs Python 3.11 (ck 2.6.4 runs on <= 3.11; the pins need 3.11); set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton]'
@@ -24,6 +33,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The one list of system packages `make test` uses where present (the tests that need one
+# skip, naming it, where it is absent): Podman + debootstrap for the container tests,
+# Chromium for the HTML report screenshots. Debian/Ubuntu, as root.
+SYSTEM_PACKAGES := podman buildah runc debootstrap chromium
+system-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES)
+
+GPU_PINS = $(shell $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["gpu"])')
+gpu: $(STAMP)
+	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(GPU_PINS)
 
 demo: $(STAMP)
 	$(BIN)/python -m ckvision demo

@@ -21,8 +21,7 @@ from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import MissingPackageError, ModelError
 from ckvision.experiments.record import RUN_FILE, collect_run, write_run_info
-from ckvision.models.contract import ModelContract
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 from ckvision.provenance import collect_provenance
 
 if TYPE_CHECKING:

@@ -78,6 +78,40 @@ def test_ck_run_bad_env_fails_with_one_line(ck_env: dict[str, str]) -> None:
     assert "Traceback" not in run.stdout + run.stderr
 
 
+def test_tensorrt_program_without_tensorrt_ends_in_our_one_line(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The card's TensorRT program after `make demo` (this repo alone in CK_REPOS) on a
+    machine without TensorRT, stdin closed and no --quiet: no package-choice prompt (the
+    Triton repository package also has a `tensorrt` variation; the program's engine dep
+    excludes it), no traceback, our line names what is missing, non-zero exit. (With
+    ck-tensorrt also registered, CK asks which engine package: README, `ckvision ck-deps`.)"""
+    import shutil
+
+    from ckvision.backends.tensorrt_backend import check_tensorrt_available
+    from ckvision.errors import CkVisionError
+
+    try:
+        check_tensorrt_available()
+    except CkVisionError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here")
+    repos = tmp_path / "repos"
+    shutil.copytree(ck_env["CK_REPOS"], repos, symlinks=True)
+    env = dict(ck_env, CK_REPOS=str(repos))
+    for other in ("ck-tensorrt", "ck-mlperf", "ck-env", "ck-ml", "ck-crowdtuning", "ck-docker"):
+        ck(env, "rm", f"repo:{other}", "--force")
+    assert "model-tensorrt-convert-from-onnx" not in ck(env, "list", "package").stdout
+    run = ck(env, "run", "program:image-classification-tensorrt-loadgen-py")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Traceback" not in out and "EOFError" not in out
+    assert "Please select" not in out
+    said = [ln for ln in out.splitlines() if ln.startswith("ckvision: error: ")]
+    assert len(said) == 1 and "TensorRT is not installed here" in said[0], out[-3000:]
+
+
 def test_ck_benchmark_record_loads_into_pandas(ck_env: dict[str, str]) -> None:
     name = "test.offline.performance"
     bench = ck(

@@ -89,3 +89,17 @@ def test_missing_provider_is_a_backend_error(
     )
     with pytest.raises(BackendError, match=f"onnxruntime has no {missing} here; install"):
         backend.load()
+
+
+def test_cpu_and_gpu_onnxruntime_together_is_one_line() -> None:
+    """onnxruntime and onnxruntime-gpu share one module: both installed is refused, naming
+    both versions; one of them (this venv: the CPU one) passes."""
+    from ckvision.backends.onnxruntime_backend import check_one_onnxruntime
+    from ckvision.errors import ConfigError
+
+    both = {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"}
+    with pytest.raises(ConfigError, match=r"onnxruntime 1\.32\.0 .*onnxruntime-gpu 1\.31\.1"):
+        check_one_onnxruntime(both.get)
+    check_one_onnxruntime({"onnxruntime-gpu": "1.31.1"}.get)
+    check_one_onnxruntime({"onnxruntime": "1.32.0"}.get)
+    check_one_onnxruntime()  # the real environment has exactly one

@@ -7,15 +7,16 @@ bound once. A model with a fixed batch dimension gets smaller batches padded to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
-from ckvision.errors import BackendError, MissingPackageError, ModelError
+from ckvision.errors import BackendError, ConfigError, MissingPackageError, ModelError
 
-__all__ = ["OnnxRuntimeBackend", "PROVIDERS"]
+__all__ = ["OnnxRuntimeBackend", "PROVIDERS", "check_one_onnxruntime"]
 
 # CK_ORT_PROVIDER -> (provider, what to do when it is missing)
 PROVIDERS = {
@@ -28,7 +29,31 @@ PROVIDERS = {
 }
 
 
+def check_one_onnxruntime(installed: Callable[[str], str | None] | None = None) -> None:
+    """One line when both the CPU ``onnxruntime`` and ``onnxruntime-gpu`` are installed:
+    they share the module ``onnxruntime``; whichever pip installed last silently wins,
+    so the run would not be the one the user thinks."""
+    version = installed or _distribution_version
+    cpu, gpu = version("onnxruntime"), version("onnxruntime-gpu")
+    if cpu and gpu:
+        raise ConfigError(
+            f"both onnxruntime {cpu} (CPU) and onnxruntime-gpu {gpu} are installed and share "
+            "the module 'onnxruntime'; keep one: `make gpu` (onnxruntime-gpu) or "
+            "`pip uninstall -y onnxruntime-gpu onnxruntime && pip install onnxruntime==<pin>`"
+        )
+
+
+def _distribution_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _ort() -> Any:
+    check_one_onnxruntime()
     try:
         import onnxruntime
     except ImportError as err:

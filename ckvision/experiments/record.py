@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ckvision.errors import RunError
 from ckvision.fsutil import atomic_write_json
 
@@ -65,6 +63,8 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
     summary = parse_output_dir(output_dir)
     accuracy = (info.get("result") or {}).get("accuracy")  # the run's own typed result
     if accuracy is None and info["config"]["mode"] == "AccuracyOnly":  # older run files
+        import numpy as np
+
         dataset = PreprocessedDataset.open(Path(info["dataset"]["path"]))
         size = info["config"].get("dataset_size") or dataset.size
         labels = np.asarray(dataset.labels[:size])

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 from ckvision.errors import ConfigError
 
-__all__ = ["ModelContract", "UPSTREAM_MAPPING"]
+# The contract of every installed model travels in this file next to the model file.
+MODEL_SIDECAR = "model.json"
+
+__all__ = ["ModelContract", "UPSTREAM_MAPPING", "MODEL_SIDECAR"]
 
 _LAYOUTS = ("NCHW", "NHWC")
 _OUTPUT_KINDS = ("scores", "argmax")

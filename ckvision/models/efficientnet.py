@@ -25,8 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ckvision.errors import ModelError
 from ckvision.fsutil import atomic_output
 
@@ -123,6 +121,8 @@ def _torch_export(torch: Any, model: Any, path: Path, opset: int) -> None:
 
 
 def _validate(torch: Any, model: Any, path: Path) -> None:
+    import numpy as np
+
     """onnx.checker, then ONNX Runtime vs PyTorch on a random batch of 2."""
     import onnx
     import onnxruntime as ort

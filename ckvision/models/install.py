@@ -15,11 +15,9 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 from ckvision.fsutil import atomic_write_json, sha256_file
-from ckvision.models.contract import ModelContract
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 
 __all__ = ["MODEL_SIDECAR", "install_model", "write_sidecar"]
-
-MODEL_SIDECAR = "model.json"  # written next to every model file by our packages
 
 Log = Callable[[str], None]
 

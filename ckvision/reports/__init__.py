@@ -195,7 +195,7 @@ def write_report(
     other = load_runs(compare) if compare else []
     docs = [_read_results(Path(p)) for p in results]
     page = _Page(png_dir)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page.note(f"{len(runs)} runs tagged {tags}; generated {stamp} by ckvision")
     page.heading("All runs")
     page.table(runs_table(runs), "runs")

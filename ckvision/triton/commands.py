@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.errors import ConfigError, MissingPackageError, ModelError
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR
 
 __all__ = ["add_commands", "dispatch", "parse", "record_perf_entry"]
 

@@ -17,8 +17,7 @@ from typing import Any
 
 from ckvision.errors import ConfigError, ModelError
 from ckvision.fsutil import atomic_dir, atomic_write_json
-from ckvision.models.contract import ModelContract
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 
 __all__ = ["RepoSpec", "BACKENDS", "config_pbtxt", "parse_pbtxt", "write_repository", "REPO_INFO"]
 

@@ -3,4 +3,9 @@ before it writes the install script; it refuses values CK would write there unes
 All logic is in ckvision.ck.hooks.packages.
 """
 
-from ckvision.ck.hooks.packages import setup  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
+
+from ckvision.ck.hooks.packages import setup  # noqa: E402, F401

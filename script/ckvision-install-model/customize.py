@@ -1,3 +1,8 @@
 """MLC hook for this script: all logic is in ckvision.ck.hooks.mlc.install_model."""
 
-from ckvision.ck.hooks.mlc import install_model as preprocess  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
+
+from ckvision.ck.hooks.mlc import install_model as preprocess  # noqa: E402, F401

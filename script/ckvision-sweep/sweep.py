@@ -7,4 +7,9 @@ concurrency or peak; every other key is an option of ``python -m ckvision sweep 
 recorded by ``ck benchmark --record``. All logic is in ckvision.ck.hooks.sweeps.
 """
 
-from ckvision.ck.hooks.sweeps import run  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
+
+from ckvision.ck.hooks.sweeps import run  # noqa: E402, F401

@@ -5,4 +5,9 @@ parses the LoadGen logs and scores accuracy into the run's characteristics
 (tmp-ck-timer.json). All logic is in ckvision.ck.hooks.program.
 """
 
-from ckvision.ck.hooks.program import ck_postprocess, ck_preprocess  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
+
+from ckvision.ck.hooks.program import ck_postprocess, ck_preprocess  # noqa: E402, F401

@@ -5,4 +5,9 @@ perf.json: ``{"dict": {"repository": "<repo>" or "url": "host:port", "batch": 4,
 "tags": "triton,perf_analyzer"}}``. All logic is in ``python -m ckvision triton-perf``.
 """
 
-from ckvision.ck.hooks.triton import run_perf_script as run  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # ck may run without ckvision
+
+from ckvision.ck.hooks.triton import run_perf_script as run  # noqa: E402, F401

@@ -7,12 +7,13 @@ CK calls hooks with a dict ``i`` and expects ``{'return': 0, ...}`` or
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ckvision.errors import CkVisionError
 
-__all__ = ["ck_hook", "ck_fatal_hook"]
+__all__ = ["ck_hook", "ck_fatal_hook", "add_dep_sites"]
 
 Hook = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -50,3 +51,32 @@ def ck_fatal_hook(func: Hook) -> Hook:
             raise SystemExit(err.exit_code) from None
 
     return wrapper
+
+
+def add_dep_sites(i: dict[str, Any]) -> None:
+    """Let a hook that runs inside ``ck`` import what the program imports.
+
+    ``ck`` may run on a Python with nothing but ck (``ck pull repo`` on a new machine);
+    then ``package:lib-python-ckvision`` installed ckvision's pinned dependencies into
+    CK_TOOLS, and its env entry names that directory (``*_SITE``). Those directories go
+    last on ``sys.path``: what ck's own Python has wins. One line when they cannot serve
+    this Python (they were built for the interpreter CK detected).
+    """
+    sites = [
+        str(value)
+        for dep in (i.get("deps") or {}).values()
+        for key, value in (((dep or {}).get("dict") or {}).get("env") or {}).items()
+        if str(key).endswith("_SITE") and value
+    ]
+    for site in sites:
+        if site not in sys.path:
+            sys.path.append(site)
+    try:
+        import numpy  # noqa: F401 - the first compiled dependency the hooks need
+    except ImportError as err:
+        here = ".".join(map(str, sys.version_info[:2]))
+        raise CkVisionError(
+            f"ck runs on Python {here} ({sys.executable}), which cannot import ckvision's "
+            f"dependencies ({err}); install ck into the Python CK detected for the program, "
+            f"or pip install numpy mlcommons-loadgen into this one"
+        ) from err

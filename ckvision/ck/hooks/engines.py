@@ -13,8 +13,7 @@ from pathlib import Path
 
 from ckvision.errors import ConfigError, MissingPackageError, ModelError
 from ckvision.fsutil import atomic_write_json
-from ckvision.models.contract import ModelContract
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 
 __all__ = ["install_engine"]
 

@@ -22,7 +22,7 @@ from typing import Any
 from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.soft import upstream_model_env
 from ckvision.errors import ConfigError, MissingPackageError
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR
 
 __all__ = ["install_model", "prepare_dataset", "loadgen_run"]
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from ckvision.ck.hooks import ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
-from ckvision.data.install import install_dataset
 from ckvision.fsutil import sha256_file
 from ckvision.models.install import install_model
 
-__all__ = ["install_model", "install_dataset", "sha256_of", "setup"]
+__all__ = ["install_model", "install_dataset", "sha256_of", "setup"]  # noqa: F822 - lazy
 
 
 @ck_hook
@@ -35,3 +34,13 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
 
 
 sha256_of = sha256_file  # the one sha256 of a file (kept under this name)
+
+
+def __getattr__(name: str) -> Any:
+    """``install_dataset`` is :func:`ckvision.data.install.install_dataset`, imported on
+    first use: the package hooks import this module in ck's Python, without numpy."""
+    if name == "install_dataset":
+        from ckvision.data.install import install_dataset
+
+        return install_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ckvision.ck.hooks import ck_fatal_hook
+from ckvision.ck.hooks import add_dep_sites, ck_fatal_hook
 from ckvision.ck.hooks.atomic import make_ck_writes_atomic
 from ckvision.ck.hooks.shell import check_shell_safe
 from ckvision.config import RunConfig
@@ -88,6 +88,7 @@ def make_run_dir(parent: Path) -> Path:
 @ck_fatal_hook
 def ck_preprocess(i: dict[str, Any]) -> dict[str, Any]:
     """Refuse unsafe or invalid env, then move CK into a fresh run dir and write user.conf."""
+    add_dep_sites(i)  # before anything imports numpy or LoadGen
     from ckvision.harness.settings import write_user_conf
 
     make_ck_writes_atomic()  # a kill during the record cannot truncate an entry
@@ -145,6 +146,7 @@ def ck_postprocess(i: dict[str, Any]) -> dict[str, Any]:
     in this run's own directory and the run fails here, before anything is recorded.
     """
     interrupted = _release_interrupts()
+    add_dep_sites(i)
     run_dir = Path(os.getcwd())
     if not run_dir.name.startswith(RUN_DIR_PREFIX):
         raise RunError(f"{run_dir} is not a run directory made by pre-processing")

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_fatal_hook, ck_hook
 from ckvision.ck.hooks.shell import check_shell_safe, check_shell_safe_values
 from ckvision.errors import ConfigError, DataError, ModelError
-from ckvision.models.install import MODEL_SIDECAR
+from ckvision.models.contract import MODEL_SIDECAR
 
-__all__ = ["version_cmd", "setup", "MODEL_SIDECAR", "upstream_model_env"]
+__all__ = ["version_cmd", "setup", "limit", "MODEL_SIDECAR", "upstream_model_env"]
 
 
 def _kind(i: dict[str, Any]) -> dict[str, Any]:
@@ -43,14 +45,24 @@ def _python_of(i: dict[str, Any]) -> str:
     return str(env.get("CK_ENV_COMPILER_PYTHON_FILE") or os.environ.get("CK_PYTHON", "python3"))
 
 
-def _run_python(python: str, code: str) -> str:
+def _run_python(python: str, code: str, site: Path | None = None) -> str:
+    env = None
+    if site is not None:  # the package's own directory first, as its env entry will set it
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+        )
     try:
         out = subprocess.run(  # noqa: S603 - argument list, no shell
-            [python, "-c", code], capture_output=True, text=True, timeout=120, check=True
+            [python, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env
         )
     except (OSError, subprocess.SubprocessError) as err:
         raise ConfigError(f"cannot run {python}: {err}") from err
     return out.stdout.strip()
+
+
+def _site_of(full_path: Path) -> Path:
+    """The directory to put on PYTHONPATH for a package detected by its ``__init__.py``."""
+    return full_path.parent.parent
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -87,6 +99,24 @@ def upstream_model_env(
     return out
 
 
+_PYTHON_NAME = re.compile(r"python3\.11$")  # ckvision's pins need Python 3.11
+
+
+@ck_hook
+def limit(i: dict[str, Any]) -> dict[str, Any]:
+    """CK's search found every file named ``python3*`` (vim plugins, configs, ...): keep
+    the Python 3.11 interpreters, one per real file, the one running ``ck`` first (with
+    ``--quiet`` CK registers the first; that interpreter runs our hooks too)."""
+    found: dict[str, str] = {}
+    for candidate in [sys.executable, *[str(p) for p in i.get("list", [])]]:
+        real = os.path.realpath(candidate)
+        if real in found or not _PYTHON_NAME.search(os.path.basename(real)):
+            continue
+        if os.path.isfile(real) and os.access(real, os.X_OK):
+            found[real] = candidate
+    return {"return": 0, "list": list(found.values()), "skip_sort": "yes"}
+
+
 @ck_fatal_hook
 def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
     spec = _kind(i)
@@ -99,7 +129,7 @@ def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
         version = _run_python(str(full_path), "import platform; print(platform.python_version())")
     elif kind == "python-package":
         code = f"import importlib.metadata as m; print(m.version({spec['distribution']!r}))"
-        version = _run_python(_python_of(i), code)
+        version = _run_python(_python_of(i), code, site=_site_of(full_path))
     elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         version = str(_read_json(full_path.parent / MODEL_SIDECAR, "model").get("version", "1"))
     elif kind == "dataset":
@@ -122,6 +152,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
         env["CK_ENV_COMPILER_PYTHON_BIN"] = str(full_path.parent)
     elif kind == "python-package":
         env[f"{prefix}_VERSION"] = str(i.get("version", ""))
+        env[f"{prefix}_SITE"] = str(_site_of(full_path))  # read by add_dep_sites()
     elif kind in ("onnx-model", "tensorrt-engine", "triton-repository"):
         sidecar = _read_json(full_path.parent / MODEL_SIDECAR, "model")
         env.update({str(k): str(v) for k, v in sidecar.get("env", {}).items()})
@@ -141,4 +172,7 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     )
     check_shell_safe_values(i.get("tags") or [], where="tag")
     i["env"].update(env)
-    return {"return": 0, "bat": ""}
+    bat = ""
+    if kind == "python-package":  # as ck-env's lib-python softs: the package's dir first
+        bat = f"export PYTHONPATH={env[prefix + '_SITE']}:${{PYTHONPATH}}\n"
+    return {"return": 0, "bat": bat}
