@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("tags", help="e.g. model,tensorrt,resnet,converted-from-onnx,fp16")
     demo = sub.add_parser("demo", help="ck-setup, then the four recorded demo runs and a table")
     demo.add_argument("--skip-setup", action="store_true")
+    demo.add_argument(
+        "--report",
+        type=Path,
+        default=Path("demo-report.html"),
+        help="where the HTML report of the four runs goes (default: ./demo-report.html)",
+    )
     from ckvision.triton.commands import add_commands as add_triton_commands
 
     add_triton_commands(sub)
@@ -199,7 +205,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "demo":
         from ckvision.demo import run_demo
 
-        run_demo(skip_setup=args.skip_setup)
+        run_demo(skip_setup=args.skip_setup, report=args.report)
     elif args.command == "docker":
         from ckvision.containers.cli import dispatch as docker_dispatch
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ckvision.errors import RunError
 from ckvision.experiments.ck_tool import run_ck
@@ -68,7 +69,12 @@ def _demo_dataset_tags() -> str:
     return ",".join([SAMPLE_TAG, *spec.tags()])
 
 
-def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) -> None:
+def run_demo(
+    *,
+    skip_setup: bool = False,
+    report: Path = Path("demo-report.html"),
+    log: Callable[[str], None] = print,
+) -> None:
     from ckvision.accuracy.scoring import format_accuracy
     from ckvision.analysis.frame import run_row
     from ckvision.analysis.tables import summary_table
@@ -113,3 +119,6 @@ def run_demo(*, skip_setup: bool = False, log: Callable[[str], None] = print) ->
     log(f"experiment entries: {experiment_root()}")
     for name in names:
         log(f"  {name}")
+    from ckvision.reports import write_report
+
+    write_report("ckvision,demo", Path(report).resolve(), runs=runs, log=log)

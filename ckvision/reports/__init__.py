@@ -26,8 +26,11 @@ from ckvision.fsutil import atomic_write_text
 from ckvision.reports import plots
 from ckvision.reports.sections import (
     ab_table,
+    accuracy_table,
+    latency_distribution,
     peak_tables,
     provenance_table,
+    run_label,
     runs_table,
     sweep_frame,
 )
@@ -181,6 +184,38 @@ def _peaks(page: _Page, runs: Sequence[RecordedRun], docs: Sequence[dict[str, An
         )
 
 
+def _distributions(page: _Page, runs: Sequence[RecordedRun]) -> None:
+    """Latency distribution per performance run; accuracy per accuracy run."""
+    series = [(run_label(r), d) for r in runs if (d := latency_distribution(r)) is not None]
+    if series:
+        page.heading("Latency distribution (performance runs)")
+        page.note(
+            "SUT-side latency of every sample (issue to completion), from each run's "
+            "latency.hgrm; LoadGen's own percentiles are in the table above"
+        )
+        page.image(
+            plots.percentile_plot(series, title="Latency by percentile"),
+            "latency_distribution",
+            "latency distribution",
+        )
+    accuracy = accuracy_table(runs)
+    if not accuracy.empty:
+        page.heading("Accuracy per run")
+        datasets = ", ".join(sorted({str(d) for d in accuracy["dataset"]}))
+        page.note(f"top-1 and top-5 on {datasets} (a sample set's accuracy is not ImageNet's)")
+        page.table(accuracy, "accuracy")
+        page.image(
+            plots.bar_plot(
+                accuracy["run"].tolist(),
+                accuracy["top1 %"].astype(float).tolist(),
+                title="Top-1 accuracy per run",
+                ylabel="top-1 %",
+            ),
+            "accuracy",
+            "accuracy per run",
+        )
+
+
 def write_report(
     tags: str,
     out: Path,
@@ -189,9 +224,11 @@ def write_report(
     results: Sequence[Path] = (),
     png_dir: Path | None = None,
     csv: Path | None = None,
+    runs: Sequence[RecordedRun] | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    runs = load_runs(tags)
+    """Write the report of the runs tagged ``tags`` (or of ``runs``, named by ``tags``)."""
+    runs = list(runs) if runs is not None else load_runs(tags)
     other = load_runs(compare) if compare else []
     docs = [_read_results(Path(p)) for p in results]
     page = _Page(png_dir)
@@ -199,6 +236,7 @@ def write_report(
     page.note(f"{len(runs)} runs tagged {tags}; generated {stamp} by ckvision")
     page.heading("All runs")
     page.table(runs_table(runs), "runs")
+    _distributions(page, runs)
     _sweeps(page, runs)
     _peaks(page, runs, docs)
     if other:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["line_plot", "bar_plot"]
+__all__ = ["line_plot", "bar_plot", "percentile_plot"]
 
 
 def _figure() -> tuple[Any, Any]:
@@ -76,4 +76,22 @@ def bar_plot(
         ax.axhline(reference, color="grey", linestyle="--")
     ax.set_title(title)
     ax.set_ylabel(ylabel)
+    return _png(fig)
+
+
+def percentile_plot(series: Sequence[tuple[str, pd.DataFrame]], *, title: str) -> bytes:
+    """Latency against percentile, HdrHistogram style: the x axis is 1/(1-percentile) on a
+    log scale, so the tail (p90, p99, p99.9) gets as much room as the median."""
+    fig, ax = _figure()
+    for label, frame in series:
+        ax.plot(frame["inverse_tail"], frame["latency_ms"], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")  # SingleStream's milliseconds next to an Offline run's seconds
+    ticks = [(1.0, "0%"), (2.0, "50%"), (10.0, "90%"), (100.0, "99%"), (1000.0, "99.9%")]
+    ax.set_xticks([t for t, _ in ticks], [name for _, name in ticks])
+    ax.set_title(title)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency, ms")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     return _png(fig)

@@ -9,7 +9,16 @@ import pandas as pd
 
 from ckvision.experiments.entries import RecordedRun
 
-__all__ = ["runs_table", "sweep_frame", "peak_tables", "provenance_table", "ab_table"]
+__all__ = [
+    "runs_table",
+    "sweep_frame",
+    "peak_tables",
+    "provenance_table",
+    "ab_table",
+    "run_label",
+    "latency_distribution",
+    "accuracy_table",
+]
 
 
 def runs_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
@@ -153,3 +162,52 @@ def ab_table(a: Sequence[RecordedRun], b: Sequence[RecordedRun]) -> pd.DataFrame
     table["B/A samples/s"] = table["samples/s B"] / table["samples/s A"]
     table["B/A p99"] = table["p99 ms B"] / table["p99 ms A"]
     return table
+
+
+def run_label(run: RecordedRun) -> str:
+    """A short name for a run in a legend: scenario, batch, repetition of its entry."""
+    config = run.record.get("config", {})
+    return f"{config.get('scenario', '?')} b{config.get('batch_size', '?')} #{run.repetition}"
+
+
+def latency_distribution(run: RecordedRun) -> pd.DataFrame | None:
+    """The SUT-side latency percentile distribution of a performance run, from the
+    ``latency.hgrm`` the run recorded (HdrHistogram's text: value in ms, percentile,
+    count, 1/(1-percentile)); None for a run without one."""
+    text = (run.record.get("logs") or {}).get("latency.hgrm")
+    if not isinstance(text, str):
+        return None
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        try:
+            value, percentile = float(parts[0]), float(parts[1])
+        except ValueError:
+            continue  # the header line
+        if percentile < 1.0:
+            rows.append((percentile * 100.0, value, 1.0 / (1.0 - percentile)))
+    if not rows:
+        return None
+    return pd.DataFrame(rows, columns=["percentile", "latency_ms", "inverse_tail"])
+
+
+def accuracy_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
+    """One row per accuracy run: label, dataset, images, top-1 and top-5 (%)."""
+    rows = []
+    for run in runs:
+        accuracy = run.record.get("accuracy")
+        if not accuracy:
+            continue
+        rows.append(
+            {
+                "run": run_label(run),
+                "entry": run.entry,
+                "dataset": accuracy.get("dataset") or run.record.get("dataset", {}).get("name"),
+                "images": accuracy.get("total"),
+                "top1 %": accuracy.get("top1"),
+                "top5 %": accuracy.get("top5"),
+            }
+        )
+    return pd.DataFrame(rows)
