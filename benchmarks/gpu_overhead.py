@@ -185,22 +185,37 @@ def _host(torch: Any, images: np.ndarray, n: int, cuda: bool) -> Any:
 
 
 def _harness(
-    backend: Any, dataset: PreprocessedDataset, config: RunConfig, out: Path
+    backend: Any, dataset: PreprocessedDataset, config: RunConfig, out: Path, gpu: dict[str, Any]
 ) -> tuple[dict[str, Any], Path, dict[str, float]]:
-    """LoadGen's summary, the run folder, and where the time went inside our SUT (mean ms
-    per sample: queue wait, batch formation, inference, response)."""
+    """LoadGen's summary, the run folder (its run record written by the pipeline's one
+    writer), and where the time went inside our SUT (mean ms per sample: queue wait, batch
+    formation, inference, response)."""
     from ckvision.harness.run import run_benchmark
+    from ckvision.program import record_run
+    from ckvision.provenance import collect_provenance
 
+    started = time.time()
     result = run_benchmark(
         config, backend, dataset, out, model_name=backend.contract.name, log=lambda _m: None
+    )
+    model_info: dict[str, Any] = {"name": backend.contract.name, "source": "pytorch definition"}
+    if backend.contract.name == "resnet50":
+        model_info["weights"] = RANDOM_WEIGHTS
+    record_run(
+        out,
+        config,
+        model_info,
+        dataset,
+        backend,
+        result,
+        provenance={**collect_provenance(), "gpu": gpu},
+        started=started,
     )
     return result.summary, out, dict((result.latency or {}).get("breakdown") or {})
 
 
 def _record(
     args: argparse.Namespace,
-    backend: Any,
-    dataset: PreprocessedDataset,
     config: RunConfig,
     run_dir: Path,
     reference: dict[str, Any],
@@ -208,35 +223,8 @@ def _record(
     tags: list[str],
 ) -> str:
     from ckvision.experiments.offline_writer import record_point
-    from ckvision.experiments.record import collect_run, write_run_info
-    from ckvision.provenance import collect_provenance
+    from ckvision.experiments.record import collect_run
 
-    provenance = collect_provenance()
-    provenance["gpu"] = gpu
-    model_info: dict[str, Any] = {"name": backend.contract.name, "source": "pytorch definition"}
-    if backend.contract.name == "resnet50":
-        model_info["weights"] = RANDOM_WEIGHTS
-    write_run_info(
-        run_dir,
-        {
-            "config": config.as_record(),
-            "model": model_info,
-            "dataset": {
-                "name": dataset.name,
-                "kind": dataset.kind,
-                "size": dataset.size,
-                "path": str(dataset.path),
-            },
-            "backend": {
-                "name": "pytorch",
-                "versions": backend.version(),
-                "options": asdict(backend.options) | {"cache_dir": None},
-            },
-            "provenance": provenance,
-            "failures": 0,
-            "duration_s": None,
-        },
-    )
     record = collect_run(run_dir)
     record["logs"].pop("mlperf_log_detail.txt", None)  # the summary is kept; detail is big
     record["reference"] = reference
@@ -398,7 +386,9 @@ class Sweep:
             **self._base(dataset, tags[1]),
         )
         backend.cuda_stats()  # reset: count the test only
-        summary, run_dir, inside = _harness(backend, dataset, config, self.run_dir(tags, 1))
+        summary, run_dir, inside = _harness(
+            backend, dataset, config, self.run_dir(tags, 1), self.gpu
+        )
         ours = float(summary.get("latency_p90_ns") or 0) / 1e6
         self.emit(
             backend,
@@ -442,7 +432,9 @@ class Sweep:
             **self._base(dataset, tags[1]),
         )
         backend.cuda_stats()
-        summary, run_dir, inside = _harness(backend, dataset, config, self.run_dir(tags, batch))
+        summary, run_dir, inside = _harness(
+            backend, dataset, config, self.run_dir(tags, batch), self.gpu
+        )
         ours = float(summary.get("samples_per_second") or 0)
         self.emit(
             backend,
@@ -492,9 +484,7 @@ class Sweep:
             "raw_loop": "pinned input, H2D, cast on GPU, forward (same graphs "
             "setting), .cpu(); serial, default stream",
         }
-        entry = _record(
-            self.args, backend, dataset, config, run_dir, reference, self.gpu, list(tags)
-        )
+        entry = _record(self.args, config, run_dir, reference, self.gpu, list(tags))
         point = Point(
             *tags,
             batch,

@@ -230,7 +230,9 @@ def _ours(
         explicit |= {"workers", "threads", "batch_size", "target_qps"}
     model = args.model
     config, record = autotune(config, model, contract, data.path, explicit, log=lambda _: None)
-    backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=config.threads))
+    backend = create_backend(
+        "onnxruntime", model, contract, BackendOptions.from_config(config, model)
+    )
     calls: list[int] = []  # each backend call inside the run, timed the way raw is timed
     predict = backend.predict
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ckvision.config import ENV_VARS, RunConfig
+from ckvision.config import ENV_VARS
 from ckvision.errors import CkVisionError
 
 __all__ = ["main", "build_parser"]
@@ -21,9 +21,9 @@ _EPILOG = "Every run option can also come from its CK env var; a flag wins over 
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend", help="onnxruntime | tensorrt | pytorch | triton | null (CK_BACKEND)"
-    )
+    from ckvision.backends.registry import backend_names
+
+    parser.add_argument("--backend", help=f"{' | '.join(backend_names())} (CK_BACKEND)")
     parser.add_argument("--model", type=Path, help="model file (default: the CK model dep's env)")
     parser.add_argument("--dataset", type=Path, help="preprocessed dataset dir (default: CK env)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where logs go")
@@ -132,26 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ckvision.ck.upstream_env import refuse_unsupported
-    from ckvision.program import resolve_inputs, run_program
+    from ckvision.program import run
     from ckvision.report import print_run
-    from ckvision.tuning import autotune, explicit_settings
 
-    refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
     if args.quiet:
         overrides["progress"] = "off"
-    config = RunConfig.from_env(os.environ, overrides)
-    inputs = resolve_inputs(os.environ, config.backend, args.model, args.dataset)
-    config, tuning = autotune(
-        config,
-        inputs.model_path,
-        inputs.contract,
-        inputs.dataset_dir,
-        explicit_settings(os.environ, overrides),
-    )
-    record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
+    record = run(os.environ, overrides, args.output_dir, model=args.model, dataset=args.dataset)
     print_run(record)
     return 0
 
@@ -164,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return triton_dispatch(args)
     if args.command == "install-model":
-        from ckvision.ck.hooks.packages import install_model
+        from ckvision.models.install import install_model
 
         install_model(
             args.name,
@@ -173,7 +161,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             mirror=os.environ.get("CKVISION_MODEL_MIRROR", ""),
         )
     elif args.command == "install-dataset":
-        from ckvision.ck.hooks.packages import install_dataset
+        from ckvision.data.install import install_dataset
 
         source = Path(args.source) if args.source else None
         install_dataset(args.kind, args.install_dir, os.environ, source=source, count=args.count)

@@ -446,6 +446,21 @@ class RunConfig:
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RunConfig:
+        """Back from :meth:`as_record` (a recorded run's ``config``); unknown keys (a newer
+        or older record) are left out."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {k: v for k, v in record.items() if k in known}
+        if "scenario" in values:
+            values["scenario"] = Scenario(values["scenario"])
+        if "mode" in values:
+            values["mode"] = Mode(values["mode"])
+        for name in ("conf_file", "user_conf"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        return cls(**values)
+
     def as_record(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting, recorded with each run."""
         out: dict[str, Any] = {}
@@ -476,7 +491,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 # ck-mlperf variables we do not implement: refused with this reason, never ignored. A value
 # in the second element (compared lower-case; blank is always unset) asks for what we do
 # anyway, so it passes. This table and SETTINGS decide for every variable they name;
-# ckvision.ck.upstream_env covers only the ck-mlperf variables neither names.
+# ckvision.upstream_env covers only the ck-mlperf variables neither names.
 _OFF = ("no", "off", "false", "0")
 REFUSED_ENV: dict[str, tuple[str, tuple[str, ...]]] = {
     "CK_MLPERF_ACCURACY_IMAGENET_TYPE": (

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ckvision.ck.tool import run_ck
 from ckvision.errors import RunError
+from ckvision.experiments.ck_tool import run_ck
 from ckvision.experiments.entries import experiment_root, find_entries, iter_runs
 
 __all__ = ["DEMO_RUNS", "benchmark_args", "run_demo"]

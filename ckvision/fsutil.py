@@ -1,8 +1,10 @@
-"""Atomic file and directory writes: a reader never sees half of anything we write."""
+"""Atomic file and directory writes (a reader never sees half of anything we write), and
+the one sha256 of a file. Every atomic write in ckvision comes through here."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -12,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_output",
     "atomic_write_text",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_dir",
+    "sha256_file",
     "full_disk_note",
     "LOW_SPACE_BYTES",
 ]
@@ -49,22 +54,40 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, then rename over it."""
+@contextlib.contextmanager
+def atomic_output(path: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary file beside ``path`` to write (by any means); when the block ends
+    without an exception it is synced and renamed over ``path``. On any exception (Ctrl-C
+    included) it is removed and ``path`` is left exactly as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result is a normal file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync, then rename over it."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -95,3 +118,12 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

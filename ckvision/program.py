@@ -8,13 +8,15 @@ The program's contract: CK env vars (``CK_LOADGEN_*``, ``CK_BATCH_SIZE``, the de
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckvision.backends import BackendOptions, create_backend
+from ckvision.backends.registry import BACKENDS, backend_spec, check_available
 from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import MissingPackageError, ModelError
@@ -22,20 +24,25 @@ from ckvision.experiments.record import RUN_FILE, collect_run, write_run_info
 from ckvision.models.contract import MODEL_SIDECAR, ModelContract
 from ckvision.provenance import collect_provenance
 
-__all__ = ["ProgramInputs", "resolve_inputs", "run_program", "MODEL_SIDECAR"]
+if TYPE_CHECKING:
+    from ckvision.backends.base import Backend
+    from ckvision.harness.run import RunResult
+
+__all__ = [
+    "ProgramInputs",
+    "run",
+    "resolve_inputs",
+    "run_program",
+    "record_run",
+    "MODEL_SIDECAR",
+]
 
 DATASET_ENV = "CK_ENV_DATASET_IMAGENET_PREPROCESSED"
 DATASET_TAGS = "dataset,imagenet,preprocessed,sample"
-# backend -> (env var holding the model file, the package tags that provide one)
+# backend -> (env var holding the model file, the package tags that provide one): from
+# the backend registry's descriptors (kept for callers of this name)
 MODEL_ENV: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "null": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "pytorch": ("CK_ENV_ONNX_MODEL_ONNX_FILEPATH", "model,onnx,efficientnet-lite0,fp32"),
-    "tensorrt": (
-        "CK_ENV_TENSORRT_MODEL_FILENAME",
-        "model,tensorrt,efficientnet-lite0,converted-from-onnx,fp16,maxbatch.32",
-    ),
-    "triton": ("CK_ENV_TRITON_MODEL_FILE", "model,triton,efficientnet-lite0,python"),
+    name: (spec.model_env, spec.model_tags) for name, spec in BACKENDS.items()
 }
 
 
@@ -61,7 +68,8 @@ def resolve_inputs(
     env: Mapping[str, str], backend: str, model: Path | None = None, dataset: Path | None = None
 ) -> ProgramInputs:
     """Find the model, its contract and the dataset from flags, else from the CK env."""
-    model_var, model_tags = MODEL_ENV.get(backend, MODEL_ENV["onnxruntime"])
+    spec = backend_spec(backend)
+    model_var, model_tags = spec.model_env, spec.model_tags
     model_path = model or (Path(env[model_var]) if env.get(model_var) else None)
     if model_path is None:
         raise MissingPackageError(f"model ({model_var} not set)", model_tags)
@@ -92,41 +100,54 @@ def run_program(
     """Run one LoadGen test and return the run's record (also written to disk)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
 
-    if config.backend == "tensorrt":
-        from ckvision.backends.tensorrt_backend import check_tensorrt_available
-
-        check_tensorrt_available()
+    check_available(config.backend)  # one line when its runtime cannot run here
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     # rgb8 datasets are normalised to the model's contract as LoadGen loads samples
     dataset = PreprocessedDataset.open(inputs.dataset_dir).for_model(inputs.contract)
-    options = BackendOptions(
-        threads=config.threads,
-        execution_provider=config.execution_provider,
-        precision=config.precision,
-        device=config.device,
-        cache_dir=inputs.model_path.parent / "ort-trt-cache",
-        run_dir=output_dir,
-        triton_urls=tuple(u.strip() for u in config.triton_urls.split(",") if u.strip()),
-        triton_protocol=config.triton_protocol,
-        triton_shm=config.triton_shm,
-        triton_timeout_s=config.triton_timeout_s,
-        triton_model=config.triton_model,
-        triton_python=config.triton_python,
-    )
+    options = BackendOptions.from_config(config, inputs.model_path, output_dir)
     backend = create_backend(config.backend, inputs.model_path, inputs.contract, options)
     started = time.time()
     with backend:
         result = run_benchmark(
             config, backend, dataset, output_dir, model_name=inputs.contract.name, log=log
         )
-        versions = backend.version()
-        statistics = backend.run_statistics()
+        record_run(
+            output_dir,
+            config,
+            {**inputs.model_info, "contract": json.loads(inputs.contract.to_json())},
+            dataset,
+            backend,
+            result,
+            tuning=tuning,
+            started=started,
+        )
+    return collect_run(output_dir)
+
+
+__all__ += ["RUN_FILE"]
+
+
+def record_run(
+    output_dir: Path,
+    config: RunConfig,
+    model: Mapping[str, Any],
+    dataset: PreprocessedDataset,
+    backend: Backend,
+    result: RunResult,
+    *,
+    tuning: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> None:
+    """Write the run's ``ckvision-run.json``: the one record writer of every run (the
+    pipeline's, and the benchmarks' that drive the harness on a warm backend)."""
+    statistics = backend.run_statistics()
     write_run_info(
         output_dir,
         {
             "config": config.as_record(),
-            "model": {**inputs.model_info, "contract": json.loads(inputs.contract.to_json())},
+            "model": dict(model),
             "dataset": {
                 "name": dataset.name,
                 "kind": dataset.kind,
@@ -137,10 +158,11 @@ def run_program(
             },
             "backend": {
                 "name": config.backend,
-                "versions": versions,
+                "versions": backend.version(),
+                "options": asdict(backend.options),  # as the backend got them
                 **({"statistics": statistics} if statistics else {}),
             },
-            "provenance": collect_provenance(),
+            "provenance": dict(provenance or collect_provenance()),
             "failures": result.failures,
             "started": started,
             "duration_s": result.duration_s,
@@ -156,7 +178,39 @@ def run_program(
             "latency_histogram": result.latency,  # ckvision.harness.histogram summary
         },
     )
-    return collect_run(output_dir)
 
 
-__all__ += ["RUN_FILE"]
+def run(
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+    output_dir: Path,
+    *,
+    model: Path | None = None,
+    dataset: Path | None = None,
+    autotune: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """THE run pipeline, whichever way a user comes in (``ckvision run``, the CK programs,
+    the MLC script, the sweeps through them): refuse what we cannot honour, settings from
+    ``env`` + ``overrides`` (flags win), find the model and data, auto-tune what the user
+    left open, run, record. Returns the run's record (also in ``output_dir``)."""
+    from ckvision.tuning import autotune as tune
+    from ckvision.tuning import explicit_settings
+    from ckvision.upstream_env import refuse_unsupported
+
+    refuse_unsupported(env)  # ck-mlperf's variables we cannot honour: one line
+    given = dict(overrides or {})
+    config = RunConfig.from_env(env, given)  # one line for a bad value, before any loading
+    inputs = resolve_inputs(env, config.backend, model, dataset)
+    tuning = None
+    if autotune:
+        config, tuning = tune(
+            config,
+            inputs.model_path,
+            inputs.contract,
+            inputs.dataset_dir,
+            explicit_settings(env, given),
+            log=log,
+            env={**os.environ, **env},  # the probe cache's place: the run's env, else ours
+        )
+    return run_program(config, inputs, Path(output_dir).resolve(), log=log, tuning=tuning)

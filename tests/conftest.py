@@ -48,7 +48,10 @@ def build_tiny_onnx(
     path: Path, batch: int | str = "N", image: int = IMAGE, classes: int = NUM_CLASSES
 ) -> Path:
     """input [batch,3,image,image] -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
-    weight = _WEIGHT if classes == NUM_CLASSES else np.ones((3, classes), np.float32)
+    if classes == NUM_CLASSES:
+        weight = _WEIGHT
+    else:  # other widths (a wrong model, TensorRT's 4 classes) get their own fixed weights
+        weight = np.random.default_rng(classes).normal(size=(3, classes)).astype(np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
@@ -67,15 +70,14 @@ def build_tiny_onnx(
     return path
 
 
+TINY_CONTRACT = ModelContract(
+    name="tiny", image_size=IMAGE, resize_size=IMAGE, num_classes=NUM_CLASSES, output_name="logits"
+)
+
+
 @pytest.fixture(scope="session")
 def tiny_contract() -> ModelContract:
-    return ModelContract(
-        name="tiny",
-        image_size=IMAGE,
-        resize_size=IMAGE,
-        num_classes=NUM_CLASSES,
-        output_name="logits",
-    )
+    return TINY_CONTRACT
 
 
 @pytest.fixture(scope="session")
@@ -236,3 +238,40 @@ def _tuning_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ.setdefault("CK_TUNING_CACHE", str(tmp_path_factory.mktemp("tuning") / "tuning.json"))
+
+
+@pytest.fixture()
+def tiny_run_env(
+    tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: PreprocessedDataset
+) -> dict[str, str]:
+    """A CK-style env for one tiny run through the pipeline (``ckvision.program.run``), as
+    the CK/MLC deps export it: the model file, its ``ML_MODEL_*`` contract, the dataset,
+    and LoadGen settings that end a test in well under a second."""
+    return {
+        "CK_ENV_ONNX_MODEL_ONNX_FILEPATH": str(tiny_onnx_model),
+        "CK_ENV_DATASET_IMAGENET_PREPROCESSED": str(tiny_dataset.path),
+        **tiny_contract.to_env(),
+        "CK_LOADGEN_SCENARIO": "SingleStream",
+        "CK_LOADGEN_MODE": "PerformanceOnly",
+        "CK_LOADGEN_MIN_DURATION_S": "0.05",
+        "CK_LOADGEN_COUNT_OVERRIDE": "16",
+        "CK_PROGRESS": "off",
+    }
+
+
+TinyRun = Callable[..., Any]  # (config, backend, output_dir, *, log=..., observers=...)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset: PreprocessedDataset) -> TinyRun:
+    """One LoadGen test of ``backend`` on the tiny dataset (model name ``tiny``):
+    ``tiny_run(config, backend, output_dir, log=..., observers=...)``, the harness's
+    :func:`~ckvision.harness.run.run_benchmark` with the tiny run's constants filled in."""
+    from ckvision.harness.run import run_benchmark
+
+    def run(config: RunConfig, backend: Any, output_dir: Path, **options: Any) -> Any:
+        return run_benchmark(
+            config, backend, tiny_dataset, output_dir, model_name="tiny", **options
+        )
+
+    return run

@@ -17,18 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _WEIGHT, IMAGE, build_tiny_onnx, tiny_logits
+from conftest import _WEIGHT, IMAGE, TINY_CONTRACT, build_tiny_onnx, tiny_logits
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend
 from ckvision.backends.registry import backend_names
 from ckvision.errors import BackendError
 from ckvision.harness.outputs import decode
-from ckvision.models.contract import ModelContract
 
 pytestmark = pytest.mark.timeout(120)
 
-CONTRACT = ModelContract(name="tiny", image_size=IMAGE, resize_size=IMAGE, num_classes=10)
+CONTRACT = TINY_CONTRACT
 ODD_BATCHES = (1, 3, 5, 7, 8)
 
 
@@ -90,6 +89,13 @@ CASES = [
     for name in backend_names()
     for variant, _make, _tol in MODELS.get(name, [("unknown", lambda d: d, None)])
 ]
+
+
+def test_every_registered_backend_has_a_case_here() -> None:
+    """Adding a backend is one module and one registration; its contract case here is
+    the third thing, and this fails until it exists."""
+    missing = sorted(set(backend_names()) - set(MODELS))
+    assert not missing, f"registered backends without a case in MODELS: {missing}"
 
 
 @pytest.fixture(params=CASES, ids=[f"{n}-{v}" for n, v in CASES])

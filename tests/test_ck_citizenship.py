@@ -19,13 +19,14 @@ import pytest
 from ck_upstream import UPSTREAM_PROGRAM, upstream_entries
 from ckcli import CK, ck
 
+from ckvision.backends.registry import BACKENDS
 from ckvision.config import RunConfig
 from ckvision.errors import ConfigError
 from ckvision.experiments.record import mlperf_submission_keys
 from ckvision.models.contract import ModelContract
 
 ROOT = Path(__file__).resolve().parents[1]
-PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
+PROGRAM = f"program:{BACKENDS['onnxruntime'].program}"  # the registry's, not a copy
 # Program names users type: the same alias upstream, addressed as ck-mlperf-vision:program:X.
 SHARED_PROGRAM_NAMES = {("program", "image-classification-tensorrt-loadgen-py")}
 # Owned by the data-layout branch (dataset soft entries are renamed there).

@@ -17,10 +17,11 @@ import pytest
 from ckcli import ck
 
 from ckvision.analysis import load_experiments, summary_table
+from ckvision.backends.registry import BACKENDS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
+PROGRAM = f"program:{BACKENDS['onnxruntime'].program}"  # the registry's, not a copy
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,12 @@ from ckcli import CK
 from ckcli import ck as run_ck
 
 from ckvision.analysis import load_experiments
+from ckvision.backends.registry import BACKENDS
 from ckvision.ck.setup import PYTHON_SOFT_UID
 from ckvision.models.registry import RESNET50_ONNX_MD5
 
 pytestmark = pytest.mark.slow
-PROGRAM = "program:image-classification-onnxruntime-loadgen-py"
+PROGRAM = f"program:{BACKENDS['onnxruntime'].program}"  # the registry's, not a copy
 REFUSED = "which CK would write unescaped into a shell script"
 FAST_RUN = ("--env.CK_LOADGEN_DATASET_SIZE=8",)  # SingleStream accuracy on 8 images
 LONG_RUN = (

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, TinyRun
 
 from ckvision.backends import BackendOptions
 from ckvision.backends.null import NullBackend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import RunError
-from ckvision.harness import run_benchmark
 from ckvision.harness.logs import parse_detail
 from ckvision.models.contract import ModelContract
 
@@ -97,7 +96,7 @@ def test_a_misbehaving_backend_fails_the_run_with_one_line(
     fault: str,
     message: str,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -119,9 +118,7 @@ def test_a_misbehaving_backend_fails_the_run_with_one_line(
     started = time.monotonic()
     try:
         with pytest.raises(RunError, match=message) as info:
-            run_benchmark(
-                config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
-            )
+            tiny_run(config, backend, tmp_path, log=lambda _line: None)
     finally:
         backend.release.set()
     assert "\n" not in str(info.value)
@@ -137,7 +134,7 @@ def test_a_misbehaving_backend_fails_the_run_with_one_line(
 
 def test_no_log_of_a_failed_run_is_scored_as_a_result(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -145,12 +142,10 @@ def test_no_log_of_a_failed_run_is_scored_as_a_result(
     backend = _Faulty(Path("none"), tiny_contract, BackendOptions())
     backend.fault = "nan"
     with pytest.raises(RunError):
-        run_benchmark(
+        tiny_run(
             quick_config(scenario=Scenario.OFFLINE, batch_size=4),
             backend,
-            tiny_dataset,
             tmp_path,
-            model_name="tiny",
             log=lambda _line: None,
         )
     assert not (tmp_path / "ckvision_top5.json").exists()
@@ -232,7 +227,7 @@ def test_a_run_that_cannot_stop_exits_with_one_line(
 
 def test_observers_see_every_completion_once(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -248,15 +243,7 @@ def test_observers_see_every_completion_once(
     backend.fault = "fewer rows"
     config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=4)
     with pytest.raises(RunError):
-        run_benchmark(
-            config,
-            backend,
-            tiny_dataset,
-            tmp_path,
-            model_name="tiny",
-            log=lambda _line: None,
-            observers=[observe],
-        )
+        tiny_run(config, backend, tmp_path, log=lambda _line: None, observers=[observe])
     assert len(seen) == SAMPLES
     assert sum(1 for _latency, ok in seen if ok) == 4  # the one good call before the bad one
     assert all(0 <= latency < 10**10 for latency, _ok in seen)

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import TinyRun
 from hdrh.histogram import HdrHistogram
 
 import ckvision.harness.run as run_module
 from ckvision.backends import create_backend
 from ckvision.config import Mode, RunConfig, Scenario
-from ckvision.data.cache import PreprocessedDataset
-from ckvision.harness import run_benchmark
 from ckvision.harness.histogram import HDR_FILE, HGRM_FILE, LatencyRecorder
 from ckvision.harness.progress import format_progress, report_progress
 from ckvision.models.contract import ModelContract
@@ -23,20 +22,15 @@ from ckvision.models.contract import ModelContract
 def test_performance_run_saves_histogram_of_every_sample(
     scenario: Scenario,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     config = quick_config(
         scenario=scenario, mode=Mode.PERFORMANCE, batch_size=4, count_override=200, progress="off"
     )
-    result = run_benchmark(
-        config,
-        create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
-        tmp_path,
-        model_name="tiny",
-        log=lambda _: None,
+    result = tiny_run(
+        config, create_backend("null", Path("none"), tiny_contract), tmp_path, log=lambda _: None
     )
     latency = result.latency
     assert latency is not None
@@ -54,16 +48,14 @@ def test_performance_run_saves_histogram_of_every_sample(
 
 def test_accuracy_run_has_no_histogram(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
-    result = run_benchmark(
+    result = tiny_run(
         quick_config(mode=Mode.ACCURACY),
         create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
         tmp_path,
-        model_name="tiny",
         log=lambda _: None,
     )
     assert result.latency is None and not (tmp_path / HGRM_FILE).exists()
@@ -80,7 +72,7 @@ def test_recorder_keeps_only_completed_samples() -> None:
 def test_progress_plain_lines_and_quiet(
     monkeypatch: pytest.MonkeyPatch,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -96,13 +88,8 @@ def test_progress_plain_lines_and_quiet(
             progress=progress,
         )
         lines.clear()
-        run_benchmark(
-            config,
-            create_backend("null", Path("none"), tiny_contract),
-            tiny_dataset,
-            tmp_path,
-            model_name="tiny",
-            log=lines.append,
+        tiny_run(
+            config, create_backend("null", Path("none"), tiny_contract), tmp_path, log=lines.append
         )
         progress_lines = [ln for ln in lines if ln.startswith("progress: ")]
         if progress == "plain":
@@ -138,7 +125,7 @@ def test_format_progress_percentiles() -> None:
 
 def test_batched_sut_records_latency_breakdown(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -149,13 +136,8 @@ def test_batched_sut_records_latency_breakdown(
         batch_size=4,
         progress="off",
     )
-    result = run_benchmark(
-        config,
-        create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
-        tmp_path,
-        model_name="tiny",
-        log=lambda _: None,
+    result = tiny_run(
+        config, create_backend("null", Path("none"), tiny_contract), tmp_path, log=lambda _: None
     )
     assert result.latency is not None
     stages = result.latency["breakdown"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, build_tiny_onnx
+from conftest import SAMPLES, TinyRun, build_tiny_onnx
 
 import ckvision.harness.run as run_module
 from ckvision.backends import BackendOptions, create_backend
@@ -43,7 +43,7 @@ class _FailsOnSecondBatch(NullBackend):
 def test_failed_batch_completes_every_sample_then_raises(
     scenario: Scenario,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -51,7 +51,7 @@ def test_failed_batch_completes_every_sample_then_raises(
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=4, multistreamness=4)
     lines: list[str] = []
     with pytest.raises(RunError, match=r"^(\d+) of 40 samples failed: device lost$") as info:
-        run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lines.append)
+        tiny_run(config, backend, tmp_path, log=lines.append)
     failed = int(str(info.value).split()[0])
     assert not (tmp_path / "mlperf_log_accuracy.json").exists()  # set aside: not a result
     assert not (tmp_path / "mlperf_log_summary.txt").exists()
@@ -70,13 +70,13 @@ def test_failed_batch_completes_every_sample_then_raises(
 def test_batch_above_model_maximum_is_a_config_error(
     tmp_path: Path,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
 ) -> None:
     model = build_tiny_onnx(tmp_path / "b4.onnx", batch=4)
     backend = create_backend("onnxruntime", model, tiny_contract)
     config = RunConfig(scenario=Scenario.OFFLINE, batch_size=8)
     with pytest.raises(ConfigError, match="CK_BATCH_SIZE=8 is above the model's maximum batch 4"):
-        run_benchmark(config, backend, tiny_dataset, tmp_path / "out", model_name="tiny")
+        tiny_run(config, backend, tmp_path / "out")
 
 
 def test_dataset_for_another_contract_is_a_model_error(
@@ -91,7 +91,7 @@ def test_dataset_for_another_contract_is_a_model_error(
 
 def test_compliance_test04_is_read_by_loadgen(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -99,7 +99,7 @@ def test_compliance_test04_is_read_by_loadgen(
         scenario=Scenario.SINGLE_STREAM, mode=Mode.PERFORMANCE, compliance_test="TEST04"
     )
     backend = create_backend("null", Path("none"), tiny_contract)
-    result = run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny")
+    result = tiny_run(config, backend, tmp_path)
     detail = (tmp_path / "mlperf_log_detail.txt").read_text()
     assert "Found Audit Config file" in detail
     assert '"key": "effective_performance_issue_same", "value": true' in detail
@@ -109,7 +109,7 @@ def test_compliance_test04_is_read_by_loadgen(
 def test_progress_lines_when_verbose(
     monkeypatch: pytest.MonkeyPatch,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -123,13 +123,8 @@ def test_progress_lines_when_verbose(
         min_duration_s=0.1,
     )
     lines: list[str] = []
-    run_benchmark(
-        config,
-        create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
-        tmp_path,
-        model_name="tiny",
-        log=lines.append,
+    tiny_run(
+        config, create_backend("null", Path("none"), tiny_contract), tmp_path, log=lines.append
     )
     assert any(line.startswith("progress: ") for line in lines)
 
@@ -153,7 +148,7 @@ class _InterruptsOnThirdCall(NullBackend):
 def test_ctrl_c_raises_after_loadgen_is_done(
     scenario: Scenario,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -163,9 +158,7 @@ def test_ctrl_c_raises_after_loadgen_is_done(
     )
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(
-            config, backend, tiny_dataset, tmp_path / "a", model_name="tiny", log=lines.append
-        )
+        tiny_run(config, backend, tmp_path / "a", log=lines.append)
     assert any(line.startswith("interrupted") for line in lines)
     assert backend.calls < 50  # the rest was completed without inference
     # while the interrupted run unwinds, a second Ctrl-C exits with the line (no traceback)
@@ -174,12 +167,10 @@ def test_ctrl_c_raises_after_loadgen_is_done(
     assert signal.getsignal(signal.SIGINT) is _exit_at_once
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # LoadGen is left in a usable state: the next run works.
-    again = run_benchmark(
+    again = tiny_run(
         quick_config(scenario=scenario, mode=Mode.PERFORMANCE),
         create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
         tmp_path / "b",
-        model_name="tiny",
     )
     # Offline: one query of qps * min duration * 1.1 = 110 samples; else 32 queries of one
     # (MultiStream: of 8)
@@ -189,19 +180,17 @@ def test_ctrl_c_raises_after_loadgen_is_done(
 
 def test_a_conf_sample_count_above_the_qsl_is_clamped_with_a_note(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     conf = tmp_path / "mlperf.conf"
     conf.write_text("*.SingleStream.performance_sample_count_override = 1024\n")
     lines: list[str] = []
-    result = run_benchmark(
+    result = tiny_run(
         quick_config(mode=Mode.PERFORMANCE, conf_file=conf),
         create_backend("null", Path("none"), tiny_contract),
-        tiny_dataset,
         tmp_path / "out",
-        model_name="tiny",
         log=lines.append,
     )
     assert (

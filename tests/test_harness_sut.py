@@ -11,15 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, TinyTruth
+from conftest import SAMPLES, TinyRun, TinyTruth
 from test_accuracy import reference_accuracy
 
 from ckvision.accuracy import format_accuracy
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.config import Mode, RunConfig, Scenario
-from ckvision.data.cache import PreprocessedDataset
-from ckvision.harness import run_benchmark
 from ckvision.harness.sut import BatchQueue, top_k
 from ckvision.models.contract import ModelContract
 
@@ -40,19 +38,14 @@ def test_accuracy_mode_is_exact(
     scenario: Scenario,
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     tiny_truth: TinyTruth,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, **SETTINGS[scenario])
-    result = run_benchmark(
-        config,
-        _backend(tiny_onnx_model, tiny_contract),
-        tiny_dataset,
-        tmp_path,
-        model_name="tiny",
-        log=lambda _line: None,
+    result = tiny_run(
+        config, _backend(tiny_onnx_model, tiny_contract), tmp_path, log=lambda _line: None
     )
     assert result.accuracy is not None
     assert result.accuracy["top1"] == pytest.approx(75.0)
@@ -76,18 +69,13 @@ def test_performance_mode(
     scenario: Scenario,
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     config = quick_config(scenario=scenario, mode=Mode.PERFORMANCE, **SETTINGS[scenario])
-    result = run_benchmark(
-        config,
-        _backend(tiny_onnx_model, tiny_contract),
-        tiny_dataset,
-        tmp_path,
-        model_name="tiny",
-        log=lambda _line: None,
+    result = tiny_run(
+        config, _backend(tiny_onnx_model, tiny_contract), tmp_path, log=lambda _line: None
     )
     summary = result.summary
     assert summary["scenario"] == scenario.value and summary["mode"] == "PerformanceOnly"
@@ -138,7 +126,7 @@ class _Recorder(Backend):
 
 def test_server_batches_dynamically(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -151,7 +139,7 @@ def test_server_batches_dynamically(
         target_qps=4000.0,
         count_override=400,
     )
-    run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny", log=print)
+    tiny_run(config, backend, tmp_path, log=print)
     sizes = backend.sizes[3:]  # after warm-up
     assert max(sizes) <= 8
     assert sum(sizes) == 400 and max(sizes) > 1  # at 4000 QPS a 20 ms wait fills batches
@@ -159,7 +147,7 @@ def test_server_batches_dynamically(
 
 def test_offline_uses_full_batches(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
@@ -167,7 +155,7 @@ def test_offline_uses_full_batches(
     config = quick_config(
         scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, batch_size=16, count_override=160
     )
-    run_benchmark(config, backend, tiny_dataset, tmp_path, model_name="tiny")
+    tiny_run(config, backend, tmp_path)
     assert backend.sizes[-10:] == [16] * 10 and sum(backend.sizes[3:]) == 160
 
 

@@ -16,12 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, tiny_logits
+from conftest import SAMPLES, TinyRun, tiny_logits
 
 from ckvision.backends.base import Backend, BackendOptions, Capabilities
 from ckvision.config import Mode, RunConfig, Scenario
-from ckvision.data.cache import PreprocessedDataset
-from ckvision.harness import run_benchmark
 from ckvision.models.contract import ModelContract
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,15 +79,13 @@ class RowsBackend(Backend):
 def test_rows_go_to_the_backend_from_its_own_memory(
     scenario: Scenario,
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     backend = RowsBackend(tiny_contract)
     config = quick_config(scenario=scenario, mode=Mode.ACCURACY, batch_size=8, workers=2)
-    result = run_benchmark(
-        config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
-    )
+    result = tiny_run(config, backend, tmp_path, log=lambda _line: None)
     assert result.accuracy is not None
     assert (result.accuracy["good"], result.accuracy["total"]) == (30, SAMPLES)
     assert backend.handed, "LoadGen's samples were not loaded into the backend's memory"
@@ -102,15 +98,13 @@ def test_rows_go_to_the_backend_from_its_own_memory(
 
 def test_a_backend_that_does_not_gather_gets_host_batches(
     tiny_contract: ModelContract,
-    tiny_dataset: PreprocessedDataset,
+    tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
     backend = RowsBackend(tiny_contract, gathers=False)
     config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=8)
-    result = run_benchmark(
-        config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _line: None
-    )
+    result = tiny_run(config, backend, tmp_path, log=lambda _line: None)
     assert result.accuracy is not None and result.accuracy["good"] == 30
     assert backend.row_batches == 0 and backend.host_batches > 0
 

@@ -146,7 +146,7 @@ def test_point_ids_depend_on_settings_and_provenance() -> None:
     ("kwargs", "message"),
     [
         ({"backend": "bogus"}, "unknown"),
-        ({"tags": ["a b"]}, "bad tag"),
+        ({"tags": ["a b"]}, "experiment tag 'a b'"),
         ({"base_env": {"X;rm": "1"}}, "bad env var name"),
     ],
 )

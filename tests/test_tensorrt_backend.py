@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_tiny_onnx
 
 from ckvision.backends.base import BackendOptions
 from ckvision.backends.registry import create_backend
@@ -151,28 +152,8 @@ def test_calibration_errors(tmp_path: Path) -> None:
 
 
 def _tiny_onnx(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(1)
-    weight = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "w")
-    bias = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
-        initializer=[weight, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    """The tests' tiny model at CONTRACT's size (8x8 in, 4 classes out)."""
+    return build_tiny_onnx(path, batch="batch", image=8, classes=4)
 
 
 def _require_tensorrt() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import tiny_logits
+from conftest import TinyRun, tiny_logits
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, Scenario
@@ -125,18 +125,15 @@ def in_process_accuracy(
     quick_config_m: Any,
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
-    tiny_dataset: Any,
+    tiny_run: TinyRun,
 ) -> dict[str, Any]:
-    from ckvision.harness.run import run_benchmark
 
     backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract)
     with backend:
-        result = run_benchmark(
+        result = tiny_run(
             quick_config_m(scenario=Scenario.OFFLINE),
             backend,
-            tiny_dataset,
             tmp_path_factory.mktemp("ort"),
-            model_name="tiny",
             log=lambda _: None,
         )
     assert result.accuracy is not None
@@ -183,20 +180,17 @@ def test_loadgen_through_triton_scores_as_in_process(
     tmp_path: Path,
     triton_server: Any,
     tiny_contract: ModelContract,
-    tiny_dataset: Any,
+    tiny_run: TinyRun,
     quick_config_m: Any,
     in_process_accuracy: dict[str, Any],
 ) -> None:
-    from ckvision.harness.run import run_benchmark
 
     config = quick_config_m(scenario=scenario, batch_size=batch, workers=workers)
     backend = create_backend(
         "triton", triton_server.repo, tiny_contract, triton_server.options(protocol, shm)
     )
     with backend:
-        result = run_benchmark(
-            config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None
-        )
+        result = tiny_run(config, backend, tmp_path, log=lambda _: None)
         stats = backend.run_statistics()
     assert result.failures == 0 and result.accuracy is not None
     assert result.accuracy["top1"] == pytest.approx(75.0)
@@ -383,11 +377,10 @@ def test_requests_failing_mid_run_fail_the_run_with_every_sample_completed(
     tmp_path: Path,
     triton_server: Any,
     tiny_contract: ModelContract,
-    tiny_dataset: Any,
+    tiny_run: TinyRun,
     quick_config_m: Any,
 ) -> None:
     from ckvision.errors import RunError
-    from ckvision.harness.run import run_benchmark
     from ckvision.triton.client import TritonBackend
 
     backend = create_backend(
@@ -404,12 +397,10 @@ def test_requests_failing_mid_run_fail_the_run_with_every_sample_completed(
 
     backend.warmup = warmup_then_lose_the_server  # type: ignore[method-assign]
     with backend, pytest.raises(RunError, match=r"40 of 40 samples failed: Triton request"):
-        run_benchmark(
+        tiny_run(
             quick_config_m(scenario=Scenario.OFFLINE, batch_size=4),
             backend,
-            tiny_dataset,
             tmp_path,
-            model_name="tiny",
             log=lambda _: None,
         )
     assert backend._server is None
@@ -499,14 +490,12 @@ def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
     tmp_path: Path,
     triton_server: Any,
     tiny_contract: ModelContract,
-    tiny_dataset: Any,
+    tiny_run: TinyRun,
     quick_config_m: Any,
     in_process_accuracy: dict[str, Any],
 ) -> None:
     """The scale-out path: `ckvision triton-server` on a second "machine", two URLs."""
     import tritonclient.http as http
-
-    from ckvision.harness.run import run_benchmark
 
     ports = [_free_port() for _ in range(3)]
     proc = subprocess.Popen(
@@ -536,12 +525,10 @@ def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
         second = f"127.0.0.1:{ports[0]}"
         options = BackendOptions(triton_urls=(triton_server.http, second), triton_timeout_s=20.0)
         with create_backend("triton", triton_server.repo, tiny_contract, options) as backend:
-            result = run_benchmark(
+            result = tiny_run(
                 quick_config_m(scenario=Scenario.OFFLINE, batch_size=2, workers=2),
                 backend,
-                tiny_dataset,
                 tmp_path / "run",
-                model_name="tiny",
                 log=lambda _: None,
             )
             stats = backend.run_statistics()

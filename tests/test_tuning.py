@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import TinyRun
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
-from ckvision.harness import run_benchmark
 from ckvision.models.contract import ModelContract
 from ckvision.tuning import autotune, explicit_settings
 from ckvision.tuning.probe import candidate_layouts, usable_cores
@@ -130,6 +130,7 @@ def test_a_changed_model_is_probed_again(
 def test_default_single_stream_run_ends_valid(
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
+    tiny_run: TinyRun,
     tiny_dataset: PreprocessedDataset,
     cache_env: dict[str, str],
     tmp_path: Path,
@@ -144,9 +145,7 @@ def test_default_single_stream_run_ends_valid(
         "onnxruntime", tiny_onnx_model, tiny_contract, BackendOptions(threads=tuned.threads)
     )
     with backend:
-        result = run_benchmark(
-            tuned, backend, tiny_dataset, tmp_path / "run", model_name="tiny", log=lambda _: None
-        )
+        result = tiny_run(tuned, backend, tmp_path / "run", log=lambda _: None)
     assert result.summary["result_validity"] == "VALID", result.summary.get("invalid_reason")
 
 

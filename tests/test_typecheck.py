@@ -28,6 +28,7 @@ STRICT_MODULES = (
     "ckvision/models/calibration.py",
     "ckvision/backends/tensorrt_backend.py",
     "ckvision/cuda.py",
+    "ckvision/availability.py",
 )
 _STUBS = "tensorrt-stubs"
 _FIXES = (

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ckvision.config import RunConfig
 from ckvision.errors import BackendError
 from ckvision.models.contract import ModelContract
 
@@ -35,6 +36,28 @@ class BackendOptions:
     triton_timeout_s: float = 30.0  # triton: per request and readiness
     triton_model: str = "classifier"  # triton: model name in the repository
     triton_python: str = ""  # triton: the triton env's python ("" = python3 on PATH)
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, model_path: Path | None = None, run_dir: Path | None = None
+    ) -> BackendOptions:
+        """The one place a run's settings become a backend's options: the run, the
+        auto-tune probe and the sweeps all build them here, so none drops a field (a probe
+        without the Triton URLs started a second server)."""
+        return cls(
+            threads=config.threads,
+            execution_provider=config.execution_provider,
+            precision=config.precision,
+            device=config.device,
+            cache_dir=None if model_path is None else Path(model_path).parent / "ort-trt-cache",
+            run_dir=run_dir,
+            triton_urls=tuple(u.strip() for u in config.triton_urls.split(",") if u.strip()),
+            triton_protocol=config.triton_protocol,
+            triton_shm=config.triton_shm,
+            triton_timeout_s=config.triton_timeout_s,
+            triton_model=config.triton_model,
+            triton_python=config.triton_python,
+        )
 
 
 @dataclass(frozen=True)

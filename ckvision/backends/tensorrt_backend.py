@@ -10,15 +10,14 @@ With ``options.cuda_graphs`` each context captures one CUDA graph per batch size
 
 from __future__ import annotations
 
-import importlib
 import queue
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ckvision import cuda as cuda_util
+from ckvision.availability import check_tensorrt_available, import_tensorrt
 from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
 from ckvision.errors import BackendError, ModelError
@@ -37,43 +36,6 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 __all__ = ["TensorRTBackend", "check_tensorrt_available", "import_tensorrt", "runtime_info"]
-
-_FALLBACK = "run program:image-classification-onnxruntime-loadgen-py instead"
-
-
-def import_tensorrt() -> ModuleType:
-    """The real ``tensorrt`` module, or BackendError with one line saying what is missing.
-
-    Type stubs alone make ``import tensorrt`` succeed as an empty namespace package, so
-    a module without ``Runtime`` counts as missing too.
-    """
-    try:
-        trt_module = importlib.import_module("tensorrt")
-    except ImportError as err:
-        raise BackendError(
-            f"TensorRT is not installed here (import tensorrt failed: {err}); "
-            f"{_FALLBACK}, or install TensorRT 10"
-        ) from err
-    if not hasattr(trt_module, "Runtime"):
-        raise BackendError(
-            "TensorRT is not installed here (import tensorrt found only type stubs); "
-            f"{_FALLBACK}, or install TensorRT 10"
-        )
-    return trt_module
-
-
-def check_tensorrt_available() -> None:
-    """Raise BackendError unless TensorRT, cuda-python, a CUDA driver and a GPU are here.
-
-    The program calls this before loading anything.
-    """
-    import_tensorrt()
-    try:
-        count = cuda_util.device_count()
-    except BackendError as err:
-        raise BackendError(f"no usable CUDA GPU here ({err}); {_FALLBACK}") from err
-    if count < 1:
-        raise BackendError(f"no CUDA GPU found here; {_FALLBACK}")
 
 
 def runtime_info(device: int = 0) -> RuntimeInfo:

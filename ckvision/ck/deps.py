@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ckvision.ck.tool import run_ck
 from ckvision.errors import ConfigError
+from ckvision.experiments.ck_tool import run_ck
 
 REPO_ALIAS = "ck-mlperf-vision"
 

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ckvision.ck.tool import ck_lines, run_ck
 from ckvision.errors import CkVisionError
+from ckvision.experiments.ck_tool import ck_lines, run_ck
 
 __all__ = ["REPO_ALIAS", "repo_root", "setup_ck", "DEFAULT_PACKAGES"]
 

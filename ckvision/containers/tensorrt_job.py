@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ckvision.ck.tool import ck_lines, run_ck
+from ckvision.experiments.ck_tool import ck_lines, run_ck
 
 __all__ = ["ENGINE_TAGS", "engine_tags", "run_tensorrt_job"]
 
@@ -50,7 +50,7 @@ def _ensure_cache_repo(cache: Path) -> None:
 def run_tensorrt_job(
     cache: Path = Path("/home/ck/engine-cache"), log: Callable[[str], None] = print
 ) -> None:
-    from ckvision.backends.tensorrt_backend import check_tensorrt_available, import_tensorrt
+    from ckvision.availability import check_tensorrt_available, import_tensorrt
     from ckvision.cuda import device_info
 
     check_tensorrt_available()  # one line and exit 5 when anything is missing

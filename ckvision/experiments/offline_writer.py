@@ -35,13 +35,33 @@ from typing import Any
 from ckvision.errors import ConfigError, DataError
 from ckvision.fsutil import atomic_write_text
 
-__all__ = ["record_point", "ck_flatten", "CK_VERSION"]
+__all__ = ["record_point", "ck_flatten", "check_entry_name", "check_tags", "CK_VERSION"]
 
 CK_VERSION = ("2", "6", "4")  # the ck whose layout this writes
 EXPERIMENT_MODULE_UID = "bc0409fb61f0aa82"  # module:experiment in ck 2.6.4
 LOCK_FILE = "ck_lock.txt"
 LOCK_EXPIRE_S = 120.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+def check_entry_name(name: str) -> str:
+    """An experiment entry name every recorder accepts (ck's alias rules, no path tricks)."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"experiment entry name {name!r}: use letters, digits, '.', '_', '-' (up to 200)"
+        )
+    return name
+
+
+def check_tags(tags: Sequence[str]) -> list[str]:
+    """Experiment tags every recorder accepts (safe on ck's command line too)."""
+    bad = [t for t in tags if not _TAG.match(t)]
+    if bad:
+        raise ConfigError(
+            f"experiment tag {bad[0]!r}: use letters, digits, '.', '_', '+', '-' (up to 100)"
+        )
+    return list(tags)
 
 
 def _uid() -> str:
@@ -149,20 +169,20 @@ def record_point(
     characteristics: Mapping[str, Any],
     features: Mapping[str, Any] | None = None,
     choices: Mapping[str, Any] | None = None,
+    repetitions: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Add one point to experiment entry ``root/name`` (made if missing); returns the
     point's ``ckp-<point>.0001.json``. ``characteristics`` is one repetition, e.g.
-    ``{"run": record}`` as our post-processing writes it."""
-    if not _NAME.match(name):
-        raise ConfigError(f"experiment entry name {name!r}: use letters, digits, '.', '_', '-'")
-    bad = [t for t in tags if not t or "," in t or t != t.strip()]
-    if bad:
-        raise ConfigError(f"experiment tag {bad[0]!r}: tags are non-empty, without ','")
+    ``{"run": record}`` as our post-processing writes it; ``repetitions`` are more of
+    the same point (ck's ``#min`` in the flat file is over all of them)."""
+    check_entry_name(name)
+    check_tags(tags)
     root = Path(root)
     entry = root / name
     if not (entry / ".cm" / "info.json").is_file():
         entry = _create_entry(root, name)
     features, choices = dict(features or {}), dict(choices or {})
+    characteristics_list = [dict(characteristics), *(dict(r) for r in repetitions)]
     with _locked(entry):
         dde = _load(entry / ".cm" / "meta.json")
         dde.setdefault("added", _control())
@@ -172,17 +192,23 @@ def record_point(
         dde["points"] = str(int(dde.get("points", "0")) + 1)
         point = f"ckp-{_uid()}"
         ft = {"features": features, "choices": choices, "choices_order": []}
-        characteristics_list = [dict(characteristics)]
-        flat = {
-            f"{k}#min": v
-            for k, v in ck_flatten({"characteristics": characteristics}).items()
-            if k.startswith("##characteristics#")
-        }
+        flat: dict[str, Any] = {}
+        for one in characteristics_list:
+            for k, v in ck_flatten({"characteristics": one}).items():
+                if not k.startswith("##characteristics#"):
+                    continue
+                key = f"{k}#min"
+                old = flat.get(key)
+                numbers = all(
+                    isinstance(x, int | float) and not isinstance(x, bool) for x in (v, old)
+                )
+                flat[key] = min(v, old) if key in flat and numbers else flat.get(key, v)
         _dump(entry / f"{point}.flat.json", flat)
         _dump(entry / f"{point}.0001.json", {**ft, "characteristics_list": characteristics_list})
         _dump(entry / f"{point}.features.json", {**ft, "sub_points": 1})
         _dump(entry / f"{point}.features_flat.json", ck_flatten(ft))
-        updates = _load(entry / ".cm" / "updates.json")
+        updates_file = entry / ".cm" / "updates.json"  # `ck add` of an entry makes none
+        updates = _load(updates_file) if updates_file.is_file() else {}
         updates.setdefault("control", []).append(_control())
         _dump(entry / ".cm" / "updates.json", updates)
         _dump(entry / ".cm" / "meta.json", dde)

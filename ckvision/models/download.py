@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ckvision.errors import ModelError
+from ckvision.fsutil import atomic_output
 
 __all__ = ["download", "file_digests", "mirrored_url"]
 
@@ -65,11 +64,9 @@ def download(
     for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed download
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digests, received = _stream(url, out, log, every_s)
+    with atomic_output(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
+        digests, received = _stream(url, out, log, every_s)
+        out.flush()
         if size and received != size:
             raise ModelError(
                 f"size mismatch for {url}: expected {size} bytes, got {received}; "
@@ -78,12 +75,6 @@ def download(
         problem = _mismatch(digests, sha256, md5)
         if problem:
             raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
-        tmp.chmod(0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     log(f"downloaded {url} -> {dest} (checksum verified)")
     return dest
 

@@ -20,15 +20,13 @@ vs 0.41). Both normalisations put every verified sample photo's class in the top
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ckvision.errors import ModelError
+from ckvision.fsutil import atomic_output
 
 __all__ = ["export_efficientnet_lite0", "load_efficientnet_lite0", "MODEL_NAME"]
 
@@ -89,19 +87,9 @@ def export_efficientnet_lite0(
     log = progress or (lambda _msg: None)
     model = load_efficientnet_lite0()
     log(f"exporting {MODEL_NAME} to ONNX (opset {opset})")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(out_path) as tmp:  # nothing half-exported is ever left
         _torch_export(torch, model, tmp, opset)
         _validate(torch, model, tmp)
-        tmp.chmod(0o644)  # mkstemp makes it 0600
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     log(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB), ONNX Runtime matches PyTorch")
     return out_path
 

@@ -10,17 +10,16 @@ batch larger than the engine's profile.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ckvision.errors import ConfigError, ModelError
+from ckvision.fsutil import atomic_write_bytes, sha256_file
 
 __all__ = [
     "PRECISIONS",
@@ -243,27 +242,7 @@ def read_engine_bytes(plan: Path, meta: EngineMeta) -> bytes:
     return data
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, rename; nothing left on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` atomically (:func:`ckvision.fsutil.atomic_write_bytes`), mode 0644."""
+    atomic_write_bytes(path, data)
+    os.chmod(path, 0o644)

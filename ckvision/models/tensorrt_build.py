@@ -64,7 +64,7 @@ def build_engine(
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     if not onnx_path.is_file():
         raise ModelError(f"ONNX model {onnx_path} not found; install the ONNX model package")
-    from ckvision.backends.tensorrt_backend import check_tensorrt_available
+    from ckvision.availability import check_tensorrt_available
 
     check_tensorrt_available()
     import tensorrt as trt

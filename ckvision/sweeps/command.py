@@ -9,7 +9,7 @@ from typing import Any
 
 from ckvision.errors import ConfigError
 
-__all__ = ["add_sweep_parser", "run_sweep_command", "make_runner", "fingerprint"]
+__all__ = ["add_sweep_parser", "parse", "run_sweep_command", "make_runner", "fingerprint"]
 
 
 def fingerprint() -> dict[str, Any]:
@@ -34,17 +34,25 @@ def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
     return env
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a ``sweep ...`` command line alone (the CK script entry's call), exactly as
+    ``ckvision sweep ...`` would."""
+    parser = argparse.ArgumentParser(prog="ckvision")
+    add_sweep_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
+
+
 def add_sweep_parser(sub: Any) -> None:
     sweep = sub.add_parser(
         "sweep",
         help="batch / concurrency sweep or peak search, each point "
         "recorded with ck benchmark (resumable)",
     )
+    from ckvision.sweeps.points import PROGRAMS
+
     kinds = sweep.add_subparsers(dest="sweep_kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--backend", default="onnxruntime", help="onnxruntime | tensorrt | pytorch | null"
-    )
+    common.add_argument("--backend", default="onnxruntime", help=" | ".join(PROGRAMS))
     common.add_argument("--tags", default="", help="extra tags shared by every point")
     common.add_argument(
         "--env",

@@ -20,26 +20,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckvision.backends.registry import BACKENDS
 from ckvision.errors import ConfigError, RunError
 from ckvision.experiments.entries import RecordedRun, experiment_root, find_entries, iter_runs
+from ckvision.experiments.offline_writer import check_tags  # the one rule for tags
 
 __all__ = ["Point", "PointResult", "CkPointRunner", "PROGRAMS", "check_tags"]
 
-PROGRAMS = {
-    "onnxruntime": "image-classification-onnxruntime-loadgen-py",
-    "null": "image-classification-onnxruntime-loadgen-py",
-    "pytorch": "image-classification-onnxruntime-loadgen-py",
-    "tensorrt": "image-classification-tensorrt-loadgen-py",
-}
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+# backend -> the CK program a sweep point runs (the backend registry's descriptors)
+PROGRAMS = {name: spec.program for name, spec in BACKENDS.items() if spec.sweep}
 _ENV_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-
-
-def check_tags(tags: Sequence[str]) -> list[str]:
-    bad = [t for t in tags if not _TAG.match(t)]
-    if bad:
-        raise ConfigError(f"bad tag {bad[0]!r}: use letters, digits and _ . + - (max 64)")
-    return list(tags)
 
 
 @dataclass(frozen=True)
@@ -113,7 +103,7 @@ class CkPointRunner:
         return runs[-1] if runs else None
 
     def run(self, point: Point) -> PointResult:
-        from ckvision.ck.tool import run_ck
+        from ckvision.experiments.ck_tool import run_ck
 
         name = self.entry_name(point)
         existing = self.recorded(point)

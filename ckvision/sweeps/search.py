@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ckvision.ck.tool import CkCommandError
 from ckvision.errors import RunError
+from ckvision.experiments.ck_tool import CkCommandError
 from ckvision.fsutil import atomic_write_json
 from ckvision.sweeps.peak import PeakResult, Trial, failed_checks, search_peak, trial_record
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult
@@ -94,23 +94,21 @@ def _linear_measure(
     record: dict[str, Any], bound_ms: float, duration_s: float
 ) -> tuple[Callable[[float], Trial], Callable[[], None]]:
     from ckvision.backends import BackendOptions, create_backend
+    from ckvision.config import RunConfig
     from ckvision.data.cache import PreprocessedDataset
     from ckvision.models.contract import ModelContract
     from ckvision.sweeps.arrivals import run_equal_spaced
 
+    run_config = RunConfig.from_record(record["config"])
     config = record["config"]
     contract_data = dict(record["model"]["contract"])
     fields: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in contract_data.items()
     }
     contract = ModelContract(**fields)
-    options = BackendOptions(
-        threads=config["threads"],
-        execution_provider=config["execution_provider"],
-        precision=config["precision"],
-        device=config["device"],
-    )
-    backend = create_backend(config["backend"], Path(record["model"]["path"]), contract, options)
+    model_path = Path(record["model"]["path"])
+    options = BackendOptions.from_config(run_config, model_path)
+    backend = create_backend(run_config.backend, model_path, contract, options)
     backend.load()
     dataset = PreprocessedDataset.open(Path(record["dataset"]["path"])).for_model(contract)
     images = np.asarray(dataset.images[:64])

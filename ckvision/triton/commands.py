@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.errors import ConfigError, MissingPackageError, ModelError
+from ckvision.models.contract import MODEL_SIDECAR
 
-__all__ = ["add_commands", "dispatch"]
+__all__ = ["add_commands", "dispatch", "parse", "record_perf_entry"]
 
 _MODEL_TAGS = "model,onnx,efficientnet-lite0,fp32"
 
@@ -69,7 +70,7 @@ def _repo(args: argparse.Namespace) -> None:
     from ckvision.models.contract import ModelContract
     from ckvision.triton.repository import RepoSpec, write_repository
 
-    sidecar = args.model.parent / "model.json"
+    sidecar = args.model.parent / MODEL_SIDECAR
     if not args.model.is_file() or not sidecar.is_file():
         raise MissingPackageError(f"model {args.model} (with its model.json)", _MODEL_TAGS)
     try:
@@ -158,10 +159,36 @@ def _perf(args: argparse.Namespace) -> None:
             f"p99 {row.get('p99_latency_us', 0) / 1e3:.3f} ms"
         )
     if args.record:
-        from ckvision.ck.hooks.triton import record_perf_entry
-
         tags = [t for t in args.tags.split(",") if t] or ["triton", "perf_analyzer"]
         print(f"recorded: {record_perf_entry(args.record, tags, records)}")
+
+
+def record_perf_entry(name: str, tags: list[str], records: list[dict[str, Any]]) -> Path:
+    """Add ``records`` (perf_analyzer rows) as one point of experiment entry ``name``
+    in the local CK repo (created with ``tags`` if new), through the one writer."""
+    from ckvision.experiments.ck_tool import local_experiment_entry
+    from ckvision.experiments.offline_writer import check_entry_name, check_tags, record_point
+
+    runs = [{"run": r} for r in records]
+    if not runs:
+        raise ConfigError("perf_analyzer gave no rows: nothing to record")
+    entry = local_experiment_entry(check_entry_name(name), check_tags(tags))
+    point = record_point(
+        entry.parent,
+        name,
+        tags=tags,
+        meta={"ckvision": "triton-perf"},
+        characteristics=runs[0],
+        repetitions=runs[1:],
+    )
+    return point.parent
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a ``triton-*`` command line alone (the CK script entry's call)."""
+    parser = argparse.ArgumentParser(prog="ckvision")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
 
 
 def dispatch(args: argparse.Namespace) -> int:

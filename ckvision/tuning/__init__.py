@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,12 +96,8 @@ def autotune(
 
     def backend(threads: int) -> Backend:
         if threads not in backends:
-            opts = BackendOptions(
-                threads=threads,
-                execution_provider=config.execution_provider,
-                precision=config.precision,
-                device=config.device,
-            )
+            # the run's own options (Triton URLs, engine cache...), at the probed threads
+            opts = BackendOptions.from_config(config.with_(threads=threads), Path(model_path))
             backends[threads] = create_backend(config.backend, model_path, contract, opts)
             backends[threads].load()
         return backends[threads]

@@ -10,37 +10,41 @@ they are.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ckvision.fsutil import atomic_output, full_disk_note
 
 __all__ = ["make_ck_writes_atomic"]
 
 CkFunc = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class _NotSaved(Exception):
+    """CK's writer returned an error: the temporary file is dropped, the target kept."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result.get("error", ""))
+        self.result = result
+
+
 def _atomic(original: CkFunc) -> CkFunc:
     def save_text_file(i: dict[str, Any]) -> dict[str, Any]:
         if i.get("append", "") == "yes" or not i.get("text_file"):
             return original(i)
-        target = str(i["text_file"])
-        head, name = os.path.split(target)
-        tmp = os.path.join(head, f".{name}.ckvision-{os.getpid()}.tmp")
         try:
-            result = original({**i, "text_file": tmp})
-            if result.get("return", 1) == 0:
-                os.replace(tmp, target)
-            return result
+            with atomic_output(Path(str(i["text_file"]))) as tmp:
+                result = original({**i, "text_file": str(tmp)})
+                if result.get("return", 1) != 0:
+                    raise _NotSaved(result)
+        except _NotSaved as failed:
+            return failed.result
         except OSError as err:  # CK would print a traceback; a full disk is one line
-            from ckvision.fsutil import full_disk_note
-
-            note = full_disk_note(Path(head or "."), err) or f": {err.strerror or err}"
+            target = Path(str(i["text_file"]))
+            note = full_disk_note(target.parent, err) or f": {err.strerror or err}"
             return {"return": 1, "error": f"cannot write {target}{note}; nothing was recorded"}
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        return result
 
     save_text_file.ckvision_atomic = True  # type: ignore[attr-defined]
     return save_text_file

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ckvision.ck.hooks import ck_hook
-from ckvision.ck.hooks.soft import MODEL_SIDECAR, upstream_model_env
+from ckvision.ck.hooks.soft import upstream_model_env
 from ckvision.errors import ConfigError, MissingPackageError
+from ckvision.models.contract import MODEL_SIDECAR
 
 __all__ = ["install_model", "prepare_dataset", "loadgen_run"]
 
@@ -40,7 +41,7 @@ def install_model(i: dict[str, Any]) -> dict[str, Any]:
     """Install the model named by CKVISION_MODEL into the current (cache) directory."""
     import json
 
-    from ckvision.ck.hooks.packages import install_model as install
+    from ckvision.models.install import install_model as install
 
     env = _env(i)
     name = str(env.get("CKVISION_MODEL", "")).strip()
@@ -61,7 +62,7 @@ def install_model(i: dict[str, Any]) -> dict[str, Any]:
 @ck_hook
 def prepare_dataset(i: dict[str, Any]) -> dict[str, Any]:
     """Preprocess the sample set (or IMAGENET_VAL_DIR) for the model's ML_MODEL_* contract."""
-    from ckvision.ck.hooks.packages import install_dataset
+    from ckvision.data.install import install_dataset
 
     env = _env(i)
     kind = str(env.get("CKVISION_DATASET_KIND", "sample"))
@@ -86,11 +87,10 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
     import secrets
 
     from ckvision.ck.experiment import record_point
-    from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.config import RunConfig
     from ckvision.experiments.record import mlperf_submission_keys
-    from ckvision.harness.settings import write_user_conf
-    from ckvision.program import resolve_inputs, run_program
+    from ckvision.program import run
+    from ckvision.upstream_env import refuse_unsupported
 
     env = _env(i)
     text_env = {str(k): str(v) for k, v in env.items()}
@@ -100,22 +100,22 @@ def loadgen_run(i: dict[str, Any]) -> dict[str, Any]:
         raise MissingPackageError(
             "model and dataset (run the script with its deps)", "mlcr run,ckvision,loadgen --quiet"
         )
-    inputs = resolve_inputs(text_env, config.backend)
     out = Path(os.getcwd()) / "ckvision-runs" / secrets.token_hex(6)
     out.mkdir(parents=True)
-    write_user_conf(config, inputs.contract.name, out / "user.conf")
-    record = run_program(config, inputs, out)
+    record = run(text_env, {}, out)  # the CLI's pipeline: auto-tuning, user.conf included
+    config = RunConfig.from_record(record["config"])  # as run (tuned)
+    model_name = str(record["model"]["contract"]["name"])
     record.update(mlperf_submission_keys(out))
     scenario, mode = config.as_record()["scenario"], config.as_record()["mode"]
     name = text_env.get("CKVISION_RECORD_UOA") or (
-        f"mlc.{config.backend}.{inputs.contract.name}.{scenario}.{mode}".lower()
+        f"mlc.{config.backend}.{model_name}.{scenario}.{mode}".lower()
     )
     extra = [t for t in text_env.get("CKVISION_RECORD_TAGS", "").split(",") if t]
     tags = [
         "ckvision",
         "mlc",
         config.backend,
-        inputs.contract.name,
+        model_name,
         str(scenario).lower(),
         str(mode).lower(),
         *extra,

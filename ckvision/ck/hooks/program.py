@@ -27,7 +27,6 @@ from typing import Any
 from ckvision.ck.hooks import add_dep_sites, ck_fatal_hook
 from ckvision.ck.hooks.atomic import make_ck_writes_atomic
 from ckvision.ck.hooks.shell import check_shell_safe
-from ckvision.ck.upstream_env import refuse_unsupported
 from ckvision.config import RunConfig
 from ckvision.errors import CkVisionError, RunError
 from ckvision.experiments.entries import experiment_root
@@ -39,6 +38,7 @@ from ckvision.experiments.record import (
     mlperf_submission_keys,
 )
 from ckvision.fsutil import atomic_write_json
+from ckvision.upstream_env import refuse_unsupported
 
 __all__ = [
     "ck_preprocess",

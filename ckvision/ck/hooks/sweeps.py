@@ -34,14 +34,13 @@ def sweep_argv(options: dict[str, Any]) -> list[str]:
 
 @ck_hook
 def run(i: dict[str, Any]) -> dict[str, Any]:
-    from ckvision.cli import build_parser
-    from ckvision.sweeps.command import run_sweep_command
+    from ckvision.sweeps.command import parse, run_sweep_command
 
     argv = sweep_argv(i)
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            args = build_parser().parse_args(argv)
+            args = parse(argv)
     except SystemExit:
         last = errors.getvalue().strip().splitlines()
         raise ConfigError(last[-1] if last else f"bad options: {' '.join(argv)}") from None
