@@ -389,6 +389,7 @@ def test_the_figures_table_is_what_its_command_prints_on_experiment() -> None:
     blocks = re.findall(r"<!-- figures: (.*?) -->\n```\n(.*?)```\n<!-- /figures -->", text, re.S)
     assert blocks, "the README shows its figures table"
     for command, shown in blocks:
+        assert f"```bash\n{command}\n```" in text, "the command is shown, not only in a comment"
         argv = words(command)
         assert argv[:4] == ["python", "-m", "ckvision", "results"]
         entries = sorted(str(p) + "/" for a in argv[4:] for p in ROOT.glob(a.rstrip("/")))
