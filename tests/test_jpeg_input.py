@@ -310,3 +310,35 @@ def test_dali_run_records_engine_and_scores(
     assert dataset["preprocessing"]["engine"] == "dali"
     assert dataset["preprocessing"]["dali_device"] == "cpu"
     assert dataset["preprocessing_in_measured_path"] is True
+
+
+def test_tables_and_tags_tell_jpeg_in_from_preprocessed() -> None:
+    import pandas as pd
+
+    from ckvision.analysis.tables import summary_table
+    from ckvision.data.encoded import input_tags
+
+    frame = pd.DataFrame(
+        [
+            {"entry": "a", "loadgen.mode": "PerformanceOnly"},
+            {
+                "entry": "b",
+                "loadgen.mode": "PerformanceOnly",
+                "dataset.preprocessing_in_measured_path": False,
+            },
+            {
+                "entry": "c",
+                "loadgen.mode": "PerformanceOnly",
+                "dataset.preprocessing_in_measured_path": True,
+                "dataset.preprocessing.engine": "dali",
+            },
+        ]
+    )
+    assert list(summary_table(frame)["input"]) == ["preprocessed", "preprocessed", "jpeg/dali"]
+    assert "input" not in summary_table(frame.iloc[:1])  # no JPEG-in run: no column
+    assert input_tags({"CK_INPUT_FORMAT": "jpeg", "CK_PREPROCESS_ENGINE": "dali"}) == [
+        "input.jpeg",
+        "using-dali",
+    ]
+    assert input_tags({"CK_INPUT_FORMAT": "jpeg"}) == ["input.jpeg"]
+    assert input_tags({"CK_PREPROCESS_ENGINE": "dali"}) == []

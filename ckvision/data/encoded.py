@@ -31,7 +31,7 @@ import importlib
 import io
 import os
 import queue
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ __all__ = [
     "DaliPreprocessor",
     "make_preprocessor",
     "dali_available",
+    "input_tags",
     "pixel_difference",
 ]
 
@@ -389,6 +390,15 @@ class EncodedDataset:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+def input_tags(env: Mapping[str, str]) -> list[str]:
+    """The CK tags a recorded JPEG-in run carries (``input.jpeg``, ``using-<engine>``;
+    none for a preprocessed run), from its ``CK_INPUT_FORMAT`` / ``CK_PREPROCESS_ENGINE``."""
+    if env.get("CK_INPUT_FORMAT", "").strip().lower() != "jpeg":
+        return []
+    engine = env.get("CK_PREPROCESS_ENGINE", "").strip()
+    return [INPUT_TAG, *([f"using-{engine}"] if engine in ENGINES else [])]
 
 
 def pixel_difference(pixels: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
