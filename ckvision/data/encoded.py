@@ -272,6 +272,7 @@ class EncodedDataset:
     engine: str
     threads: int = 0
     device: str = "cpu"
+    preprocessed_by: str = "client"  # "server": the Triton JPEG-in ensemble did it
     _engine: Preprocessor | None = field(default=None, repr=False)
 
     @classmethod
@@ -348,8 +349,11 @@ class EncodedDataset:
         record adds ``preprocessing_in_measured_path``)."""
         return {
             **self.spec.as_dict(),
-            "engine": self.engine,
-            "tags": [*self.spec.tags(), f"using-{self.engine}", INPUT_TAG],
+            "engine": self.engine if self.preprocessed_by == "client" else "server",
+            "preprocessed_by": self.preprocessed_by,
+            "tags": [*self.spec.tags(), f"using-{self.engine}", INPUT_TAG]
+            if self.preprocessed_by == "client"
+            else [*self.spec.tags(), INPUT_TAG, "preprocessed-by-server"],
             **({"dali_device": self.device} if self.engine == "dali" else {}),
         }
 

@@ -30,7 +30,11 @@ class EncodedSampleLibrary(SampleLibrary):
 
     encoded = True
 
-    def __init__(self, dataset: EncodedDataset, config: RunConfig) -> None:  # noqa: D107
+    def __init__(
+        self, dataset: EncodedDataset, config: RunConfig, *, passthrough: bool = False
+    ) -> None:
+        """``passthrough``: the backend takes the encoded files themselves (the Triton
+        JPEG-in ensemble preprocesses on the server): batches are (N, 1) arrays of bytes."""
         available = dataset.size
         size = config.dataset_size or available
         if size > available:
@@ -50,8 +54,15 @@ class EncodedSampleLibrary(SampleLibrary):
         self.sample_shape = tuple(contract.input_shape(1)[1:])
         self.dtype = np.dtype(contract.input_dtype)
         batch = 1 if config.scenario is Scenario.SINGLE_STREAM else config.batch_size
-        self.preprocess: Preprocessor = dataset.preprocessor(batch)
-        self.preprocess.prepare(1 if config.scenario is Scenario.SINGLE_STREAM else config.workers)
+        self.passthrough = passthrough
+        self.preprocess: Preprocessor | None = None
+        if passthrough:
+            dataset.preprocessed_by = "server"
+        else:
+            self.preprocess = dataset.preprocessor(batch)
+            self.preprocess.prepare(
+                1 if config.scenario is Scenario.SINGLE_STREAM else config.workers
+            )
         self._blobs: list[bytes] = []
         self._names: list[str] = []
         self._row = np.full(size, -1, dtype=np.intp)
@@ -85,14 +96,18 @@ class EncodedSampleLibrary(SampleLibrary):
         return self._form(rows.tolist())
 
     def _form(self, rows: Sequence[int]) -> np.ndarray:
-        blobs = [self._blobs[r] for r in rows]
-        pixels = self.preprocess(blobs, [self._names[r] for r in rows])
-        return self.dataset.model_input(pixels)
+        return self._batch([self._blobs[r] for r in rows], [self._names[r] for r in rows])
+
+    def _batch(self, blobs: list[bytes], names: list[str]) -> np.ndarray:
+        if self.preprocess is None:  # passthrough: the server preprocesses
+            out = np.empty((len(blobs), 1), dtype=object)
+            out[:, 0] = blobs
+            return out
+        return self.dataset.model_input(self.preprocess(blobs, names))
 
     def first_batch(self, n: int) -> np.ndarray:
         """The first ``n`` samples, read and preprocessed (for warm-up: it also builds
         the engine's pipeline on this thread)."""
         count = max(1, min(n, self.size))
         blobs = [self.dataset.read(i) for i in range(count)]
-        pixels = self.preprocess(blobs, list(self.dataset.files[:count]))
-        return self.dataset.model_input(pixels)
+        return self._batch(blobs, list(self.dataset.files[:count]))

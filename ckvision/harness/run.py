@@ -193,10 +193,17 @@ def _library(
     dataset: PreprocessedDataset | EncodedDataset, config: RunConfig, backend: Backend
 ) -> SampleLibrary:
     """The QSL of ``dataset``: its pixels, or its encoded files (JPEG-in mode)."""
+    if getattr(backend, "takes_encoded", False) and not isinstance(dataset, EncodedDataset):
+        raise ConfigError(
+            f"backend {backend.name}: the served model takes encoded files (the JPEG-in "
+            "ensemble); run it with CK_INPUT_FORMAT=jpeg"
+        )
     if isinstance(dataset, EncodedDataset):
         from ckvision.harness.encoded import EncodedSampleLibrary
 
-        return EncodedSampleLibrary(dataset, config)
+        return EncodedSampleLibrary(
+            dataset, config, passthrough=bool(getattr(backend, "takes_encoded", False))
+        )
     return SampleLibrary.from_dataset(dataset, config, backend.host_memory)
 
 
