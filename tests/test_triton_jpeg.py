@@ -168,3 +168,71 @@ def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
             tmp_path / "refused",
             log=lambda _line: None,
         )
+
+
+@pytest.mark.timeout(180)
+def test_cli_writes_the_ensemble_and_perf_analyzer_sends_it_jpeg_files(
+    jpeg_server: dict[str, Any],
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`triton-repo --jpeg-ensemble`, then `triton-perf --jpeg-dataset` on its own server:
+    perf_analyzer sends real JPEG files (a corrupt or wrong encoding would fail them)."""
+    import json
+
+    from ckvision.cli import main
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy2(tiny_onnx_model, model_dir / "model.onnx")
+    (model_dir / "model.json").write_text(json.dumps({"env": tiny_contract.to_env()}))
+    repo = tmp_path / "repo"
+    assert (
+        main(
+            [
+                "triton-repo",
+                "--model",
+                str(model_dir / "model.onnx"),
+                "--install-dir",
+                str(repo),
+                "--jpeg-ensemble",
+                "pillow",
+                "--preprocess-threads",
+                "2",
+                "--preprocess-queue-delay-us",
+                "200",
+            ]
+        )
+        == 0
+    )
+    config = (repo / "preprocess" / "config.pbtxt").read_text()
+    assert 'string_value: "pillow"' in config and "max_queue_delay_microseconds: 200" in config
+    assert 'platform: "ensemble"' in (repo / "classifier_jpeg" / "config.pbtxt").read_text()
+    out = tmp_path / "perf"
+    assert (
+        main(
+            [
+                "triton-perf",
+                "--repository",
+                str(repo),
+                "--model-name",
+                "classifier_jpeg",
+                "--jpeg-dataset",
+                str(jpeg_server["cache"]),
+                "--request-count",
+                "20",
+                "--stability-percent",
+                "90",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "infer/s" in capsys.readouterr().out
+    sent = json.loads((out / "jpeg-input.json").read_text())["data"]
+    assert len(sent) == 24 and set(sent[0]) == {"JPEG"}
+    log = (out / "tritonserver.log").read_text(errors="replace")
+    assert "preprocessing failed" not in log

@@ -18,7 +18,10 @@ parameter), so the triton env needs Pillow (``TRITON_VENV_PKGS`` in the Makefile
 
 from __future__ import annotations
 
+import base64
 import shutil
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,13 @@ from ckvision.fsutil import atomic_dir, atomic_write_json
 from ckvision.models.contract import ModelContract
 from ckvision.triton.repository import _DTYPES, _NAME, parse_pbtxt
 
-__all__ = ["EnsembleSpec", "write_ensemble", "JPEG_INPUT", "PREPROCESS_OUTPUT"]
+__all__ = [
+    "EnsembleSpec",
+    "write_ensemble",
+    "write_jpeg_input_data",
+    "JPEG_INPUT",
+    "PREPROCESS_OUTPUT",
+]
 
 JPEG_INPUT = "JPEG"
 PREPROCESS_OUTPUT = "PIXELS"
@@ -147,3 +156,19 @@ def write_ensemble(repo: Path, contract: ModelContract, spec: EnsembleSpec) -> P
         (tmp / "config.pbtxt").write_text("\n".join(ensemble) + "\n", encoding="utf-8")
         (tmp / "1").mkdir()  # an ensemble's version directory is empty
     return final
+
+
+def write_jpeg_input_data(path: Path, blobs: Sequence[bytes]) -> Path:
+    """perf_analyzer's ``--input-data`` JSON sending these encoded files to the ensemble's
+    ``JPEG`` input, one per request item in turn (a BYTES element is serialised as its
+    4-byte little-endian length, then the bytes)."""
+    if not blobs:
+        raise ConfigError("perf_analyzer input data needs at least one file")
+    data = {
+        "data": [
+            {JPEG_INPUT: {"b64": base64.b64encode(struct.pack("<I", len(b)) + b).decode()}}
+            for b in blobs
+        ]
+    }
+    atomic_write_json(Path(path), data)
+    return Path(path)
