@@ -10,7 +10,11 @@ In one run, on the same machine and the same files:
     inference share the same cores: on a CPU-only machine that is the real ceiling);
 (d) our end-to-end SingleStream p90 per engine vs raw batch-1 preprocessing + inference;
 (e) DALI against the reference preprocessing: pixel difference and the top-1 effect
-    (AccuracyOnly runs of the same model on the offline cache and on DALI's pixels).
+    (AccuracyOnly runs of the same model on the offline cache and on DALI's pixels);
+(f) with ``--triton``: the JPEG-in ensemble on a tritonserver started here (python
+    backend: preprocess -> ONNX Runtime): LoadGen Offline through it over HTTP and gRPC,
+    then perf_analyzer swept over batch sizes and concurrency, as the seed does, with its
+    two plots (throughput and p90 latency against concurrency, one line per batch size).
 
 The dataset is the embedded sample set written as JPEG files (real photos and their
 augmentations, see :mod:`ckvision.data.sample_set`) plus its offline rgb8 cache:
@@ -95,6 +99,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--engines", default="pillow,opencv,dali")
     parser.add_argument("--workers", type=int, default=1, help="Offline SUT workers")
+    parser.add_argument("--triton", action="store_true", help="(f): the Triton ensemble too")
+    parser.add_argument("--triton-batches", default="1,4,8")
+    parser.add_argument("--triton-concurrency", default="1:4")
     args = parser.parse_args()
     engines = [e for e in args.engines.split(",") if e]
     if "dali" in engines and dali_available() is not None:
@@ -174,6 +181,8 @@ def main() -> int:
         )
     if "dali" in engines:
         dali_vs_reference(cache, contract, inputs, work, args)
+    if args.triton:
+        through_triton(cache, contract, args, work, min(pre.values()), infer)
     print(f"work files (delete when done): {work}")
     return 0
 
@@ -217,6 +226,138 @@ def dali_vs_reference(
         f"(e) top-1 on {data.size} sample images: reference {top1['reference']:.3f}%, "
         f"DALI {top1['dali']:.3f}% ({top1['dali'] - top1['reference']:+.3f} points)"
     )
+
+
+def through_triton(
+    cache: Path,
+    contract: Any,
+    args: argparse.Namespace,
+    work: Path,
+    pre_rate: float,
+    infer_rate: float,
+) -> None:
+    from ckvision.triton.ensemble import EnsembleSpec, write_ensemble, write_jpeg_input_data
+    from ckvision.triton.perf import PerfSpec, run_perf_analyzer
+    from ckvision.triton.repository import RepoSpec, write_repository
+    from ckvision.triton.server import TritonServer, find_triton
+
+    repo = work / "triton-repo"
+    batches = [int(b) for b in args.triton_batches.split(",")]
+    top = max(batches)
+    write_repository(
+        repo,
+        args.model.resolve(),
+        contract,
+        RepoSpec(backend="python", max_batch=top, max_queue_delay_us=2000, ort_threads=1),
+    )
+    spec = EnsembleSpec(engine="pillow", max_batch=top, threads=1, max_queue_delay_us=2000)
+    write_ensemble(repo, contract, spec)
+    install = find_triton()
+    data = EncodedDataset.open(cache, contract)
+    blobs = [data.read(i) for i in range(min(64, data.size))]
+    input_json = write_jpeg_input_data(work / "jpeg-input.json", blobs)
+    low, high = (int(v) for v in args.triton_concurrency.split(":"))
+    rows: dict[int, list[dict[str, float]]] = {}
+    with TritonServer(install, repo, work / "triton-logs") as server:
+        inputs = resolve_inputs({}, "triton", repo / "ckvision-triton.json", cache)
+        for protocol in ("http", "grpc"):
+            record = _run(
+                inputs,
+                work / f"triton-{protocol}",
+                backend="triton",
+                scenario=Scenario.OFFLINE,
+                mode=Mode.PERFORMANCE,
+                batch_size=min(args.batch, top),
+                workers=2,
+                min_duration_s=args.seconds,
+                target_qps=min(pre_rate, infer_rate),
+                input_format="jpeg",
+                triton_urls=server.url(protocol),
+                triton_protocol=protocol,
+                triton_model=spec.ensemble_name,
+            )
+            qps = float(record["loadgen"]["samples_per_second"])
+            stats = record["backend"].get("statistics") or {}
+            print(
+                f"(f) LoadGen Offline -> Triton ensemble ({protocol}) {qps:8.1f} images/s = "
+                f"{qps / min(pre_rate, infer_rate):.2f}x min(a,b); server breakdown "
+                + ", ".join(f"{k}={v}" for k, v in stats.items() if k.endswith("_us"))
+            )
+        for batch in batches:
+            try:
+                rows[batch] = [
+                    r["perf_analyzer"]
+                    for r in run_perf_analyzer(
+                        install,
+                        PerfSpec(
+                            model=spec.ensemble_name,
+                            url=server.grpc_url,
+                            batch=batch,
+                            concurrency=(low, high, 1),
+                            request_count=max(10, 40 // batch),
+                            stability_percent=50,
+                            input_data=str(input_json),
+                        ),
+                        work / f"perf-b{batch}",
+                    )
+                ]
+            except CkVisionError as err:
+                print(f"(f) perf_analyzer batch {batch}: {err}")
+                continue
+            for row in rows[batch]:
+                print(
+                    f"(f) perf_analyzer batch {batch} concurrency {row['concurrency']:.0f}: "
+                    f"{row['throughput']:7.1f} images/s, p90 {row['p90_latency_us'] / 1e3:7.1f} "
+                    f"ms (queue {row.get('server_queue_us', 0) / 1e3:.1f}, compute "
+                    f"{row.get('server_compute_infer_us', 0) / 1e3:.1f} ms)"
+                )
+        per_model_breakdown(server.http_url, [spec.preprocess_name, spec.classifier])
+    if rows:
+        plot_sweep(rows, work / "triton-jpeg-sweep.png")
+
+
+def per_model_breakdown(url: str, models: list[str]) -> None:
+    """The server's cumulative statistics of each step of the ensemble (all runs above):
+    what preprocessing costs next to inference, per request."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url)
+    try:
+        for name in models:
+            stats = client.get_inference_statistics(name)["model_stats"][0]
+            parts = stats["inference_stats"]
+            count = max(1, int(parts["success"]["count"]))
+            per = {
+                k: round(int(parts[k]["ns"]) / count / 1e6, 2)
+                for k in ("queue", "compute_input", "compute_infer", "compute_output")
+            }
+            print(
+                f"(f) server step {name}: {count} requests, mean ms per request {per}, "
+                f"{stats['inference_count']} images in {stats['execution_count']} batches"
+            )
+    finally:
+        client.close()
+
+
+def plot_sweep(rows: dict[int, list[dict[str, float]]], path: Path) -> None:
+    """The seed's two plots: throughput and p90 latency against concurrency, per batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for batch, unsorted in sorted(rows.items()):
+        points = sorted(unsorted, key=lambda p: p["concurrency"])
+        x = [p["concurrency"] for p in points]
+        left.plot(x, [p["throughput"] for p in points], marker="o", label=f"batch {batch}")
+        right.plot(x, [p["p90_latency_us"] / 1e3 for p in points], marker="o")
+    left.set(xlabel="concurrency", ylabel="images/s", title="JPEG-in ensemble: throughput")
+    right.set(xlabel="concurrency", ylabel="p90 latency (ms)", title="p90 latency")
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"(f) plot: {path}")
 
 
 if __name__ == "__main__":
