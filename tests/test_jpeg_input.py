@@ -342,3 +342,27 @@ def test_tables_and_tags_tell_jpeg_in_from_preprocessed() -> None:
     ]
     assert input_tags({"CK_INPUT_FORMAT": "jpeg"}) == ["input.jpeg"]
     assert input_tags({"CK_PREPROCESS_ENGINE": "dali"}) == []
+
+
+@pytest.mark.timeout(120)
+def test_sample_set_as_a_jpeg_folder_runs_jpeg_in(tmp_path: Path) -> None:
+    """The embedded sample set written as JPEG files: an ImageNet-style folder whose
+    labels are the photos' classes, usable by the offline cache and the JPEG-in mode."""
+    from ckvision.data.imagenet import read_val_map
+    from ckvision.data.sample_set import sample_items, write_sample_folder
+
+    folder = write_sample_folder(tmp_path / "jpeg", size=12)
+    items = read_val_map(folder)
+    assert [label for _f, label in items] == [v.photo.imagenet_class for v in sample_items(12)]
+    assert all((folder / f).read_bytes()[:2] == b"\xff\xd8" for f, _l in items)  # JPEG SOI
+    contract = ModelContract(name="m", image_size=32, resize_size=36)
+    cache = build_imagenet_cache(folder, tmp_path / "cache", contract).path
+    data = EncodedDataset.open(cache, contract, threads=2)
+    try:
+        pixels = data.preprocessor(4)([data.read(i) for i in range(12)], list(data.files))
+    finally:
+        data.close()
+    assert np.array_equal(pixels, PreprocessedDataset.open(cache).images)
+    with pytest.raises(DataError, match="quality"):
+        write_sample_folder(tmp_path / "bad", size=2, quality=0)
+    assert not (tmp_path / "bad").exists()
