@@ -309,6 +309,8 @@ def test_dali_run_records_engine_and_scores(
     assert isinstance(dataset, dict)
     assert dataset["preprocessing"]["engine"] == "dali"
     assert dataset["preprocessing"]["dali_device"] == "cpu"
+    difference = dataset["preprocessing"]["reference_difference"]
+    assert difference["samples"] == COUNT and 0 < difference["mean_abs"] < 12
     assert dataset["preprocessing_in_measured_path"] is True
 
 

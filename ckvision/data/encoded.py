@@ -273,6 +273,7 @@ class EncodedDataset:
     threads: int = 0
     device: str = "cpu"
     preprocessed_by: str = "client"  # "server": the Triton JPEG-in ensemble did it
+    difference: dict[str, Any] | None = None  # vs the reference cache (measure_difference)
     _engine: Preprocessor | None = field(default=None, repr=False)
 
     @classmethod
@@ -355,6 +356,7 @@ class EncodedDataset:
             if self.preprocessed_by == "client"
             else [*self.spec.tags(), INPUT_TAG, "preprocessed-by-server"],
             **({"dali_device": self.device} if self.engine == "dali" else {}),
+            **({"reference_difference": self.difference} if self.difference else {}),
         }
 
     def check_matches(self, contract: ModelContract) -> None:
@@ -385,6 +387,19 @@ class EncodedDataset:
                 device=self.device,
             )
         return self._engine
+
+    def measure_difference(self, count: int = 64, max_batch: int = 8) -> dict[str, Any]:
+        """This engine's pixels of the first ``count`` samples against the reference cache
+        (kept for the record; outside any measured path)."""
+        count = max(1, min(count, self.size))
+        blobs = [self.read(i) for i in range(count)]
+        pixels = self.preprocessor(max_batch)(blobs, list(self.files[:count]))
+        reference = np.asarray(self.reference.images.pixels[:count])
+        self.difference = {
+            "reference": f"offline cache ({self.spec.library})",
+            **pixel_difference(pixels, reference),
+        }
+        return self.difference
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """rgb8 pixels -> the model's input, the normalisation of the offline mode."""
