@@ -74,7 +74,7 @@ mutation: $(STAMP)
 # python backend from nvidia-pytriton, perf_analyzer from tritonclient[all] 2.51.
 TRITON_VENV := .venv-triton
 TRITON_VENV_PKGS := "nvidia-pytriton==0.7.0" "tritonclient[all]==2.51.0" "numpy==1.26.4" \
-                    "onnxruntime==1.32.0"
+                    "onnxruntime==1.32.0" "pillow==13.0.0"
 TRITON_STAMP := $(TRITON_VENV)/.ckvision-triton-installed
 
 $(TRITON_STAMP): Makefile

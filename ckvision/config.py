@@ -358,6 +358,33 @@ class RunConfig:
     triton_python: str = setting(
         "CK_TRITON_PYTHON", "", "the triton env's python (default `.venv-triton/bin/python`)"
     )
+    input_format: str = setting(
+        "CK_INPUT_FORMAT",
+        "preprocessed",
+        "preprocessed (MLPerf: pixels made ahead of time) or jpeg (the dataset's encoded "
+        "files; decode + resize + normalise inside the measured path, not MLPerf-closed)",
+        choices=("preprocessed", "jpeg"),
+    )
+    preprocess_engine: str = setting(
+        "CK_PREPROCESS_ENGINE",
+        "",
+        "jpeg input: who preprocesses (the `using-*` tags): pillow, opencv, dali; "
+        "empty = the model's own library",
+        choices=("", "pillow", "opencv", "dali"),
+    )
+    preprocess_threads: int = setting(
+        "CK_PREPROCESS_THREADS",
+        0,
+        "jpeg input: preprocessing threads per SUT worker (DALI's num_threads, else a "
+        "thread pool); 0 = the CPU count",
+        minimum=0,
+    )
+    dali_device: str = setting(
+        "CK_DALI_DEVICE",
+        "cpu",
+        "jpeg input, DALI: cpu (every op on the CPU) or gpu (nvJPEG `mixed` decoder, GPU ops)",
+        choices=("cpu", "gpu"),
+    )
     progress: str = setting(
         "CK_PROGRESS",
         "auto",

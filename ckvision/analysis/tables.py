@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["summary_table", "SUMMARY_COLUMNS"]
+__all__ = ["summary_table", "SUMMARY_COLUMNS", "JPEG_FLAG"]
+
+JPEG_FLAG = "dataset.preprocessing_in_measured_path"  # True: a JPEG-in run (not MLPerf-style)
 
 # output column -> source column of load_experiments()
 SUMMARY_COLUMNS = {
@@ -53,6 +56,10 @@ _PERF_ANALYZER = {
 }
 
 
+def _true(value: object) -> bool:
+    return isinstance(value, bool | np.bool_) and bool(value)
+
+
 def _column(frame: pd.DataFrame, source: str) -> pd.Series:
     return (
         frame[source]
@@ -94,4 +101,10 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(_column(frame, sources[0]), errors="coerce")
             values = values.fillna(pd.to_numeric(_column(frame, sources[1]), errors="coerce"))
             out[name] = (values if name == "in flight" else values / 1e3).values
+    jpeg = [_true(v) for v in _column(frame, JPEG_FLAG)]
+    if any(jpeg):  # JPEG-in runs (issue 20): never mistaken for MLPerf-style ones
+        engine = _column(frame, "dataset.preprocessing.engine")
+        out["input"] = [
+            f"jpeg/{e}" if flag else "preprocessed" for flag, e in zip(jpeg, engine, strict=True)
+        ]
     return out.reset_index(drop=True)

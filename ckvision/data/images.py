@@ -26,6 +26,7 @@ Unreadable, truncated and decompression-bomb files are refused with one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -103,14 +104,17 @@ def _is_blank(pixels: np.ndarray) -> bool:
     return bool((flat == flat[0]).all())
 
 
-def decode_rgb8(path: Path | str) -> np.ndarray:
-    """Decode ``path`` fully (a truncated file fails here) into HxWx3 uint8 RGB."""
+def decode_rgb8(path: Path | str | BinaryIO, name: str | None = None) -> np.ndarray:
+    """Decode ``path`` (or an open binary stream, e.g. the encoded bytes LoadGen's QSL
+    holds, named ``name`` in errors) fully (a truncated file fails here) into HxWx3
+    uint8 RGB."""
+    shown = name if name is not None else str(path)
     try:
         with Image.open(path) as image:
             image.load()
-            return to_rgb8(image, str(path))
+            return to_rgb8(image, shown)
     except DataError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise _refuse(str(path), f"unreadable ({reason})") from err
+        raise _refuse(shown, f"unreadable ({reason})") from err

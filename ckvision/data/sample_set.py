@@ -53,6 +53,7 @@ __all__ = [
     "sample_items",
     "photo_path",
     "build_sample_cache",
+    "write_sample_folder",
 ]
 
 DEFAULT_SIZE = 256
@@ -217,6 +218,29 @@ def build_sample_cache(
         progress=throttled_progress(progress, "preprocessed"),
         extra=_metadata(variants),
     )
+
+
+def write_sample_folder(dest_dir: Path, *, size: int = DEFAULT_SIZE, quality: int = 90) -> Path:
+    """The first ``size`` samples as encoded JPEG files in an ImageNet-style folder
+    (files + ``val_map.txt``), for the JPEG-in mode and its offline reference
+    (:func:`~ckvision.data.imagenet.build_imagenet_cache` of the folder). Atomic."""
+    from ckvision.fsutil import atomic_dir
+
+    if not 1 <= quality <= 100:
+        raise DataError(f"JPEG quality {quality} must be 1..100")
+    variants = sample_items(size)
+    photos = _load_photos(sorted({v.photo for v in variants}, key=lambda p: p.file))
+    lines = []
+    with atomic_dir(Path(dest_dir)) as tmp:
+        for i, variant in enumerate(variants):
+            name = f"sample_{i:05d}.jpg"  # the variant's name has '#': not a file name
+            image = Image.fromarray(
+                to_rgb8(variant.apply(photos[variant.photo.file]), variant.name), "RGB"
+            )
+            image.save(tmp / name, "JPEG", quality=quality)
+            lines.append(f"{name} {variant.photo.imagenet_class}\n")
+        (tmp / "val_map.txt").write_text("".join(lines), encoding="utf-8")
+    return Path(dest_dir)
 
 
 def _metadata(variants: list[Variant]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ _LOAD_CHUNK = 256  # samples read from the dataset at a time by load()
 class SampleLibrary:
     """Samples ``images[:size]`` with their ImageNet ``labels``, for one LoadGen run."""
 
+    encoded = False  # True: samples are encoded files, preprocessed as batches form
+
     def __init__(
         self,
         images: np.ndarray,

@@ -40,6 +40,7 @@ from ckvision.accuracy.scoring import TOP5_FILE, score_accuracy_log
 from ckvision.backends.base import Backend
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
+from ckvision.data.encoded import EncodedDataset
 from ckvision.errors import ConfigError, ModelError, RunError
 from ckvision.fsutil import atomic_write_text
 from ckvision.harness.histogram import HDR_FILE, HGRM_FILE, LatencyRecorder
@@ -111,7 +112,7 @@ class RunResult:
 def run_benchmark(
     config: RunConfig,
     backend: Backend,
-    dataset: PreprocessedDataset,
+    dataset: PreprocessedDataset | EncodedDataset,
     output_dir: Path,
     *,
     model_name: str,
@@ -128,7 +129,7 @@ def run_benchmark(
     for note in config.inapplicable():
         log(note)
     backend.load()
-    qsl = SampleLibrary.from_dataset(dataset, config, backend.host_memory)
+    qsl = _library(dataset, config, backend)
     _check_fit(config, backend, dataset, qsl)
     backend.warmup(qsl.first_batch(config.batch_size))
     user_conf = write_user_conf(config, model_name, output_dir / USER_CONF)
@@ -188,6 +189,24 @@ def run_benchmark(
     )
 
 
+def _library(
+    dataset: PreprocessedDataset | EncodedDataset, config: RunConfig, backend: Backend
+) -> SampleLibrary:
+    """The QSL of ``dataset``: its pixels, or its encoded files (JPEG-in mode)."""
+    if getattr(backend, "takes_encoded", False) and not isinstance(dataset, EncodedDataset):
+        raise ConfigError(
+            f"backend {backend.name}: the served model takes encoded files (the JPEG-in "
+            "ensemble); run it with CK_INPUT_FORMAT=jpeg"
+        )
+    if isinstance(dataset, EncodedDataset):
+        from ckvision.harness.encoded import EncodedSampleLibrary
+
+        return EncodedSampleLibrary(
+            dataset, config, passthrough=bool(getattr(backend, "takes_encoded", False))
+        )
+    return SampleLibrary.from_dataset(dataset, config, backend.host_memory)
+
+
 FAILED_SUFFIX = ".failed-run"
 
 
@@ -206,7 +225,10 @@ def _write_top5(path: Path, top5: np.ndarray) -> None:
 
 
 def _check_fit(
-    config: RunConfig, backend: Backend, dataset: PreprocessedDataset, qsl: SampleLibrary
+    config: RunConfig,
+    backend: Backend,
+    dataset: PreprocessedDataset | EncodedDataset,
+    qsl: SampleLibrary,
 ) -> None:
     contract = backend.contract
     if dataset.preprocessing:

@@ -164,7 +164,9 @@ class SUT:
             BatchQueue() if config.scenario is Scenario.SERVER else ImmediateQueue()
         )
         self.inline = config.scenario is Scenario.SINGLE_STREAM
-        self.direct = backend.gathers_rows  # rows go to the device without a host gather
+        # rows go to the device without a host gather (never encoded ones: they are
+        # preprocessed on the host as the batch forms)
+        self.direct = backend.gathers_rows and not qsl.encoded
         self._threads = (
             []
             if self.inline

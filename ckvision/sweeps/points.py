@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckvision.backends.registry import BACKENDS
+from ckvision.data.encoded import input_tags
 from ckvision.errors import ConfigError, RunError
 from ckvision.experiments.entries import RecordedRun, experiment_root, find_entries, iter_runs
 from ckvision.experiments.offline_writer import check_tags  # the one rule for tags
@@ -116,7 +117,10 @@ class CkPointRunner:
                 run_ck(["rm", f"experiment:{name}", "--force"], capture=True)
             self.log(f"sweep: {point.kind} {point.label}: running ({name})")
             env = {**self.base_env, **point.env}
-            tags = ",".join([*self.tags, *check_tags(point.tags), point.kind.replace("-", "_")])
+            mode = input_tags(env)  # JPEG-in points say so in their tags (issue 20)
+            tags = ",".join(
+                [*self.tags, *mode, *check_tags(point.tags), point.kind.replace("-", "_")]
+            )
             run_ck(
                 [
                     "benchmark",

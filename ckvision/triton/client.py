@@ -112,6 +112,9 @@ class TritonBackend(Backend):
     _classes = 0
     _sample_bytes = 0
     _io: ThreadPoolExecutor | None = None
+    # the served model takes encoded files (the JPEG-in ensemble, ckvision.triton.ensemble):
+    # the JPEG-in QSL then hands it the files' bytes and the server preprocesses them
+    takes_encoded = False
 
     def load(self) -> None:
         if self._loaded:
@@ -206,13 +209,24 @@ class TritonBackend(Backend):
         dims = [int(d) for d in inputs[0].get("dims", [])]
         want = list(contract.input_shape(1)[1:])
         dtype = str(inputs[0].get("data_type", "")).removeprefix("TYPE_")
-        if dims != want or dtype != _TYPES.get(contract.input_dtype):
+        encoded = dtype == "STRING" and dims == [1]  # JPEG bytes, one file per item
+        if first:
+            self.takes_encoded = encoded
+            self._input_name = str(inputs[0].get("name"))
+        if encoded != self.takes_encoded:
+            raise ModelError(f"Triton servers disagree on model {model!r}'s input ({url})")
+        if encoded and self.options.triton_shm != "none":
+            raise ConfigError(
+                f"Triton model {model!r} takes encoded files: CK_TRITON_SHM=system carries "
+                "fixed-size tensors only; use CK_TRITON_SHM=none"
+            )
+        if not encoded and (dims != want or dtype != _TYPES.get(contract.input_dtype)):
             raise ModelError(
                 f"Triton model {model!r} on {url} takes {dtype} {dims}, but the "
                 f"contract gives {_TYPES.get(contract.input_dtype)} {want} "
                 f"({contract.layout})"
             )
-        if inputs[0].get("name") != contract.input_name:
+        if not encoded and inputs[0].get("name") != contract.input_name:
             raise ModelError(
                 f"Triton model {model!r} on {url} names its input "
                 f"{inputs[0].get('name')!r}, the contract {contract.input_name!r}"
@@ -253,7 +267,15 @@ class TritonBackend(Backend):
 
     def _check_batch(self, batch: np.ndarray) -> None:
         """One clear line unless ``batch`` fits the contract and the served max batch."""
-        self.check_input(batch)
+        if self.takes_encoded:
+            if batch.dtype != object or batch.ndim != 2 or batch.shape[1:] != (1,):
+                raise BackendError(
+                    f"backend {self.name}: model {self.options.triton_model!r} takes encoded "
+                    f"files (an (N, 1) array of bytes), got {batch.shape} {batch.dtype}; "
+                    "run it with CK_INPUT_FORMAT=jpeg"
+                )
+        else:
+            self.check_input(batch)
         if len(batch) > self._max_batch:
             raise BackendError(
                 f"backend {self.name}: batch of {len(batch)} is above the "
@@ -273,7 +295,7 @@ class TritonBackend(Backend):
     def _timed(self, index: int, batch: np.ndarray, start: int) -> np.ndarray:
         link = self._link(index)
         try:
-            logits = self._infer(link, np.ascontiguousarray(batch))
+            logits = self._infer(link, batch if self.takes_encoded else np.ascontiguousarray(batch))
         except Exception as err:  # tritonclient / socket / gevent errors: one line
             raise BackendError(f"Triton request to {link.url} failed: {_first_line(err)}") from err
         elapsed = time.perf_counter_ns() - start
@@ -286,7 +308,13 @@ class TritonBackend(Backend):
     def _infer(self, link: _Link, batch: np.ndarray) -> np.ndarray:
         mod, opts, n = self._mod, self.options, len(batch)
         grpc = opts.triton_protocol == "grpc"
-        inp = mod.InferInput(self.contract.input_name, list(batch.shape), _TYPES[str(batch.dtype)])
+        inp = (
+            mod.InferInput(self._input_name, list(batch.shape), "BYTES")
+            if self.takes_encoded
+            else mod.InferInput(
+                self.contract.input_name, list(batch.shape), _TYPES[str(batch.dtype)]
+            )
+        )
         out = (
             mod.InferRequestedOutput(self._output_name)
             if grpc

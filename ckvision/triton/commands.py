@@ -36,6 +36,15 @@ def add_commands(sub: Any) -> None:
     repo.add_argument("--instances", type=int, default=1)
     repo.add_argument("--kind", default="cpu", choices=("cpu", "gpu"))
     repo.add_argument("--ort-threads", type=int, default=1)
+    repo.add_argument(
+        "--jpeg-ensemble",
+        default="",
+        metavar="ENGINE",
+        help="also write the JPEG-in ensemble <model-name>_jpeg: pillow | opencv | dali",
+    )
+    repo.add_argument("--preprocess-threads", type=int, default=1, help="JPEG-in engine threads")
+    repo.add_argument("--preprocess-instances", type=int, default=1)
+    repo.add_argument("--preprocess-queue-delay-us", type=int, default=0)
 
     server = sub.add_parser("triton-server", help="run tritonserver on a repository until Ctrl-C")
     server.add_argument("--repository", type=Path, required=True)
@@ -57,6 +66,11 @@ def add_commands(sub: Any) -> None:
     perf.add_argument("--record", default="", help="experiment entry name to record into")
     perf.add_argument("--tags", default="", help="entry tags (comma), with the --record")
     perf.add_argument("--python", default="", help="the triton env's python (CK_TRITON_PYTHON)")
+    perf.add_argument(
+        "--jpeg-dataset",
+        type=Path,
+        help="JPEG-in ensemble: send the encoded files behind this dataset (first 64)",
+    )
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -90,6 +104,22 @@ def _repo(args: argparse.Namespace) -> None:
     )
     model_dir = write_repository(args.install_dir, args.model, contract, spec)
     print(f"Triton model repository ready: {model_dir}")
+    if args.jpeg_ensemble:
+        from ckvision.triton.ensemble import EnsembleSpec, write_ensemble
+
+        ensemble = write_ensemble(
+            args.install_dir,
+            contract,
+            EnsembleSpec(
+                engine=args.jpeg_ensemble,
+                classifier=args.model_name,
+                max_batch=args.max_batch,
+                instances=args.preprocess_instances,
+                max_queue_delay_us=args.preprocess_queue_delay_us,
+                threads=args.preprocess_threads,
+            ),
+        )
+        print(f"JPEG-in ensemble ready: {ensemble}")
 
 
 def _server(args: argparse.Namespace) -> None:
@@ -130,6 +160,9 @@ def _perf(args: argparse.Namespace) -> None:
         levels[2] if len(levels) == 3 else 1,
     )
     install = find_triton(args.python)
+    input_data = ""
+    if args.jpeg_dataset is not None:
+        input_data = str(_jpeg_input(args.jpeg_dataset, args.output_dir))
 
     def run(url: str) -> list[dict[str, Any]]:
         spec = PerfSpec(
@@ -142,6 +175,7 @@ def _perf(args: argparse.Namespace) -> None:
             output_shm_bytes=args.batch * 4096 * 4,
             request_count=args.request_count,
             stability_percent=args.stability_percent,
+            input_data=input_data,
         )
         return run_perf_analyzer(install, spec, args.output_dir)
 
@@ -189,6 +223,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ckvision")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
+
+
+def _jpeg_input(dataset: Path, out_dir: Path) -> Path:
+    """perf_analyzer input data: the first 64 encoded files behind ``dataset``."""
+    from ckvision.data.cache import PreprocessedDataset
+    from ckvision.data.encoded import EncodedDataset
+    from ckvision.triton.ensemble import write_jpeg_input_data
+
+    cache = PreprocessedDataset.open(dataset)
+    contract = _contract_of(cache)
+    data = EncodedDataset.open(dataset, contract)
+    blobs = [data.read(i) for i in range(min(64, data.size))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_jpeg_input_data(out_dir / "jpeg-input.json", blobs)
+
+
+def _contract_of(cache: Any) -> Any:
+    """A contract whose spatial choice is the cache's (the files are only read here)."""
+    from ckvision.models.contract import ModelContract
+
+    spec = cache.spec
+    if spec is None:
+        raise ConfigError(f"{cache.path}: not an rgb8 dataset; JPEG input needs one")
+    return ModelContract(
+        name="jpeg-input",
+        image_size=spec.side,
+        resize_size=spec.resize,
+        library=spec.library,
+        interpolation=spec.interpolation,
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:

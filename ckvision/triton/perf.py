@@ -57,6 +57,7 @@ class PerfSpec:
     request_count: int = 50  # per measurement window
     max_trials: int = 5
     stability_percent: int = 10  # perf_analyzer -s: allowed spread between windows
+    input_data: str = ""  # --input-data JSON (e.g. real JPEG files for the JPEG-in ensemble)
 
     def __post_init__(self) -> None:
         if self.protocol not in ("http", "grpc"):
@@ -100,6 +101,8 @@ def perf_command(binary: Path, spec: PerfSpec, csv_path: Path) -> list[str]:
         "-f",
         str(csv_path),
     ]
+    if spec.input_data:
+        args += ["--input-data", spec.input_data]
     if spec.shared_memory == "system":
         args += [
             "--shared-memory",

@@ -1,0 +1,238 @@
+"""The JPEG-in Triton ensemble (issue 20) on a real tritonserver 2.51 (python backend).
+
+JPEG bytes go in, the classifier's logits come out; they equal the tiny model's function
+(numpy, conftest) on the in-process engine's pixels. A corrupt JPEG gets an error
+response and the rest of its batch is answered; a client that disconnects mid-request
+leaves the server serving. Skips, with the reason, where there is no Triton env.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import tiny_logits
+from test_jpeg_input import _jpeg_folder
+
+from ckvision.data.encoded import EncodedDataset
+from ckvision.data.imagenet import build_imagenet_cache
+from ckvision.errors import CkVisionError, ConfigError
+from ckvision.models.contract import ModelContract
+from ckvision.triton.ensemble import EnsembleSpec, write_ensemble
+from ckvision.triton.repository import RepoSpec, write_repository
+
+
+@pytest.fixture(scope="module")
+def jpeg_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Path, tiny_contract: ModelContract
+) -> Iterator[dict[str, Any]]:
+    pytest.importorskip("tritonclient.http")
+    from ckvision.triton.server import TritonServer, find_triton
+
+    try:
+        install = find_triton()
+    except CkVisionError as err:
+        pytest.skip(f"no Triton server: {err}")
+    tmp = tmp_path_factory.mktemp("triton-jpeg")
+    folder = _jpeg_folder(tmp, tiny_contract)
+    cache = build_imagenet_cache(folder, tmp / "cache", tiny_contract).path
+    repo = tmp / "repo"
+    write_repository(repo, tiny_onnx_model, tiny_contract, RepoSpec(backend="python", max_batch=8))
+    spec = EnsembleSpec(engine="pillow", max_batch=8, max_queue_delay_us=500, threads=2)
+    write_ensemble(repo, tiny_contract, spec)
+    with TritonServer(install, repo, tmp / "logs") as server:
+        yield {
+            "url": server.http_url,
+            "grpc": server.grpc_url,
+            "cache": cache,
+            "spec": spec,
+            "log": server.log_path,
+        }
+
+
+def _infer(url: str, model: str, blobs: list[bytes]) -> Any:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url, network_timeout=30.0)
+    try:
+        data = httpclient.InferInput("JPEG", [len(blobs), 1], "BYTES")
+        data.set_data_from_numpy(np.array(blobs, dtype=object).reshape(-1, 1))
+        return client.infer(model, [data]).as_numpy("logits")
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_ensemble_answers_jpeg_bytes_with_the_in_process_pixels(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract
+) -> None:
+    data = EncodedDataset.open(jpeg_server["cache"], tiny_contract, "pillow")
+    try:
+        blobs = [data.read(i) for i in range(6)]
+        expected = tiny_logits(data.model_input(data.preprocessor(8)(blobs, list(data.files[:6]))))
+    finally:
+        data.close()
+    logits = _infer(jpeg_server["url"], jpeg_server["spec"].ensemble_name, blobs)
+    assert logits.shape == expected.shape
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(logits.argmax(1), expected.argmax(1))
+
+
+@pytest.mark.timeout(120)
+def test_corrupt_jpeg_fails_its_request_only(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract
+) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    data = EncodedDataset.open(jpeg_server["cache"], tiny_contract, "pillow")
+    good = data.read(0)
+    with pytest.raises(InferenceServerException, match="preprocessing failed: cannot use image"):
+        _infer(jpeg_server["url"], jpeg_server["spec"].ensemble_name, [good[: len(good) // 3]])
+    # the server still serves
+    assert _infer(jpeg_server["url"], jpeg_server["spec"].ensemble_name, [good]).shape == (1, 10)
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_disconnects_mid_request_leaves_the_server_serving(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract
+) -> None:
+    host, port = jpeg_server["url"].split(":")
+    name = jpeg_server["spec"].ensemble_name
+    for _ in range(3):  # a body promised and cut short, then the socket closed
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.putrequest("POST", f"/v2/models/{name}/infer")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "100000")
+        conn.endheaders()
+        conn.send(b'{"inputs":[{"name":"JPEG","shape":[1,1],"datatype":"BYTES","data":["')
+        conn.close()
+    data = EncodedDataset.open(jpeg_server["cache"], tiny_contract, "pillow")
+    blobs = [data.read(i) for i in range(3)]
+    assert _infer(jpeg_server["url"], name, blobs).shape == (3, 10)
+    assert "Segmentation" not in Path(jpeg_server["log"]).read_text(errors="replace")
+
+
+def test_ensemble_spec_refuses_bad_values(tmp_path: Path, tiny_contract: ModelContract) -> None:
+    with pytest.raises(ConfigError, match="using-pillow, using-opencv, using-dali"):
+        EnsembleSpec(engine="magick")
+    with pytest.raises(ConfigError, match="must be 1-64"):
+        EnsembleSpec(classifier='x" } ] }')
+    with pytest.raises(ConfigError, match="instances must be >= 1"):
+        EnsembleSpec(instances=0)
+    with pytest.raises(CkVisionError, match="no classifier 'classifier'"):
+        write_ensemble(tmp_path, tiny_contract, EnsembleSpec())
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract, tmp_path: Path, protocol: str
+) -> None:
+    """LoadGen -> our Triton client -> ensemble: the accuracy of the in-process runs."""
+    from ckvision.config import Mode, RunConfig, Scenario
+    from ckvision.program import resolve_inputs, run_program
+
+    repo = Path(jpeg_server["cache"]).parent / "repo"
+    inputs = resolve_inputs({}, "triton", repo / "ckvision-triton.json", jpeg_server["cache"])
+    url = jpeg_server["url"] if protocol == "http" else jpeg_server["grpc"]
+    config = RunConfig(
+        backend="triton",
+        scenario=Scenario.OFFLINE,
+        mode=Mode.ACCURACY,
+        batch_size=4,
+        workers=2,
+        autotune="off",
+        progress="off",
+        input_format="jpeg",
+        triton_urls=url,
+        triton_protocol=protocol,
+        triton_model=jpeg_server["spec"].ensemble_name,
+    )
+    record = run_program(config, inputs, tmp_path / "out", log=lambda _line: None)
+    assert record["accuracy"]["top1"] == pytest.approx(75.0)
+    assert record["accuracy"]["total"] == 24
+    dataset = record["dataset"]
+    assert dataset["preprocessing_in_measured_path"] is True
+    assert dataset["preprocessing"]["preprocessed_by"] == "server"
+    # a preprocessed-pixels run against the JPEG model is refused with one line
+    with pytest.raises(CkVisionError, match="run it with CK_INPUT_FORMAT=jpeg"):
+        run_program(
+            config.with_(input_format="preprocessed"),
+            inputs,
+            tmp_path / "refused",
+            log=lambda _line: None,
+        )
+
+
+@pytest.mark.timeout(180)
+def test_cli_writes_the_ensemble_and_perf_analyzer_sends_it_jpeg_files(
+    jpeg_server: dict[str, Any],
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`triton-repo --jpeg-ensemble`, then `triton-perf --jpeg-dataset` on its own server:
+    perf_analyzer sends real JPEG files (a corrupt or wrong encoding would fail them)."""
+    import json
+
+    from ckvision.cli import main
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy2(tiny_onnx_model, model_dir / "model.onnx")
+    (model_dir / "model.json").write_text(json.dumps({"env": tiny_contract.to_env()}))
+    repo = tmp_path / "repo"
+    assert (
+        main(
+            [
+                "triton-repo",
+                "--model",
+                str(model_dir / "model.onnx"),
+                "--install-dir",
+                str(repo),
+                "--jpeg-ensemble",
+                "pillow",
+                "--preprocess-threads",
+                "2",
+                "--preprocess-queue-delay-us",
+                "200",
+            ]
+        )
+        == 0
+    )
+    config = (repo / "preprocess" / "config.pbtxt").read_text()
+    assert 'string_value: "pillow"' in config and "max_queue_delay_microseconds: 200" in config
+    assert 'platform: "ensemble"' in (repo / "classifier_jpeg" / "config.pbtxt").read_text()
+    out = tmp_path / "perf"
+    assert (
+        main(
+            [
+                "triton-perf",
+                "--repository",
+                str(repo),
+                "--model-name",
+                "classifier_jpeg",
+                "--jpeg-dataset",
+                str(jpeg_server["cache"]),
+                "--request-count",
+                "20",
+                "--stability-percent",
+                "90",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "infer/s" in capsys.readouterr().out
+    sent = json.loads((out / "jpeg-input.json").read_text())["data"]
+    assert len(sent) == 24 and set(sent[0]) == {"JPEG"}
+    log = (out / "tritonserver.log").read_text(errors="replace")
+    assert "preprocessing failed" not in log
