@@ -18,6 +18,7 @@ help:
 	@echo "make lint         ruff check + ruff format --check"
 	@echo "make typecheck    mypy over the package (the TensorRT code against its stubs)"
 	@echo "make triton-venv  tritonserver + perf_analyzer env (.venv-triton) for the Triton tests"
+	@echo "make test-extras  the large extras only the tests use (DALI) into .venv"
 	@echo "make docker       build the CPU image, run its demo job as you, print the table"
 	@echo "make gpu          swap the CPU onnxruntime for onnxruntime-gpu in .venv"
 	@echo "make mutation     mutation testing of harness, scorer and settings (about an hour)"
@@ -59,7 +60,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)  # also run by the test suite (tests/test_typecheck.py)
 	$(BIN)/python tests/test_typecheck.py
 
-test: lint triton-venv
+# Extras only the test suite uses (large; `make demo` never installs them): DALI for the
+# JPEG-in engine tests. Their tests skip, naming the extra, where it is absent.
+TEST_EXTRAS := dali
+TEST_STAMP := $(VENV)/.ckvision-test-extras
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(TEST_EXTRAS)]'
+	touch $(TEST_STAMP)
+
+.PHONY: test-extras
+test-extras: $(TEST_STAMP)
+
+test: lint triton-venv test-extras
 	$(BIN)/python -m pytest -q
 
 # Mutation testing of the harness, the scorer and the settings (scope and tests: [tool.mutmut]
