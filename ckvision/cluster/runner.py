@@ -1,0 +1,306 @@
+"""The driver side: sweep points as Ray tasks, each returned point recorded here.
+
+:class:`ClusterPointRunner` is a :class:`~ckvision.sweeps.points.CkPointRunner` (same
+point ids, entry names, tags, resume) whose points run on a Ray cluster instead of
+``ck benchmark``. Each point is one task (:func:`ckvision.cluster.node.run_point`) asking
+for the per-node exclusive resource :data:`SLOT` (two measurements never share a node;
+``shared_nodes`` drops it) and for whole GPUs when the point uses a GPU. A task whose
+node dies is retried once on another node (Ray's ``max_retries=1``); a point that still
+fails is reported "not run" in one line. Only a whole returned record is written, as a
+CK experiment entry in the user's ``$CK_REPOS/local/experiment``
+(:func:`ckvision.experiments.offline_writer.record_point`, the layout ``ck`` writes),
+so a point is never recorded half and a killed driver keeps every point it recorded.
+Ctrl-C cancels the tasks (their workers and children are killed) before it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ckvision.cluster.bundle import pack_dir, pack_files
+from ckvision.errors import CkVisionError, ConfigError, RunError
+from ckvision.experiments.entries import experiment_root
+from ckvision.program import MODEL_SIDECAR, ProgramInputs
+from ckvision.sweeps.points import CkPointRunner, Point, PointResult, check_tags
+
+__all__ = ["ClusterPointRunner", "NodePoint", "SLOT", "connect", "check_address"]
+
+SLOT = "ckvision_slot"
+_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5})$")
+_CANCEL_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class NodePoint(Point):
+    """A point pinned to one node (``--each-node``)."""
+
+    node_id: str = ""
+    node: str = ""
+
+
+def check_address(address: str) -> str:
+    if not _ADDRESS.match(address):
+        raise ConfigError(f"--cluster {address!r}: use auto, HOST:PORT or ray://HOST:PORT")
+    return address
+
+
+def connect(address: str) -> Any:
+    """``ray.init`` on an existing cluster; returns the ``ray`` module."""
+    check_address(address)
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--cluster needs Ray: pip install 'ckvision[cluster]' (ray==2.60.0)"
+        ) from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"--cluster {address}: cannot connect: {first}") from None
+    return ray
+
+
+def _uses_gpu(backend: str, env: Mapping[str, str]) -> bool:
+    return (
+        backend == "tensorrt"
+        or env.get("CK_DEVICE") == "cuda"
+        or env.get("CK_ORT_PROVIDER") in ("cuda", "tensorrt")
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, CkVisionError):
+        return str(cause)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".strip(": ")
+
+
+class ClusterPointRunner(CkPointRunner):
+    """Runs points as Ray tasks and records each returned one on this machine."""
+
+    def __init__(
+        self,
+        backend: str,
+        tags: Sequence[str],
+        base_env: Mapping[str, str],
+        fingerprint: Mapping[str, Any],
+        inputs: ProgramInputs,
+        *,
+        each_node: bool = False,
+        shared_nodes: bool = False,
+        gpus_per_point: int | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        super().__init__(
+            backend, [*tags, "cluster"], base_env, {**fingerprint, "cluster": True}, log=log
+        )
+        gpu = _uses_gpu(backend, self.base_env)
+        if gpus_per_point is None:
+            gpus_per_point = 1 if gpu else 0
+        if gpus_per_point < 0 or (gpu and gpus_per_point < 1):
+            raise ConfigError(
+                f"--gpus-per-point={gpus_per_point}: a GPU point asks for 1 or more whole GPUs"
+            )
+        self.inputs = inputs
+        self.each_node = each_node
+        self.shared_nodes = shared_nodes
+        self.gpus_per_point = gpus_per_point
+        self.not_run: list[str] = []
+        self._ray: Any = None
+        self._task: Any = None
+        self._shipped: dict[str, Any] = {}
+
+    # --- identity: a pinned point is a different point on each node ---
+    def point_id(self, point: Point) -> str:
+        base = super().point_id(point)
+        node_id = getattr(point, "node_id", "")
+        if not node_id:
+            return base
+        return hashlib.sha256(f"{base}/{node_id}".encode()).hexdigest()[:16]
+
+    # --- the cluster ---
+    def attach(self, ray: Any) -> None:
+        """Use a connected ``ray``; pack the inputs and put them in the object store."""
+        from ckvision.cluster.node import run_point
+
+        self._ray = ray
+        self._task = ray.remote(run_point)
+        model = self.inputs.model_path
+        sidecar = model.parent / MODEL_SIDECAR
+        files = [model, sidecar] if sidecar.is_file() else [model]
+        model_bundle, model_bytes = pack_files(files, model.name)
+        data_bundle, data_bytes = pack_dir(self.inputs.dataset_dir)
+        self._shipped = {
+            "model": model_bundle,
+            "model_ref": ray.put(model_bytes),
+            "dataset": data_bundle,
+            "dataset_ref": ray.put(data_bytes),
+        }
+        self.nodes()  # no usable node: one line now, before any point
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Alive nodes that can take a point (with the exclusive slot unless shared)."""
+        alive = [n for n in self._ray.nodes() if n.get("Alive")]
+        want = SLOT if not self.shared_nodes else "CPU"
+        usable = [n for n in alive if n.get("Resources", {}).get(want, 0) >= 1]
+        if self.gpus_per_point:
+            usable = [
+                n for n in usable if n.get("Resources", {}).get("GPU", 0) >= self.gpus_per_point
+            ]
+        if not usable:
+            raise ConfigError(
+                f"no node of the cluster offers {want}=1"
+                + (f" and {self.gpus_per_point} GPU(s)" if self.gpus_per_point else "")
+                + f"; start each node with ray start --resources='{{\"{SLOT}\": 1}}' "
+                "(or pass --shared-nodes)"
+            )
+        return sorted(usable, key=lambda n: str(n["NodeID"]))
+
+    def _options(self, point: Point) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 1}
+        if not self.shared_nodes:
+            options["resources"] = {SLOT: 1}
+        if self.gpus_per_point:
+            options["num_gpus"] = self.gpus_per_point
+        node_id = getattr(point, "node_id", "")
+        if node_id:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+            options["max_retries"] = 0  # pinned: there is no elsewhere
+        return options
+
+    def _expand(self, points: Sequence[Point]) -> list[Point]:
+        if not self.each_node:
+            return list(points)
+        nodes = self.nodes()
+        return [
+            NodePoint(
+                p.kind,
+                f"{p.label} @{n['NodeManagerHostname']}/{str(n['NodeID'])[:8]}",
+                p.env,
+                p.tags,
+                node_id=str(n["NodeID"]),
+                node=f"{n['NodeManagerHostname']}/{str(n['NodeID'])[:8]}",
+            )
+            for n in nodes
+            for p in points
+        ]
+
+    # --- running ---
+    def run(self, point: Point) -> PointResult:
+        before = len(self.not_run)
+        results = self.run_all([point])
+        if not results:
+            raise RunError(self.not_run[-1] if len(self.not_run) > before else "point not run")
+        return results[0]
+
+    def run_all(self, points: Sequence[Point]) -> list[PointResult]:
+        """Every point not yet recorded runs as a task; results in the points' order."""
+        if self._ray is None:
+            raise RunError("ClusterPointRunner.attach(ray) was not called")
+        expanded = self._expand(points)
+        results: dict[int, PointResult] = {}
+        pending: dict[Any, tuple[int, Point]] = {}
+        for index, point in enumerate(expanded):
+            name = self.entry_name(point)
+            existing = self.recorded(point)
+            if existing is not None:
+                self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
+                results[index] = PointResult(point, existing.record, name, skipped=True)
+                self.done.append(results[index])
+                continue
+            if (experiment_root() / name).is_dir():  # a driver killed while recording
+                self.log(f"sweep: removing the unfinished entry {name}")
+                shutil.rmtree(experiment_root() / name)
+            spec = {
+                "env": {**self.base_env, **point.env},
+                "label": f"{point.kind} {point.label}",
+                **self._shipped,
+            }
+            ref = self._task.options(**self._options(point)).remote(spec)
+            pending[ref] = (index, point)
+            self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
+        try:
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                index, point = pending.pop(done[0])
+                result = self._collect(done[0], point)
+                if result is not None:
+                    results[index] = result
+        except KeyboardInterrupt:
+            self._cancel(list(pending))
+            raise
+        note = self.hardware_note()
+        if note:
+            self.log(note)
+        return [results[i] for i in sorted(results)]
+
+    def _collect(self, ref: Any, point: Point) -> PointResult | None:
+        from ray.exceptions import RayError
+
+        try:
+            record = self._ray.get(ref)
+        except (RayError, CkVisionError) as err:
+            line = f"sweep: {point.kind} {point.label}: not run: {_one_line(err)}"
+            self.not_run.append(line)
+            self.log(line)
+            return None
+        result = PointResult(point, record, self._record(point, record))
+        self.done.append(result)
+        node = record["cluster"]
+        shipped = ", model and dataset shipped" if node.get("shipped_inputs") else ""
+        self.log(
+            f"sweep: {point.kind} {point.label}: recorded ({result.entry}) "
+            f"on {node['node']}{shipped}"
+        )
+        return result
+
+    def _record(self, point: Point, record: dict[str, Any]) -> str:
+        from ckvision.experiments.offline_writer import record_point
+
+        name = self.entry_name(point)
+        node = record["cluster"]
+        node_tag = "node." + re.sub(r"[^A-Za-z0-9_.+-]", "-", str(node["node"]))[:59]
+        tags = [*self.tags, *check_tags(point.tags), point.kind.replace("-", "_"), node_tag]
+        env = {**self.base_env, **point.env}
+        record_point(
+            experiment_root(),
+            name,
+            tags=tags,
+            meta={"ckvision": "sweep", "kind": point.kind, "label": point.label},
+            characteristics={"run": record},
+            features={"cluster": {k: node[k] for k in ("node", "hostname", "hardware")}},
+            choices={"data_uoa": self.program, "module_uoa": "program", "env": env},
+        )
+        return name
+
+    def _cancel(self, refs: list[Any]) -> None:
+        """Ctrl-C: kill every running point (worker and child) and wait until they are."""
+        if not refs:
+            return
+        self.log(f"sweep: cancelling {len(refs)} point(s) on the cluster")
+        for ref in refs:
+            self._ray.cancel(ref, force=True)
+        self._ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)
+
+    def hardware_note(self) -> str | None:
+        """One line when the recorded points ran on different hardware."""
+        kinds = sorted(
+            {str((r.record.get("cluster") or {}).get("hardware")) for r in self.done} - {"None"}
+        )
+        if len(kinds) < 2:
+            return None
+        return (
+            f"sweep: the points ran on {len(kinds)} kinds of hardware ({'; '.join(kinds)}); "
+            "each row is one node's measurement, never averaged across them"
+        )
