@@ -29,7 +29,6 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from ckvision.cluster import SLOT, ClusterPointRunner  # noqa: E402
 from ckvision.cluster.node import RUNS_DIR  # noqa: E402
-from ckvision.data.cache import PreprocessedDataset  # noqa: E402
 from ckvision.errors import ConfigError  # noqa: E402
 from ckvision.experiments.entries import experiment_root, find_entries, iter_runs  # noqa: E402
 from ckvision.models.contract import ModelContract  # noqa: E402
@@ -178,31 +177,35 @@ def test_each_node_runs_the_point_on_every_node_and_rows_group_by_node(
     assert len({r.entry for r in results}) == 4  # one entry per node and point
     table = sweep_table(results, "batch")
     assert list(table["node"]) == sorted(table["node"]) and table["node"].nunique() == 2
-    entries = find_entries(tags=["cluster"])
-    node_tags = {t for e in entries for t in iter_runs([e]).__next__().tags if t[:5] == "node."}
-    assert len(node_tags) == 2
+    runs = list(iter_runs(find_entries(tags=["cluster"])))
+    assert len({t for run in runs for t in run.tags if t.startswith("node.")}) == 2
 
 
-@pytest.mark.timeout(60)
-def test_a_node_that_cannot_prepare_says_so_and_its_point_is_not_run(
+@pytest.mark.timeout(90)
+def test_a_node_that_cannot_prepare_says_so_once_and_gets_no_point(
     cluster: dict[str, Any], inputs: Any, ck_repos: Path, tmp_path: Path
 ) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the node's cache should be")
     c = cluster["cluster"]
     node = c.add_node(
-        num_cpus=1, resources={"bad_slot": 1}, env_vars={"CKVISION_CLUSTER_CACHE": str(blocked)}
+        num_cpus=1, resources={SLOT: 1}, env_vars={"CKVISION_CLUSTER_CACHE": str(blocked)}
     )
     try:
         c.wait_for_nodes()
         log: list[str] = []
-        runner = _runner(inputs, log, shared_nodes=True)
-        runner._options = lambda point: {"resources": {"bad_slot": 1}, "max_retries": 0}
-        assert batch_sweep(runner, [1]) == []
-        assert len(runner.not_run) == 1
-        assert "cannot prepare the model and dataset" in runner.not_run[0]
-        assert "\n" not in runner.not_run[0]
-        assert not list(find_entries())  # nothing recorded
+        fleet = _runner(inputs, log, each_node=True)
+        said = [line for line in log if "cannot prepare the model and dataset" in line]
+        assert len(said) == 1 and node.node_id[:8] in said[0] and "not-a-dir" in said[0]
+        assert fleet.bad_nodes.keys() == {node.node_id} and len(fleet.ready) == 2
+        results = batch_sweep(fleet, [1])  # once per node: the bad node's is not run
+        assert len(results) == 2 and node.node_id not in {r.point.node_id for r in results}
+        assert len(fleet.not_run) == 1 and "cannot prepare" in fleet.not_run[0]
+        assert "\n" not in fleet.not_run[0]
+        spread = batch_sweep(_runner(inputs, log), [2, 4, 8])  # only the ready nodes run
+        assert len(spread) == 3
+        assert {r.record["cluster"]["node_id"] for r in spread} <= set(fleet.ready)
+        assert len(list(iter_runs(find_entries()))) == 5
     finally:
         c.remove_node(node)
 
@@ -260,7 +263,7 @@ def test_a_node_killed_mid_point_is_retried_once_elsewhere(
     thread.join(timeout=70)
     assert not thread.is_alive()
     assert len(done) == 1, log
-    assert done[0].record["cluster"]["node_id"] != victim.unique_id
+    assert done[0].record["cluster"]["node_id"] != victim.node_id
     assert len(list(iter_runs(find_entries()))) == 1  # recorded once, never half
     assert not _points_running()
 
@@ -276,16 +279,6 @@ def test_bad_addresses_and_no_usable_node_are_one_line(
     with pytest.raises(ConfigError, match="1 or more whole GPUs"):
         ClusterPointRunner("tensorrt", [], {}, {}, inputs, gpus_per_point=0)
     runner = ClusterPointRunner("tensorrt", [], {}, {}, inputs)  # asks for a whole GPU
-    assert runner._options(runner_point())["num_gpus"] == 1
+    assert runner._options("")["num_gpus"] == 1 and runner._options("")["max_retries"] == 1
     with pytest.raises(ConfigError, match="offers ckvision_slot=1 and 1 GPU"):
         runner.attach(ray)
-
-
-def runner_point() -> Any:
-    from ckvision.sweeps import Point
-
-    return Point("batch", "batch=1", {})
-
-
-def test_dataset_fixture_is_a_real_cache(tiny_dataset: PreprocessedDataset) -> None:
-    assert (Path(tiny_dataset.path) / "dataset.json").is_file()

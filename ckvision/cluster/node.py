@@ -27,7 +27,7 @@ from ckvision.cluster.bundle import cache_root, unpack
 from ckvision.cluster.child import PARENT_ENV
 from ckvision.errors import CkVisionError, RunError
 
-__all__ = ["run_point", "node_info", "NodePrepareError", "RUNS_DIR"]
+__all__ = ["run_point", "prepare_node", "node_info", "NodePrepareError", "RUNS_DIR"]
 
 RUNS_DIR = "runs"
 _RUN_DIR = re.compile(r"^run-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -121,6 +121,17 @@ def _prepare(spec: Mapping[str, Any], root: Path, where: str) -> tuple[Path, Pat
             f"node {where} cannot prepare the model and dataset: {err}"
         ) from None
     return model, dataset, shipped_model or shipped_data
+
+
+def prepare_node(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The Ray task run once per node before its first point: the inputs into the cache.
+
+    Returns the node's :func:`node_info` and whether the inputs were shipped now;
+    raises :class:`NodePrepareError` (one line) when the node cannot get them.
+    """
+    info = node_info()
+    _model, _dataset, shipped = _prepare(spec, cache_root(), info["node"])
+    return {**info, "shipped_inputs": shipped}
 
 
 def run_point(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,26 @@ class NodePoint(Point):
     node: str = ""
 
 
+@dataclass(frozen=True)
+class _Task:
+    point: Point
+    attempt: int
+    node: str  # the node it was pinned to ("" = Ray's choice)
+    pinned: bool  # pinned by the user (--each-node): never moved
+
+
+def _pin(node_id: str) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+
+def _ray_error() -> type[BaseException]:
+    from ray.exceptions import RayError
+
+    return RayError
+
+
 def check_address(address: str) -> str:
     if not _ADDRESS.match(address):
         raise ConfigError(f"--cluster {address!r}: use auto, HOST:PORT or ray://HOST:PORT")
@@ -118,6 +138,9 @@ class ClusterPointRunner(CkPointRunner):
         self._ray: Any = None
         self._task: Any = None
         self._shipped: dict[str, Any] = {}
+        self.ready: list[str] = []  # node ids that prepared the inputs
+        self.bad_nodes: dict[str, str] = {}  # node id -> why it cannot prepare (one line)
+        self._turn = 0
 
     # --- identity: a pinned point is a different point on each node ---
     def point_id(self, point: Point) -> str:
@@ -129,8 +152,8 @@ class ClusterPointRunner(CkPointRunner):
 
     # --- the cluster ---
     def attach(self, ray: Any) -> None:
-        """Use a connected ``ray``; pack the inputs and put them in the object store."""
-        from ckvision.cluster.node import run_point
+        """Use a connected ``ray``: put the inputs in the object store, prepare each node."""
+        from ckvision.cluster.node import prepare_node, run_point
 
         self._ray = ray
         self._task = ray.remote(run_point)
@@ -145,7 +168,25 @@ class ClusterPointRunner(CkPointRunner):
             "dataset": data_bundle,
             "dataset_ref": ray.put(data_bytes),
         }
-        self.nodes()  # no usable node: one line now, before any point
+        nodes = self.nodes()  # no usable node: one line now, before any point
+        refs = {
+            ray.remote(prepare_node)
+            .options(num_cpus=0, max_retries=0, scheduling_strategy=_pin(str(n["NodeID"])))
+            .remote(self._shipped): str(n["NodeID"])
+            for n in nodes
+        }
+        for ref, node_id in refs.items():
+            try:
+                info = ray.get(ref)
+            except (CkVisionError, _ray_error()) as err:
+                self.bad_nodes[node_id] = _one_line(err)
+                self.log(f"cluster: {_one_line(err)}; its points are not run")
+                continue
+            self.ready.append(node_id)
+            shipped = ", model and dataset shipped" if info.get("shipped_inputs") else ""
+            self.log(f"cluster: node {info['node']} ready ({info['hardware']}{shipped})")
+        if not self.ready:
+            raise RunError("no node of the cluster could prepare the model and dataset")
 
     def nodes(self) -> list[dict[str, Any]]:
         """Alive nodes that can take a point (with the exclusive slot unless shared)."""
@@ -165,18 +206,16 @@ class ClusterPointRunner(CkPointRunner):
             )
         return sorted(usable, key=lambda n: str(n["NodeID"]))
 
-    def _options(self, point: Point) -> dict[str, Any]:
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 1}
+    def _options(self, pin: str) -> dict[str, Any]:
+        """Ray task options: the node's slot, whole GPUs; pinned points are not retried by
+        Ray (a pinned point the driver placed is retried by the driver, elsewhere)."""
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0 if pin else 1}
         if not self.shared_nodes:
             options["resources"] = {SLOT: 1}
         if self.gpus_per_point:
             options["num_gpus"] = self.gpus_per_point
-        node_id = getattr(point, "node_id", "")
-        if node_id:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
-            options["max_retries"] = 0  # pinned: there is no elsewhere
+        if pin:
+            options["scheduling_strategy"] = _pin(pin)
         return options
 
     def _expand(self, points: Sequence[Point]) -> list[Point]:
@@ -204,14 +243,38 @@ class ClusterPointRunner(CkPointRunner):
             raise RunError(self.not_run[-1] if len(self.not_run) > before else "point not run")
         return results[0]
 
+    def _not_run(self, point: Point, why: str) -> None:
+        line = f"sweep: {point.kind} {point.label}: not run: {why}"
+        self.not_run.append(line)
+        self.log(line)
+
+    def _placement(self, point: Point, attempt: int, avoid: str = "") -> str:
+        """The node a point is pinned to ("" = wherever Ray schedules it): its own node
+        with --each-node; the ready nodes in turn when some node could not prepare."""
+        pinned = getattr(point, "node_id", "")
+        if pinned or (not self.bad_nodes and not avoid):
+            return str(pinned)
+        ready = [n for n in self.ready if n != avoid] or self.ready
+        self._turn += 1
+        return ready[(self._turn + attempt) % len(ready)]
+
+    def _submit(self, point: Point, attempt: int, avoid: str = "") -> tuple[Any, _Task]:
+        pin = self._placement(point, attempt, avoid)
+        spec = {
+            "env": {**self.base_env, **point.env},
+            "label": f"{point.kind} {point.label}",
+            **self._shipped,
+        }
+        ref = self._task.options(**self._options(pin)).remote(spec)
+        return ref, _Task(point, attempt, pin, pinned=bool(getattr(point, "node_id", "")))
+
     def run_all(self, points: Sequence[Point]) -> list[PointResult]:
         """Every point not yet recorded runs as a task; results in the points' order."""
         if self._ray is None:
             raise RunError("ClusterPointRunner.attach(ray) was not called")
-        expanded = self._expand(points)
         results: dict[int, PointResult] = {}
-        pending: dict[Any, tuple[int, Point]] = {}
-        for index, point in enumerate(expanded):
+        pending: dict[Any, tuple[int, _Task]] = {}
+        for index, point in enumerate(self._expand(points)):
             name = self.entry_name(point)
             existing = self.recorded(point)
             if existing is not None:
@@ -219,24 +282,24 @@ class ClusterPointRunner(CkPointRunner):
                 results[index] = PointResult(point, existing.record, name, skipped=True)
                 self.done.append(results[index])
                 continue
+            if getattr(point, "node_id", "") in self.bad_nodes:
+                self._not_run(point, self.bad_nodes[getattr(point, "node_id", "")])
+                continue
             if (experiment_root() / name).is_dir():  # a driver killed while recording
                 self.log(f"sweep: removing the unfinished entry {name}")
                 shutil.rmtree(experiment_root() / name)
-            spec = {
-                "env": {**self.base_env, **point.env},
-                "label": f"{point.kind} {point.label}",
-                **self._shipped,
-            }
-            ref = self._task.options(**self._options(point)).remote(spec)
-            pending[ref] = (index, point)
+            ref, task = self._submit(point, 0)
+            pending[ref] = (index, task)
             self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
         try:
             while pending:
                 done, _ = self._ray.wait(list(pending), num_returns=1)
-                index, point = pending.pop(done[0])
-                result = self._collect(done[0], point)
-                if result is not None:
-                    results[index] = result
+                index, task = pending.pop(done[0])
+                outcome = self._collect(done[0], task)
+                if isinstance(outcome, PointResult):
+                    results[index] = outcome
+                elif outcome is not None:
+                    pending[outcome[0]] = (index, outcome[1])
         except KeyboardInterrupt:
             self._cancel(list(pending))
             raise
@@ -245,15 +308,19 @@ class ClusterPointRunner(CkPointRunner):
             self.log(note)
         return [results[i] for i in sorted(results)]
 
-    def _collect(self, ref: Any, point: Point) -> PointResult | None:
-        from ray.exceptions import RayError
-
+    def _collect(self, ref: Any, task: _Task) -> PointResult | tuple[Any, _Task] | None:
+        """The point's result, recorded; or its retry elsewhere; or None (not run)."""
+        point = task.point
         try:
             record = self._ray.get(ref)
-        except (RayError, CkVisionError) as err:
-            line = f"sweep: {point.kind} {point.label}: not run: {_one_line(err)}"
-            self.not_run.append(line)
-            self.log(line)
+        except (CkVisionError, _ray_error()) as err:
+            from ray.exceptions import RayTaskError
+
+            system = not isinstance(err, (RayTaskError, CkVisionError))  # node or worker died
+            if system and task.node and not task.pinned and task.attempt == 0:
+                self.log(f"sweep: {point.kind} {point.label}: {_one_line(err)}; retrying")
+                return self._submit(point, 1, avoid=task.node)
+            self._not_run(point, _one_line(err))
             return None
         result = PointResult(point, record, self._record(point, record))
         self.done.append(result)
