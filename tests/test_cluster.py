@@ -210,24 +210,39 @@ def test_a_node_that_cannot_prepare_says_so_once_and_gets_no_point(
         c.remove_node(node)
 
 
-@pytest.mark.timeout(60)
-def test_driver_ctrl_c_cancels_the_points_and_leaves_no_process(
-    cluster: dict[str, Any], inputs: Any, ck_repos: Path
-) -> None:
+def _driver(cluster: dict[str, Any], inputs: Any, ck_repos: Path, batches: str, min_s: str) -> Any:
+    """``ckvision sweep batch --cluster`` as the user types it, in its own process."""
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         CK_REPOS=str(ck_repos.parent.parent),
     )
-    command = [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", "1,2"]
+    command = [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", batches]
     command += ["--cluster", cluster["cluster"].address, "--model", str(inputs.model_path)]
     command += ["--dataset", str(inputs.dataset_dir)]
-    for key, value in {**QUICK, "CK_LOADGEN_MIN_DURATION_S": "60"}.items():
+    for key, value in {**QUICK, "CK_LOADGEN_MIN_DURATION_S": min_s}.items():
         command += ["--env", f"{key}={value}"]
-    driver = subprocess.Popen(  # noqa: S603 - argument list, no shell
+    return subprocess.Popen(  # noqa: S603 - argument list, no shell
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def _no_point_left() -> None:
+    _wait_for(lambda: not _points_running(), 20, "a point's process outlived its driver")
+    leftover = _wait_for(
+        lambda: not [c for c in _cmdlines().values() if "ray::run_point" in c] or None,
+        20,
+        "a Ray worker kept running a point",
+    )
+    assert leftover
+
+
+@pytest.mark.timeout(60)
+def test_driver_ctrl_c_cancels_the_points_and_leaves_no_process(
+    cluster: dict[str, Any], inputs: Any, ck_repos: Path
+) -> None:
+    driver = _driver(cluster, inputs, ck_repos, "1,2", "60")
     try:
         _wait_for(lambda: len(_points_running()) == 2, 40, "the two points never started")
         driver.send_signal(signal.SIGINT)
@@ -236,10 +251,33 @@ def test_driver_ctrl_c_cancels_the_points_and_leaves_no_process(
         driver.kill()
     assert driver.returncode == 130, out
     assert "cancelling 2 point(s)" in out and "interrupted" in out
-    _wait_for(lambda: not _points_running(), 15, "a point's process outlived Ctrl-C")
-    leftover = [cmd for cmd in _cmdlines().values() if "ray::run_point" in cmd]
-    assert not leftover, leftover
+    _no_point_left()
     assert not list(find_entries())  # nothing half recorded
+
+
+@pytest.mark.timeout(90)
+def test_driver_killed_keeps_recorded_points_and_the_rerun_skips_them(
+    cluster: dict[str, Any], inputs: Any, ck_repos: Path
+) -> None:
+    driver = _driver(cluster, inputs, ck_repos, "1,2,4", "2")
+    try:
+        _wait_for(
+            lambda: len(list(iter_runs(find_entries()))) >= 2 and _points_running(),
+            60,
+            "two points were never recorded with the third running",
+        )
+        driver.kill()  # SIGKILL: no clean-up of its own
+        driver.communicate(timeout=20)
+    finally:
+        driver.kill()
+    _no_point_left()  # Ray ends a dead driver's tasks; their children die with them
+    recorded = list(iter_runs(find_entries()))  # loadable, every one whole
+    assert len(recorded) == 2
+    again = _driver(cluster, inputs, ck_repos, "1,2,4", "2")
+    out, _ = again.communicate(timeout=60)
+    assert again.returncode == 0, out
+    assert out.count("already recorded") == 2 and out.count(": recorded (") == 1, out
+    assert len(list(iter_runs(find_entries()))) == 3
 
 
 @pytest.mark.timeout(90)
@@ -282,3 +320,42 @@ def test_bad_addresses_and_no_usable_node_are_one_line(
     assert runner._options("")["num_gpus"] == 1 and runner._options("")["max_retries"] == 1
     with pytest.raises(ConfigError, match="offers ckvision_slot=1 and 1 GPU"):
         runner.attach(ray)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # the session's CK world (ck-setup) may be built here first
+def test_cli_sweep_finds_the_ck_packages_and_records_entries_ck_and_results_read(
+    cluster: dict[str, Any], ck_world: dict[str, str]
+) -> None:
+    """The user's path: installed CK packages (no --model/--dataset), EfficientNet-Lite0,
+    the entry read back by the real ck and by ``ckvision results``."""
+    env = dict(ck_world, PYTHONPATH=str(ROOT), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    command = [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", "2"]
+    command += ["--cluster", cluster["cluster"].address, "--tags", "t21"]
+    for key, value in QUICK.items():
+        command += ["--env", f"{key}={value}"]
+    done = subprocess.run(  # noqa: S603 - argument list, no shell
+        command, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ready" in done.stdout and "recorded (ckvision.sweep.batch." in done.stdout
+    experiments = Path(ck_world["CK_REPOS"]) / "local" / "experiment"
+    runs = list(iter_runs(find_entries([experiments], tags=["t21"])))
+    assert len(runs) == 1, done.stdout[-3000:]
+    run = runs[0]
+    assert run.record["model"]["contract"]["name"] == "efficientnet-lite0"
+    assert run.record["cluster"]["node_id"] and run.record["provenance"]["host"]["cpu_model"]
+    ck = str(Path(sys.executable).with_name("ck"))
+    loaded = subprocess.run(  # noqa: S603 - argument list, no shell
+        [ck, "load", f"experiment:{run.entry}"], env=env, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0 and "t21" in loaded.stdout, loaded.stdout + loaded.stderr
+    table = subprocess.run(  # noqa: S603 - argument list, no shell
+        [sys.executable, "-m", "ckvision", "results", "--tags", "t21,cluster"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert run.record["cluster"]["node"] in table.stdout, table.stdout

@@ -94,4 +94,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(_column(frame, sources[0]), errors="coerce")
             values = values.fillna(pd.to_numeric(_column(frame, sources[1]), errors="coerce"))
             out[name] = (values if name == "in flight" else values / 1e3).values
+    if "cluster.node" in frame:  # runs on a Ray cluster: which node, on what hardware
+        out["node"] = frame["cluster.node"].values
+        out["hardware"] = _column(frame, "cluster.hardware").values
     return out.reset_index(drop=True)

@@ -7,6 +7,7 @@
 optional extra (``pip install 'ckvision[cluster]'``), imported only when used.
 """
 
-from ckvision.cluster.runner import SLOT, ClusterPointRunner, NodePoint, check_address, connect
+from ckvision.cluster.connection import check_address, connect
+from ckvision.cluster.runner import SLOT, ClusterPointRunner, NodePoint
 
 __all__ = ["ClusterPointRunner", "NodePoint", "SLOT", "check_address", "connect"]

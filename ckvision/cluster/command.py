@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ckvision.errors import ConfigError
+from ckvision.errors import CkVisionError, ConfigError
 
 __all__ = ["add_cluster_options", "make_cluster_runner", "check_local_args"]
 
@@ -57,6 +57,29 @@ def _check(args: argparse.Namespace, kind: str) -> None:
             )
 
 
+def _ck_inputs(args: argparse.Namespace) -> dict[str, str]:
+    """The env with the model and dataset of this machine's CK packages filled in where
+    neither an option nor the env names them (what ``ck benchmark`` would resolve)."""
+    from ckvision.ck.deps import installed_env_value
+    from ckvision.program import DATASET_ENV, DATASET_TAGS, MODEL_ENV
+
+    env = dict(os.environ)
+    model_var, model_tags = MODEL_ENV.get(args.backend, MODEL_ENV["onnxruntime"])
+    wanted = [
+        (model_var, model_tags, args.model, "--model"),
+        (DATASET_ENV, DATASET_TAGS, args.dataset, "--dataset"),
+    ]
+    for var, tags, given, option in wanted:
+        if given is None and not env.get(var):
+            try:
+                value = installed_env_value(tags, var)
+            except CkVisionError as err:
+                raise ConfigError(f"{option} not given and CK cannot tell: {err}") from None
+            if value:
+                env[var] = value
+    return env
+
+
 def make_cluster_runner(
     args: argparse.Namespace,
     kind: str,
@@ -64,12 +87,13 @@ def make_cluster_runner(
     env: dict[str, str],
     log: Callable[[str], None],
 ) -> Any:
-    from ckvision.cluster.runner import ClusterPointRunner, check_address, connect
+    from ckvision.cluster.connection import check_address, connect
+    from ckvision.cluster.runner import ClusterPointRunner
     from ckvision.program import resolve_inputs
 
     _check(args, kind)
     check_address(args.cluster)
-    inputs = resolve_inputs(os.environ, args.backend, args.model, args.dataset)
+    inputs = resolve_inputs(_ck_inputs(args), args.backend, args.model, args.dataset)
     tags = [f"sweep_{kind}", *(t for t in args.tags.split(",") if t.strip())]
     runner = ClusterPointRunner(
         args.backend,

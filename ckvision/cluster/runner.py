@@ -16,7 +16,6 @@ Ctrl-C cancels the tasks (their workers and children are killed) before it retur
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -24,15 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckvision.cluster.bundle import pack_dir, pack_files
+from ckvision.cluster.connection import one_line, pin, ray_error
 from ckvision.errors import CkVisionError, ConfigError, RunError
 from ckvision.experiments.entries import experiment_root
 from ckvision.program import MODEL_SIDECAR, ProgramInputs
 from ckvision.sweeps.points import CkPointRunner, Point, PointResult, check_tags
 
-__all__ = ["ClusterPointRunner", "NodePoint", "SLOT", "connect", "check_address"]
+__all__ = ["ClusterPointRunner", "NodePoint", "SLOT"]
 
 SLOT = "ckvision_slot"
-_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}:\d{1,5})$")
 _CANCEL_WAIT_S = 30.0
 
 
@@ -52,56 +51,12 @@ class _Task:
     pinned: bool  # pinned by the user (--each-node): never moved
 
 
-def _pin(node_id: str) -> Any:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(node_id, soft=False)
-
-
-def _ray_error() -> type[BaseException]:
-    from ray.exceptions import RayError
-
-    return RayError
-
-
-def check_address(address: str) -> str:
-    if not _ADDRESS.match(address):
-        raise ConfigError(f"--cluster {address!r}: use auto, HOST:PORT or ray://HOST:PORT")
-    return address
-
-
-def connect(address: str) -> Any:
-    """``ray.init`` on an existing cluster; returns the ``ray`` module."""
-    check_address(address)
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError(
-            "--cluster needs Ray: pip install 'ckvision[cluster]' (ray==2.60.0)"
-        ) from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"--cluster {address}: cannot connect: {first}") from None
-    return ray
-
-
 def _uses_gpu(backend: str, env: Mapping[str, str]) -> bool:
     return (
         backend == "tensorrt"
         or env.get("CK_DEVICE") == "cuda"
         or env.get("CK_ORT_PROVIDER") in ("cuda", "tensorrt")
     )
-
-
-def _one_line(err: BaseException) -> str:
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, CkVisionError):
-        return str(cause)
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".strip(": ")
 
 
 class ClusterPointRunner(CkPointRunner):
@@ -171,16 +126,16 @@ class ClusterPointRunner(CkPointRunner):
         nodes = self.nodes()  # no usable node: one line now, before any point
         refs = {
             ray.remote(prepare_node)
-            .options(num_cpus=0, max_retries=0, scheduling_strategy=_pin(str(n["NodeID"])))
+            .options(num_cpus=0, max_retries=0, scheduling_strategy=pin(str(n["NodeID"])))
             .remote(self._shipped): str(n["NodeID"])
             for n in nodes
         }
         for ref, node_id in refs.items():
             try:
                 info = ray.get(ref)
-            except (CkVisionError, _ray_error()) as err:
-                self.bad_nodes[node_id] = _one_line(err)
-                self.log(f"cluster: {_one_line(err)}; its points are not run")
+            except (CkVisionError, ray_error()) as err:
+                self.bad_nodes[node_id] = one_line(err)
+                self.log(f"cluster: {one_line(err)}; its points are not run")
                 continue
             self.ready.append(node_id)
             shipped = ", model and dataset shipped" if info.get("shipped_inputs") else ""
@@ -206,16 +161,16 @@ class ClusterPointRunner(CkPointRunner):
             )
         return sorted(usable, key=lambda n: str(n["NodeID"]))
 
-    def _options(self, pin: str) -> dict[str, Any]:
+    def _options(self, node_id: str) -> dict[str, Any]:
         """Ray task options: the node's slot, whole GPUs; pinned points are not retried by
         Ray (a pinned point the driver placed is retried by the driver, elsewhere)."""
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0 if pin else 1}
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0 if node_id else 1}
         if not self.shared_nodes:
             options["resources"] = {SLOT: 1}
         if self.gpus_per_point:
             options["num_gpus"] = self.gpus_per_point
-        if pin:
-            options["scheduling_strategy"] = _pin(pin)
+        if node_id:
+            options["scheduling_strategy"] = pin(node_id)
         return options
 
     def _expand(self, points: Sequence[Point]) -> list[Point]:
@@ -259,14 +214,14 @@ class ClusterPointRunner(CkPointRunner):
         return ready[(self._turn + attempt) % len(ready)]
 
     def _submit(self, point: Point, attempt: int, avoid: str = "") -> tuple[Any, _Task]:
-        pin = self._placement(point, attempt, avoid)
+        node_id = self._placement(point, attempt, avoid)
         spec = {
             "env": {**self.base_env, **point.env},
             "label": f"{point.kind} {point.label}",
             **self._shipped,
         }
-        ref = self._task.options(**self._options(pin)).remote(spec)
-        return ref, _Task(point, attempt, pin, pinned=bool(getattr(point, "node_id", "")))
+        ref = self._task.options(**self._options(node_id)).remote(spec)
+        return ref, _Task(point, attempt, node_id, pinned=bool(getattr(point, "node_id", "")))
 
     def run_all(self, points: Sequence[Point]) -> list[PointResult]:
         """Every point not yet recorded runs as a task; results in the points' order."""
@@ -274,24 +229,11 @@ class ClusterPointRunner(CkPointRunner):
             raise RunError("ClusterPointRunner.attach(ray) was not called")
         results: dict[int, PointResult] = {}
         pending: dict[Any, tuple[int, _Task]] = {}
-        for index, point in enumerate(self._expand(points)):
-            name = self.entry_name(point)
-            existing = self.recorded(point)
-            if existing is not None:
-                self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
-                results[index] = PointResult(point, existing.record, name, skipped=True)
-                self.done.append(results[index])
-                continue
-            if getattr(point, "node_id", "") in self.bad_nodes:
-                self._not_run(point, self.bad_nodes[getattr(point, "node_id", "")])
-                continue
-            if (experiment_root() / name).is_dir():  # a driver killed while recording
-                self.log(f"sweep: removing the unfinished entry {name}")
-                shutil.rmtree(experiment_root() / name)
-            ref, task = self._submit(point, 0)
-            pending[ref] = (index, task)
-            self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
         try:
+            for index, point in enumerate(self._expand(points)):
+                skipped = self._skip_or_submit(point, pending, index)
+                if skipped is not None:
+                    results[index] = skipped
             while pending:
                 done, _ = self._ray.wait(list(pending), num_returns=1)
                 index, task = pending.pop(done[0])
@@ -308,19 +250,43 @@ class ClusterPointRunner(CkPointRunner):
             self.log(note)
         return [results[i] for i in sorted(results)]
 
+    def _skip_or_submit(
+        self, point: Point, pending: dict[Any, tuple[int, _Task]], index: int
+    ) -> PointResult | None:
+        """The recorded result (resume), or None after submitting the point (or reporting
+        it not run: its node could not prepare)."""
+        name = self.entry_name(point)
+        existing = self.recorded(point)
+        if existing is not None:
+            self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
+            result = PointResult(point, existing.record, name, skipped=True)
+            self.done.append(result)
+            return result
+        node_id = getattr(point, "node_id", "")
+        if node_id in self.bad_nodes:
+            self._not_run(point, self.bad_nodes[node_id])
+            return None
+        if (experiment_root() / name).is_dir():  # a driver killed while recording
+            self.log(f"sweep: removing the unfinished entry {name}")
+            shutil.rmtree(experiment_root() / name)
+        ref, task = self._submit(point, 0)
+        pending[ref] = (index, task)
+        self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
+        return None
+
     def _collect(self, ref: Any, task: _Task) -> PointResult | tuple[Any, _Task] | None:
         """The point's result, recorded; or its retry elsewhere; or None (not run)."""
         point = task.point
         try:
             record = self._ray.get(ref)
-        except (CkVisionError, _ray_error()) as err:
+        except (CkVisionError, ray_error()) as err:
             from ray.exceptions import RayTaskError
 
             system = not isinstance(err, (RayTaskError, CkVisionError))  # node or worker died
             if system and task.node and not task.pinned and task.attempt == 0:
-                self.log(f"sweep: {point.kind} {point.label}: {_one_line(err)}; retrying")
+                self.log(f"sweep: {point.kind} {point.label}: {one_line(err)}; retrying")
                 return self._submit(point, 1, avoid=task.node)
-            self._not_run(point, _one_line(err))
+            self._not_run(point, one_line(err))
             return None
         result = PointResult(point, record, self._record(point, record))
         self.done.append(result)
