@@ -309,11 +309,13 @@ def test_a_node_killed_mid_point_is_retried_once_elsewhere(
 def test_bad_addresses_and_no_usable_node_are_one_line(
     cluster: dict[str, Any], inputs: Any
 ) -> None:
-    from ckvision.cluster import check_address
+    from ckvision.cluster import check_address, connect
 
     for address in ("localhost", "ray://", "a b:1", "http://x:1", "auto;rm"):
         with pytest.raises(ConfigError, match="use auto, HOST:PORT"):
             check_address(address)
+    with pytest.raises(ConfigError, match="nothing answers there"):  # not minutes of retries
+        connect("127.0.0.1:1")
     with pytest.raises(ConfigError, match="1 or more whole GPUs"):
         ClusterPointRunner("tensorrt", [], {}, {}, inputs, gpus_per_point=0)
     runner = ClusterPointRunner("tensorrt", [], {}, {}, inputs)  # asks for a whole GPU

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from typing import Any
 
 from ckvision.errors import CkVisionError, ConfigError
@@ -32,9 +33,24 @@ def check_address(address: str) -> str:
     return address
 
 
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Ray retries an address nobody listens on for minutes: one TCP connect first."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"--cluster {address}: nothing answers there ({err.strerror or err}); "
+            "is the head node started (ray start --head)?"
+        ) from None
+
+
 def connect(address: str) -> Any:
     """``ray.init`` on an existing cluster; returns the ``ray`` module."""
     check_address(address)
+    if address != "auto":
+        _probe(address)
     try:
         import ray
     except ImportError:
