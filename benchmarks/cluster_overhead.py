@@ -42,7 +42,7 @@ POINT_ENV = {
     "CK_LOADGEN_SCENARIO": "Offline",
     "CK_LOADGEN_MODE": "PerformanceOnly",
     "CK_BATCH_SIZE": "4",
-    "CK_LOADGEN_TARGET_QPS": "2000",
+    "CK_LOADGEN_TARGET_QPS": "10",  # low: the sample count (--count) sizes each point
     "CK_PROGRESS": "off",
 }
 
@@ -142,13 +142,18 @@ def _runner(inputs: Any, env: dict[str, str], repos: Path, tag: str) -> tuple[An
     return runner, time.perf_counter() - start
 
 
-def _points(n: int) -> list[Any]:
+def _points(n: int, count: int) -> list[Any]:
+    """n distinct points of about the same work (the sample counts differ by one)."""
     from ckvision.sweeps import Point
 
-    return [Point("batch", f"p{i}", {"CK_LOADGEN_COUNT_OVERRIDE": str(64 + i)}) for i in range(n)]
+    return [
+        Point("batch", f"p{i}", {"CK_LOADGEN_COUNT_OVERRIDE": str(count + i)}) for i in range(n)
+    ]
 
 
-def _sweep_wall(nodes: int, inputs: Any, env: dict[str, str], tmp: Path, n: int) -> float:
+def _sweep_wall(
+    nodes: int, inputs: Any, env: dict[str, str], tmp: Path, n: int, count: int
+) -> float:
     import ray
 
     cluster, _ = _cluster(nodes, tmp / f"cache{nodes}")
@@ -156,7 +161,7 @@ def _sweep_wall(nodes: int, inputs: Any, env: dict[str, str], tmp: Path, n: int)
         ray.init(address=cluster.address, log_to_driver=False)
         runner, _ = _runner(inputs, env, tmp / f"repos-sweep{nodes}", f"sweep{nodes}")
         start = time.perf_counter()
-        results = runner.run_all(_points(n))
+        results = runner.run_all(_points(n, count))
         wall = time.perf_counter() - start
         if len(results) != n:
             raise SystemExit(f"{n - len(results)} points not run: {runner.not_run}")
@@ -172,30 +177,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, help="a preprocessed dataset dir")
     parser.add_argument("--points", type=int, default=6, help="points in the sweep (b)")
     parser.add_argument("--repeat", type=int, default=3, help="single-point repetitions (a)")
-    parser.add_argument("--duration-s", type=float, default=1.0, help="LoadGen min duration")
+    parser.add_argument("--count", type=int, default=256, help="samples per point (Offline)")
+    parser.add_argument("--duration-s", type=float, default=0.5, help="LoadGen min duration")
     args = parser.parse_args(argv)
     import ray
 
-    env = {**POINT_ENV, "CK_LOADGEN_MIN_DURATION_S": f"{args.duration_s:g}"}
+    env = {
+        **POINT_ENV,
+        "CK_LOADGEN_MIN_DURATION_S": f"{args.duration_s:g}",
+        "CK_LOADGEN_COUNT_OVERRIDE": str(args.count),
+    }
     with tempfile.TemporaryDirectory(prefix="cluster-overhead-") as name:
         tmp = Path(name)
         inputs = _inputs(args, tmp)
-        local = [_local_point(inputs, env, tmp / f"local{i}") for i in range(args.repeat)]
+        local = [
+            _local_point(
+                inputs,
+                {**env, "CK_LOADGEN_COUNT_OVERRIDE": str(args.count + i)},  # as point i
+                tmp / f"local{i}",
+            )
+            for i in range(args.repeat)
+        ]
         cluster, started_s = _cluster(1, tmp / "cache-one")
         try:
             ray.init(address=cluster.address, log_to_driver=False)
             runner, prepare_s = _runner(inputs, env, tmp / "repos-one", "one")
             remote = []
             for i in range(args.repeat):
-                point = _points(args.repeat)[i]
+                point = _points(args.repeat, args.count)[i]
                 start = time.perf_counter()
                 runner.run(point)
                 remote.append(time.perf_counter() - start)
         finally:
             ray.shutdown()
             cluster.shutdown()
-        one = _sweep_wall(1, inputs, env, tmp, args.points)
-        two = _sweep_wall(2, inputs, env, tmp, args.points)
+        one = _sweep_wall(1, inputs, env, tmp, args.points, args.count)
+        two = _sweep_wall(2, inputs, env, tmp, args.points, args.count)
     lo, re_ = statistics.median(local), statistics.median(remote)
     print(f"(a) one point, local subprocess:      {lo:6.2f} s (median of {args.repeat})")
     print(
