@@ -145,6 +145,8 @@ def run_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     run_dir = root / RUNS_DIR / f"run-{info['hostname']}-{os.getpid()}-{secrets.token_hex(4)}"
     run_dir.mkdir(parents=True)
     env = {**os.environ, **dict(spec["env"]), PARENT_ENV: str(os.getpid())}
+    if "OMP_NUM_THREADS" not in spec["env"]:  # Ray's worker sets it to the task's 1 CPU: a
+        env.pop("OMP_NUM_THREADS", None)  # point gets it only from the sweep's --env
     command = [
         sys.executable,
         "-m",
