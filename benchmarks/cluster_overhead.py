@@ -2,9 +2,11 @@
 wall time on a 2-node local cluster vs 1 node.
 
 (a) one point: ``python -m ckvision run`` in a subprocess here (what a node runs, without
-    Ray) vs the same point as a task on a warm 1-node cluster, driver to recorded entry;
-    also the one-off costs: starting the cluster and preparing the node (shipping the
-    model and dataset through the object store);
+    Ray) vs the same point as a task on a warm 1-node cluster, driver to recorded entry,
+    interleaved; besides the walls, the time outside the LoadGen test itself (wall minus
+    the run's own ``duration_s``), whose difference is what Ray adds per point; also the
+    one-off costs: starting the cluster and preparing the node (shipping the model and
+    dataset through the object store);
 (b) a sweep of N points: a local Ray cluster of 1 node vs 2 nodes, each node 1 CPU and
     one exclusive slot, every point 1 ORT thread and 1 worker, so two nodes can run two
     points at once. Ratio = 1-node wall / 2-node wall (ideal 2.0 on >= 2 free cores).
@@ -103,14 +105,16 @@ def _inputs(args: argparse.Namespace, tmp: Path) -> Any:
     return resolve_inputs({}, "onnxruntime", model, dataset)
 
 
-def _local_point(inputs: Any, env: dict[str, str], out: Path) -> float:
+def _local_point(inputs: Any, env: dict[str, str], out: Path) -> tuple[float, float]:
+    """(wall s, the LoadGen test's own duration s) of ``ckvision run`` in a subprocess."""
     command = [sys.executable, "-m", "ckvision", "run", "--model", str(inputs.model_path)]
     command += ["--dataset", str(inputs.dataset_dir), "--output-dir", str(out), "--quiet"]
     start = time.perf_counter()
     subprocess.run(  # noqa: S603 - argument list, no shell
         command, env={**os.environ, **env}, check=True, capture_output=True, timeout=600
     )
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, float(json.loads((out / "ckvision-run.json").read_text())["duration_s"])
 
 
 def _cluster(nodes: int, cache: Path) -> Any:
@@ -190,34 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cluster-overhead-") as name:
         tmp = Path(name)
         inputs = _inputs(args, tmp)
-        local = [
-            _local_point(
-                inputs,
-                {**env, "CK_LOADGEN_COUNT_OVERRIDE": str(args.count + i)},  # as point i
-                tmp / f"local{i}",
-            )
-            for i in range(args.repeat)
-        ]
         cluster, started_s = _cluster(1, tmp / "cache-one")
+        local, remote = [], []
         try:
             ray.init(address=cluster.address, log_to_driver=False)
             runner, prepare_s = _runner(inputs, env, tmp / "repos-one", "one")
-            remote = []
-            for i in range(args.repeat):
-                point = _points(args.repeat, args.count)[i]
+            for i, point in enumerate(_points(args.repeat, args.count)):  # interleaved: a
+                local.append(  # shared machine drifts
+                    _local_point(inputs, {**env, **point.env}, tmp / f"local{i}")
+                )
                 start = time.perf_counter()
-                runner.run(point)
-                remote.append(time.perf_counter() - start)
+                record = runner.run(point).record
+                remote.append((time.perf_counter() - start, float(record["duration_s"])))
         finally:
             ray.shutdown()
             cluster.shutdown()
         one = _sweep_wall(1, inputs, env, tmp, args.points, args.count)
         two = _sweep_wall(2, inputs, env, tmp, args.points, args.count)
-    lo, re_ = statistics.median(local), statistics.median(remote)
-    print(f"(a) one point, local subprocess:      {lo:6.2f} s (median of {args.repeat})")
+    lo, re_ = (statistics.median(w for w, _ in runs) for runs in (local, remote))
+    lo_out, re_out = (statistics.median(w - d for w, d in runs) for runs in (local, remote))
+    print(f"(a) one point, local subprocess:      {lo:6.2f} s wall (median of {args.repeat})")
+    print(f"    one point, Ray task -> recorded:  {re_:6.2f} s wall, ratio {re_ / lo:.2f}")
     print(
-        f"    one point, Ray task -> recorded:  {re_:6.2f} s  overhead {re_ - lo:+.2f} s, "
-        f"ratio {re_ / lo:.2f}"
+        f"    outside the LoadGen test itself: local {lo_out:.2f} s, Ray {re_out:.2f} s, "
+        f"Ray adds {re_out - lo_out:+.2f} s per point"
     )
     print(f"    one-off: cluster start {started_s:.2f} s, node prepare/ship {prepare_s:.2f} s")
     print(
