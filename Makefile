@@ -18,7 +18,7 @@ help:
 	@echo "make lint         ruff check + ruff format --check"
 	@echo "make typecheck    mypy over the package (the TensorRT code against its stubs)"
 	@echo "make triton-venv  tritonserver + perf_analyzer env (.venv-triton) for the Triton tests"
-	@echo "make test-extras  the large extras only the tests use (DALI) into .venv"
+	@echo "make test-extras  the large extras only the tests use (DALI, Ray) into .venv"
 	@echo "make docker       build the CPU image, run its demo job as you, print the table"
 	@echo "make gpu          swap the CPU onnxruntime for onnxruntime-gpu in .venv"
 	@echo "make mutation     mutation testing of harness, scorer and settings (about an hour)"
@@ -61,8 +61,9 @@ typecheck: $(STAMP)  # also run by the test suite (tests/test_typecheck.py)
 	$(BIN)/python tests/test_typecheck.py
 
 # Extras only the test suite uses (large; `make demo` never installs them): DALI for the
-# JPEG-in engine tests. Their tests skip, naming the extra, where it is absent.
-TEST_EXTRAS := dali
+# JPEG-in engine tests, Ray for the cluster tests. Their tests skip, naming the extra,
+# where it is absent.
+TEST_EXTRAS := dali,cluster
 TEST_STAMP := $(VENV)/.ckvision-test-extras
 $(TEST_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(TEST_EXTRAS)]'

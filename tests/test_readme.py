@@ -59,6 +59,8 @@ OTHER_COMMANDS = {
     ("cm",): "cmind (tests/test_ck_citizenship.py runs these)",
     ("mlc",): "mlcflow (tests/test_ck_citizenship.py runs these)",
     ("mlcr",): "mlcflow (tests/test_ck_citizenship.py runs these)",
+    ("pip", "install", "ckvision[cluster]"): "the cluster extra (pyproject.toml)",
+    ("ray", "start"): "Ray's own command (tests/test_cluster.py starts real nodes)",
 }
 # Variables the package hooks read from `ck install package --env.X=...`.
 PACKAGE_ENV = ("IMAGENET_VAL_DIR", "CKVISION_MODEL_MIRROR")

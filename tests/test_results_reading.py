@@ -114,3 +114,21 @@ def test_ckvision_results_with_only_bad_points_fails_with_one_line(tmp_path: Pat
     lines = out.stderr.strip().splitlines()
     assert lines[0].startswith("ckvision: warning: skipping experiment point")
     assert lines[1].startswith("ckvision: error: no recorded runs found")
+
+
+@pytest.mark.timeout(30)
+def test_a_whole_experiment_folder_with_ck_alias_files_lists_its_entries(tmp_path: Path) -> None:
+    """ck keeps its name<->uid aliases in ``experiment/.cm/``: that folder is not an entry."""
+    from ckvision.experiments.entries import find_entries, iter_runs
+    from ckvision.experiments.offline_writer import record_point
+
+    root = tmp_path / "experiment"
+    for name, qps in (("a", 10.0), ("b", 20.0)):
+        record_point(root, name, tags=["t"], meta={}, characteristics={"run": _record(qps)})
+    assert (root / ".cm").is_dir()  # the alias files
+    entries = find_entries([root], tags=["t"])
+    assert [e.name for e in entries] == ["a", "b"]
+    assert sorted(r.record["loadgen"]["samples_per_second"] for r in iter_runs(entries)) == [
+        10.0,
+        20.0,
+    ]

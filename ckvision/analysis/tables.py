@@ -107,4 +107,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         out["input"] = [
             f"jpeg/{e}" if flag else "preprocessed" for flag, e in zip(jpeg, engine, strict=True)
         ]
+    if "cluster.node" in frame:  # runs on a Ray cluster: which node, on what hardware
+        out["node"] = frame["cluster.node"].values
+        out["hardware"] = _column(frame, "cluster.hardware").values
     return out.reset_index(drop=True)

@@ -20,7 +20,13 @@ from ckvision.experiments.ck_tool import run_ck
 
 REPO_ALIAS = "ck-mlperf-vision"
 
-__all__ = ["check_program_deps", "check_package_tags", "parse_dep_add_tags", "install"]
+__all__ = [
+    "check_program_deps",
+    "check_package_tags",
+    "parse_dep_add_tags",
+    "install",
+    "installed_env_value",
+]
 
 
 def _ck_json(args: Sequence[str]) -> dict[str, Any]:
@@ -131,3 +137,18 @@ def install(tags: str) -> None:
     run_ck(
         ["install", f"package:{chosen['package']}", f"--tags={','.join(chosen['tags'])}", "--quiet"]
     )
+
+
+def installed_env_value(tags: str, var: str) -> str | None:
+    """``var`` as the one installed env entry with ``tags`` sets it (None: no entry sets
+    it); several entries that disagree are one line (e.g. for ``--cluster``'s inputs)."""
+    found = _ck_json(["search", "env", f"--tags={tags}", "--add_meta"]).get("lst", [])
+    values = sorted(
+        {str(e["meta"]["env"][var]) for e in found if var in e.get("meta", {}).get("env", {})}
+    )
+    if len(values) > 1:
+        raise ConfigError(
+            f"{len(values)} installed CK env entries with tags {tags} set {var} "
+            f"({', '.join(values)}); say which with the matching option"
+        )
+    return values[0] if values else None

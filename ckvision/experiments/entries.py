@@ -90,9 +90,10 @@ def find_entries(
 
 
 def _entries_under(path: Path) -> list[Path]:
-    """``path`` itself when it is an entry (it has ``.cm/`` or point files), else every
+    """``path`` itself when it is an entry (``.cm/meta.json`` or point files), else every
     entry below it (e.g. a whole experiment/ folder, or a repository's experiment/)."""
-    if (path / ".cm").is_dir() or any(path.glob("ckp-*.json")):
+    # an experiment/ folder has a .cm/ too (ck's alias files), but no .cm/meta.json
+    if (path / ".cm" / "meta.json").is_file() or any(path.glob("ckp-*.json")):
         return [path]
     return sorted(
         meta.parent.parent

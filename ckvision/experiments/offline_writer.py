@@ -157,7 +157,20 @@ def _create_entry(root: Path, name: str) -> Path:
     )
     atomic_write_text(root / ".cm" / f"alias-a-{name}", uid + "\n")
     atomic_write_text(root / ".cm" / f"alias-u-{uid}", name + "\n")
+    _register_module_dir(root)
     return entry
+
+
+def _register_module_dir(root: Path) -> None:
+    """The repo's own aliases of its ``experiment/`` folder, as ck writes them when it makes
+    that folder: without them ``ck load experiment:...`` calls the repo inconsistent."""
+    if root.name != "experiment":
+        return
+    aliases = root.parent / ".cm"
+    if not (aliases / "alias-a-experiment").is_file():
+        atomic_write_text(aliases / "alias-a-experiment", EXPERIMENT_MODULE_UID + "\n")
+    if not (aliases / f"alias-u-{EXPERIMENT_MODULE_UID}").is_file():
+        atomic_write_text(aliases / f"alias-u-{EXPERIMENT_MODULE_UID}", "experiment\n")
 
 
 def record_point(

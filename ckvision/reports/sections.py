@@ -129,6 +129,7 @@ def provenance_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
                 "cpu": host.get("cpu_model"),
                 "cores": host.get("cpu_affinity"),
                 "host": host.get("hostname"),
+                **({"node": rec["cluster"].get("node")} if rec.get("cluster") else {}),
             }
         )
     return pd.DataFrame(rows)
@@ -156,6 +157,9 @@ def ab_table(a: Sequence[RecordedRun], b: Sequence[RecordedRun]) -> pd.DataFrame
     keys = ["scenario", "batch"]
     ga = fa.groupby(keys)[["samples/s", "p99 ms"]].mean()
     gb = fb.groupby(keys)[["samples/s", "p99 ms"]].mean()
+    for side, frame, group in (("A", fa, ga), ("B", fb, gb)):  # cluster runs: say when a
+        if "hardware" in frame:  # mean spans different hardware (never silently)
+            group[f"hardware {side}"] = frame.groupby(keys)["hardware"].nunique()
     table = ga.join(gb, lsuffix=" A", rsuffix=" B", how="inner").reset_index()
     if table.empty:
         return table

@@ -69,6 +69,9 @@ def add_sweep_parser(sub: Any) -> None:
         help="extra ck benchmark argument, e.g. --dep_add_tags.weights=fp16",
     )
     common.add_argument("--csv", type=Path, help="also write the table as CSV")
+    from ckvision.cluster.command import add_cluster_options
+
+    add_cluster_options(common)  # --cluster ADDRESS ... (issue 21)
     batch = kinds.add_parser("batch", parents=[common], help="Offline, one run per batch size")
     batch.add_argument("--batches", default="1..32", help="1,2,4,8 or 1..32 (powers of two)")
     batch.add_argument("--max-batch", type=int, default=0, help="the model's max batch, if any")
@@ -100,6 +103,14 @@ def add_sweep_parser(sub: Any) -> None:
 def make_runner(args: argparse.Namespace, kind: str, log: Callable[[str], None]) -> Any:
     from ckvision.sweeps.points import CkPointRunner
 
+    if getattr(args, "cluster", None):
+        from ckvision.cluster.command import make_cluster_runner
+
+        return make_cluster_runner(args, kind, fingerprint(), _env_pairs(args.env), log)
+    if hasattr(args, "cluster"):
+        from ckvision.cluster.command import check_local_args
+
+        check_local_args(args)
     tags = [f"sweep_{kind}", *(t for t in args.tags.split(",") if t.strip())]
     return CkPointRunner(
         args.backend, tags, _env_pairs(args.env), fingerprint(), ck_args=args.ck_args, log=log
@@ -158,4 +169,6 @@ def run_sweep_command(args: argparse.Namespace, log: Callable[[str], None] = pri
     if args.csv is not None:
         table.to_csv(args.csv, index=False)
         log(f"table: {args.csv}")
-    return 0
+    for line in runner.not_run:  # a cluster's points that no node ran (one line each)
+        log(line)
+    return 1 if runner.not_run else 0

@@ -65,42 +65,40 @@ def parse_range(text: str, what: str, max_value: int = 0) -> list[int]:
 
 
 def batch_sweep(runner: CkPointRunner, batches: Sequence[int]) -> list[PointResult]:
-    return [
-        runner.run(
-            Point(
-                "batch",
-                f"batch={b}",
-                {
-                    "CK_LOADGEN_SCENARIO": "Offline",
-                    "CK_LOADGEN_MODE": "PerformanceOnly",
-                    "CK_BATCH_SIZE": str(b),
-                },
-                (f"batch.{b}",),
-            )
+    points = [
+        Point(
+            "batch",
+            f"batch={b}",
+            {
+                "CK_LOADGEN_SCENARIO": "Offline",
+                "CK_LOADGEN_MODE": "PerformanceOnly",
+                "CK_BATCH_SIZE": str(b),
+            },
+            (f"batch.{b}",),
         )
         for b in batches
     ]
+    return runner.run_all(points)
 
 
 def concurrency_sweep(
     runner: CkPointRunner, levels: Sequence[int], batch: int | None = None
 ) -> list[PointResult]:
-    return [
-        runner.run(
-            Point(
-                "concurrency",
-                f"concurrency={n}",
-                {
-                    "CK_LOADGEN_SCENARIO": "MultiStream",
-                    "CK_LOADGEN_MODE": "PerformanceOnly",
-                    "CK_LOADGEN_MULTISTREAMNESS": str(n),
-                    "CK_BATCH_SIZE": str(min(n, batch) if batch else n),
-                },
-                (f"concurrency.{n}",),
-            )
+    points = [
+        Point(
+            "concurrency",
+            f"concurrency={n}",
+            {
+                "CK_LOADGEN_SCENARIO": "MultiStream",
+                "CK_LOADGEN_MODE": "PerformanceOnly",
+                "CK_LOADGEN_MULTISTREAMNESS": str(n),
+                "CK_BATCH_SIZE": str(min(n, batch) if batch else n),
+            },
+            (f"concurrency.{n}",),
         )
         for n in levels
     ]
+    return runner.run_all(points)
 
 
 def _ms(loadgen: dict[str, Any], key: str) -> float | None:
@@ -137,6 +135,9 @@ def sweep_row(result: PointResult) -> dict[str, Any]:
     for key, value in stages.items():
         row[key.replace("_ms", " ms").replace("_", " ")] = value
     row["workers"], row["threads"] = config.get("workers"), config.get("threads")
+    node = record.get("cluster")  # a point run on a Ray cluster: which node, what hardware
+    if node:
+        row["node"], row["hardware"] = node.get("node"), node.get("hardware")
     row["entry"] = result.entry
     return row
 
@@ -145,4 +146,6 @@ def sweep_table(results: Sequence[PointResult], kind: str) -> pd.DataFrame:
     frame = pd.DataFrame([sweep_row(r) for r in results])
     if kind == "batch":
         frame = frame.drop(columns=["concurrency"])
+    if "node" in frame.columns and frame["node"].nunique() > 1:  # grouped by node, never mixed
+        frame = frame.sort_values("node", kind="stable").reset_index(drop=True)
     return frame

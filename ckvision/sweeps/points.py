@@ -80,6 +80,7 @@ class CkPointRunner:
         self.ck_args = list(ck_args)
         self.log = log
         self.done: list[PointResult] = []
+        self.not_run: list[str] = []  # one line per point that was not run (cluster)
 
     def point_id(self, point: Point) -> str:
         material = {
@@ -102,6 +103,10 @@ class CkPointRunner:
             return None
         runs = list(iter_runs(find_entries([entry])))
         return runs[-1] if runs else None
+
+    def run_all(self, points: Sequence[Point]) -> list[PointResult]:
+        """The points one after another (a cluster runner runs them at once)."""
+        return [self.run(p) for p in points]
 
     def run(self, point: Point) -> PointResult:
         from ckvision.experiments.ck_tool import run_ck
