@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ckvision.accuracy import format_accuracy
 from ckvision.experiments.entries import RecordedRun, find_entries, iter_runs
 from ckvision.fsutil import atomic_dir
 from ckvision.submission import KINDS, SubmissionError
@@ -261,7 +262,8 @@ def accuracy_text(record: Mapping[str, Any], full_log: str) -> str:
     if not {"top1", "good", "total"} <= set(acc):
         raise SubmissionError("the accuracy run has no scored accuracy recorded")
     digest = hashlib.sha256(full_log.encode("utf-8")).hexdigest()
-    line = f"accuracy={float(acc['top1']):.3f}%, good={acc['good']}, total={acc['total']}"
+    # accuracy-imagenet.py prints only the top-1 line
+    line = format_accuracy({"top1": float(acc["top1"]), "good": acc["good"], "total": acc["total"]})
     return f"{line}\n\nhash={digest}\n"
 
 
