@@ -6,7 +6,8 @@ so, where it is absent).
 The short runs (1 s) are honest, so the checker's only errors must be the 600 s rule.
 Compliance performance checks compare two runs' speed within 10-20 %; on a loaded
 2-core machine a 1 s run can miss that, which build refuses (as it must): the fixture
-then makes the two compliance runs again (at most three times), as a user would.
+then makes that scenario's performance and compliance runs again (at most ``ATTEMPTS`` times),
+as a user would.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ckvision.submission.compliance import (
 from ckvision.submission.system import REQUIRED_FIELDS
 from tests.conftest import build_tiny_onnx, tiny_logits
 
+ATTEMPTS = 6  # compliance runs remade at most this often (see the module docstring)
 SAMPLES = 1024  # the checker's minimum performance sample count for resnet
 _SRC = Path(os.environ.get("CKVISION_INFERENCE_SRC") or "/work/inference-src")
 HAVE_SRC = (_SRC / "tools/submission/submission_checker/main.py").is_file()
@@ -86,7 +88,7 @@ def _tree_hash(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny model (with its contract beside it) and a 1,024-sample tiny dataset."""
+    """A small model (with its contract beside it) and a 1,024-sample dataset."""
     root = tmp_path_factory.mktemp("submission-assets")
     contract = ModelContract(
         name="tiny", image_size=16, resize_size=16, num_classes=10, output_name="logits"
@@ -132,7 +134,7 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     """Short real runs of both scenarios, whose compliance checks pass."""
     os.environ["CK_PROGRESS"] = "off"
     work = tmp_path_factory.mktemp("submission-work")
-    for _attempt in range(4):
+    for _attempt in range(ATTEMPTS):
         assert _run(work, assets, "--no-build") == 0
         try:
             build_submission(
@@ -149,9 +151,13 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
             match = re.search(r"entry (submission\.tiny\.(\w+)\.test0[14])", str(err))
             if not match or "compliance" not in str(err):
                 raise
-            for test in ("test01", "test04"):  # remake both compliance runs of that scenario
-                shutil.rmtree(work / "experiment" / f"submission.tiny.{match.group(2)}.{test}")
-    pytest.fail("compliance performance missed its 10-20 % band four times: machine too noisy")
+            # remake the three timed runs of that scenario (an outlier performance run
+            # would fail every new compliance run compared with it)
+            for kind in ("performance", "test01", "test04"):
+                shutil.rmtree(work / "experiment" / f"submission.tiny.{match.group(2)}.{kind}")
+    pytest.fail(
+        f"compliance performance missed its 10-20 % band {ATTEMPTS} times: machine too noisy"
+    )
 
 
 def _build(work: Path, out: Path, system: Path, *extra: str, entries: Path | None = None) -> int:
@@ -627,3 +633,61 @@ def _progress_off() -> Iterator[None]:
         os.environ.pop("CK_PROGRESS", None)
     else:
         os.environ["CK_PROGRESS"] = old
+
+
+# --- the inference source: git clone at a pinned commit (CK package's installer) ------
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(  # noqa: S603
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture()
+def fake_inference_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A local git repository laid out like mlcommons/inference (checker path only)."""
+    repo = tmp_path / "inference.git-src"
+    checker = repo / "tools" / "submission" / "submission_checker" / "main.py"
+    checker.parent.mkdir(parents=True)
+    checker.write_text("print('SUMMARY: submission looks OK')\n")
+    _git("init", "-q", cwd=repo)
+    _git("add", ".", cwd=repo)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one", cwd=repo)
+    first = _git("rev-parse", "HEAD", cwd=repo)
+    checker.write_text("raise SystemExit('second commit')\n")
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two", cwd=repo)
+    return repo, first
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("scheme", ["path", "file"])
+def test_install_source_at_pinned_commit(
+    fake_inference_repo: tuple[Path, str],
+    tmp_path: Path,
+    tree: Path,
+    scheme: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, first = fake_inference_repo
+    url = str(repo) if scheme == "path" else f"file://{repo}"
+    dest = tmp_path / "installed"
+    argv = ["submission", "install-source", f"--install-dir={dest}", f"--url={url}"]
+    assert main([*argv, f"--commit={first[:10]}"]) == 0
+    marker = json.loads((dest / "ckvision-inference-source.json").read_text())
+    assert marker["commit"] == first and marker["url"] == url
+    assert "looks OK" in (dest / "src" / "tools/submission/submission_checker/main.py").read_text()
+    assert main([*argv, f"--commit={first[:10]}"]) == 0  # idempotent
+    # the checker found through CK's variable (what the soft entry sets)
+    os.environ["CK_ENV_MLPERF_INFERENCE"] = str(dest / "src")
+    try:
+        assert main(["submission", "check", str(tree)]) == 0
+    finally:
+        del os.environ["CK_ENV_MLPERF_INFERENCE"]
+    assert "checker v6.1 verdict: submission looks OK" in capsys.readouterr().out
+    assert main([*argv, "--commit=0123456789"]) != 0
+    assert "git checkout failed" in capsys.readouterr().err
+    assert main([*argv[:-1], "--url=/x;touch /tmp/owned", "--commit=abcdef1"]) != 0
+    assert "use https://, file:// or a path" in capsys.readouterr().err
+    assert marker == json.loads((dest / "ckvision-inference-source.json").read_text())

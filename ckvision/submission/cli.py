@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     check.add_argument("--csv", type=Path, help="keep the checker's CSV here")
 
+    source = ssub.add_parser(
+        "install-source", help="git clone mlcommons/inference at a pinned commit (the checker)"
+    )
+    source.add_argument("--install-dir", type=Path, required=True)
+    source.add_argument("--url", default=None, help="git URL, file:// URL or local path")
+    source.add_argument("--commit", default=None, help="commit to check out (pinned default)")
+
     run = ssub.add_parser(
         "run", help="accuracy, performance, TEST01, TEST04 per scenario; then build + check"
     )
@@ -104,6 +111,11 @@ def dispatch(args: argparse.Namespace) -> int:
             skip_dataset_size_check=args.skip_dataset_size_check,
             csv=args.csv,
         )
+    if action == "install-source":
+        from ckvision.submission.source import DEFAULT_COMMIT, DEFAULT_URL, install_source
+
+        install_source(args.url or DEFAULT_URL, args.commit or DEFAULT_COMMIT, args.install_dir)
+        return 0
     return _run(args)
 
 
