@@ -5,7 +5,8 @@ so, where it is absent).
 
 The short runs (1 s) are honest, so the checker's only errors must be the 600 s rule.
 Compliance performance checks compare two runs' speed within 10-20 %; on a loaded
-2-core machine a 1 s run can miss that, which build refuses (as it must): the fixture
+2-core machine a 1 s run can miss that (or stall into an INVALID run), which build
+refuses (as it must): the fixture
 then makes that scenario's performance and compliance runs again (at most ``ATTEMPTS`` times),
 as a user would.
 """
@@ -73,7 +74,7 @@ RUN_ARGS = [
     "--workers=1",
     "--batch-size=8",
     "--target-qps=60000",
-    "--target-latency-ms=0.2",
+    "--target-latency-ms=0.02",
     "--min-duration-s=1",
 ]
 
@@ -148,8 +149,9 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
             )
             return work
         except SubmissionError as err:
-            match = re.search(r"entry (submission\.tiny\.(\w+)\.test0[14])", str(err))
-            if not match or "compliance" not in str(err):
+            text = str(err)
+            match = re.search(r"entry (submission\.tiny\.(\w+)\.(performance|test0[14]))", text)
+            if not match or not ("compliance" in text or "INVALID" in text):
                 raise
             # remake the three timed runs of that scenario (an outlier performance run
             # would fail every new compliance run compared with it)
