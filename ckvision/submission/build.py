@@ -427,9 +427,9 @@ def build_submission(
     if (out.exists() or full.exists()) and not force:
         raise SubmissionError(f"{out} exists; give --force to replace it")
     user = load_user_description(system_desc)
+    if scenarios is not None:  # only these results (others may be incomplete)
+        runs = [r for r in runs if (r.record.get("config") or {}).get("scenario") in scenarios]
     results = group_results(runs)
-    if scenarios is not None:
-        results = [r for r in results if r.scenario in scenarios]
     if not results:
         raise SubmissionError("no result to submit in the selected entries")
     for result in results:
