@@ -693,3 +693,31 @@ def test_install_source_at_pinned_commit(
     assert main([*argv[:-1], "--url=/x;touch /tmp/owned", "--commit=abcdef1"]) != 0
     assert "use https://, file:// or a path" in capsys.readouterr().err
     assert marker == json.loads((dest / "ckvision-inference-source.json").read_text())
+
+
+@pytest.mark.timeout(120)
+def test_build_of_chosen_scenarios_ignores_an_incomplete_other(
+    work: Path, assets: dict[str, Path], tmp_path: Path
+) -> None:
+    experiment = _copy(work, tmp_path)
+    shutil.rmtree(experiment / "submission.tiny.offline.test04")
+    runs = select_runs([experiment], ["submission"])
+    with pytest.raises(SubmissionError, match="no TEST04 compliance test"):
+        build_submission(
+            runs,
+            tmp_path / "all",
+            division="open",
+            submitter="s",
+            system="vm",
+            system_desc=assets["system"],
+        )
+    build_submission(
+        runs,
+        tmp_path / "ss",
+        division="open",
+        submitter="s",
+        system="vm",
+        system_desc=assets["system"],
+        scenarios=["SingleStream"],
+    )
+    assert [p.name for p in (tmp_path / "ss/open/s/results/vm/tiny").iterdir()] == ["SingleStream"]
