@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] <= (3, 11) else "ck 2.6.4 needs Python 3.10 or 3.11; set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton,submission]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "tensorrt-stubs==10.13.0.35.1"
 	touch $(STAMP)
 
