@@ -89,7 +89,8 @@ def _reusable(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInput
     model = record.get("model") or {}
     if inputs.model_info.get("sha256") and model.get("sha256") != inputs.model_info["sha256"]:
         return False
-    if (record.get("dataset") or {}).get("path") != str(inputs.dataset_dir):
+    recorded = (record.get("dataset") or {}).get("path")
+    if not recorded or Path(recorded).resolve() != Path(inputs.dataset_dir).resolve():
         return False
     if int(record.get("failures") or 0):
         return False
