@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else "ckvision needs Python 3.11 (ck 2.6.4 runs on <= 3.11; the pins need 3.11); set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[export,sample,dev,triton,submission]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "tensorrt-stubs==10.13.0.35.1"
 	touch $(STAMP)
 

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ckvision.containers.cli import add_parser as add_docker_parser
 
     add_docker_parser(sub)
+    from ckvision.submission.cli import add_parser as add_submission_parser
+
+    add_submission_parser(sub)  # submission build|check|run (issue 17)
     return parser
 
 
@@ -210,6 +213,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.containers.cli import dispatch as docker_dispatch
 
         return docker_dispatch(args)
+    elif args.command == "submission":
+        from ckvision.submission.cli import dispatch as submission_dispatch
+
+        return submission_dispatch(args)
     return 0
 
 

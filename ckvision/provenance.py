@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
 from pathlib import Path
 
-__all__ = ["collect_provenance", "cpu_model"]
+__all__ = ["collect_provenance", "cpu_model", "code_fingerprint", "memory_bytes"]
 
 _DISTRIBUTIONS = ("ck", "mlcommons-loadgen", "onnxruntime", "numpy", "ckvision", "onnx", "torch")
 
@@ -20,6 +21,30 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def memory_bytes() -> int | None:
+    """Physical memory (MemTotal of /proc/meminfo), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def code_fingerprint() -> str:
+    """sha256 of the ckvision sources that make a run (every module but the submission
+    tooling, which only reads runs): the code version a submission must not mix."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("submission/"):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def collect_provenance() -> dict[str, object]:
@@ -40,5 +65,7 @@ def collect_provenance() -> dict[str, object]:
             "machine": platform.machine(),
             "system": platform.platform(),
             "hostname": platform.node(),
+            "memory_bytes": memory_bytes(),
         },
+        "code_sha256": code_fingerprint(),
     }

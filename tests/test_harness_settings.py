@@ -133,7 +133,7 @@ def test_bad_conf_is_a_config_error(tmp_path: Path) -> None:
 def test_audit_config(tmp_path: Path) -> None:
     path = write_audit_config(RunConfig(compliance_test="TEST01"), tmp_path)
     text = path.read_text()
-    assert "*.*.mode = 2" in text and "*.*.accuracy_log_sampling_target = 1024" in text
+    assert "*.*.mode = 2" in text and "*.*.accuracy_log_sampling_target = 4096" in text
     text = write_audit_config(RunConfig(compliance_test="TEST04"), tmp_path).read_text()
     assert "*.Offline.performance_issue_same = 1" in text
     assert "*.Server.performance_issue_same_index = 3" in text

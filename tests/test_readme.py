@@ -51,6 +51,7 @@ OTHER_COMMANDS = {
     ("git", "clone"): "git",
     ("cd",): "shell",
     ("mkdir",): "shell",
+    ("export",): "shell",
     ("source", ".venv/bin/activate"): "the venv make demo creates",
     ("python3.11", "-m", "pip", "install", "ck==2.6.4"): "the one pin ck needs",
     ("ck", "pull", "repo"): "ck's own command",

@@ -55,7 +55,7 @@ _AUDIT = {
     "TEST01": [
         "*.*.mode = 2",
         "*.*.accuracy_log_rng_seed = 720381539243781796",
-        "*.*.accuracy_log_sampling_target = 1024",
+        "*.*.accuracy_log_sampling_target = 4096",  # compliance/TEST01/resnet50/audit.config
     ],
     "TEST04": [
         f"*.{s.value}.{key}"

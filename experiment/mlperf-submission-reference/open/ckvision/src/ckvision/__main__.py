@@ -1,0 +1,5 @@
+import sys
+
+from ckvision.cli import main
+
+sys.exit(main())
