@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ckvision.config import ENV_VARS, RunConfig
+from ckvision.config import ENV_VARS, Mode, RunConfig
 from ckvision.errors import CkVisionError
 
 __all__ = ["main", "build_parser"]
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     from ckvision.ck.upstream_env import refuse_unsupported
     from ckvision.program import resolve_inputs, run_program
     from ckvision.report import print_run
-    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning import autotune, explicit_settings, validate_choice
 
     refuse_unsupported(os.environ)  # ck-mlperf's variables we cannot honour: one line
     overrides = {name: getattr(args, name) for name in ENV_VARS}
@@ -148,7 +148,17 @@ def _run(args: argparse.Namespace) -> int:
         inputs.dataset_dir,
         explicit_settings(os.environ, overrides),
     )
-    record = run_program(config, inputs, args.output_dir.resolve(), tuning=tuning)
+    record = run_program(
+        config,
+        inputs,
+        args.output_dir.resolve(),
+        tuning=tuning,
+        check_tuning=lambda result: validate_choice(
+            tuning,
+            result.samples_per_second if result.mode is Mode.PERFORMANCE else None,
+            scenario=result.scenario,
+        ),
+    )
     print_run(record)
     return 0
 

@@ -89,8 +89,12 @@ def run_program(
     *,
     log: Callable[[str], None] = print,
     tuning: dict[str, Any] | None = None,
+    check_tuning: Callable[[Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run one LoadGen test and return the run's record (also written to disk)."""
+    """Run one LoadGen test and return the run's record (also written to disk).
+
+    ``check_tuning(result)``: how the run compares with the auto-tuner's prediction,
+    recorded as ``tuning.validation`` (``ckvision.tuning.validate_choice``)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
 
     if config.backend == "tensorrt":
@@ -123,6 +127,8 @@ def run_program(
         )
         versions = backend.version()
         statistics = backend.run_statistics()
+    if tuning is not None and check_tuning is not None:
+        tuning = {**tuning, "validation": check_tuning(result)}
     write_run_info(
         output_dir,
         {
