@@ -287,3 +287,46 @@ def test_only_fp32_onnx_models_are_quantized(
     missing = tmp_path / "nowhere" / "model.onnx"
     assert _quantize(missing, out, "--calibration-dir", str(calibration_dir)) != 0
     assert "ck install package --tags=model,onnx" in _one_line_error(capsys)
+
+
+def _recorded(precision: str, scenario: str, mode: str, **values: float) -> Any:
+    from ckvision.experiments.entries import RecordedRun
+
+    model: dict[str, Any] = {"name": "m", "tags": ["model", "onnx", precision]}
+    if precision == "int8":
+        model.update(precision="int8", quantization={"method": "minmax"})
+    loadgen = {"scenario": scenario, "mode": mode, "result_validity": "VALID"}
+    if "qps" in values:
+        loadgen["samples_per_second"] = values["qps"]
+    if "p50" in values:
+        loadgen["latency_p50_ns"] = values["p50"] * 1e6
+        loadgen["latency_p90_ns"] = values["p50"] * 1.1e6
+    record = {
+        "loadgen": loadgen,
+        "config": {"scenario": scenario, "mode": mode, "batch_size": 1},
+        "model": model,
+        "accuracy": {"top1": values["top1"]} if "top1" in values else None,
+    }
+    return RecordedRun("e", ("t",), "p", 1, record, Path("x"))
+
+
+def test_report_puts_precisions_side_by_side() -> None:
+    from ckvision.reports.sections import precision_table
+
+    runs = [
+        _recorded("fp32", "Offline", "PerformanceOnly", qps=100.0),
+        _recorded("fp32", "Offline", "PerformanceOnly", qps=120.0),
+        _recorded("int8", "Offline", "PerformanceOnly", qps=242.0),
+        _recorded("fp32", "SingleStream", "PerformanceOnly", p50=10.0),
+        _recorded("int8", "SingleStream", "PerformanceOnly", p50=4.0),
+        _recorded("fp32", "Offline", "AccuracyOnly", top1=80.0),
+        _recorded("int8", "Offline", "AccuracyOnly", top1=79.0),
+    ]
+    table = precision_table(runs).set_index("precision")
+    assert table.at["int8", "calibration"] == "minmax"
+    assert table.at["fp32", "Offline samples/s"] == pytest.approx(110.0)  # mean of runs
+    assert table.at["int8", "x FP32 samples/s"] == pytest.approx(2.2)
+    assert table.at["int8", "x FP32 p50"] == pytest.approx(0.4)
+    assert table.at["int8", "x FP32 top-1"] == pytest.approx(79 / 80)
+    assert bool(table.at["int8", "meets 99%"]) is False  # 98.75% of FP32
+    assert precision_table(runs[:2]).empty  # one precision: nothing to compare
