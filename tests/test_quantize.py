@@ -26,6 +26,7 @@ from ckvision.data.cache import PreprocessedDataset
 from ckvision.models.contract import ModelContract
 
 pytestmark = pytest.mark.timeout(120)
+INT8_PACKAGE_UID = "e7b4d744a3c91d6e"  # package/model-onnx-quantized-from-onnx
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +331,62 @@ def test_report_puts_precisions_side_by_side() -> None:
     assert table.at["int8", "x FP32 top-1"] == pytest.approx(79 / 80)
     assert bool(table.at["int8", "meets 99%"]) is False  # 98.75% of FP32
     assert precision_table(runs[:2]).empty  # one precision: nothing to compare
+
+
+@pytest.fixture(scope="module")
+def ck_int8_world(ck_world: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A copy of the session's CK world (its env entries: python, the FP32 model, the
+    sample set), so the INT8 env installed here never makes the other ck tests' model
+    dependency ambiguous."""
+    base = tmp_path_factory.mktemp("ck-int8")
+    shutil.copytree(ck_world["CK_REPOS"], base / "repos", symlinks=True)
+    (base / "tools").mkdir()
+    return dict(ck_world, CK_REPOS=str(base / "repos"), CK_TOOLS=str(base / "tools"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ck_installs_the_int8_package_from_the_installed_fp32_model(
+    ck_int8_world: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckcli import ck
+
+    env = ck_int8_world
+    bad = ck(
+        env,
+        "install",
+        "package:model-onnx-quantized-from-onnx",
+        "--tags=int8,minmax",
+        "--env.CKVISION_INT8_CALIBRATION_COUNT=-3",
+        "--quiet",
+    )
+    assert bad.returncode != 0
+    assert "calibration count -3 must not be negative" in bad.stdout + bad.stderr
+    assert not ck(env, "show", "env", "--tags=int8").stdout.count("int8")  # nothing registered
+    done = ck(
+        env,
+        "install",
+        "package:model-onnx-quantized-from-onnx",
+        "--tags=int8,entropy",
+        "--env.CKVISION_INT8_CALIBRATION_COUNT=16",
+        "--env.CKVISION_INT8_ACCURACY_COUNT=32",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "MLPerf's 99% of FP32 on this set" in done.stdout
+    shown = ck(env, "show", "env", "--tags=model,onnx,int8,entropy,efficientnet-lite0").stdout
+    assert "efficientnet-lite0" in shown
+    (sidecar,) = Path(env["CK_TOOLS"]).glob("*/model.json")
+    side = json.loads(sidecar.read_text())
+    assert side["env"]["ML_MODEL_DATA_TYPE"] == "int8"
+    assert side["quantization"]["calibration"]["set"] == "ckvision-set-aside-photos"
+    assert side["quantization"]["calibration"]["images"] == 16
+    assert side["accuracy"]["images"] == 32 and side["accuracy"]["dataset_kind"] == "sample"
+    # plain FP32 queries still select one package (CK matches tags and variation names)
+    from ckvision.ck.deps import check_package_tags
+
+    monkeypatch.setenv("CK_REPOS", env["CK_REPOS"])
+    monkeypatch.setenv("CK_TOOLS", env["CK_TOOLS"])
+    for tags in ("model,onnx,resnet50", "model,onnx,efficientnet-lite0,fp32"):
+        assert check_package_tags(tags)["package"] != INT8_PACKAGE_UID  # one match, not ours
+    assert check_package_tags("model,onnx,int8,from.resnet50")["package"] == INT8_PACKAGE_UID
