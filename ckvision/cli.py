@@ -157,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             tuning,
             result.samples_per_second if result.mode is Mode.PERFORMANCE else None,
             scenario=result.scenario,
+            in_run=result.adaptive,
         ),
     )
     print_run(record)

@@ -127,6 +127,8 @@ def run_program(
         )
         versions = backend.version()
         statistics = backend.run_statistics()
+    if result.adaptive is not None:  # the batch the Offline run settled on (CK_ADAPTIVE_BATCH)
+        tuning = {**(tuning or {}), "in_run": result.adaptive}
     if tuning is not None and check_tuning is not None:
         tuning = {**tuning, "validation": check_tuning(result)}
     write_run_info(

@@ -221,6 +221,13 @@ def _tune_layout(
     changes: dict[str, Any] = {
         f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items() if f not in explicit
     }
+    if (
+        "batch_size" in changes
+        and "adaptive_batch" not in explicit
+        and config.scenario is Scenario.OFFLINE
+        and config.mode is Mode.PERFORMANCE
+    ):
+        changes["adaptive_batch"] = "on"  # the run checks the probe's batch against its own
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
@@ -287,6 +294,7 @@ def validate_choice(
     achieved_samples_per_s: float | None,
     *,
     scenario: Scenario = Scenario.OFFLINE,
+    in_run: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -304,6 +312,11 @@ def validate_choice(
         return {"checked": False, "why": "the run measured no throughput (accuracy mode)"}
     ratio = achieved_samples_per_s / predicted
     held = abs(ratio - 1.0) <= MISS_LIMIT
+    tuned_batch = (record.get("chosen") or {}).get("batch_size")
+    moved = bool(
+        in_run and in_run.get("settled") and tuned_batch and in_run.get("batch") != tuned_batch
+    )
+    held = held and not moved
     out: dict[str, Any] = {
         "checked": True,
         "predicted_samples_per_s": predicted,
@@ -311,17 +324,23 @@ def validate_choice(
         "ratio": round(ratio, 4),
         "held": held,
     }
+    if moved:
+        assert in_run is not None
+        out["in_run_batch"] = in_run.get("batch")
     if held:
         out["action"] = "kept" if record.get("cached") else "none (the probe was not cached)"
         return out
     path = Path(record["cache"]) if record.get("cache") else cache_path(env)
     dropped = drop_choice(path, str(record.get("cache_key", "")))
     out["action"] = "dropped: the next run probes again" if dropped else "none (not cached)"
-    log(
-        f"ckvision: the run reached {ratio:.0%} of the auto-tuner's prediction "
+    why = (
+        f"settled on batch {out['in_run_batch']} over the probe's {tuned_batch}"
+        if moved
+        else f"reached {ratio:.0%} of the auto-tuner's prediction "
         f"({achieved_samples_per_s:.1f} vs {predicted:.1f} samples/s, more than "
-        f"{MISS_LIMIT:.0%} off); " + ("the next run probes again" if dropped else "not cached")
+        f"{MISS_LIMIT:.0%} off)"
     )
+    log(f"ckvision: the run {why}; " + ("the next run probes again" if dropped else "not cached"))
     return out
 
 
