@@ -127,11 +127,18 @@ def test_a_run_that_settles_elsewhere_drops_the_cached_choice(tmp_path: Path) ->
         "cache": str(cache),
         "cached": True,
     }
+    tried = {"4": 100.0, "2": 80.0, "8": 108.0}
     same = tuning.validate_choice(record, 101.0, in_run={"settled": True, "batch": 4})
     assert same["held"] and load_choice(cache, "k") is not None
+    # settled on 8, but within 10% of the probe's 4 in the run: noise, the choice holds
+    close = tuning.validate_choice(
+        record, 101.0, in_run={"settled": True, "batch": 8, "tried": tried}
+    )
+    assert close["held"] and load_choice(cache, "k") is not None
+    tried["8"] = 125.0
     lines: list[str] = []
     moved = tuning.validate_choice(
-        record, 101.0, in_run={"settled": True, "batch": 8}, log=lines.append
+        record, 101.0, in_run={"settled": True, "batch": 8, "tried": tried}, log=lines.append
     )
     assert not moved["held"] and moved["in_run_batch"] == 8
     assert load_choice(cache, "k") is None and "settled on batch 8 over the probe's 4" in lines[0]

@@ -313,8 +313,14 @@ def validate_choice(
     ratio = achieved_samples_per_s / predicted
     held = abs(ratio - 1.0) <= MISS_LIMIT
     tuned_batch = (record.get("chosen") or {}).get("batch_size")
-    moved = bool(
-        in_run and in_run.get("settled") and tuned_batch and in_run.get("batch") != tuned_batch
+    tried = dict((in_run or {}).get("tried") or {})
+    moved = bool(  # the run found a batch more than MISS_LIMIT faster than the probe's
+        in_run
+        and in_run.get("settled")
+        and tuned_batch
+        and in_run.get("batch") != tuned_batch
+        and str(tuned_batch) in tried
+        and tried.get(str(in_run.get("batch")), 0.0) > tried[str(tuned_batch)] * (1 + MISS_LIMIT)
     )
     held = held and not moved
     out: dict[str, Any] = {
