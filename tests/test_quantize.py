@@ -206,6 +206,7 @@ def test_default_calibration_photos_are_not_the_sample_sets() -> None:
 
 def test_an_operator_ort_cannot_quantize_is_named(
     tmp_path: Path,
+    int8_model: Path,
     tiny_contract: ModelContract,
     calibration_dir: Path,
     capsys: pytest.CaptureFixture[str],
@@ -233,6 +234,12 @@ def test_an_operator_ort_cannot_quantize_is_named(
     err = _one_line_error(capsys)
     assert "operator com.example.FancyTopK" in err
     _nothing_installed(out)
+    # a failed re-install into an installed folder leaves the installed model as it was
+    shutil.copytree(int8_model.parent, tmp_path / "installed")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "installed").iterdir()}
+    assert _quantize(path, tmp_path / "installed", "--calibration-dir", str(calibration_dir))
+    assert "FancyTopK" in _one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "installed").iterdir()} == before
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -34,6 +35,7 @@ from ckvision.errors import BackendError, ConfigError, MissingPackageError, Mode
 from ckvision.fsutil import atomic_write_json
 from ckvision.models.calibration import CalibrationSource, ort_calibration_reader
 from ckvision.models.contract import ModelContract
+from ckvision.program import MODEL_SIDECAR as SIDECAR
 
 __all__ = [
     "METHODS",
@@ -49,7 +51,6 @@ __all__ = [
 METHODS = ("minmax", "entropy", "percentile")
 MLPERF_ACCURACY_TARGET = 0.99  # MLPerf closed division: >= 99% of the FP32 reference
 MODEL_FILE = "model.onnx"
-SIDECAR = "model.json"  # = ckvision.program.MODEL_SIDECAR (program is below us: import it)
 _FP32_TAGS = "model,onnx,efficientnet-lite0,fp32"
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -129,8 +130,6 @@ def check_quantizable(onnx_path: Path) -> list[str]:
 def _operator_from(err: BaseException, onnx_path: Path) -> ModelError:
     """ORT's failure during quantization as one line naming the operator it names."""
     text = " ".join(str(err).split())
-    import re
-
     found = re.search(r"(?:op(?:erator)?|node)[ _]?(?:type)?[:= ]+['\"]?([A-Za-z0-9_.]+)", text)
     what = f"operator {found.group(1)}" if found else "an operator"
     return ModelError(f"ONNX Runtime cannot quantize {onnx_path.name} at {what}: {text[:300]}")
@@ -270,7 +269,6 @@ def quantize_model(
     install_dir = Path(install_dir)
     install_dir.mkdir(parents=True, exist_ok=True)
     final_model, final_sidecar = install_dir / MODEL_FILE, install_dir / SIDECAR
-    final_sidecar.unlink(missing_ok=True)  # a re-install is not "installed" until it ends
     work = Path(tempfile.mkdtemp(prefix=".int8.", suffix=".partial", dir=install_dir))
     try:
         staged = work / MODEL_FILE
@@ -307,8 +305,11 @@ def quantize_model(
             "accuracy": accuracy,
             "env": {**contract.to_env(), "ML_MODEL_DATA_TYPE": "int8"},
         }
+        # a model without its sidecar is not installed: the sidecar goes first, and comes
+        # back last, so a reader never pairs the old sidecar with the new model
+        final_sidecar.unlink(missing_ok=True)
         os.replace(staged, final_model)
-        atomic_write_json(final_sidecar, sidecar)  # last: detection needs it
+        atomic_write_json(final_sidecar, sidecar)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"INT8 model ready: {final_model}")
