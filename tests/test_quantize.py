@@ -139,6 +139,7 @@ def test_run_records_precision_and_calibration(
     tiny_dataset: PreprocessedDataset,
     quick_config: Callable[..., Any],
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from ckvision.program import resolve_inputs, run_program
 
@@ -150,6 +151,11 @@ def test_run_records_precision_and_calibration(
         tmp_path / "run",
         log=lambda _: None,
     )
+    from ckvision.report import print_run
+
+    capsys.readouterr()
+    print_run(record)
+    assert "model precision int8: entropy calibration on " in capsys.readouterr().out
     model = record["model"]
     assert model["precision"] == "int8"
     assert model["quantization"]["method"] == "entropy"
