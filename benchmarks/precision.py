@@ -133,6 +133,8 @@ def _ours(
             log=lambda _: None,
         )
     summary = (record or {}).get("summary", "flags")
+    if result.adaptive is not None:
+        summary += f"; in the run settled on batch {result.adaptive['batch']}"
     if scenario is Scenario.SINGLE_STREAM:
         return float(result.summary["latency_p90_ns"]), summary
     return float(result.summary["samples_per_second"]), summary
