@@ -403,3 +403,24 @@ def test_ck_installs_the_int8_package_from_the_installed_fp32_model(
     for tags in ("model,onnx,resnet50", "model,onnx,efficientnet-lite0,fp32"):
         assert check_package_tags(tags)["package"] != INT8_PACKAGE_UID  # one match, not ours
     assert check_package_tags("model,onnx,int8,from.resnet50")["package"] == INT8_PACKAGE_UID
+
+
+def _activation_scales(model: Path) -> dict[str, float]:
+    graph = onnx.load(str(model)).graph
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return {
+        n.input[0]: float(values[n.input[1]])
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and values[n.input[1]].ndim == 0
+    }
+
+
+def test_the_calibration_method_decides_the_ranges(
+    tmp_path: Path, fp32_model: Path, calibration_dir: Path, int8_model: Path
+) -> None:
+    """ORT's default entropy settings equal minmax; ours histogram 2048 bins (TensorRT's)."""
+    out = tmp_path / "minmax"
+    assert _quantize(fp32_model, out, "--calibration-dir", str(calibration_dir)) == 0
+    minmax, entropy = _activation_scales(out / "model.onnx"), _activation_scales(int8_model)
+    assert minmax.keys() == entropy.keys() and minmax
+    assert any(entropy[k] < minmax[k] * 0.99 for k in minmax)  # entropy clips some tail

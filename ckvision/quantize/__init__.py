@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ckvision.errors import BackendError, ConfigError, MissingPackageError, ModelError
+from ckvision.errors import BackendError, ConfigError, DataError, MissingPackageError, ModelError
 from ckvision.fsutil import atomic_write_json
 from ckvision.models.calibration import CalibrationSource, ort_calibration_reader
 from ckvision.models.contract import ModelContract
@@ -51,6 +51,7 @@ __all__ = [
 METHODS = ("minmax", "entropy", "percentile")
 MLPERF_ACCURACY_TARGET = 0.99  # MLPerf closed division: >= 99% of the FP32 reference
 MODEL_FILE = "model.onnx"
+ENTROPY_BINS = 2048  # histogram bins of the entropy method (TensorRT's)
 _FP32_TAGS = "model,onnx,efficientnet-lite0,fp32"
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -150,6 +151,7 @@ def quantize_onnx(
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quantizable = check_quantizable(fp32)
@@ -158,28 +160,44 @@ def quantize_onnx(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[spec.method]
-    extra: dict[str, Any] = {"CalibMaxIntermediateOutputs": 64}
-    if spec.method == "percentile":
-        extra["CalibPercentile"] = spec.percentile
+    options: dict[str, Any] = {"max_intermediate_outputs": 64}
+    if spec.method == "entropy":
+        # ORT's defaults (128 bins, 128 quantized bins) make "entropy" keep the full range,
+        # i.e. minmax; TensorRT's entropy calibration histograms 2048 bins into 128
+        options.update(num_bins=ENTROPY_BINS, num_quantized_bins=128)
+    elif spec.method == "percentile":
+        options.update(percentile=spec.percentile)
     reader = ort_calibration_reader(calibration, contract.input_name)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".quantize.", dir=out.parent) as work:
-        prepared = Path(work) / "prepared.onnx"
+        prepared, ranges = Path(work) / "prepared.onnx", Path(work) / "ranges.json"
         try:
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
             log(f"quantizing {fp32.name}: {spec.method} calibration, QDQ, per-channel weights")
+            # the ranges are computed here (quantize_static cannot set the histogram's
+            # bins), then handed to quantize_static as its calibration cache
+            calibrator = create_calibrator(
+                prepared,
+                [],
+                augmented_model_path=str(Path(work) / "augmented.onnx"),
+                calibrate_method=method,
+                extra_options=options,
+            )
+            calibrator.collect_data(reader)
+            save_tensors_data(calibrator.compute_data(), ranges)
+            del calibrator
             quantize_static(
                 str(prepared),
                 str(out),
-                reader,
+                None,
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,
-                extra_options=extra,
+                calibration_cache_path=ranges,
             )
-        except (ModelError, ConfigError):
+        except (ModelError, ConfigError, DataError):
             raise
         except Exception as err:  # ORT raises bare RuntimeError/ValueError/Fail: name the op
             raise _operator_from(err, fp32) from err
