@@ -369,7 +369,7 @@ def test_ck_installs_the_int8_package_from_the_installed_fp32_model(
         env,
         "install",
         "package:model-onnx-quantized-from-onnx",
-        "--tags=int8,minmax",
+        "--tags=int8,entropy",
         "--env.CKVISION_INT8_CALIBRATION_COUNT=-3",
         "--quiet",
     )
@@ -380,14 +380,14 @@ def test_ck_installs_the_int8_package_from_the_installed_fp32_model(
         env,
         "install",
         "package:model-onnx-quantized-from-onnx",
-        "--tags=int8,entropy",
+        "--tags=int8,percentile",
         "--env.CKVISION_INT8_CALIBRATION_COUNT=16",
         "--env.CKVISION_INT8_ACCURACY_COUNT=32",
         "--quiet",
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "MLPerf's 99% of FP32 on this set" in done.stdout
-    shown = ck(env, "show", "env", "--tags=model,onnx,int8,entropy,efficientnet-lite0").stdout
+    shown = ck(env, "show", "env", "--tags=model,onnx,int8,percentile,efficientnet-lite0").stdout
     assert "efficientnet-lite0" in shown
     (sidecar,) = Path(env["CK_TOOLS"]).glob("*/model.json")
     side = json.loads(sidecar.read_text())
