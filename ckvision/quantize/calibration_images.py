@@ -213,7 +213,7 @@ def describe_source(source: CalibrationSource, folder: Path | None) -> dict[str,
     return {
         "set": str(folder) if folder is not None else SET_ASIDE_NAME,
         "images": usable,
-        "files_sha256": hashlib.sha256("\n".join(_names(source.files)).encode()).hexdigest(),
+        "names_sha256": hashlib.sha256("\n".join(_names(source.files)).encode()).hexdigest(),
     }
 
 
