@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ckvision.submission.cli import add_parser as add_submission_parser
 
     add_submission_parser(sub)  # submission build|check|run (issue 17)
+    from ckvision.quantize.cli import add_parser as add_quantize_parser
+
+    add_quantize_parser(sub)  # quantize-model (issue 19: INT8 on the CPU)
     return parser
 
 
@@ -150,6 +153,10 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
+    if args.command == "quantize-model":
+        from ckvision.quantize.cli import dispatch as quantize_dispatch
+
+        return quantize_dispatch(args)
     if args.command.startswith("triton-"):
         from ckvision.triton.commands import dispatch as triton_dispatch
 

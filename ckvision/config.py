@@ -397,6 +397,13 @@ class RunConfig:
         "probe workers x threads x batch when they are not given",
         choices=("on", "off"),
     )
+    adaptive_batch: str = setting(
+        "CK_ADAPTIVE_BATCH",
+        "off",
+        "Offline: try the batch, half and twice it in the run, keep the fastest "
+        "(on when the auto-tuner chose the batch)",
+        choices=("on", "off"),
+    )
 
     def __post_init__(self) -> None:
         for spec in SETTINGS.values():

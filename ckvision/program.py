@@ -97,8 +97,12 @@ def run_program(
     *,
     log: Callable[[str], None] = print,
     tuning: dict[str, Any] | None = None,
+    check_tuning: Callable[[Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run one LoadGen test and return the run's record (also written to disk)."""
+    """Run one LoadGen test and return the run's record (also written to disk).
+
+    ``check_tuning(result)``: how the run compares with the auto-tuner's prediction,
+    recorded as ``tuning.validation`` (``ckvision.tuning.validate_choice``)."""
     from ckvision.harness.run import run_benchmark  # LoadGen is imported only to run
 
     check_available(config.backend)  # one line when its runtime cannot run here
@@ -116,6 +120,10 @@ def run_program(
             if isinstance(dataset, EncodedDataset) and dataset.engine == "dali":
                 if dataset.preprocessed_by == "client":  # not bit-identical: measured, recorded
                     dataset.measure_difference(max_batch=config.batch_size)
+            if result.adaptive is not None:  # the batch the Offline run settled on
+                tuning = {**(tuning or {}), "in_run": result.adaptive}
+            if tuning is not None and check_tuning is not None:
+                tuning = {**tuning, "validation": check_tuning(result)}
             record_run(
                 output_dir,
                 config,
@@ -205,8 +213,9 @@ def run(
     the MLC script, the sweeps through them): refuse what we cannot honour, settings from
     ``env`` + ``overrides`` (flags win), find the model and data, auto-tune what the user
     left open, run, record. Returns the run's record (also in ``output_dir``)."""
+    from ckvision.config import Mode
     from ckvision.tuning import autotune as tune
-    from ckvision.tuning import explicit_settings
+    from ckvision.tuning import explicit_settings, validate_choice
     from ckvision.upstream_env import refuse_unsupported
 
     refuse_unsupported(env)  # ck-mlperf's variables we cannot honour: one line
@@ -224,7 +233,26 @@ def run(
             log=log,
             env={**os.environ, **env},  # the probe cache's place: the run's env, else ours
         )
-    return run_program(config, inputs, Path(output_dir).resolve(), log=log, tuning=tuning)
+
+    def check_tuning(result: RunResult) -> dict[str, Any]:
+        """The run against the probe's prediction: a cached choice that missed is dropped."""
+        return validate_choice(
+            tuning,
+            result.samples_per_second if result.mode is Mode.PERFORMANCE else None,
+            scenario=result.scenario,
+            in_run=result.adaptive,
+            env={**os.environ, **env},
+            log=log,
+        )
+
+    return run_program(
+        config,
+        inputs,
+        Path(output_dir).resolve(),
+        log=log,
+        tuning=tuning,
+        check_tuning=check_tuning,
+    )
 
 
 def _open_dataset(

@@ -26,6 +26,13 @@ def print_run(record: dict[str, Any]) -> None:
         f"ckvision: {summary.get('scenario')} {summary.get('mode')} "
         f"on {record['model'].get('name')} ({record['backend']['name']})"
     )
+    quant = record["model"].get("quantization") or {}
+    if quant:  # an INT8 model package (ckvision.quantize): say so next to every result
+        print(
+            f"model precision {record['model'].get('precision', 'int8')}: {quant.get('method')} "
+            f"calibration on {(quant.get('calibration') or {}).get('set')}, "
+            f"{quant.get('format')}"
+        )
     if record.get("accuracy"):
         print(format_accuracy(record["accuracy"]))
         print(

@@ -64,10 +64,15 @@ OTHER_COMMANDS = {
     ("ray", "start"): "Ray's own command (tests/test_cluster.py starts real nodes)",
 }
 # Variables the package hooks read from `ck install package --env.X=...`.
-PACKAGE_ENV = ("IMAGENET_VAL_DIR", "CKVISION_MODEL_MIRROR")
+PACKAGE_ENV = (
+    "IMAGENET_VAL_DIR",
+    "CKVISION_MODEL_MIRROR",
+    "CKVISION_INT8_CALIBRATION_DIR",
+    "CKVISION_INT8_CALIBRATION_LIST",
+)
 SWEPT_PROGRAM = "image-classification-onnxruntime-loadgen-py"
 # Figures that are definitions or arithmetic, not measurements.
-NOT_MEASURED = ("87.5 %", "7.5 GB", "30.1 GB", "0.5 ms")
+NOT_MEASURED = ("87.5 %", "7.5 GB", "30.1 GB", "0.5 ms", "99.999%")
 FIGURE = re.compile(r"\d+\.\d+ ?(?:samples/s|ms\b|%|x\b)|\d+(?:\.\d+)? ?(?:MB|GB)\b")
 
 

@@ -89,6 +89,7 @@ class RunResult:
     samples_per_second: float | None = None
     latency_ns: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p99", "mean"
     latency: dict[str, Any] | None = None  # SUT-side HDR histogram summary (performance)
+    adaptive: dict[str, Any] | None = None  # CK_ADAPTIVE_BATCH: what the run tried, settled on
 
     @classmethod
     def from_run(cls, config: RunConfig, summary: dict[str, Any], **rest: Any) -> RunResult:
@@ -145,6 +146,8 @@ def run_benchmark(
     recorder = LatencyRecorder()
     ledger.observers.append(recorder.observe)
     sut = make_sut(config, backend, qsl, ledger)
+    for size in sut.chooser.candidates[1:] if sut.chooser else []:
+        backend.warmup(qsl.first_batch(size))  # a first call at a new size is slow
     duration = _run_loadgen(
         sut,
         qsl,
@@ -186,6 +189,7 @@ def run_benchmark(
         completed=ledger.completed,
         duration_s=duration,
         latency=latency,
+        adaptive=sut.chooser.record() if sut.chooser else None,
     )
 
 

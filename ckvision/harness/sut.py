@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ckvision.backends.base import Backend
-from ckvision.config import RunConfig, Scenario
+from ckvision.config import Mode, RunConfig, Scenario
+from ckvision.harness.adaptive import PHASE_S, BatchChooser
 from ckvision.harness.ledger import Ledger
 from ckvision.harness.outputs import TOP_K, OutputContractError, check_values, top1, top_k
 from ckvision.harness.qsl import SampleLibrary
@@ -167,6 +168,21 @@ class SUT:
         # rows go to the device without a host gather (never encoded ones: they are
         # preprocessed on the host as the batch forms)
         self.direct = backend.gathers_rows and not qsl.encoded
+        # CK_ADAPTIVE_BATCH: an Offline performance run settles its batch size in the run
+        self.chooser = (
+            BatchChooser(
+                config.batch_size,
+                max_batch=_max_batch(backend),
+                phase_samples=max(
+                    4 * config.batch_size * config.workers,
+                    int((config.target_qps or 0.0) / 1.3 * PHASE_S),
+                ),
+            )
+            if config.adaptive_batch == "on"
+            and config.scenario is Scenario.OFFLINE
+            and config.mode is Mode.PERFORMANCE
+            else None
+        )
         self._threads = (
             []
             if self.inline
@@ -216,12 +232,24 @@ class SUT:
         return stuck
 
     def _work(self) -> None:
-        shape = (self.batch_size, *self.qsl.sample_shape)
-        host_gather = self.batch_size > 1 and not self.direct
+        chooser = self.chooser
+        largest = self.batch_size if chooser is None else chooser.largest
+        shape = (largest, *self.qsl.sample_shape)
+        host_gather = largest > 1 and not self.direct
         buffer = np.empty(shape, self.qsl.dtype) if host_gather else None
         try:
-            while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
+            if chooser is None:
+                while (samples := self.queue.take(self.batch_size, self.wait_s)) is not None:
+                    self._run(samples, buffer)
+                return
+            while True:
+                size = chooser.current
+                samples = self.queue.take(size, self.wait_s)
+                if samples is None:
+                    break
                 self._run(samples, buffer)
+                if len(samples) == size:  # a short batch at the end says nothing
+                    chooser.completed(len(samples), size)
         except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
             self.ledger.abort(
                 f"backend {self.backend.name}: worker {threading.current_thread().name} "
@@ -289,6 +317,12 @@ class SUT:
                     f"{type(err).__name__}: {err}"
                 )
             )
+
+
+def _max_batch(backend: Backend) -> int:
+    """The largest batch the backend and its model take (0 = no limit)."""
+    limits = [b for b in (backend.capabilities.max_batch, backend.contract.max_batch) if b > 0]
+    return min(limits) if limits else 0
 
 
 def make_sut(config: RunConfig, backend: Backend, qsl: SampleLibrary, ledger: Ledger) -> SUT:

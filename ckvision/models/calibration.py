@@ -6,7 +6,10 @@ preprocesses one file exactly as inference does (``ckvision.data.preprocess``'s
 streams them in batches through one device buffer, and reads/writes the calibration
 cache (``calibration.cache`` next to the engine) so a rebuild reuses it.
 
-TensorRT is imported only inside :func:`make_calibrator`; the rest is pure Python.
+The same batches feed ONNX Runtime's static quantization (:func:`ort_calibration_reader`,
+used by :mod:`ckvision.quantize`): one calibration path for TensorRT INT8 and ORT INT8.
+TensorRT is imported only inside :func:`make_calibrator`, ONNX Runtime only inside
+:func:`ort_calibration_reader`; the rest is pure Python.
 TensorRT 10 deprecates implicit INT8 calibration in favour of explicit Q/DQ models but
 still supports ``IInt8EntropyCalibrator2``; that is what ck-mlperf users know.
 """
@@ -28,7 +31,12 @@ if TYPE_CHECKING:
 
     from ckvision.cuda import DeviceBuffer
 
-__all__ = ["CalibrationSource", "CalibrationBatches", "make_calibrator"]
+__all__ = [
+    "CalibrationSource",
+    "CalibrationBatches",
+    "make_calibrator",
+    "ort_calibration_reader",
+]
 
 Loader = Callable[[str], np.ndarray]
 
@@ -71,6 +79,10 @@ class CalibrationBatches:
     def next_batch(self) -> np.ndarray | None:
         """The next batch, or None when the list is exhausted."""
         return next(self._batches, None)
+
+    def rewind(self) -> None:
+        """Start again from the first batch (a calibrator may read the list twice)."""
+        self._batches = self._iterate()
 
     def read_cache(self) -> bytes | None:
         if self.cache_path.is_file():
@@ -129,3 +141,27 @@ def make_calibrator(
 
     calibrator = _EntropyCalibrator(CalibrationBatches(source, cache_path))
     return calibrator, calibrator.free
+
+
+def ort_calibration_reader(source: CalibrationSource, input_name: str) -> Any:
+    """An ONNX Runtime ``CalibrationDataReader`` over ``source``'s batches, feeding the
+    model input ``input_name`` (static quantization reads it once per pass; ``rewind``
+    starts again). Needs onnxruntime; no calibration cache (ORT keeps none)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = CalibrationBatches(source, Path("unused.cache"))
+            self.seen = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = self.batches.next_batch()
+            if batch is None:
+                return None
+            self.seen += len(batch)
+            return {input_name: batch}
+
+        def rewind(self) -> None:
+            self.batches.rewind()
+
+    return _Reader()

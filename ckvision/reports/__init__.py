@@ -29,6 +29,7 @@ from ckvision.reports.sections import (
     accuracy_table,
     latency_distribution,
     peak_tables,
+    precision_table,
     provenance_table,
     run_label,
     runs_table,
@@ -239,6 +240,14 @@ def write_report(
     _distributions(page, runs)
     _sweeps(page, runs)
     _peaks(page, runs, docs)
+    precisions = precision_table([*runs, *other])
+    if not precisions.empty:
+        page.heading("Precisions side by side (FP32 vs INT8)")
+        page.note(
+            "mean over runs; ratios against the same model's FP32 row; top-1 on the "
+            "runs' dataset (the sample set is not ImageNet); MLPerf keeps >= 99% of FP32"
+        )
+        page.table(precisions, "precisions")
     if other:
         page.heading(f"A/B: {tags} (A) vs {compare} (B)")
         table = ab_table(runs, other)

@@ -18,6 +18,8 @@ __all__ = [
     "run_label",
     "latency_distribution",
     "accuracy_table",
+    "precision_table",
+    "run_precision",
 ]
 
 
@@ -215,3 +217,68 @@ def accuracy_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def run_precision(record: dict[str, Any]) -> tuple[str, str]:
+    """(precision, calibration method or "-") of a recorded run's model."""
+    model = record.get("model") or {}
+    precision = model.get("precision") or next(
+        (t for t in model.get("tags", []) if t in _PRECISIONS),
+        (record.get("config") or {}).get("precision") or "fp32",
+    )
+    method = (model.get("quantization") or {}).get("method") or "-"
+    return str(precision), str(method)
+
+
+def precision_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
+    """One row per (model, precision, calibration): Offline samples/s, SingleStream
+    latency, top-1, and each as a ratio of the same model's FP32 row (issue 19)."""
+    from ckvision.sweeps.grid import sweep_row
+    from ckvision.sweeps.points import Point, PointResult
+
+    rows = []
+    for run in runs:
+        rec, cfg = run.record, run.record.get("config", {})
+        model = rec.get("model") or {}
+        precision, method = run_precision(rec)
+        row: dict[str, Any] = {
+            "model": model.get("name") or (model.get("contract") or {}).get("name"),
+            "precision": precision,
+            "calibration": method,
+        }
+        if cfg.get("mode") == "AccuracyOnly":
+            row["top-1 %"] = (rec.get("accuracy") or {}).get("top1")
+        else:
+            perf = sweep_row(PointResult(Point("precision", "", {}), rec, run.entry))
+            if cfg.get("scenario") == "Offline":
+                row["Offline samples/s"] = perf["samples/s"]
+            elif cfg.get("scenario") == "SingleStream":
+                row["SingleStream p50 ms"] = perf["p50 ms"]
+                row["SingleStream p90 ms"] = perf["p90 ms"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty or frame["precision"].nunique() < 2:
+        return pd.DataFrame()
+    keys = ["model", "precision", "calibration"]
+    values = [c for c in frame.columns if c not in keys]
+    table = frame.groupby(keys, dropna=False)[values].mean().reset_index()
+    for column, ratio in (
+        ("Offline samples/s", "x FP32 samples/s"),
+        ("SingleStream p50 ms", "x FP32 p50"),
+        ("top-1 %", "x FP32 top-1"),
+    ):
+        if column not in table:
+            continue
+        base = table[table["precision"] == "fp32"].set_index("model")[column]
+        table[ratio] = [
+            value / base[m] if m in base and base[m] else None
+            for m, value in zip(table["model"], table[column], strict=True)
+        ]
+    if "x FP32 top-1" in table:
+        table["meets 99%"] = [
+            None if pd.isna(r) else bool(r >= 0.99) for r in table["x FP32 top-1"]
+        ]
+    return table

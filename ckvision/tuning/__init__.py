@@ -6,6 +6,14 @@ MultiStream get the expected latency, Offline and Server the expected / target Q
 that make a default run VALID. Every value the user gave (CK env var or flag) wins and
 limits the search. Measurements are cached per (model, backend, machine); the choice is
 said in one line and recorded in the run's entry under ``tuning``.
+
+A choice that holds (issue 19): the finalists are measured in repeated rounds, and a
+probe whose rounds disagree by more than :data:`SPREAD_LIMIT` (a busy machine) is used
+for this run but never cached; the probe's spread is recorded. After an Offline run,
+:func:`validate_choice` compares what the run achieved with what the probe predicted: a
+run that misses the prediction by more than :data:`MISS_LIMIT` (either way: a probe taken
+under load predicts too little) drops the cached choice, so the next run probes again.
+The entry records the choice, whether it came from the cache, the spread and the check.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
-from ckvision.tuning.cache import cache_key, cache_path, load_choice, store_choice
+from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
 from ckvision.tuning.probe import (
     Layout,
     Measurement,
@@ -36,6 +44,9 @@ from ckvision.tuning.probe import (
 
 __all__ = [
     "autotune",
+    "validate_choice",
+    "SPREAD_LIMIT",
+    "MISS_LIMIT",
     "explicit_settings",
     "Layout",
     "PROBE_BUDGET_S",
@@ -53,6 +64,8 @@ LATENCY_FACTOR = 0.5  # expected latency under the probe: LoadGen generates enou
 # Our per-sample work only (LoadGen's comes on top): the estimate errs high, so an
 # Offline run lasts at least its minimum duration (too low a QPS ends it INVALID).
 HARNESS_COST_FACTOR = 1.0
+SPREAD_LIMIT = 0.10  # (max - min) / median of a finalist's rounds above this: not cached
+MISS_LIMIT = 0.10  # |achieved / predicted - 1| above this: the cached choice is dropped
 _LAYOUT_FIELDS = {"workers": "workers", "threads": "threads", "batch": "batch_size"}
 
 
@@ -121,9 +134,23 @@ def autotune(
             "explicit": sorted(explicit),
         }
     )
-    store_choice(path, key, {"measured": measured, "updated": time.time()})
+    spread = record.get("spread")
+    if record["from_cache"]:
+        record["spread"] = cached.get("spread")  # the spread of the probe that was cached
+        record["cached"] = True
+    elif spread is not None and spread > SPREAD_LIMIT:
+        record["cached"] = False
+        record["not_cached"] = (
+            f"the probe's repeated measurements disagree by {spread:.0%} (> {SPREAD_LIMIT:.0%}):"
+            " the machine is busy; used for this run only, the next run probes again"
+        )
+    else:
+        store_choice(path, key, {"measured": measured, "spread": spread, "updated": time.time()})
+        record["cached"] = True
     tuned = config.with_(**changes)
     source = "cached" if record["from_cache"] else f"probe {record['probe_s']:.1f} s"
+    if not record["cached"]:
+        source += f", not cached: spread {spread:.0%}"
     log(
         f"ckvision: auto-tuned {record['summary']} ({source}; "
         "explicit flags win, CK_AUTOTUNE=off disables)"
@@ -165,10 +192,12 @@ def _tune_layout(
     for lay in todo:
         rate = measure(lay, budget_s / 2 / len(todo))
         measured[_lkey(lay)] = round(rate, 2)
-    if len(todo) > 1:
+    spread = None
+    if todo:
         # A quiet moment on a shared machine flatters whichever layout it falls on (seen:
         # a layout 20% slower than the best won a one-shot probe). The two best are
-        # measured again in turns, A B A B A B, and each keeps the median of its rounds.
+        # measured again in turns, A B A B A B, and each keeps the median of its rounds;
+        # how far the rounds disagree is the probe's spread (a busy machine: not cached).
         finalists = sorted(todo, key=lambda lay: -measured[_lkey(lay)])[:2]
         rounds: dict[str, list[float]] = {_lkey(lay): [] for lay in finalists}
         share = budget_s / 2 / (FINAL_ROUNDS * len(finalists))
@@ -177,6 +206,7 @@ def _tune_layout(
                 rounds[_lkey(lay)].append(measure(lay, share))
         for key, rates in rounds.items():
             measured[key] = round(float(np.median(rates)), 2)
+        spread = max(_spread(rates) for rates in rounds.values())
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
     best = max(results, key=lambda m: m.samples_per_s)
     cost_key = f"harness_cost.b{best.layout.batch}"
@@ -187,6 +217,13 @@ def _tune_layout(
     changes: dict[str, Any] = {
         f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items() if f not in explicit
     }
+    if (
+        "batch_size" in changes
+        and "adaptive_batch" not in explicit
+        and config.scenario is Scenario.OFFLINE
+        and config.mode is Mode.PERFORMANCE
+    ):
+        changes["adaptive_batch"] = "on"  # the run checks the probe's batch against its own
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
@@ -200,6 +237,7 @@ def _tune_layout(
         "expected_samples_per_s": round(expected, 2),
         "candidates": [m.as_record() for m in results],
         "from_cache": not todo,
+        "spread": None if spread is None else round(spread, 4),
     }
 
 
@@ -217,9 +255,16 @@ def _tune_latency(
     calls = -(-config.samples_per_query // batch)
     key = f"latency.t{config.threads}.b{batch}"
     cached = key in measured
+    spread = None
     if not cached:
         data = np.ascontiguousarray(samples[np.arange(batch) % len(samples)])
-        measured[key] = measure_latency(backend(config.threads), data, min(budget_s, 1.0))
+        runner = backend(config.threads)
+        rounds = [
+            measure_latency(runner, data, min(budget_s, 1.0) / FINAL_ROUNDS)
+            for _round in range(FINAL_ROUNDS)
+        ]
+        measured[key] = float(np.median(rounds))
+        spread = _spread(rounds)
     expected_ms = round(max(measured[key] * calls * 1e3 * LATENCY_FACTOR, 1e-6), 6)
     return (
         {"target_latency_ms": expected_ms},
@@ -229,8 +274,76 @@ def _tune_latency(
             "summary": f"expected latency {expected_ms:.3f} ms "
             f"(probe: {measured[key] * calls * 1e3:.2f} ms per query)",
             "from_cache": cached,
+            "spread": None if spread is None else round(spread, 4),
         },
     )
+
+
+def _spread(values: list[float]) -> float:
+    """(max - min) / median of repeated measurements of one thing (0 = they agree)."""
+    middle = float(np.median(values))
+    return (max(values) - min(values)) / middle if middle > 0 else 0.0
+
+
+def validate_choice(
+    record: Mapping[str, Any] | None,
+    achieved_samples_per_s: float | None,
+    *,
+    scenario: Scenario = Scenario.OFFLINE,
+    in_run: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Check a tuned Offline run against the probe's prediction; drop the cached choice
+    when the run misses it by more than :data:`MISS_LIMIT` (the next run probes again).
+
+    Returns what goes into the entry's ``tuning.validation``.
+    """
+    predicted = (record or {}).get("expected_samples_per_s")
+    if not record or predicted is None:
+        return {"checked": False, "why": "no layout was tuned (SingleStream/MultiStream)"}
+    if scenario is not Scenario.OFFLINE:
+        return {"checked": False, "why": "a Server run runs at its target QPS, not its limit"}
+    if achieved_samples_per_s is None or achieved_samples_per_s <= 0:
+        return {"checked": False, "why": "the run measured no throughput (accuracy mode)"}
+    ratio = achieved_samples_per_s / predicted
+    held = abs(ratio - 1.0) <= MISS_LIMIT
+    tuned_batch = (record.get("chosen") or {}).get("batch_size")
+    tried = dict((in_run or {}).get("tried") or {})
+    moved = bool(  # the run found a batch more than MISS_LIMIT faster than the probe's
+        in_run
+        and in_run.get("settled")
+        and tuned_batch
+        and in_run.get("batch") != tuned_batch
+        and str(tuned_batch) in tried
+        and tried.get(str(in_run.get("batch")), 0.0) > tried[str(tuned_batch)] * (1 + MISS_LIMIT)
+    )
+    held = held and not moved
+    out: dict[str, Any] = {
+        "checked": True,
+        "predicted_samples_per_s": predicted,
+        "achieved_samples_per_s": round(achieved_samples_per_s, 2),
+        "ratio": round(ratio, 4),
+        "held": held,
+    }
+    if moved:
+        assert in_run is not None
+        out["in_run_batch"] = in_run.get("batch")
+    if held:
+        out["action"] = "kept" if record.get("cached") else "none (the probe was not cached)"
+        return out
+    path = Path(record["cache"]) if record.get("cache") else cache_path(env)
+    dropped = drop_choice(path, str(record.get("cache_key", "")))
+    out["action"] = "dropped: the next run probes again" if dropped else "none (not cached)"
+    why = (
+        f"settled on batch {out['in_run_batch']} over the probe's {tuned_batch}"
+        if moved
+        else f"reached {ratio:.0%} of the auto-tuner's prediction "
+        f"({achieved_samples_per_s:.1f} vs {predicted:.1f} samples/s, more than "
+        f"{MISS_LIMIT:.0%} off)"
+    )
+    log(f"ckvision: the run {why}; " + ("the next run probes again" if dropped else "not cached"))
+    return out
 
 
 def _lkey(layout: Layout) -> str:

@@ -18,7 +18,14 @@ from typing import Any
 
 from ckvision.fsutil import atomic_write_json
 
-__all__ = ["cache_path", "cache_key", "load_choice", "store_choice", "CACHE_VERSION"]
+__all__ = [
+    "cache_path",
+    "cache_key",
+    "load_choice",
+    "store_choice",
+    "drop_choice",
+    "CACHE_VERSION",
+]
 
 CACHE_VERSION = 2  # 2: the probe reads distinct samples and does the SUT's output work
 
@@ -68,3 +75,13 @@ def store_choice(path: Path, key: str, choice: dict[str, Any]) -> None:
     data[key] = choice
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
+
+
+def drop_choice(path: Path, key: str) -> bool:
+    """Forget ``key``'s choice (a run missed its prediction); True if it was cached."""
+    data = _read(path)
+    if key not in data:
+        return False
+    del data[key]
+    atomic_write_json(path, data)
+    return True

@@ -1,0 +1,91 @@
+"""The Offline SUT's batch size, chosen inside the run from what the run itself achieves.
+
+A probe before the run measures a few seconds of a machine that may change by the time
+the run starts (seen on a shared VM: the probe's batch cost 10% against the best). With
+``CK_ADAPTIVE_BATCH=on`` (the auto-tuner turns it on when it chose the batch) an Offline
+performance run tries the tuned batch, then half and twice it, each for a phase of
+completed samples, and keeps the batch whose phase completed the most samples per second
+for the rest of the run. The phases are short against an Offline run (a second each at
+the expected rate); the entry records what was tried and what it settled on.
+
+The rate of a phase is the samples completed at that batch size after the phase's first
+completion, over the time since it: batches of the previous size still in flight when
+the size changes are not counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BatchChooser", "PHASE_S", "MAX_ADAPTIVE_BATCH"]
+
+PHASE_S = 1.0  # each candidate's phase lasts about this long at the expected rate
+MAX_ADAPTIVE_BATCH = 64
+
+
+class BatchChooser:
+    """Which batch size the workers take now; fed each completed batch."""
+
+    def __init__(
+        self,
+        start: int,
+        *,
+        max_batch: int = 0,
+        phase_samples: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        limit = min(max_batch, MAX_ADAPTIVE_BATCH) if max_batch > 0 else MAX_ADAPTIVE_BATCH
+        others = [b for b in (max(1, start // 2), start * 2) if b != start and b <= limit]
+        self.candidates = [start, *others]
+        self.current = start
+        self.phase_samples = max(1, phase_samples)
+        self.rates: dict[int, float] = {}
+        self.settled = len(self.candidates) == 1
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._phase_start: float | None = None
+        self._phase_done = 0
+        self._total = 0
+        self._settled_at: int | None = 0 if self.settled else None
+
+    @property
+    def largest(self) -> int:
+        return max(self.candidates)
+
+    def completed(self, samples: int, batch: int) -> None:
+        """A batch of ``samples`` taken at size ``batch`` is complete."""
+        with self._lock:
+            self._total += samples
+            if self.settled or batch != self.current:
+                return
+            now = self._clock()
+            if self._phase_start is None:
+                self._phase_start = now  # the phase's clock starts at its first completion
+                return
+            self._phase_done += samples
+            if self._phase_done < self.phase_samples:
+                return
+            elapsed = max(now - self._phase_start, 1e-9)
+            self.rates[self.current] = self._phase_done / elapsed
+            untried = [b for b in self.candidates if b not in self.rates]
+            if untried:
+                self.current = untried[0]
+            else:
+                self.current = max(self.rates, key=lambda b: self.rates[b])
+                self.settled = True
+                self._settled_at = self._total
+            self._phase_start, self._phase_done = None, 0
+
+    def record(self) -> dict[str, Any]:
+        """What the entry keeps: the candidates' rates and the batch the run settled on."""
+        return {
+            "start_batch": self.candidates[0],
+            "tried": {str(b): round(r, 2) for b, r in self.rates.items()},
+            "settled": self.settled,
+            "batch": self.current,
+            "settled_after_samples": self._settled_at,
+            "phase_samples": self.phase_samples,
+        }

@@ -1,0 +1,144 @@
+"""The Offline SUT settles its batch size inside the run (issue 19 part 3, CK_ADAPTIVE_BATCH).
+
+The chooser's decisions are tested with a scripted clock (no timing assertions); one
+real Offline run on the tiny model shows the SUT switching sizes and recording it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ckvision.tuning as tuning
+from ckvision.backends import BackendOptions, create_backend
+from ckvision.config import Mode, Scenario
+from ckvision.data.cache import PreprocessedDataset
+from ckvision.harness import run_benchmark
+from ckvision.harness.adaptive import BatchChooser
+from ckvision.models.contract import ModelContract
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _phase(chooser: BatchChooser, clock: Clock, seconds_per_batch: float) -> int:
+    """Complete batches at the current size until the size changes; returns that size."""
+    size = chooser.current
+    while chooser.current == size and not chooser.settled:
+        clock.now += seconds_per_batch
+        chooser.completed(size, size)
+    return size
+
+
+def test_tries_start_half_and_double_then_keeps_the_fastest() -> None:
+    clock = Clock()
+    chooser = BatchChooser(4, phase_samples=32, clock=clock)
+    assert chooser.candidates == [4, 2, 8] and chooser.largest == 8
+    # per-sample cost: batch 4 -> 10 ms, batch 2 -> 12 ms, batch 8 -> 8 ms
+    assert _phase(chooser, clock, 4 * 0.010) == 4
+    assert _phase(chooser, clock, 2 * 0.012) == 2
+    assert _phase(chooser, clock, 8 * 0.008) == 8
+    assert chooser.settled and chooser.current == 8
+    record = chooser.record()
+    assert record["batch"] == 8 and record["start_batch"] == 4
+    assert record["tried"] == pytest.approx({"4": 100.0, "2": 83.33, "8": 125.0}, abs=0.01)
+    chooser.completed(8, 8)
+    assert chooser.current == 8  # settled: stays
+
+
+def test_keeps_the_start_batch_when_it_is_the_fastest() -> None:
+    clock = Clock()
+    chooser = BatchChooser(2, phase_samples=8, clock=clock)
+    for cost in (0.005, 0.009, 0.007):  # batch 2, 1, 4 per sample
+        size = chooser.current
+        _phase(chooser, clock, size * cost)
+    assert chooser.settled and chooser.current == 2
+
+
+def test_batches_of_another_size_do_not_count() -> None:
+    clock = Clock()
+    chooser = BatchChooser(4, phase_samples=8, clock=clock)
+    _phase(chooser, clock, 0.04)
+    assert chooser.current == 2
+    for _ in range(20):  # a worker still finishing batch-4 calls from the last phase
+        clock.now += 1.0
+        chooser.completed(4, 4)
+    assert chooser.current == 2 and "2" not in chooser.record()["tried"]
+
+
+def test_respects_the_models_max_batch_and_batch_one() -> None:
+    assert BatchChooser(8, max_batch=8, phase_samples=4).candidates == [8, 4]
+    only = BatchChooser(1, max_batch=1, phase_samples=4)
+    assert only.candidates == [1] and only.settled
+
+
+def test_an_offline_run_settles_its_batch_and_records_it(
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    quick_config: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    config = quick_config(
+        scenario=Scenario.OFFLINE,
+        mode=Mode.PERFORMANCE,
+        batch_size=4,
+        adaptive_batch="on",
+        target_qps=10.0,  # phases of 4 x batch x workers = 16 samples
+        count_override=2000,
+    )
+    backend = create_backend("onnxruntime", tiny_onnx_model, tiny_contract, BackendOptions())
+    with backend:
+        result = run_benchmark(
+            config, backend, tiny_dataset, tmp_path, model_name="tiny", log=lambda _: None
+        )
+    record = result.adaptive
+    assert record is not None and record["phase_samples"] == 16
+    assert record["settled"] and set(record["tried"]) == {"4", "2", "8"}
+    assert record["batch"] == int(max(record["tried"], key=lambda b: record["tried"][b]))
+    assert result.completed >= 2000 and result.failures == 0
+    off = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, adaptive_batch="on")
+    with backend:
+        plain = run_benchmark(
+            off, backend, tiny_dataset, tmp_path / "acc", model_name="tiny", log=lambda _: None
+        )
+    assert plain.adaptive is None  # accuracy runs keep the batch they were given
+
+
+def test_a_run_that_settles_elsewhere_drops_the_cached_choice(tmp_path: Path) -> None:
+    from ckvision.tuning.cache import load_choice, store_choice
+
+    cache = tmp_path / "tuning.json"
+    store_choice(cache, "k", {"measured": {}})
+    record = {
+        "expected_samples_per_s": 100.0,
+        "chosen": {"batch_size": 4, "adaptive_batch": "on"},
+        "cache_key": "k",
+        "cache": str(cache),
+        "cached": True,
+    }
+    tried = {"4": 100.0, "2": 80.0, "8": 108.0}
+    same = tuning.validate_choice(record, 101.0, in_run={"settled": True, "batch": 4})
+    assert same["held"] and load_choice(cache, "k") is not None
+    # settled on 8, but within 10% of the probe's 4 in the run: noise, the choice holds
+    close = tuning.validate_choice(
+        record, 101.0, in_run={"settled": True, "batch": 8, "tried": tried}
+    )
+    assert close["held"] and load_choice(cache, "k") is not None
+    tried["8"] = 125.0
+    lines: list[str] = []
+    moved = tuning.validate_choice(
+        record, 101.0, in_run={"settled": True, "batch": 8, "tried": tried}, log=lines.append
+    )
+    assert not moved["held"] and moved["in_run_batch"] == 8
+    assert load_choice(cache, "k") is None and "settled on batch 8 over the probe's 4" in lines[0]
