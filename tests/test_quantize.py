@@ -19,11 +19,11 @@ from conftest import IMAGE
 from onnx import TensorProto, helper
 from PIL import Image
 
-from ckvision.models.install import write_sidecar as _write_sidecar
 from ckvision.cli import main
 from ckvision.config import Mode, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.models.contract import ModelContract
+from ckvision.models.install import write_sidecar as _write_sidecar
 
 pytestmark = pytest.mark.timeout(120)
 INT8_PACKAGE_UID = "e7b4d744a3c91d6e"  # package/model-onnx-quantized-from-onnx
