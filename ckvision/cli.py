@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ckvision.analysis.console import print_run
     from ckvision.program import run
-    from ckvision.report import print_run
 
     overrides = {name: getattr(args, name) for name in ENV_VARS}
     overrides["backend"] = args.backend
@@ -180,7 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         install_engine(args)
     elif args.command == "results":
-        from ckvision.report import print_results
+        from ckvision.analysis.console import print_results
 
         print_results(args.entries, tags=args.tags, csv=args.csv, plot=args.plot)
     elif args.command == "sweep":
@@ -188,7 +188,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_sweep_command(args)
     elif args.command == "report":
-        from ckvision.reports import write_report
+        from ckvision.analysis.report import write_report
 
         write_report(
             args.tags,

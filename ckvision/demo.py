@@ -76,9 +76,9 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> None:
     from ckvision.accuracy.scoring import format_accuracy
+    from ckvision.analysis.console import format_table
     from ckvision.analysis.frame import run_row
     from ckvision.analysis.tables import summary_table
-    from ckvision.report import format_table
 
     if not skip_setup:
         from ckvision.ck.setup import setup_ck
@@ -119,6 +119,6 @@ def run_demo(
     log(f"experiment entries: {experiment_root()}")
     for name in names:
         log(f"  {name}")
-    from ckvision.reports import write_report
+    from ckvision.analysis.report import write_report
 
     write_report("ckvision,demo", Path(report).resolve(), runs=runs, log=log)

@@ -11,8 +11,8 @@ import pytest
 
 from ckvision.analysis import summary_table
 from ckvision.analysis.frame import run_row
+from ckvision.analysis.sections import ab_table, provenance_table
 from ckvision.experiments.entries import RecordedRun
-from ckvision.reports.sections import ab_table, provenance_table
 from ckvision.sweeps import Point, PointResult, sweep_table
 
 pytestmark = pytest.mark.timeout(30)

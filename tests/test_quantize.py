@@ -151,7 +151,7 @@ def test_run_records_precision_and_calibration(
         tmp_path / "run",
         log=lambda _: None,
     )
-    from ckvision.report import print_run
+    from ckvision.analysis.console import print_run
 
     capsys.readouterr()
     print_run(record)
@@ -325,7 +325,7 @@ def _recorded(precision: str, scenario: str, mode: str, **values: float) -> Any:
 
 
 def test_report_puts_precisions_side_by_side() -> None:
-    from ckvision.reports.sections import precision_table
+    from ckvision.analysis.sections import precision_table
 
     runs = [
         _recorded("fp32", "Offline", "PerformanceOnly", qps=100.0),

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from ckvision.analysis.report import write_report
+from ckvision.analysis.sections import accuracy_table, latency_distribution
 from ckvision.experiments.entries import RecordedRun
-from ckvision.reports import write_report
-from ckvision.reports.sections import accuracy_table, latency_distribution
 
 HGRM = """       Value     Percentile TotalCount 1/(1-Percentile)
 

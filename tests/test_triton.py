@@ -236,7 +236,7 @@ def test_program_with_a_managed_server_records_the_breakdown(
     row: dict[str, Any] = {}
     _flatten("", record, row)
     assert row["backend.statistics.server_queue_us"] >= 0
-    from ckvision.report import print_run
+    from ckvision.analysis.console import print_run
 
     capsys.readouterr()
     print_run(record)

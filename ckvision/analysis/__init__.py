@@ -1,4 +1,6 @@
-"""Analysis of recorded runs: entries -> DataFrame -> tables and plots."""
+"""Results of recorded runs, in one home: entries -> DataFrame (:mod:`.frame`) -> tables
+(:mod:`.tables`, :mod:`.sections`), plots (:mod:`.plots`), what the CLI prints
+(:mod:`.console`) and the self-contained HTML report (:mod:`.report`)."""
 
 from ckvision.analysis.frame import load_experiments
 from ckvision.analysis.plots import plot_throughput

@@ -118,7 +118,7 @@ def make_runner(args: argparse.Namespace, kind: str, log: Callable[[str], None])
 
 
 def run_sweep_command(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
-    from ckvision.report import format_table
+    from ckvision.analysis.console import format_table
     from ckvision.sweeps import grid
     from ckvision.sweeps.peak import parse_bounds
     from ckvision.sweeps.search import run_peak_search

@@ -1,4 +1,5 @@
-"""``python -m ckvision report``: one self-contained HTML file of recorded runs.
+"""``python -m ckvision report``: one self-contained HTML file of recorded runs (the tables
+are :mod:`ckvision.analysis.sections`, the plots :mod:`ckvision.analysis.plots`).
 
 Sections: every run; the batch sweep (table, throughput-vs-batch and latency-vs-batch
 plots); the concurrency sweep (table, latency-vs-throughput plot); peak-search results
@@ -20,11 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from ckvision.errors import DataError
-from ckvision.experiments.entries import RecordedRun, experiment_root, find_entries, iter_runs
-from ckvision.fsutil import atomic_write_text
-from ckvision.reports import plots
-from ckvision.reports.sections import (
+from ckvision.analysis import plots
+from ckvision.analysis.sections import (
     ab_table,
     accuracy_table,
     latency_distribution,
@@ -35,6 +33,9 @@ from ckvision.reports.sections import (
     runs_table,
     sweep_frame,
 )
+from ckvision.errors import DataError
+from ckvision.experiments.entries import RecordedRun, experiment_root, find_entries, iter_runs
+from ckvision.fsutil import atomic_write_text
 
 __all__ = ["write_report", "load_runs"]
 
