@@ -55,6 +55,13 @@ class TritonInstall:
     bindir: Path | None = None  # the triton env's bin (perf_analyzer lives there)
 
 
+def foreign_python_env() -> dict[str, str]:
+    """Our environment for the triton env's interpreter and the server it starts: another
+    Python (numpy < 2), so never our PYTHONPATH (a CK env entry puts our venv's
+    site-packages there; numpy 2 in the Python backend corrupts tensors)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def find_triton(python: str = "", server: str = "") -> TritonInstall:
     """The server of a triton env's Python, or a ``tritonserver`` binary; one line if neither."""
     if server:
@@ -70,6 +77,7 @@ def find_triton(python: str = "", server: str = "") -> TritonInstall:
             text=True,
             timeout=120,
             stdin=subprocess.DEVNULL,
+            env=foreign_python_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BackendError(
@@ -205,7 +213,7 @@ class TritonServer:
         return [f"--backend-directory={self._tmp / 'backends'}"]
 
     def _environ(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = foreign_python_env()
         for key, value in self.install.env.items():
             env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
         return env

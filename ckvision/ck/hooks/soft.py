@@ -60,6 +60,23 @@ def _run_python(python: str, code: str, site: Path | None = None) -> str:
     return out.stdout.strip()
 
 
+def _own_path(python: str) -> list[str]:
+    """The directories ``python`` searches by itself (no PYTHONPATH), resolved."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run(  # noqa: S603 - argument list, no shell
+            [python, "-c", "import sys; print('\\n'.join(sys.path))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env=env,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(Path(p).resolve()) for p in out.splitlines() if p]
+
+
 def _site_of(full_path: Path) -> Path:
     """The directory to put on PYTHONPATH for a package detected by its ``__init__.py``."""
     return full_path.parent.parent
@@ -173,6 +190,10 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
     check_shell_safe_values(i.get("tags") or [], where="tag")
     i["env"].update(env)
     bat = ""
-    if kind == "python-package":  # as ck-env's lib-python softs: the package's dir first
-        bat = f"export PYTHONPATH={env[prefix + '_SITE']}:${{PYTHONPATH}}\n"
+    site = env.get(f"{prefix}_SITE", "")
+    if kind == "python-package" and str(Path(site).resolve()) not in _own_path(_python_of(i)):
+        # installed beside the interpreter (package:lib-python-ckvision into CK_TOOLS): as
+        # ck-env's lib-python softs do, that directory first. A package the interpreter
+        # finds by itself gets no PYTHONPATH: it would leak into other Pythons we start.
+        bat = f"export PYTHONPATH={site}:${{PYTHONPATH}}\n"
     return {"return": 0, "bat": bat}
