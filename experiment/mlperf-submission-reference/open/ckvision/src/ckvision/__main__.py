@@ -1,5 +1,0 @@
-import sys
-
-from ckvision.cli import main
-
-sys.exit(main())
