@@ -22,11 +22,10 @@ from ckvision.models.contract import ModelContract
 def test_cli_and_mlc_script_run_one_pipeline_with_auto_tuning(
     tiny_run_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ckvision import tuning
     from ckvision.ck.hooks.mlc import loadgen_run
     from ckvision.cli import main
     from ckvision.experiments.record import collect_run
-
-    from ckvision import tuning
 
     for key, value in tiny_run_env.items():
         monkeypatch.setenv(key, value)
