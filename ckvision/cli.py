@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ckvision.containers.cli import add_parser as add_docker_parser
 
     add_docker_parser(sub)
+    from ckvision.data.commands import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)  # dataset synth|preprocess|calibration|... (issue 19)
     return parser
 
 
@@ -216,6 +219,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.containers.cli import dispatch as docker_dispatch
 
         return docker_dispatch(args)
+    elif args.command == "dataset":
+        from ckvision.data.commands import dispatch as dataset_dispatch
+
+        return dataset_dispatch(args)
     return 0
 
 
