@@ -155,9 +155,20 @@ def run_program(
             },
             "tuning": tuning,  # ckvision.tuning: what the probe chose (None: nothing)
             "latency_histogram": result.latency,  # ckvision.harness.histogram summary
+            "resources": peak_resources(),  # peak RSS: bounded by the memory-mapped cache
         },
     )
     return collect_run(output_dir)
 
 
-__all__ += ["RUN_FILE"]
+def peak_resources() -> dict[str, Any]:
+    """This process's peak resident memory so far (Linux/macOS ``ru_maxrss``)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
+    return {"peak_rss_mib": round(peak_bytes / 2**20, 1)}
+
+
+__all__ += ["RUN_FILE", "peak_resources"]
