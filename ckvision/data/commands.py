@@ -59,6 +59,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="a preprocessed dataset or image folder that is scored (repeatable)",
     )
     cal.add_argument("--install-dir", type=Path, help="copy the list and its images here")
+    val = dsub.add_parser(
+        "install-val",
+        help="download YOUR ILSVRC2012 val archive (checksum checked, resumable) and unpack "
+        "it with the aux val.txt labels into INSTALL_DIR/val",
+    )
+    val.add_argument("--url", required=True, help="the archive's URL (your entitlement)")
+    val.add_argument("--install-dir", type=Path, required=True)
+    val.add_argument("--labels", type=Path, required=True, help="aux val.txt (file label)")
+    val.add_argument("--md5", default="", help="expected md5 (default: the published one)")
+    val.add_argument("--sha256", default="")
+    val.add_argument("--size", type=int, default=-1, help="expected bytes (0 = unchecked)")
 
 
 def _preprocessing(args: argparse.Namespace) -> object:
@@ -108,4 +119,20 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.install_dir:
             install_calibration_set(cal, args.install_dir)
         print(f"calibration set {args.list_file}: {len(cal)} images, no overlap with scored sets")
+    elif action == "install-val":
+        from ckvision.data.imagenet_val import (
+            VAL_ARCHIVE_MD5,
+            VAL_ARCHIVE_SIZE,
+            install_imagenet_val,
+        )
+
+        custom = bool(args.md5 or args.sha256)
+        install_imagenet_val(
+            args.url,
+            args.install_dir,
+            labels=args.labels,
+            md5=args.md5 if custom else VAL_ARCHIVE_MD5,
+            sha256=args.sha256,
+            size=args.size if args.size >= 0 else (0 if custom else VAL_ARCHIVE_SIZE),
+        )
     return 0

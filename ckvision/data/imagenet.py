@@ -23,14 +23,15 @@ NUM_CLASSES = 1000
 _LAYOUT_HINT = "expects the ImageNet val folder layout: JPEGs + val_map.txt (file label per line)"
 
 
-def read_val_map(path: Path) -> list[tuple[str, int]]:
+def read_val_map(path: Path, images: Path | None = None) -> list[tuple[str, int]]:
     """Parse ``val_map.txt`` (a file, or the folder holding it) into (file, label) pairs.
 
-    Every listed image must exist beside the map; labels must be 0..999.
+    Every listed image must exist beside the map (or in ``images``, for a labels file
+    kept elsewhere, such as ck-env's aux ``val.txt``); labels must be 0..999.
     """
     path = Path(path)
     map_file = path / "val_map.txt" if path.is_dir() else path
-    folder = map_file.parent
+    folder = Path(images) if images is not None else map_file.parent
     if not map_file.is_file():
         raise DataError(f"no val_map.txt in {folder}: the dataset {_LAYOUT_HINT}")
     try:
@@ -112,6 +113,7 @@ def build_imagenet_cache(
     progress: Callable[[str], None] | None = None,
     workers: int = 0,
     free_bytes: int | None = None,
+    labels: Path | None = None,
 ) -> PreprocessedDataset:
     """Preprocess ``count`` images (0 = all) from ``first`` on into the rgb8 cache of
     ``choice`` (a preprocessing choice, or the one a model contract asks for) at ``dest_dir``,
@@ -120,6 +122,7 @@ def build_imagenet_cache(
     The cache appears only when complete: an unreadable image or Ctrl-C leaves
     ``dest_dir`` as it was; a build killed with SIGKILL resumes where it stopped.
     A SYNTHETIC folder (:mod:`ckvision.data.synth`) gives a ``synthetic`` cache.
+    ``labels``: a labels file outside the folder (ck-env's aux ``val.txt``).
     """
     from ckvision.data.build import build_rgb8_parallel
     from ckvision.data.synth import SYNTH_KIND, is_synthetic
@@ -128,7 +131,7 @@ def build_imagenet_cache(
     spec = as_spec(choice)
     if count < 0 or first < 0:
         raise DataError(f"image count {count} and first index {first} must not be negative")
-    items = read_val_map(src_dir)
+    items = read_val_map(labels, images=src_dir) if labels else read_val_map(src_dir)
     if first >= len(items):
         raise DataError(f"first image {first} is past the end of {src_dir} ({len(items)} images)")
     chosen = items[first : first + count] if count else items[first:]
