@@ -205,3 +205,91 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
         x for x in (wrong.stdout + wrong.stderr).splitlines() if "does not match model tiny224" in x
     ]
     assert "using-pillow,inter.linear" in line and "Traceback" not in wrong.stdout + wrong.stderr
+
+
+# ---- issue 19: the user's ImageNet found through CK deps, the val download, calibration
+
+
+def _val_folder(folder: Path, count: int = 4) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i in range(1, count + 1):
+        Image.new("RGB", (50 + i, 40), (50 * i, 90, 20)).save(
+            folder / f"ILSVRC2012_val_{i:08d}.JPEG", "JPEG"
+        )
+    (folder / "val_map.txt").write_text(
+        "".join(f"ILSVRC2012_val_{i:08d}.JPEG {i * 3}\n" for i in range(1, count + 1))
+    )
+    return folder
+
+
+def _env_meta(env: dict[str, str], tags: str) -> list[dict[str, object]]:
+    found = ck(env, "search", "env", f"--tags={tags}")
+    metas = []
+    for line in found.stdout.splitlines():
+        if ":env:" in line:
+            meta = json.loads(ck(env, "load", f"env:{line.strip().split(':')[-1]}", "--min").stdout)
+            metas.append(meta.get("dict", meta))
+    return metas
+
+
+def test_detected_imagenet_val_feeds_preprocessing_and_calibration(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = _val_folder(tmp_path / "my val")
+    detected = ck(
+        ck_env,
+        "detect",
+        "soft:dataset.imagenet.val.ckvision",
+        f"--full_path={folder / 'ILSVRC2012_val_00000001.JPEG'}",
+        "--quiet",
+    )
+    assert detected.returncode == 0, detected.stdout[-2000:]
+    (val,) = _env_meta(ck_env, "dataset,imagenet,val,raw,original,jpg,caffe,2012")  # ck-env's
+    assert val["env"]["CK_ENV_DATASET_IMAGENET_VAL"] == str(folder)  # type: ignore[index]
+    # the preprocessing package takes its images from that dep: no env variable given
+    done = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,preprocessed,full,from.imagenet-val,side.96",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    (pre,) = _envs(ck_env, "dataset,imagenet,preprocessed,from.imagenet-val")
+    meta = json.loads((Path(str(pre["dir"])) / "dataset.json").read_text())
+    assert (meta["size"], meta["source"]) == (4, str(folder))
+    # a calibration list over the same images: refused when it overlaps the scored set
+    (tmp_path / "cal.txt").write_text("ILSVRC2012_val_00000002.JPEG\n")
+    refused = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,calibration,ckvision,from.imagenet-val",
+        f"--env.CKVISION_CALIBRATION_LIST={tmp_path / 'cal.txt'}",
+        f"--env.CKVISION_CALIBRATION_SCORED={pre['dir']}",
+        "--quiet",
+    )
+    assert refused.returncode != 0
+    assert "overlaps the scored set: 1 image(s) in both" in refused.stdout + refused.stderr
+    assert _env_meta(ck_env, "dataset,imagenet,calibration,ckvision") == []
+    other = tmp_path / "held-out"  # other pictures under the same names: no overlap
+    other.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (33, 33), (1, 2, 3)).save(other / "ILSVRC2012_val_00000002.JPEG", "JPEG")
+    accepted = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,calibration,ckvision",
+        f"--env.CKVISION_CALIBRATION_LIST={tmp_path / 'cal.txt'}",
+        f"--env.CKVISION_CALIBRATION_IMAGES={other}",
+        f"--env.CKVISION_CALIBRATION_SCORED={pre['dir']}",
+        "--quiet",
+    )
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    (cal,) = _env_meta(ck_env, "dataset,imagenet,calibration,ckvision")
+    cal_dir = Path(str(cal["env"]["CK_ENV_DATASET_IMAGENET_CALIBRATION"]))  # type: ignore[index]
+    assert (cal_dir / "images" / "ILSVRC2012_val_00000002.JPEG").is_file()

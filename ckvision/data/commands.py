@@ -49,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="check a calibration list + folder (and that it does not overlap a scored "
         "set); with --install-dir, install it",
     )
-    cal.add_argument("--list", type=Path, required=True, dest="list_file")
-    cal.add_argument("--images", type=Path, required=True, help="folder the list names files in")
+    cal.add_argument("--list", required=True, dest="list_file", help="calibration list file")
+    cal.add_argument("--images", required=True, help="folder the list names files in")
     cal.add_argument(
         "--scored",
         action="append",
@@ -66,10 +66,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     val.add_argument("--url", required=True, help="the archive's URL (your entitlement)")
     val.add_argument("--install-dir", type=Path, required=True)
-    val.add_argument("--labels", type=Path, required=True, help="aux val.txt (file label)")
+    val.add_argument("--labels", required=True, help="aux val.txt (file label per line)")
     val.add_argument("--md5", default="", help="expected md5 (default: the published one)")
     val.add_argument("--sha256", default="")
     val.add_argument("--size", type=int, default=-1, help="expected bytes (0 = unchecked)")
+
+
+def _given(text: str, what: str) -> Path:
+    if not text.strip():
+        from ckvision.errors import ConfigError
+
+        raise ConfigError(f"{what} is empty: give a path")
+    return Path(text)
 
 
 def _preprocessing(args: argparse.Namespace) -> object:
@@ -113,7 +121,10 @@ def dispatch(args: argparse.Namespace) -> int:
             scored_files,
         )
 
-        cal = read_calibration_list(args.list_file, args.images)
+        cal = read_calibration_list(
+            _given(args.list_file, "--list (CKVISION_CALIBRATION_LIST)"),
+            _given(args.images, "--images (CKVISION_CALIBRATION_IMAGES)"),
+        )
         for scored in args.scored:
             check_no_overlap(cal, scored_files(scored))
         if args.install_dir:
@@ -130,7 +141,7 @@ def dispatch(args: argparse.Namespace) -> int:
         install_imagenet_val(
             args.url,
             args.install_dir,
-            labels=args.labels,
+            labels=_given(args.labels, "--labels (CKVISION_IMAGENET_VAL_LABELS or the aux dep)"),
             md5=args.md5 if custom else VAL_ARCHIVE_MD5,
             sha256=args.sha256,
             size=args.size if args.size >= 0 else (0 if custom else VAL_ARCHIVE_SIZE),

@@ -1,0 +1,6 @@
+"""CK package hook (CK 2.6.4 loads a package's ``custom.py``): CK calls setup() just
+before it writes the install script; it refuses values CK would write there unescaped.
+All logic is in ckvision.ck.hooks.packages.
+"""
+
+from ckvision.ck.hooks.packages import setup  # noqa: F401
