@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout-seconds", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = every core)")
     parser.add_argument("--skip-runs", action="store_true", help="preprocessing only")
+    parser.add_argument("--count", type=int, default=0, help="first N images only (0 = all)")
     args = parser.parse_args(argv)
     workers = args.workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(dir=args.work) as tmp_name:
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace, tmp: Path, workers: int) -> int:
     files = [f for f, _label in read_val_map(args.source)]
+    files = files[: args.count] if args.count > 0 else files
     n = len(files)
     spec = Preprocessing()  # side.224, crop.875, pillow, linear: EfficientNet-Lite0's
     print(f"source {args.source}: {n} images; {workers} processes; {usable_cores()} cores")
@@ -158,7 +160,9 @@ def _measure(args: argparse.Namespace, tmp: Path, workers: int) -> int:
             last[0] = time.perf_counter()
             print(f"    {message}", flush=True)
 
-    ds = build_imagenet_cache(args.source, cache, spec, progress=progress, workers=workers)
+    ds = build_imagenet_cache(
+        args.source, cache, spec, count=args.count, progress=progress, workers=workers
+    )
     ours = n / (time.perf_counter() - start)
     print(f"(c) ours (build_imagenet_cache, {ds.kind} {ds.name}): {ours:.1f} images/s")
     checks = [("(c)/(b) preprocessing vs raw loop", ours / raw, TARGET_PREPROCESS, True)]

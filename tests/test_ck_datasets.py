@@ -293,3 +293,44 @@ def test_detected_imagenet_val_feeds_preprocessing_and_calibration(
     (cal,) = _env_meta(ck_env, "dataset,imagenet,calibration,ckvision")
     cal_dir = Path(str(cal["env"]["CK_ENV_DATASET_IMAGENET_CALIBRATION"]))  # type: ignore[index]
     assert (cal_dir / "images" / "ILSVRC2012_val_00000002.JPEG").is_file()
+
+
+def test_val_download_package_installs_from_a_local_server(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    from test_imagenet_val_download import GOOD, MD5, NAMES, _Handler
+
+    _Handler.files = {"/v.tar": GOOD}
+    _Handler.truncate_once, _Handler.requests = set(), []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    labels = tmp_path / "val.txt"
+    labels.write_text("".join(f"{n} {i}\n" for i, n in enumerate(NAMES)))
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v.tar"
+    try:
+        base = ("install", "package", "--tags=dataset,imagenet,val,ckvision-download")
+        wrong = ck(
+            ck_env, *base, f"--env.CKVISION_IMAGENET_VAL_URL={url}",
+            f"--env.CKVISION_IMAGENET_VAL_LABELS={labels}",
+            f"--env.CKVISION_IMAGENET_VAL_MD5={'0' * 32}", "--quiet",
+        )  # fmt: skip
+        assert wrong.returncode != 0 and "checksum mismatch" in wrong.stdout + wrong.stderr
+        assert _env_meta(ck_env, "dataset,imagenet,val,ckvision-download") == []
+        done = ck(
+            ck_env, *base, f"--env.CKVISION_IMAGENET_VAL_URL={url}",
+            f"--env.CKVISION_IMAGENET_VAL_LABELS={labels}",
+            f"--env.CKVISION_IMAGENET_VAL_MD5={MD5}", "--quiet",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    (val,) = _env_meta(ck_env, "dataset,imagenet,val,raw,original,jpg,caffe,ckvision-download")
+    folder = Path(str(val["env"]["CK_ENV_DATASET_IMAGENET_VAL"]))  # type: ignore[index]
+    assert sorted(p.name for p in folder.glob("*.JPEG")) == NAMES
+    assert (folder / "val_map.txt").is_file()

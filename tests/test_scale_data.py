@@ -300,3 +300,22 @@ def test_calibration_install_is_all_or_nothing(synth_dir: Path, tmp_path: Path) 
     with pytest.raises(DataError, match=r"cannot use image .*bad\.JPEG"):
         install_calibration_set(bad, tmp_path / "inst3")
     assert not (tmp_path / "inst2").exists() and not (tmp_path / "inst3" / "data").exists()
+
+
+@pytest.mark.timeout(60)
+def test_pillow_fast_path_gives_the_general_paths_pixels(synth_dir: Path, tmp_path: Path) -> None:
+    from ckvision.data.images import decode_rgb8
+    from ckvision.data.preprocess import resize_and_crop
+
+    rotated = tmp_path / "rotated.JPEG"  # an EXIF rotation takes the general path
+    with Image.open(synth_dir / "ILSVRC2012_val_00000005.JPEG") as image:
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(rotated, "JPEG", exif=exif)
+    paths = [synth_dir / f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 61)] + [rotated]
+    for spec in (SPEC, Preprocessing(side=224), Preprocessing(side=96, interpolation="area")):
+        for path in paths:
+            fast = rgb8_file(path, spec)
+            assert fast.flags.c_contiguous and fast.dtype == np.uint8
+            np.testing.assert_array_equal(fast, resize_and_crop(decode_rgb8(path), spec))
+    assert rgb8_file(rotated, SPEC).shape == (64, 64, 3)
