@@ -60,3 +60,32 @@ def test_accuracy_over_the_whole_set_holds_one_buffer_and_records_peak_rss(
     assert max(loads) <= BUFFER and sum(loads) == SAMPLES  # set by set, never all at once
     peak = record["resources"]["peak_rss_mib"]
     assert 10 < peak < 64 * 1024
+
+
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux /proc only")
+def test_loading_sets_releases_the_mapped_pages_it_read(tmp_path: Path) -> None:
+    from ckvision.data.cache import PreprocessedDataset, write_rgb8_cache
+    from ckvision.data.variation import Preprocessing
+
+    spec = Preprocessing(side=128)  # 48 KiB a sample, 2000 samples: 94 MiB mapped
+    row = np.full((128, 128, 3), 7, dtype=np.uint8)
+    write_rgb8_cache(
+        tmp_path / "c", name="pages", kind="synthetic", source="generated", spec=spec,
+        items=[(f"s{i}", 1) for i in range(2000)], load=lambda _f: row,
+    )  # fmt: skip
+    data = PreprocessedDataset.open(tmp_path / "c")
+    qsl = SampleLibrary(data.images, data.labels, RunConfig(buffer_size=250))
+    before = _rss_file_kib()
+    for first in range(0, 2000, 250):  # LoadGen's accuracy mode: set after set
+        qsl.load(range(first, first + 250))
+        assert int(qsl.ram[-1, 0, 0, 0]) == 7
+        qsl.unload([])
+    assert _rss_file_kib() - before < 20 * 1024  # not the 94 MiB it read
