@@ -162,7 +162,7 @@ def run_program(
 
 
 def peak_resources() -> dict[str, Any]:
-    """This process's peak resident memory so far (Linux/macOS ``ru_maxrss``), and on
+    """This process's peak resident memory so far (Linux: ``VmHWM``, else ``ru_maxrss``), and on
     Linux the resident private (``anon_rss_mib``) and file-backed (``file_rss_mib``) memory
     at the end of the run."""
     import resource
@@ -171,11 +171,14 @@ def peak_resources() -> dict[str, Any]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
     out: dict[str, Any] = {"peak_rss_mib": round(peak_bytes / 2**20, 1)}
-    try:  # Linux: what is resident now, private memory vs mapped files (the cache)
+    try:  # Linux: ru_maxrss survives exec (a big parent's RSS would show); VmHWM does not
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
-                out[f"{key[3:].lower()}_rss_mib"] = round(int(value.split()[0]) / 1024, 1)
+            mib = round(int(value.split()[0]) / 1024, 1) if key.startswith(("Vm", "Rss")) else 0
+            if key == "VmHWM":
+                out["peak_rss_mib"] = mib
+            elif key in ("RssAnon", "RssFile"):  # now: private memory vs mapped files
+                out[f"{key[3:].lower()}_rss_mib"] = mib
     except (OSError, ValueError, IndexError):
         pass
     return out
