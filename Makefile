@@ -21,6 +21,7 @@ help:
 	@echo "make test-extras  the large extras only the tests use (DALI, Ray) into .venv"
 	@echo "make docker       build the CPU image, run its demo job as you, print the table"
 	@echo "make gpu          swap the CPU onnxruntime for onnxruntime-gpu in .venv"
+	@echo "make scale-bench  preprocessing + a whole-set accuracy run vs raw loops, peak RSS (SCALE_SOURCE=dir)"
 	@echo "make mutation     mutation testing of harness, scorer and settings (about an hour)"
 	@echo "make system-deps  apt packages the container and browser tests use (root, Debian)"
 	@echo "make clean-ck-tmp remove the run directories of the CK programs"
@@ -111,3 +112,12 @@ docker: $(STAMP)
 	mkdir -p $(EXPERIMENTS)
 	$(BIN)/python -m ckvision docker run image-classification-onnxruntime-cpu --experiments $(EXPERIMENTS)
 	$(BIN)/python -m ckvision results $(EXPERIMENTS)/*/
+
+# make scale-bench SCALE_SOURCE=/data/synth-50k: preprocessing vs a raw loop, the accuracy run
+# over the whole set vs raw throughput, peak RSS (benchmarks/scale.py; not part of make test).
+SCALE_SOURCE ?= synth-50k
+SCALE_MODEL ?= $(shell ls $(HOME)/CK-TOOLS/model-onnx-efficientnet-lite0-export/model.onnx 2>/dev/null)
+.PHONY: scale-bench
+scale-bench: $(STAMP)
+	test -d $(SCALE_SOURCE) || $(BIN)/python -m ckvision dataset synth --images 50000 --out $(SCALE_SOURCE)
+	$(BIN)/python benchmarks/scale.py --source $(SCALE_SOURCE) --model $(SCALE_MODEL)

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ckvision.quantize.cli import add_parser as add_quantize_parser
 
     add_quantize_parser(sub)  # quantize-model (issue 19: INT8 on the CPU)
+    from ckvision.data.commands import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)  # dataset synth|preprocess|calibration|... (issue 19)
     return parser
 
 
@@ -224,6 +227,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ckvision.submission.cli import dispatch as submission_dispatch
 
         return submission_dispatch(args)
+    elif args.command == "dataset":
+        from ckvision.data.commands import dispatch as dataset_dispatch
+
+        return dataset_dispatch(args)
     return 0
 
 

@@ -19,8 +19,10 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_dir",
+    "replace_dir",
     "sha256_file",
     "full_disk_note",
+    "check_free_space",
     "LOW_SPACE_BYTES",
 ]
 
@@ -106,15 +108,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is a normal dir
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -127,3 +121,33 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the complete directory ``tmp`` (beside ``final``) in place of ``final``."""
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is a normal dir
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def check_free_space(where: Path, needed: int, what: str, free: int | None = None) -> None:
+    """Refuse (one line, :class:`DataError`) when the file system of ``where`` (or of its
+    nearest existing parent) has less than ``needed`` bytes free; ``free`` replaces the
+    reading (tests inject a small disk this way)."""
+    from ckvision.errors import DataError
+
+    probe = Path(where)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    available = shutil.disk_usage(probe).free if free is None else free
+    if available < needed:
+        raise DataError(
+            f"not enough disk space for {what} in {probe}: needs {needed / 1e9:.2f} GB, "
+            f"{available / 1e9:.2f} GB free; free some space or choose another folder"
+        )

@@ -195,6 +195,7 @@ def record_run(
             },
             "tuning": tuning,  # ckvision.tuning: what the probe chose (None: nothing)
             "latency_histogram": result.latency,  # ckvision.harness.histogram summary
+            "resources": peak_resources(),  # peak RSS: bounded by the memory-mapped cache
         },
     )
 
@@ -273,3 +274,29 @@ def _open_dataset(
         if getattr(config, name) != RunConfig.__dataclass_fields__[name].default:
             log(f"note: {spec.env} applies to CK_INPUT_FORMAT=jpeg only; ignored")
     return PreprocessedDataset.open(inputs.dataset_dir).for_model(inputs.contract)
+
+
+def peak_resources() -> dict[str, Any]:
+    """This process's peak resident memory so far (Linux: ``VmHWM``, else ``ru_maxrss``), and on
+    Linux the resident private (``anon_rss_mib``) and file-backed (``file_rss_mib``) memory
+    at the end of the run."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
+    out: dict[str, Any] = {"peak_rss_mib": round(peak_bytes / 2**20, 1)}
+    try:  # Linux: ru_maxrss survives exec (a big parent's RSS would show); VmHWM does not
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            key, _, value = line.partition(":")
+            mib = round(int(value.split()[0]) / 1024, 1) if key.startswith(("Vm", "Rss")) else 0
+            if key == "VmHWM":
+                out["peak_rss_mib"] = mib
+            elif key in ("RssAnon", "RssFile"):  # now: private memory vs mapped files
+                out[f"{key[3:].lower()}_rss_mib"] = mib
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+__all__ += ["peak_resources"]

@@ -205,3 +205,132 @@ def test_two_matching_datasets_are_one_line_not_a_silent_pick(
         x for x in (wrong.stdout + wrong.stderr).splitlines() if "does not match model tiny224" in x
     ]
     assert "using-pillow,inter.linear" in line and "Traceback" not in wrong.stdout + wrong.stderr
+
+
+# ---- issue 19: the user's ImageNet found through CK deps, the val download, calibration
+
+
+def _val_folder(folder: Path, count: int = 4) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i in range(1, count + 1):
+        Image.new("RGB", (50 + i, 40), (50 * i, 90, 20)).save(
+            folder / f"ILSVRC2012_val_{i:08d}.JPEG", "JPEG"
+        )
+    (folder / "val_map.txt").write_text(
+        "".join(f"ILSVRC2012_val_{i:08d}.JPEG {i * 3}\n" for i in range(1, count + 1))
+    )
+    return folder
+
+
+def _env_meta(env: dict[str, str], tags: str) -> list[dict[str, object]]:
+    found = ck(env, "search", "env", f"--tags={tags}")
+    metas = []
+    for line in found.stdout.splitlines():
+        if ":env:" in line:
+            meta = json.loads(ck(env, "load", f"env:{line.strip().split(':')[-1]}", "--min").stdout)
+            metas.append(meta.get("dict", meta))
+    return metas
+
+
+def test_detected_imagenet_val_feeds_preprocessing_and_calibration(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = _val_folder(tmp_path / "my val")
+    detected = ck(
+        ck_env,
+        "detect",
+        "soft:dataset.imagenet.val.ckvision",
+        f"--full_path={folder / 'ILSVRC2012_val_00000001.JPEG'}",
+        "--quiet",
+    )
+    assert detected.returncode == 0, detected.stdout[-2000:]
+    (val,) = _env_meta(ck_env, "dataset,imagenet,val,raw,original,jpg,caffe,2012")  # ck-env's
+    assert val["env"]["CK_ENV_DATASET_IMAGENET_VAL"] == str(folder)  # type: ignore[index]
+    # the preprocessing package takes its images from that dep: no env variable given
+    done = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,preprocessed,full,from.imagenet-val,side.96",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    (pre,) = _envs(ck_env, "dataset,imagenet,preprocessed,from.imagenet-val")
+    meta = json.loads((Path(str(pre["dir"])) / "dataset.json").read_text())
+    assert (meta["size"], meta["source"]) == (4, str(folder))
+    # a calibration list over the same images: refused when it overlaps the scored set
+    (tmp_path / "cal.txt").write_text("ILSVRC2012_val_00000002.JPEG\n")
+    refused = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,calibration,ckvision,from.imagenet-val",
+        f"--env.CKVISION_CALIBRATION_LIST={tmp_path / 'cal.txt'}",
+        f"--env.CKVISION_CALIBRATION_SCORED={pre['dir']}",
+        "--quiet",
+    )
+    assert refused.returncode != 0
+    assert "overlaps the scored set: 1 image(s) in both" in refused.stdout + refused.stderr
+    assert _env_meta(ck_env, "dataset,imagenet,calibration,ckvision") == []
+    other = tmp_path / "held-out"  # other pictures under the same names: no overlap
+    other.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (33, 33), (1, 2, 3)).save(other / "ILSVRC2012_val_00000002.JPEG", "JPEG")
+    accepted = ck(
+        ck_env,
+        "install",
+        "package",
+        "--tags=dataset,imagenet,calibration,ckvision",
+        f"--env.CKVISION_CALIBRATION_LIST={tmp_path / 'cal.txt'}",
+        f"--env.CKVISION_CALIBRATION_IMAGES={other}",
+        f"--env.CKVISION_CALIBRATION_SCORED={pre['dir']}",
+        "--quiet",
+    )
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    (cal,) = _env_meta(ck_env, "dataset,imagenet,calibration,ckvision")
+    cal_dir = Path(str(cal["env"]["CK_ENV_DATASET_IMAGENET_CALIBRATION"]))  # type: ignore[index]
+    assert (cal_dir / "images" / "ILSVRC2012_val_00000002.JPEG").is_file()
+
+
+def test_val_download_package_installs_from_a_local_server(
+    ck_env: dict[str, str], tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    from test_imagenet_val_download import GOOD, MD5, NAMES, _Handler
+
+    _Handler.files = {"/v.tar": GOOD}
+    _Handler.truncate_once, _Handler.requests = set(), []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    labels = tmp_path / "val.txt"
+    labels.write_text("".join(f"{n} {i}\n" for i, n in enumerate(NAMES)))
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v.tar"
+    try:
+        base = ("install", "package", "--tags=dataset,imagenet,val,ckvision-download")
+        wrong = ck(
+            ck_env, *base, f"--env.CKVISION_IMAGENET_VAL_URL={url}",
+            f"--env.CKVISION_IMAGENET_VAL_LABELS={labels}",
+            f"--env.CKVISION_IMAGENET_VAL_MD5={'0' * 32}", "--quiet",
+        )  # fmt: skip
+        assert wrong.returncode != 0 and "checksum mismatch" in wrong.stdout + wrong.stderr
+        assert _env_meta(ck_env, "dataset,imagenet,val,ckvision-download") == []
+        done = ck(
+            ck_env, *base, f"--env.CKVISION_IMAGENET_VAL_URL={url}",
+            f"--env.CKVISION_IMAGENET_VAL_LABELS={labels}",
+            f"--env.CKVISION_IMAGENET_VAL_MD5={MD5}", "--quiet",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    (val,) = _env_meta(ck_env, "dataset,imagenet,val,raw,original,jpg,caffe,ckvision-download")
+    folder = Path(str(val["env"]["CK_ENV_DATASET_IMAGENET_VAL"]))  # type: ignore[index]
+    assert sorted(p.name for p in folder.glob("*.JPEG")) == NAMES
+    assert (folder / "val_map.txt").is_file()

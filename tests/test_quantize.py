@@ -201,6 +201,50 @@ def test_calibrating_on_the_scored_set_is_refused(
     _nothing_installed(out)
 
 
+def test_a_renamed_copy_of_a_scored_image_is_refused_by_content(
+    tmp_path: Path,
+    fp32_model: Path,
+    calibration_dir: Path,
+    tiny_contract: ModelContract,
+    tiny_images: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The scored set is a folder of files (as ImageNet is); a calibration image with
+    another name but the same bytes as one of them is the same image."""
+    from ckvision.data.cache import write_cache
+
+    source = tmp_path / "scored-src"
+    source.mkdir()
+    names = []
+    for i in range(4):
+        name = f"val{i}.png"
+        shutil.copy(calibration_dir / f"cal{i + 8:02d}.png", source / name)
+        names.append((name, i))
+    scored = write_cache(
+        tmp_path / "scored",
+        name="scored",
+        kind="folder",
+        source=str(source),
+        contract=tiny_contract,
+        items=names,
+        load=lambda file: tiny_images[0],
+    )
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(calibration_dir / f"cal{i:02d}.png", folder / f"c{i}.png")
+    shutil.copy(source / "val2.png", folder / "renamed.png")
+    out = tmp_path / "out"
+    code = _quantize(
+        fp32_model, out, "--calibration-dir", str(folder), "--accuracy-dataset", str(scored.path)
+    )
+    assert code != 0
+    line = _one_line_error(capsys)
+    assert "overlaps the scored set: 1 image(s) in both" in line
+    assert "renamed.png" in line and "val2.png" in line
+    _nothing_installed(out)
+
+
 def test_default_calibration_photos_are_not_the_sample_sets() -> None:
     from ckvision.data.sample_set import sample_photos
     from ckvision.quantize.calibration_images import set_aside_photos
@@ -288,7 +332,9 @@ def test_calibration_list_naming_a_missing_file(
         str(listing),
     )
     assert code != 0
-    assert "line 2: n01440764/ILSVRC2012_val_00000293.JPEG is missing" in _one_line_error(capsys)
+    line = _one_line_error(capsys)  # the one list reader: ckvision.data.calibration_set
+    assert "1 of 2 images of calibration list" in line
+    assert "(first: n01440764/ILSVRC2012_val_00000293.JPEG)" in line
     _nothing_installed(out)
 
 

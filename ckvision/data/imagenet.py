@@ -10,11 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from ckvision.data.cache import PreprocessedDataset, write_rgb8_cache
-from ckvision.data.preprocess import rgb8_file
+from ckvision.data.cache import PreprocessedDataset
 from ckvision.data.variation import Preprocessing, as_spec
 from ckvision.errors import DataError
 from ckvision.models.contract import ModelContract
@@ -25,14 +23,15 @@ NUM_CLASSES = 1000
 _LAYOUT_HINT = "expects the ImageNet val folder layout: JPEGs + val_map.txt (file label per line)"
 
 
-def read_val_map(path: Path) -> list[tuple[str, int]]:
+def read_val_map(path: Path, images: Path | None = None) -> list[tuple[str, int]]:
     """Parse ``val_map.txt`` (a file, or the folder holding it) into (file, label) pairs.
 
-    Every listed image must exist beside the map; labels must be 0..999.
+    Every listed image must exist beside the map (or in ``images``, for a labels file
+    kept elsewhere, such as ck-env's aux ``val.txt``); labels must be 0..999.
     """
     path = Path(path)
     map_file = path / "val_map.txt" if path.is_dir() else path
-    folder = map_file.parent
+    folder = Path(images) if images is not None else map_file.parent
     if not map_file.is_file():
         raise DataError(f"no val_map.txt in {folder}: the dataset {_LAYOUT_HINT}")
     try:
@@ -76,19 +75,30 @@ def _parse_line(map_file: Path, number: int, line: str) -> tuple[str, int]:
 
 
 def throttled_progress(
-    progress: Callable[[str], None] | None, what: str, every_s: float = 2.0
+    progress: Callable[[str], None] | None,
+    what: str,
+    every_s: float = 2.0,
+    *,
+    with_rate: bool = False,
 ) -> Callable[[int, int], None] | None:
     """Turn ``progress(msg)`` into a ``(done, total)`` callback that reports the first
-    item, then at most every ``every_s`` seconds, then the last item."""
+    item, then at most every ``every_s`` seconds, then the last item; ``with_rate`` adds
+    the rate since this callback was made and the time left at that rate (ETA)."""
     if progress is None:
         return None
     last = [float("-inf")]
+    start = [time.monotonic() if with_rate else 0.0]
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
         if done in (1, total) or now - last[0] >= every_s:
             last[0] = now
-            progress(f"{what} {done}/{total} images")
+            line = f"{what} {done}/{total} images"
+            elapsed = now - start[0]
+            if with_rate and elapsed > 0:
+                rate = done / elapsed
+                line += f", {rate:.0f} images/s, ETA {(total - done) / rate:.0f} s"
+            progress(line)
 
     return report
 
@@ -101,35 +111,60 @@ def build_imagenet_cache(
     count: int = 0,
     first: int = 0,
     progress: Callable[[str], None] | None = None,
+    workers: int = 0,
+    free_bytes: int | None = None,
+    labels: Path | None = None,
 ) -> PreprocessedDataset:
     """Preprocess ``count`` images (0 = all) from ``first`` on into the rgb8 cache of
-    ``choice`` (a preprocessing choice, or the one a model contract asks for) at ``dest_dir``.
+    ``choice`` (a preprocessing choice, or the one a model contract asks for) at ``dest_dir``,
+    with ``workers`` processes (0 = every core; see :mod:`ckvision.data.build`).
 
     The cache appears only when complete: an unreadable image or Ctrl-C leaves
-    ``dest_dir`` as it was.
+    ``dest_dir`` as it was; a build killed with SIGKILL resumes where it stopped.
+    A SYNTHETIC folder (:mod:`ckvision.data.synth`) gives a ``synthetic`` cache.
+    ``labels``: a labels file outside the folder (ck-env's aux ``val.txt``).
     """
+    from ckvision.data.build import build_rgb8_parallel
+    from ckvision.data.synth import SYNTH_KIND, is_synthetic
+
     src_dir = Path(src_dir)
     spec = as_spec(choice)
     if count < 0 or first < 0:
         raise DataError(f"image count {count} and first index {first} must not be negative")
-    items = read_val_map(src_dir)
+    items = read_val_map(labels, images=src_dir) if labels else read_val_map(src_dir)
     if first >= len(items):
         raise DataError(f"first image {first} is past the end of {src_dir} ({len(items)} images)")
     chosen = items[first : first + count] if count else items[first:]
     subset = count and len(chosen) < len(items)
-    name = f"imagenet2012-val-{len(chosen)}" if subset else "imagenet2012-val"
-
-    def load(file: str) -> np.ndarray:
-        return rgb8_file(src_dir / file, spec)
-
-    return write_rgb8_cache(
+    synthetic = is_synthetic(src_dir)
+    base, kind = (
+        ("synthetic-imagenet-layout", SYNTH_KIND)
+        if synthetic
+        else (
+            "imagenet2012-val",
+            "imagenet-val",
+        )
+    )
+    name = f"{base}-{len(chosen)}" if subset or synthetic else base
+    extra: dict[str, Any] = {
+        "first": first,
+        "subset_tag": f"first.{len(chosen)}" if subset else "full",
+    }
+    if synthetic:
+        extra["synthetic"] = True
+        extra["accuracy_note"] = (
+            f"SYNTHETIC set of {len(chosen)} images cut from a few real photos; "
+            "not ImageNet accuracy"
+        )
+    return build_rgb8_parallel(
         Path(dest_dir),
         name=name,
-        kind="imagenet-val",
-        source=str(src_dir.resolve()),
+        kind=kind,
+        source=src_dir.resolve(),
         spec=spec,
         items=chosen,
-        load=load,
-        progress=throttled_progress(progress, "preprocessed"),
-        extra={"first": first, "subset_tag": f"first.{len(chosen)}" if subset else "full"},
+        progress=progress,
+        extra=extra,
+        workers=workers,
+        free_bytes=free_bytes,
     )

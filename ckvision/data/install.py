@@ -54,15 +54,17 @@ def install_dataset(
         build_sample_cache(dest, spec, size=count or DEFAULT_SIZE, progress=log)
     elif kind == "imagenet":
         from ckvision.data.imagenet import build_imagenet_cache
+        from ckvision.data.imagenet_val import resolve_val_source
 
+        source, labels = resolve_val_source(env, source)
         if source is None:
             raise ConfigError(
-                "IMAGENET_VAL_DIR is not set: point it at your ImageNet val folder "
-                "(JPEGs + val_map.txt), e.g. ck install package "
+                "IMAGENET_VAL_DIR is not set and no dataset.imagenet.val is detected: point "
+                "it at your ImageNet val folder (JPEGs + val_map.txt), e.g. ck install package "
                 "--tags=dataset,imagenet,preprocessed,full "
                 "--env.IMAGENET_VAL_DIR=/data/imagenet/val"
             )
-        build_imagenet_cache(source, dest, spec, count=count, progress=log)
+        build_imagenet_cache(source, dest, spec, count=count, progress=log, labels=labels)
     else:
         raise ConfigError(f"dataset kind {kind!r} unknown; use sample or imagenet")
     log(f"dataset ready at {dest}")

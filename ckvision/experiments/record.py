@@ -80,6 +80,7 @@ def collect_run(output_dir: Path) -> dict[str, Any]:
         "duration_s": info.get("duration_s"),
         "tuning": info.get("tuning"),
         "latency_histogram": info.get("latency_histogram"),
+        "resources": info.get("resources"),  # peak RSS of the run's process
         "logs": _raw_logs(output_dir),
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ckvision.config import RunConfig
-from ckvision.data.cache import PreprocessedDataset
+from ckvision.data.cache import PreprocessedDataset, release_mapped_pages
 from ckvision.errors import ConfigError, DataError
 
 __all__ = ["SampleLibrary", "DEFAULT_BUFFER", "gather_rows"]
@@ -83,6 +83,7 @@ class SampleLibrary:
         ram = self._allocate((len(wanted), *self.sample_shape), self.dtype)
         for start in range(0, len(wanted), _LOAD_CHUNK):  # bounded temporary memory
             ram[start : start + _LOAD_CHUNK] = self.images[wanted[start : start + _LOAD_CHUNK]]
+        release_mapped_pages(self.images)  # RSS: the loaded set, not every page ever read
         self._ram = ram
         self._row[wanted] = np.arange(len(wanted), dtype=np.intp)
 

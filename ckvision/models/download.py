@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
+import os
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ckvision.errors import ModelError
+from ckvision.errors import CkVisionError, ModelError
 from ckvision.fsutil import atomic_output
 
 __all__ = ["download", "file_digests", "mirrored_url"]
@@ -44,6 +46,8 @@ def download(
     size: int = 0,
     progress: Callable[[str], None] | None = None,
     every_s: float = 1.0,
+    resume: bool = False,
+    error: type[CkVisionError] = ModelError,
 ) -> Path:
     """Download ``url`` to ``dest`` and verify it; do nothing if ``dest`` already matches.
 
@@ -51,7 +55,24 @@ def download(
     install a file we could not verify. Raises :class:`ModelError` on a network error or
     a checksum mismatch, leaving ``dest`` untouched. ``size`` (bytes), when given, and the
     server's Content-Length are checked too, so a truncated transfer names itself.
+
+    ``resume`` (for large archives): the bytes received so far are kept in
+    ``.<name>.partial`` beside ``dest`` when the transfer breaks (network error, truncated
+    body, Ctrl-C, kill), and the next call asks the server for the rest (HTTP Range) and
+    checks the checksum over the whole file; a server that ignores Range sends it all
+    again. A checksum or size mismatch removes the partial file. ``error`` is the
+    exception type raised (a dataset download raises :class:`DataError`).
     """
+    if error is not ModelError:
+        try:
+            return download(
+                url, dest, sha256=sha256, md5=md5, size=size, progress=progress,
+                every_s=every_s, resume=resume,
+            )  # fmt: skip
+        except ModelError as err:
+            raise error(str(err)) from err
+    if resume:
+        return _download_resumable(url, Path(dest), sha256, md5, size, progress, every_s)
     dest = Path(dest)
     sha256, md5 = sha256.strip().lower(), md5.strip().lower()
     if not sha256 and not md5:
@@ -75,6 +96,78 @@ def download(
         problem = _mismatch(digests, sha256, md5)
         if problem:
             raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
+    log(f"downloaded {url} -> {dest} (checksum verified)")
+    return dest
+
+
+def _download_resumable(
+    url: str,
+    dest: Path,
+    sha256: str,
+    md5: str,
+    size: int,
+    progress: Callable[[str], None] | None,
+    every_s: float,
+) -> Path:
+    sha256, md5 = sha256.strip().lower(), md5.strip().lower()
+    if not sha256 and not md5:
+        raise ModelError(f"no checksum given for {url}; refusing to install an unverified file")
+    log = progress or (lambda _msg: None)
+    if dest.is_file() and _mismatch(file_digests(dest), sha256, md5) is None:
+        log(f"{dest} is already downloaded and verified")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    sha, md5_hash = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    offset = 0
+    if partial.is_file():
+        with open(partial, "rb") as handle:
+            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                sha.update(chunk)
+                md5_hash.update(chunk)
+                offset += len(chunk)
+        log(f"resuming {url} after {offset / 1e6:.1f} MB already received")
+    try:
+        request = urllib.request.Request(url)  # noqa: S310 - the caller checks the scheme
+        if offset:
+            request.add_header("Range", f"bytes={offset}-")
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
+            if offset and response.status != 206:  # Range ignored: the whole file again
+                sha, md5_hash = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                offset = 0
+            length = int(response.headers.get("Content-Length") or 0)
+            total = offset + length if length else 0
+            done, last = offset, time.monotonic()
+            with open(partial, "ab" if offset else "wb") as out:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    sha.update(chunk)
+                    md5_hash.update(chunk)
+                    done += len(chunk)
+                    if time.monotonic() - last >= every_s:
+                        last = time.monotonic()
+                        log(_progress_line(url, done, total))
+    except urllib.error.HTTPError as err:
+        raise ModelError(f"cannot download {url}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+        reason = getattr(err, "reason", None) or type(err).__name__
+        raise ModelError(
+            f"cannot download {url}: {reason}; run again to resume "
+            f"({partial.stat().st_size if partial.is_file() else 0} bytes kept)"
+        ) from err
+    if total and done != total:
+        raise ModelError(
+            f"cannot download {url}: got {done} of {total} bytes (truncated); run again to resume"
+        )
+    log(_progress_line(url, done, total))
+    problem = _mismatch((sha.hexdigest(), md5_hash.hexdigest()), sha256, md5)
+    if size and done != size:
+        problem = f"expected {size} bytes, got {done}"
+    if problem:
+        partial.unlink()
+        raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
+    partial.chmod(0o644)
+    os.replace(partial, dest)
     log(f"downloaded {url} -> {dest} (checksum verified)")
     return dest
 

@@ -30,10 +30,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ckvision.data.cache import PreprocessedDataset
+from ckvision.data.calibration_set import check_paths_disjoint, read_calibration_list, scored_files
 from ckvision.data.images import to_rgb8
 from ckvision.data.preprocess import load_image, normalize, preprocess_file, resize_and_crop
 from ckvision.data.variation import Preprocessing
 from ckvision.errors import ConfigError, DataError
+from ckvision.fsutil import sha256_file
 from ckvision.models.calibration import CalibrationSource
 from ckvision.models.contract import ModelContract
 
@@ -88,10 +90,6 @@ def set_aside_photos() -> list[Path]:
     return paths
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _scored_fingerprints(scored: PreprocessedDataset | None) -> tuple[set[str], set[str]]:
     """(file names, sha256s) of the scored set's source images, as far as it records them."""
     if scored is None:
@@ -106,16 +104,20 @@ def _scored_fingerprints(scored: PreprocessedDataset | None) -> tuple[set[str], 
 
 
 def _check_disjoint(paths: Sequence[Path], scored: PreprocessedDataset | None) -> None:
-    names, digests = _scored_fingerprints(scored)
-    if not names and not digests:
+    """Refuse calibration images the runs score: the same file name as a scored source
+    (ImageNet names are unique), one of the sample set's photos, or (the one content
+    check, :func:`ckvision.data.calibration_set.check_paths_disjoint`) the same file or
+    a byte-identical copy of a scored source file."""
+    if scored is None:
         return
+    names, digests = _scored_fingerprints(scored)
     for path in paths:
-        if path.name in names or (digests and _sha256(path) in digests):
-            assert scored is not None
+        if path.name in names or (digests and sha256_file(path) in digests):
             raise DataError(
                 f"calibration image {path} is also in the scored set {scored.name}; "
                 "calibrate on images the run does not score (MLPerf's calibration list)"
             )
+    check_paths_disjoint(paths, scored_files(scored.path), "the calibration images")
 
 
 def _folder_files(folder: Path, list_file: Path | None) -> list[Path]:
@@ -128,27 +130,7 @@ def _folder_files(folder: Path, list_file: Path | None) -> list[Path]:
                 f"calibration folder {folder} has no images ({'/'.join(IMAGE_SUFFIXES)})"
             )
         return files
-    try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read calibration list {list_file}: {err}") from err
-    files = []
-    root = folder.resolve()
-    for number, line in enumerate(lines, 1):
-        name = line.split()[0] if line.strip() else ""
-        if not name:
-            continue
-        path = (folder / name).resolve()
-        if root not in path.parents:
-            raise DataError(
-                f"calibration list {list_file} line {number}: {name!r} is outside {folder}"
-            )
-        if not path.is_file():
-            raise DataError(f"calibration list {list_file} line {number}: {name} is missing")
-        files.append(path)
-    if not files:
-        raise DataError(f"calibration list {list_file} names no images")
-    return files
+    return read_calibration_list(list_file, folder).paths  # MLPerf's list format, checked
 
 
 def _view(path: Path, tag: str, contract: ModelContract) -> np.ndarray:

@@ -12,6 +12,8 @@ onnx-model          ``model.onnx``                 ``CK_ENV_ONNX_MODEL_*``, ``ML
 tensorrt-engine     ``model.plan``                 ``CK_ENV_TENSORRT_MODEL_*``, ``ML_MODEL_*``
 dataset             ``dataset.json``               ``CK_ENV_DATASET_*``
 triton-repository   ``ckvision-triton.json``       ``CK_ENV_TRITON_MODEL_*``, ``ML_MODEL_*``
+imagenet-val        ``ILSVRC2012_val_00000001.JPEG``  ``CK_ENV_DATASET_IMAGENET_VAL`` (the
+                                                   folder, as ck-env's), ``..._VAL_MAP``
 ==================  ============================  ======================================
 """
 
@@ -151,6 +153,8 @@ def version_cmd(i: dict[str, Any]) -> dict[str, Any]:
         version = str(_read_json(full_path.parent / MODEL_SIDECAR, "model").get("version", "1"))
     elif kind == "dataset":
         version = str(_read_json(full_path, "dataset").get("size", "0"))
+    elif kind == "imagenet-val":
+        version = "2012"
     else:
         raise ConfigError(f"unknown detector kind {kind!r}")
     # CK writes the version into env.sh (a comment line and the tags) unescaped
@@ -179,6 +183,10 @@ def setup(i: dict[str, Any]) -> dict[str, Any]:
         env[f"{prefix}_NAME"] = str(meta.get("name", ""))
         env[f"{prefix}_KIND"] = str(meta.get("kind", ""))
         env[f"{prefix}_SIZE"] = str(meta.get("size", ""))
+    elif kind == "imagenet-val":
+        val_map = full_path.parent / "val_map.txt"
+        if val_map.is_file():
+            env[f"{prefix}_VAL_MAP"] = str(val_map)
     # Everything CK writes into env.sh after this returns: the env (ours and the user's),
     # the install path, and the tags and version on its comment lines.
     merged = {**i.get("env", {}), **env}
