@@ -2,7 +2,8 @@
 
 (a) raw ORT: every layout searched (1 session x N threads .. N parallel runs on one
     session x 1 thread, batch 1..32), the best kept;
-(b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a);
+(b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a)
+    in every round (the worst round is the figure; the median is for information);
 (c) ours, Offline with (a)'s layout forced                               (for information);
 (d) raw batch-1 latency p90 vs our default SingleStream p90             target <= 1.03x;
 (d') our SingleStream p90 / p90 of the backend calls inside that same run (immune to
@@ -12,8 +13,8 @@
 Raw and ours read the same random images from RAM (raw walks them in consecutive
 batches, the way a loop over a dataset does; ours gets LoadGen's sample order). A shared
 VM's speed drifts by tens of percent within minutes, so (b)-(d) are measured in rounds,
-raw and ours in turns (the order reversed every other round), and each ratio is the
-median of its rounds' ratios. Run it on a quiet machine all the same:
+raw and ours in turns (the order reversed every other round); (b) is the worst round's
+ratio, the others the median of the rounds' ratios. Run it on a quiet machine all the same:
 
     python benchmarks/side_by_side.py --model build/efficientnet-lite0.onnx --seconds 10
 """
@@ -148,14 +149,16 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         of step ``den``'s own backend calls)."""
         return float(np.median([r[num][0] / (r[den][2] if calls else r[den][0]) for r in rows]))
 
+    worst_default = min(r[1][0] / r[0][0] for r in offline)  # the target holds in EVERY round
     checks = [
-        ("(b) ours default Offline / raw best", median(offline, 1, 0), TARGET_DEFAULT, True),
+        ("(b) ours default Offline / raw, worst round", worst_default, TARGET_DEFAULT, True),
+        ("(b) same, median of the rounds", median(offline, 1, 0), 0.0, True),
         ("(c) ours forced layout / raw best", median(offline, 2, 0), 0.0, True),
         ("(d) ours SingleStream p90 / raw p90", median(latency, 1, 0), TARGET_P90, False),
         ("(d') same, against its own backend calls", median(latency, 1, 1, True), 0.0, True),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
     ]
-    print(f"  medians over {args.rounds} Offline and {args.latency_rounds} SingleStream rounds:")
+    print(f"  over {args.rounds} Offline and {args.latency_rounds} SingleStream rounds:")
     misses = 0
     for name, value, target, higher in checks:
         ok = value >= target if higher else value <= target

@@ -45,6 +45,7 @@ PLACEHOLDERS = {
     "$(which python3)": "/usr/bin/python3",
     "$PWD": "/tmp/checkout",
     "$M": "/tmp/model.onnx",
+    "$(ck locate env --tags=dataset,imagenet,preprocessed,full)": "/tmp/ck-env",
 }
 # Commands checked by name only: (first words) -> why that is enough.
 OTHER_COMMANDS = {
@@ -63,16 +64,24 @@ OTHER_COMMANDS = {
     ("pip", "install", "ckvision[cluster]"): "the cluster extra (pyproject.toml)",
     ("ray", "start"): "Ray's own command (tests/test_cluster.py starts real nodes)",
 }
-# Variables the package hooks read from `ck install package --env.X=...`.
+# Variables the package hooks read from `ck install package --env.X=...`: each package's
+# declared install_env and what its install.sh expands, plus those its Python reads.
 PACKAGE_ENV = (
-    "IMAGENET_VAL_DIR",
-    "CKVISION_MODEL_MIRROR",
-    "CKVISION_INT8_CALIBRATION_DIR",
-    "CKVISION_INT8_CALIBRATION_LIST",
+    {
+        var
+        for meta in ROOT.glob("package/*/.cm/meta.json")
+        for var in json.loads(meta.read_text())["customize"].get("install_env", {})
+    }
+    | {
+        var
+        for script in ROOT.glob("package/*/install.sh")
+        for var in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", script.read_text())
+    }
+    | {"CKVISION_MODEL_MIRROR"}  # ckvision.models.install reads it (a mirror for any download)
 )
 SWEPT_PROGRAM = "image-classification-onnxruntime-loadgen-py"
 # Figures that are definitions or arithmetic, not measurements.
-NOT_MEASURED = ("87.5 %", "7.5 GB", "30.1 GB", "0.5 ms", "99.999%")
+NOT_MEASURED = ("0.1 %", "87.5 %", "7.5 GB", "30.1 GB", "0.5 ms", "99.999%")
 FIGURE = re.compile(r"\d+\.\d+ ?(?:samples/s|ms\b|%|x\b)|\d+(?:\.\d+)? ?(?:MB|GB)\b")
 
 
