@@ -69,15 +69,22 @@ def resized_size(width: int, height: int, spec: Preprocessing) -> tuple[int, int
     return short * width // height, short
 
 
-def resize_and_crop(pixels: np.ndarray, spec: Preprocessing, name: str = "image") -> np.ndarray:
-    """HxWx3 uint8 RGB -> side x side x 3 uint8 RGB, per ``spec``."""
-    height, width = pixels.shape[:2]
+def _geometry(width: int, height: int, spec: Preprocessing, name: str) -> tuple[int, int, int, int]:
+    """(width, height) after the resize and the centre crop's (left, top); an image far
+    longer than wide is refused in one line."""
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise DataError(
             f"cannot use image {name}: {width}x{height} is more than {MAX_ASPECT} times "
             "longer than wide; remove or replace it"
         )
     new_w, new_h = resized_size(width, height, spec)
+    return new_w, new_h, (new_w - spec.side) // 2, (new_h - spec.side) // 2
+
+
+def resize_and_crop(pixels: np.ndarray, spec: Preprocessing, name: str = "image") -> np.ndarray:
+    """HxWx3 uint8 RGB -> side x side x 3 uint8 RGB, per ``spec``."""
+    height, width = pixels.shape[:2]
+    new_w, new_h, left, top = _geometry(width, height, spec, name)
     if (new_w, new_h) != (width, height):
         if spec.library == "opencv":
             import cv2
@@ -86,8 +93,6 @@ def resize_and_crop(pixels: np.ndarray, spec: Preprocessing, name: str = "image"
         else:
             image = Image.fromarray(pixels, "RGB")
             pixels = np.asarray(image.resize((new_w, new_h), _PIL_FILTERS[spec.interpolation]))
-    left = (new_w - spec.side) // 2
-    top = (new_h - spec.side) // 2
     return np.ascontiguousarray(pixels[top : top + spec.side, left : left + spec.side])
 
 
@@ -116,16 +121,9 @@ def rgb8_file(path: Path | str, spec: Preprocessing) -> np.ndarray:
 def _pillow_resize_and_crop(image: Image.Image, spec: Preprocessing, name: str) -> np.ndarray:
     """:func:`resize_and_crop` of a decoded RGB PIL image, with Pillow, no numpy round trip."""
     width, height = image.size
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise DataError(
-            f"cannot use image {name}: {width}x{height} is more than {MAX_ASPECT} times "
-            "longer than wide; remove or replace it"
-        )
-    new_w, new_h = resized_size(width, height, spec)
+    new_w, new_h, left, top = _geometry(width, height, spec, name)
     if (new_w, new_h) != (width, height):
         image = image.resize((new_w, new_h), _PIL_FILTERS[spec.interpolation])
-    left = (new_w - spec.side) // 2
-    top = (new_h - spec.side) // 2
     return np.asarray(image.crop((left, top, left + spec.side, top + spec.side)), dtype=np.uint8)
 
 

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ckvision.errors import CkVisionError, ModelError
 from ckvision.fsutil import atomic_output
@@ -71,8 +71,6 @@ def download(
             )  # fmt: skip
         except ModelError as err:
             raise error(str(err)) from err
-    if resume:
-        return _download_resumable(url, Path(dest), sha256, md5, size, progress, every_s)
     dest = Path(dest)
     sha256, md5 = sha256.strip().lower(), md5.strip().lower()
     if not sha256 and not md5:
@@ -82,22 +80,31 @@ def download(
         log(f"{dest} is already downloaded and verified")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        return _download_resumable(url, dest, sha256, md5, size, log, every_s)
     for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed download
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     with atomic_output(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
         digests, received = _stream(url, out, log, every_s)
         out.flush()
-        if size and received != size:
-            raise ModelError(
-                f"size mismatch for {url}: expected {size} bytes, got {received}; "
-                "the file was not installed"
-            )
-        problem = _mismatch(digests, sha256, md5)
-        if problem:
-            raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
+        _verify(url, digests, received, sha256, md5, size)
     log(f"downloaded {url} -> {dest} (checksum verified)")
     return dest
+
+
+def _verify(
+    url: str, digests: tuple[str, str], received: int, sha256: str, md5: str, size: int
+) -> None:
+    """The one check of a finished transfer: its size (when known), then its checksums."""
+    if size and received != size:
+        raise ModelError(
+            f"size mismatch for {url}: expected {size} bytes, got {received}; "
+            "the file was not installed"
+        )
+    problem = _mismatch(digests, sha256, md5)
+    if problem:
+        raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
 
 
 def _download_resumable(
@@ -106,66 +113,32 @@ def _download_resumable(
     sha256: str,
     md5: str,
     size: int,
-    progress: Callable[[str], None] | None,
+    log: Callable[[str], None],
     every_s: float,
 ) -> Path:
-    sha256, md5 = sha256.strip().lower(), md5.strip().lower()
-    if not sha256 and not md5:
-        raise ModelError(f"no checksum given for {url}; refusing to install an unverified file")
-    log = progress or (lambda _msg: None)
-    if dest.is_file() and _mismatch(file_digests(dest), sha256, md5) is None:
-        log(f"{dest} is already downloaded and verified")
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """The bytes received so far stay in ``.<name>.partial``; the next call asks for the
+    rest. The checksum covers the whole file (the kept bytes are hashed first)."""
     partial = dest.with_name(f".{dest.name}.partial")
-    sha, md5_hash = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    hashes = (hashlib.sha256(), hashlib.md5(usedforsecurity=False))
     offset = 0
     if partial.is_file():
         with open(partial, "rb") as handle:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                sha.update(chunk)
-                md5_hash.update(chunk)
+                for digest in hashes:
+                    digest.update(chunk)
                 offset += len(chunk)
         log(f"resuming {url} after {offset / 1e6:.1f} MB already received")
     try:
-        request = urllib.request.Request(url)  # noqa: S310 - the caller checks the scheme
-        if offset:
-            request.add_header("Range", f"bytes={offset}-")
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
-            if offset and response.status != 206:  # Range ignored: the whole file again
-                sha, md5_hash = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-                offset = 0
-            length = int(response.headers.get("Content-Length") or 0)
-            total = offset + length if length else 0
-            done, last = offset, time.monotonic()
-            with open(partial, "ab" if offset else "wb") as out:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    sha.update(chunk)
-                    md5_hash.update(chunk)
-                    done += len(chunk)
-                    if time.monotonic() - last >= every_s:
-                        last = time.monotonic()
-                        log(_progress_line(url, done, total))
-    except urllib.error.HTTPError as err:
-        raise ModelError(f"cannot download {url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
-        reason = getattr(err, "reason", None) or type(err).__name__
-        raise ModelError(
-            f"cannot download {url}: {reason}; run again to resume "
-            f"({partial.stat().st_size if partial.is_file() else 0} bytes kept)"
-        ) from err
-    if total and done != total:
-        raise ModelError(
-            f"cannot download {url}: got {done} of {total} bytes (truncated); run again to resume"
-        )
-    log(_progress_line(url, done, total))
-    problem = _mismatch((sha.hexdigest(), md5_hash.hexdigest()), sha256, md5)
-    if size and done != size:
-        problem = f"expected {size} bytes, got {done}"
-    if problem:
-        partial.unlink()
-        raise ModelError(f"checksum mismatch for {url}: {problem}; the file was not installed")
+        with open(partial, "ab") as out:
+            digests, received = _stream(url, out, log, every_s, offset=offset, hashes=hashes)
+    except ModelError as err:
+        kept = partial.stat().st_size if partial.is_file() else 0
+        raise ModelError(f"{err}; run again to resume ({kept} bytes kept)") from err
+    try:
+        _verify(url, digests, received, sha256, md5, size)
+    except ModelError:
+        partial.unlink()  # wrong bytes: never resumed from
+        raise
     partial.chmod(0o644)
     os.replace(partial, dest)
     log(f"downloaded {url} -> {dest} (checksum verified)")
@@ -186,13 +159,31 @@ def mirrored_url(url: str, mirror: str) -> str:
 
 
 def _stream(
-    url: str, out: BinaryIO, log: Callable[[str], None], every_s: float
+    url: str,
+    out: BinaryIO,
+    log: Callable[[str], None],
+    every_s: float,
+    *,
+    offset: int = 0,
+    hashes: tuple[Any, Any] | None = None,
 ) -> tuple[tuple[str, str], int]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    """The one transfer loop: ``url``'s body into ``out`` while hashing it, with progress;
+    ``offset`` > 0 asks for the rest (HTTP Range) after bytes already in ``out`` and
+    ``hashes``. A server that ignores Range sends it all: ``out`` is emptied first.
+    Returns ((sha256, md5), bytes in ``out``); a truncated body is an error."""
+    sha, md5 = hashes or (hashlib.sha256(), hashlib.md5(usedforsecurity=False))
+    request = urllib.request.Request(url)  # noqa: S310 - the caller checks the scheme
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done, last = 0, time.monotonic()
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
+            if offset and response.status != 206:  # Range ignored: the whole file again
+                out.truncate(0)
+                sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                offset = 0
+            length = int(response.headers.get("Content-Length") or 0)
+            total = offset + length if length else 0
+            done, last = offset, time.monotonic()
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 sha.update(chunk)
@@ -203,8 +194,8 @@ def _stream(
                     log(_progress_line(url, done, total))
     except urllib.error.HTTPError as err:
         raise ModelError(f"cannot download {url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+        reason = getattr(err, "reason", None) or str(err) or type(err).__name__
         raise ModelError(f"cannot download {url}: {reason}") from err
     if total and done != total:
         raise ModelError(f"cannot download {url}: got {done} of {total} bytes (truncated)")
