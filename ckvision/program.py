@@ -174,6 +174,7 @@ def record_run(
                 # this is not an MLPerf-style result (submissions refuse it for closed)
                 "input_format": config.input_format,
                 "preprocessing_in_measured_path": config.input_format == "jpeg",
+                **({"prefetch": result.prefetch} if result.prefetch else {}),
             },
             "backend": {
                 "name": config.backend,
@@ -269,7 +270,12 @@ def _open_dataset(
             threads=config.preprocess_threads,
             device=config.dali_device,
         )
-    for name in ("preprocess_engine", "preprocess_threads", "dali_device"):
+    for name in (
+        "preprocess_engine",
+        "preprocess_threads",
+        "preprocess_prefetch",
+        "dali_device",
+    ):
         spec = SETTINGS[name]
         if getattr(config, name) != RunConfig.__dataclass_fields__[name].default:
             log(f"note: {spec.env} applies to CK_INPUT_FORMAT=jpeg only; ignored")

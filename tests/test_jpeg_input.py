@@ -8,6 +8,7 @@ offline rgb8 cache, built by the project's own ``build_imagenet_cache``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -196,12 +197,42 @@ def test_jpeg_performance_run_times_the_preprocessing(
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("engine", ["pillow", pytest.param("dali", marks=needs_dali)])
+def test_prefetch_forms_batches_ahead_with_the_same_answers(
+    jpeg_data: dict[str, Path],
+    tiny_contract: ModelContract,
+    tiny_onnx_model: Path,
+    tmp_path: Path,
+    engine: str,
+) -> None:
+    """CK_PREPROCESS_PREFETCH=2: each worker keeps two batches formed ahead of the one
+    it infers; every answer (the accuracy log, sample by sample) is prefetch 0's."""
+    records, answers = {}, {}
+    for depth in (0, 2):
+        config = _config(input_format="jpeg", preprocess_engine=engine, preprocess_prefetch=depth)
+        out = tmp_path / f"prefetch{depth}"
+        records[depth] = _run(config, tiny_onnx_model, tiny_contract, jpeg_data["pillow"], out)
+        log = json.loads((out / "mlperf_log_accuracy.json").read_text(encoding="utf-8"))
+        answers[depth] = sorted((e["qsl_idx"], e["data"]) for e in log)
+    assert answers[2] == answers[0] and len(answers[0]) == COUNT
+    assert records[2]["accuracy"] == records[0]["accuracy"]
+    ahead = records[2]["dataset"]["prefetch"]  # type: ignore[index]
+    assert ahead == {"depth": 2, "most_ahead": 2}  # two batches were in flight ahead
+    assert "prefetch" not in records[0]["dataset"]  # type: ignore[operator]
+    assert records[2]["config"]["preprocess_prefetch"] == 2  # type: ignore[index]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("engine", "prefetch"),
+    [("pillow", 0), ("pillow", 2), pytest.param("dali", 0, marks=needs_dali)],
+)
 def test_corrupt_jpeg_mid_run_fails_the_run_with_one_line(
     jpeg_data: dict[str, Path],
     tiny_contract: ModelContract,
     tiny_onnx_model: Path,
     tmp_path: Path,
     engine: str,
+    prefetch: int,
 ) -> None:
     folder = tmp_path / "val"
     shutil.copytree(jpeg_data["folder"], folder)
@@ -209,7 +240,12 @@ def test_corrupt_jpeg_mid_run_fails_the_run_with_one_line(
     build_imagenet_cache(folder, cache, tiny_contract)
     bad = folder / "img013.jpg"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # truncated mid-scan
-    config = _config(input_format="jpeg", preprocess_engine=engine, preprocess_threads=2)
+    config = _config(
+        input_format="jpeg",
+        preprocess_engine=engine,
+        preprocess_threads=2,
+        preprocess_prefetch=prefetch,
+    )
     with pytest.raises(RunError) as caught:
         _run(config, tiny_onnx_model, tiny_contract, cache, tmp_path / "out")
     message = str(caught.value)
@@ -244,6 +280,8 @@ def test_cli_jpeg_run_and_bad_values_are_one_line(
         (["--input-format", "png"], "CK_INPUT_FORMAT='png' unknown"),
         (["--input-format", "jpeg", "--preprocess-engine", "using-x;rm"], "unknown; use one of"),
         (["--input-format", "jpeg", "--preprocess-threads", "-1"], "must be >= 0"),
+        (["--input-format", "jpeg", "--preprocess-prefetch", "9"], "between 0 and 8"),
+        (["--input-format", "jpeg", "--preprocess-prefetch", "x"], "is not an integer"),
     ]:
         done = subprocess.run(
             [*base, "--output-dir", str(tmp_path / "bad"), *flags],
