@@ -282,6 +282,8 @@ def test_cli_jpeg_run_and_bad_values_are_one_line(
         (["--input-format", "jpeg", "--preprocess-threads", "-1"], "must be >= 0"),
         (["--input-format", "jpeg", "--preprocess-prefetch", "9"], "between 0 and 8"),
         (["--input-format", "jpeg", "--preprocess-prefetch", "x"], "is not an integer"),
+        (["--triton-instances", "0"], "CK_TRITON_INSTANCES=0 must be positive"),
+        (["--triton-max-queue-delay-us", "-1"], "CK_TRITON_MAX_QUEUE_DELAY_US=-1 must be >= 0"),
     ]:
         done = subprocess.run(
             [*base, "--output-dir", str(tmp_path / "bad"), *flags],
