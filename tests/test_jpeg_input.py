@@ -408,3 +408,59 @@ def test_sample_set_as_a_jpeg_folder_runs_jpeg_in(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="quality"):
         write_sample_folder(tmp_path / "bad", size=2, quality=0)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.timeout(120)
+def test_the_probe_chooses_the_preprocessing_threads_unless_given(
+    jpeg_data: dict[str, Path],
+    tiny_contract: ModelContract,
+    tiny_onnx_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JPEG input, CK_PREPROCESS_THREADS unset: the auto-tuner times the engine at a few
+    thread counts and records its choice; a given value is never overridden."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning.preprocess import thread_candidates
+    from ckvision.tuning.probe import usable_cores
+
+    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
+    env = {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")}
+    config = _config(input_format="jpeg", mode=Mode.PERFORMANCE, autotune="on")
+    lines: list[str] = []
+
+    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
+        return autotune(
+            config,
+            tiny_onnx_model,
+            tiny_contract,
+            jpeg_data["pillow"],
+            explicit,
+            log=lines.append,
+            env=env,
+            budget_s=0.4,
+        )
+
+    tuned, record = tune(config, {"workers", "threads"})
+    assert record is not None
+    chosen = tuned.preprocess_threads
+    assert chosen == record["chosen"]["preprocess_threads"] == record["preprocess"]["threads"]
+    candidates = record["preprocess"]["candidates"]
+    assert [c["threads"] for c in candidates] == thread_candidates(usable_cores())
+    assert all(c["images_per_s"] > 0 for c in candidates)
+    assert record["preprocess"]["batch"] == tuned.batch_size  # at the run's batch
+    assert f"{chosen} preprocessing threads (pillow" in lines[-1]
+    assert record["preprocess"]["from_cache"] is False
+    again, cached = tune(config, {"workers", "threads"})
+    assert cached is not None and cached["preprocess"]["from_cache"] is True
+    assert again.preprocess_threads == chosen
+    # given (env or flag): never overridden, never probed
+    given = explicit_settings({"CK_PREPROCESS_THREADS": "3"}, {}) | {"workers", "threads"}
+    kept, record = tune(config.with_(preprocess_threads=3), given)
+    assert kept.preprocess_threads == 3
+    assert record is None or "preprocess" not in record
+    assert record is None or "preprocess_threads" not in record["chosen"]
+    # and a preprocessed (MLPerf) run has no preprocessing to tune
+    _plain, record = tune(config.with_(input_format="preprocessed"), {"workers", "threads"})
+    assert record is None or "preprocess" not in record
