@@ -173,26 +173,32 @@ class _InProcessRunner(CkPointRunner):
     def __init__(self, run_env: dict[str, str], out: Path) -> None:
         super().__init__("onnxruntime", ["t20"], {"CK_AUTOTUNE": "off"}, {}, log=lambda _: None)
         self.run_env, self.out = run_env, out
+        self.lines: list[str] = []
 
     def run(self, point: Point) -> PointResult:
         from ckvision.program import run
 
         env = {**self.run_env, **self.base_env, **point.env}
-        record = run(env, None, self.out / point.label, autotune=False, log=lambda _: None)
+        record = run(env, None, self.out / point.label, autotune=False, log=self.lines.append)
         result = PointResult(point, record, self.entry_name(point))
         self.done.append(result)
         return result
 
 
 @pytest.mark.parametrize(
-    ("setting", "values", "column"),
+    ("setting", "values", "column", "notes"),
     [
-        ("CK_PREPROCESS_PREFETCH", "0,2", "preprocess_prefetch"),
-        ("triton_max_queue_delay_us", "0,100", "triton_max_queue_delay_us"),
+        ("CK_PREPROCESS_PREFETCH", "0,2", "preprocess_prefetch", 1),  # 2: JPEG input only
+        ("triton_max_queue_delay_us", "0,100", "triton_max_queue_delay_us", 2),  # triton only
     ],
 )
 def test_a_setting_sweep_records_each_value(
-    setting: str, values: str, column: str, tiny_run_env: dict[str, str], tmp_path: Path
+    setting: str,
+    values: str,
+    column: str,
+    notes: int,
+    tiny_run_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """``ckvision sweep setting``: any setting of the one table is an axis; each point's
     run records its own value, and the table shows it."""
@@ -207,6 +213,10 @@ def test_a_setting_sweep_records_each_value(
     table = sweep_table(results, "setting", column)
     assert list(table[column]) == recorded and table.columns[0] == column
     assert results[0].point.tags == (f"{var.lower().removeprefix('ck_')}.{texts[0]}",)
+    # a value this run (onnxruntime, preprocessed input) has no use for is said, never
+    # silently dropped
+    said = [line for line in runner.lines if line.startswith(f"note: {var}")]
+    assert len(said) == notes
 
 
 @pytest.mark.parametrize(
