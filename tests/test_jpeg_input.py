@@ -29,6 +29,7 @@ from ckvision.data.variation import Preprocessing
 from ckvision.errors import ConfigError, DataError, RunError
 from ckvision.models.contract import ModelContract
 from ckvision.program import ProgramInputs, run_program
+from ckvision.sweeps.grid import throughput
 
 COUNT = 24
 FLIPPED = 6
@@ -172,23 +173,34 @@ def test_jpeg_run_accuracy_equals_offline_run(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("scenario", "prefetch"),
+    [(Scenario.OFFLINE, 0), (Scenario.OFFLINE, 1), (Scenario.SERVER, 2)],
+)
 def test_jpeg_performance_run_times_the_preprocessing(
     jpeg_data: dict[str, Path],
     tiny_contract: ModelContract,
     tiny_onnx_model: Path,
     tmp_path: Path,
+    scenario: Scenario,
+    prefetch: int,
 ) -> None:
-    """In PerformanceOnly the batch's forming (= the preprocessing) is in the breakdown."""
+    """In PerformanceOnly the batch's forming (= the preprocessing) is in the breakdown,
+    prefetched or not, whether the batches wait to fill (Server) or not."""
     config = _config(
+        scenario=scenario,
         mode=Mode.PERFORMANCE,
         input_format="jpeg",
         count_override=64,
         min_duration_s=0.05,
-        target_qps=2000.0,
+        target_qps=2000.0 if scenario is Scenario.OFFLINE else 200.0,
+        target_latency_ms=None if scenario is Scenario.OFFLINE else 1000.0,
         workers=2,
+        preprocess_prefetch=prefetch,
     )
     record = _run(config, tiny_onnx_model, tiny_contract, jpeg_data["pillow"], tmp_path / "perf")
-    assert record["loadgen"]["samples_per_second"] > 0  # type: ignore[index]
+    assert (throughput(record) or 0) > 0
+    assert record["failures"] == 0
     histogram = record["latency_histogram"]
     assert isinstance(histogram, dict)
     breakdown = histogram["breakdown"]
