@@ -358,6 +358,19 @@ class RunConfig:
     triton_python: str = setting(
         "CK_TRITON_PYTHON", "", "the triton env's python (default `.venv-triton/bin/python`)"
     )
+    triton_instances: int | None = setting(
+        "CK_TRITON_INSTANCES",
+        None,
+        "Triton instance count of each served model; unset = the repository's",
+        minimum=1,
+    )
+    triton_max_queue_delay_us: int | None = setting(
+        "CK_TRITON_MAX_QUEUE_DELAY_US",
+        None,
+        "Triton dynamic batching max queue delay of each served model; unset = the repository's",
+        unit="us",
+        minimum=0,
+    )
     input_format: str = setting(
         "CK_INPUT_FORMAT",
         "preprocessed",
@@ -378,6 +391,14 @@ class RunConfig:
         "jpeg input: preprocessing threads per SUT worker (DALI's num_threads, else a "
         "thread pool); 0 = the CPU count",
         minimum=0,
+    )
+    preprocess_prefetch: int = setting(
+        "CK_PREPROCESS_PREFETCH",
+        0,
+        "jpeg input: batches each SUT worker preprocesses ahead while the current one "
+        "infers; 0 = in series",
+        minimum=0,
+        maximum=8,
     )
     dali_device: str = setting(
         "CK_DALI_DEVICE",

@@ -109,6 +109,9 @@ def run_program(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     dataset = _open_dataset(config, inputs, log)
+    for name in ("triton_instances", "triton_max_queue_delay_us"):
+        if config.backend != "triton" and getattr(config, name) is not None:
+            log(f"note: {SETTINGS[name].env} applies to the triton backend only; ignored")
     options = BackendOptions.from_config(config, inputs.model_path, output_dir)
     backend = create_backend(config.backend, inputs.model_path, inputs.contract, options)
     started = time.time()
@@ -174,6 +177,7 @@ def record_run(
                 # this is not an MLPerf-style result (submissions refuse it for closed)
                 "input_format": config.input_format,
                 "preprocessing_in_measured_path": config.input_format == "jpeg",
+                **({"prefetch": result.prefetch} if result.prefetch else {}),
             },
             "backend": {
                 "name": config.backend,
@@ -269,7 +273,12 @@ def _open_dataset(
             threads=config.preprocess_threads,
             device=config.dali_device,
         )
-    for name in ("preprocess_engine", "preprocess_threads", "dali_device"):
+    for name in (
+        "preprocess_engine",
+        "preprocess_threads",
+        "preprocess_prefetch",
+        "dali_device",
+    ):
         spec = SETTINGS[name]
         if getattr(config, name) != RunConfig.__dataclass_fields__[name].default:
             log(f"note: {spec.env} applies to CK_INPUT_FORMAT=jpeg only; ignored")

@@ -32,6 +32,10 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"threads": -1}, r"CK_ORT_THREADS=-1 must be >= 0"),
     ({"server_batch_timeout_us": -1}, r"CK_SERVER_BATCH_TIMEOUT_US=-1 must be >= 0"),
     ({"verbose": 4}, r"CK_VERBOSE=4 must be between 0 and 3"),
+    ({"preprocess_prefetch": 9}, r"CK_PREPROCESS_PREFETCH=9 must be between 0 and 8"),
+    ({"preprocess_prefetch": -1}, r"CK_PREPROCESS_PREFETCH=-1 must be >= 0"),
+    ({"triton_instances": 0}, r"CK_TRITON_INSTANCES=0 must be positive"),
+    ({"triton_max_queue_delay_us": -1}, r"CK_TRITON_MAX_QUEUE_DELAY_US=-1 must be >= 0"),
     ({"compliance_test": "TEST05"}, r"CK_MLPERF_COMPLIANCE_TEST='TEST05' unknown"),
     ({"execution_provider": "rocm"}, r"CK_ORT_PROVIDER='rocm' unknown; use one of: cpu, cuda"),
     ({"precision": "int8"}, r"CK_PRECISION='int8' unknown"),
@@ -46,6 +50,9 @@ BAD_ENV: list[tuple[dict[str, str], str]] = [
     ({"CK_BATCH_SIZE": "eight"}, r"CK_BATCH_SIZE='eight' is not an integer"),
     ({"CK_LOADGEN_TARGET_QPS": "fast"}, r"CK_LOADGEN_TARGET_QPS='fast' is not a number"),
     ({"CK_BATCH_SIZE": "-3"}, r"CK_BATCH_SIZE=-3 must be positive"),
+    ({"CK_TRITON_INSTANCES": "two"}, r"CK_TRITON_INSTANCES='two' is not an integer"),
+    ({"CK_TRITON_MAX_QUEUE_DELAY_US": "1.5"}, r"CK_TRITON_MAX_QUEUE_DELAY_US='1.5' is not an"),
+    ({"CK_PREPROCESS_PREFETCH": "deep"}, r"CK_PREPROCESS_PREFETCH='deep' is not an integer"),
 ]
 
 

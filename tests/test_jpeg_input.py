@@ -8,6 +8,7 @@ offline rgb8 cache, built by the project's own ``build_imagenet_cache``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from ckvision.data.variation import Preprocessing
 from ckvision.errors import ConfigError, DataError, RunError
 from ckvision.models.contract import ModelContract
 from ckvision.program import ProgramInputs, run_program
+from ckvision.sweeps.grid import throughput
 
 COUNT = 24
 FLIPPED = 6
@@ -171,23 +173,34 @@ def test_jpeg_run_accuracy_equals_offline_run(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("scenario", "prefetch"),
+    [(Scenario.OFFLINE, 0), (Scenario.OFFLINE, 1), (Scenario.SERVER, 2)],
+)
 def test_jpeg_performance_run_times_the_preprocessing(
     jpeg_data: dict[str, Path],
     tiny_contract: ModelContract,
     tiny_onnx_model: Path,
     tmp_path: Path,
+    scenario: Scenario,
+    prefetch: int,
 ) -> None:
-    """In PerformanceOnly the batch's forming (= the preprocessing) is in the breakdown."""
+    """In PerformanceOnly the batch's forming (= the preprocessing) is in the breakdown,
+    prefetched or not, whether the batches wait to fill (Server) or not."""
     config = _config(
+        scenario=scenario,
         mode=Mode.PERFORMANCE,
         input_format="jpeg",
         count_override=64,
         min_duration_s=0.05,
-        target_qps=2000.0,
+        target_qps=2000.0 if scenario is Scenario.OFFLINE else 200.0,
+        target_latency_ms=None if scenario is Scenario.OFFLINE else 1000.0,
         workers=2,
+        preprocess_prefetch=prefetch,
     )
     record = _run(config, tiny_onnx_model, tiny_contract, jpeg_data["pillow"], tmp_path / "perf")
-    assert record["loadgen"]["samples_per_second"] > 0  # type: ignore[index]
+    assert (throughput(record) or 0) > 0
+    assert record["failures"] == 0
     histogram = record["latency_histogram"]
     assert isinstance(histogram, dict)
     breakdown = histogram["breakdown"]
@@ -196,12 +209,42 @@ def test_jpeg_performance_run_times_the_preprocessing(
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("engine", ["pillow", pytest.param("dali", marks=needs_dali)])
+def test_prefetch_forms_batches_ahead_with_the_same_answers(
+    jpeg_data: dict[str, Path],
+    tiny_contract: ModelContract,
+    tiny_onnx_model: Path,
+    tmp_path: Path,
+    engine: str,
+) -> None:
+    """CK_PREPROCESS_PREFETCH=2: each worker keeps two batches formed ahead of the one
+    it infers; every answer (the accuracy log, sample by sample) is prefetch 0's."""
+    records, answers = {}, {}
+    for depth in (0, 2):
+        config = _config(input_format="jpeg", preprocess_engine=engine, preprocess_prefetch=depth)
+        out = tmp_path / f"prefetch{depth}"
+        records[depth] = _run(config, tiny_onnx_model, tiny_contract, jpeg_data["pillow"], out)
+        log = json.loads((out / "mlperf_log_accuracy.json").read_text(encoding="utf-8"))
+        answers[depth] = sorted((e["qsl_idx"], e["data"]) for e in log)
+    assert answers[2] == answers[0] and len(answers[0]) == COUNT
+    assert records[2]["accuracy"] == records[0]["accuracy"]
+    ahead = records[2]["dataset"]["prefetch"]  # type: ignore[index]
+    assert ahead == {"depth": 2, "most_ahead": 2}  # two batches were in flight ahead
+    assert "prefetch" not in records[0]["dataset"]  # type: ignore[operator]
+    assert records[2]["config"]["preprocess_prefetch"] == 2  # type: ignore[index]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("engine", "prefetch"),
+    [("pillow", 0), ("pillow", 2), pytest.param("dali", 0, marks=needs_dali)],
+)
 def test_corrupt_jpeg_mid_run_fails_the_run_with_one_line(
     jpeg_data: dict[str, Path],
     tiny_contract: ModelContract,
     tiny_onnx_model: Path,
     tmp_path: Path,
     engine: str,
+    prefetch: int,
 ) -> None:
     folder = tmp_path / "val"
     shutil.copytree(jpeg_data["folder"], folder)
@@ -209,7 +252,12 @@ def test_corrupt_jpeg_mid_run_fails_the_run_with_one_line(
     build_imagenet_cache(folder, cache, tiny_contract)
     bad = folder / "img013.jpg"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # truncated mid-scan
-    config = _config(input_format="jpeg", preprocess_engine=engine, preprocess_threads=2)
+    config = _config(
+        input_format="jpeg",
+        preprocess_engine=engine,
+        preprocess_threads=2,
+        preprocess_prefetch=prefetch,
+    )
     with pytest.raises(RunError) as caught:
         _run(config, tiny_onnx_model, tiny_contract, cache, tmp_path / "out")
     message = str(caught.value)
@@ -244,6 +292,10 @@ def test_cli_jpeg_run_and_bad_values_are_one_line(
         (["--input-format", "png"], "CK_INPUT_FORMAT='png' unknown"),
         (["--input-format", "jpeg", "--preprocess-engine", "using-x;rm"], "unknown; use one of"),
         (["--input-format", "jpeg", "--preprocess-threads", "-1"], "must be >= 0"),
+        (["--input-format", "jpeg", "--preprocess-prefetch", "9"], "between 0 and 8"),
+        (["--input-format", "jpeg", "--preprocess-prefetch", "x"], "is not an integer"),
+        (["--triton-instances", "0"], "CK_TRITON_INSTANCES=0 must be positive"),
+        (["--triton-max-queue-delay-us", "-1"], "CK_TRITON_MAX_QUEUE_DELAY_US=-1 must be >= 0"),
     ]:
         done = subprocess.run(
             [*base, "--output-dir", str(tmp_path / "bad"), *flags],
@@ -368,3 +420,59 @@ def test_sample_set_as_a_jpeg_folder_runs_jpeg_in(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="quality"):
         write_sample_folder(tmp_path / "bad", size=2, quality=0)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.timeout(120)
+def test_the_probe_chooses_the_preprocessing_threads_unless_given(
+    jpeg_data: dict[str, Path],
+    tiny_contract: ModelContract,
+    tiny_onnx_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JPEG input, CK_PREPROCESS_THREADS unset: the auto-tuner times the engine at a few
+    thread counts and records its choice; a given value is never overridden."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning.preprocess import thread_candidates
+    from ckvision.tuning.probe import usable_cores
+
+    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
+    env = {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")}
+    config = _config(input_format="jpeg", mode=Mode.PERFORMANCE, autotune="on")
+    lines: list[str] = []
+
+    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
+        return autotune(
+            config,
+            tiny_onnx_model,
+            tiny_contract,
+            jpeg_data["pillow"],
+            explicit,
+            log=lines.append,
+            env=env,
+            budget_s=0.4,
+        )
+
+    tuned, record = tune(config, {"workers", "threads"})
+    assert record is not None
+    chosen = tuned.preprocess_threads
+    assert chosen == record["chosen"]["preprocess_threads"] == record["preprocess"]["threads"]
+    candidates = record["preprocess"]["candidates"]
+    assert [c["threads"] for c in candidates] == thread_candidates(usable_cores())
+    assert all(c["images_per_s"] > 0 for c in candidates)
+    assert record["preprocess"]["batch"] == tuned.batch_size  # at the run's batch
+    assert f"{chosen} preprocessing threads (pillow" in lines[-1]
+    assert record["preprocess"]["from_cache"] is False
+    again, cached = tune(config, {"workers", "threads"})
+    assert cached is not None and cached["preprocess"]["from_cache"] is True
+    assert again.preprocess_threads == chosen
+    # given (env or flag): never overridden, never probed
+    given = explicit_settings({"CK_PREPROCESS_THREADS": "3"}, {}) | {"workers", "threads"}
+    kept, record = tune(config.with_(preprocess_threads=3), given)
+    assert kept.preprocess_threads == 3
+    assert record is None or "preprocess" not in record
+    assert record is None or "preprocess_threads" not in record["chosen"]
+    # and a preprocessed (MLPerf) run has no preprocessing to tune
+    _plain, record = tune(config.with_(input_format="preprocessed"), {"workers", "threads"})
+    assert record is None or "preprocess" not in record

@@ -11,7 +11,17 @@ from ckvision.backends import create_backend
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError
 from ckvision.models.contract import ModelContract
-from ckvision.sweeps import CkPointRunner, Point, parse_bounds, parse_range, search_peak
+from ckvision.sweeps import (
+    CkPointRunner,
+    Point,
+    PointResult,
+    parse_bounds,
+    parse_range,
+    parse_setting_values,
+    search_peak,
+    setting_sweep,
+    sweep_table,
+)
 from ckvision.sweeps.arrivals import run_equal_spaced
 from ckvision.sweeps.peak import PeakResult, Trial, failed_checks
 
@@ -154,3 +164,72 @@ def test_runner_rejects_bad_input(kwargs: dict, message: str) -> None:
     args = {"backend": "null", "tags": ["x"], "base_env": {}, **kwargs}
     with pytest.raises(ConfigError, match=message):
         CkPointRunner(args["backend"], args["tags"], args["base_env"], {})
+
+
+class _InProcessRunner(CkPointRunner):
+    """Each point through the run pipeline in this process (``ck benchmark`` runs the
+    same pipeline in the CK program; tests/test_sweeps_ck.py goes through ck)."""
+
+    def __init__(self, run_env: dict[str, str], out: Path) -> None:
+        super().__init__("onnxruntime", ["t20"], {"CK_AUTOTUNE": "off"}, {}, log=lambda _: None)
+        self.run_env, self.out = run_env, out
+        self.lines: list[str] = []
+
+    def run(self, point: Point) -> PointResult:
+        from ckvision.program import run
+
+        env = {**self.run_env, **self.base_env, **point.env}
+        record = run(env, None, self.out / point.label, autotune=False, log=self.lines.append)
+        result = PointResult(point, record, self.entry_name(point))
+        self.done.append(result)
+        return result
+
+
+@pytest.mark.parametrize(
+    ("setting", "values", "column", "notes"),
+    [
+        ("CK_PREPROCESS_PREFETCH", "0,2", "preprocess_prefetch", 1),  # 2: JPEG input only
+        ("triton_max_queue_delay_us", "0,100", "triton_max_queue_delay_us", 2),  # triton only
+    ],
+)
+def test_a_setting_sweep_records_each_value(
+    setting: str,
+    values: str,
+    column: str,
+    notes: int,
+    tiny_run_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``ckvision sweep setting``: any setting of the one table is an axis; each point's
+    run records its own value, and the table shows it."""
+    var, texts = parse_setting_values(setting, values)
+    runner = _InProcessRunner(tiny_run_env, tmp_path)
+    results = setting_sweep(runner, var, texts)
+    recorded = [r.record["config"][column] for r in results]
+    assert recorded == [int(v) for v in values.split(",")]
+    assert [r.point.env[var] for r in results] == values.split(",")
+    assert len({runner.entry_name(r.point) for r in results}) == 2  # two points, two entries
+    assert all(r.record["config"]["scenario"] == "Offline" for r in results)
+    table = sweep_table(results, "setting", column)
+    assert list(table[column]) == recorded and table.columns[0] == column
+    assert results[0].point.tags == (f"{var.lower().removeprefix('ck_')}.{texts[0]}",)
+    # a value this run (onnxruntime, preprocessed input) has no use for is said, never
+    # silently dropped
+    said = [line for line in runner.lines if line.startswith(f"note: {var}")]
+    assert len(said) == notes
+
+
+@pytest.mark.parametrize(
+    ("setting", "values", "message"),
+    [
+        ("CK_NOPE", "1", r"--setting 'CK_NOPE' is no setting"),
+        ("CK_TRITON_INSTANCES", "1,0", r"CK_TRITON_INSTANCES=0 must be positive"),
+        ("CK_PREPROCESS_PREFETCH", "1,x", r"CK_PREPROCESS_PREFETCH='x' is not an integer"),
+        ("CK_TRITON_INSTANCES", "2,2", r"distinct values"),
+        ("CK_LOADGEN_SCENARIO", "Offline", r"the sweep sets it"),
+    ],
+)
+def test_bad_setting_sweeps_are_one_line(setting: str, values: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_setting_values(setting, values)
+    assert "\n" not in str(caught.value)

@@ -642,3 +642,88 @@ def test_perf_analyzer_command_line(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="start <= end"):
         PerfSpec(concurrency=(4, 2, 1))
+
+
+def test_knobs_reach_every_served_config_and_the_ensemble_is_left_alone(
+    tmp_path: Path, tiny_onnx_model: Path, tiny_contract: ModelContract
+) -> None:
+    """CK_TRITON_INSTANCES / CK_TRITON_MAX_QUEUE_DELAY_US: a retuned copy of a repository
+    (links to the model files, configs rewritten), whatever the config held before."""
+    from ckvision.triton.ensemble import EnsembleSpec, write_ensemble
+    from ckvision.triton.knobs import Knobs, retuned_repository, served_knobs
+
+    repo = tmp_path / "repo"
+    spec = RepoSpec(backend="python", max_batch=8, dynamic_batching=False)
+    write_repository(repo, tiny_onnx_model, tiny_contract, spec)
+    write_ensemble(repo, tiny_contract, EnsembleSpec(engine="pillow", max_batch=8))
+    copy = retuned_repository(repo, tmp_path / "copy", Knobs(3, 250))
+    for name in ("classifier", "preprocess"):
+        config = parse_pbtxt((copy / name / "config.pbtxt").read_text())
+        assert served_knobs(config) == {"instances": 3, "max_queue_delay_us": 250}
+        assert (copy / name / "1").resolve() == (repo / name / "1").resolve()
+    ensemble = (copy / "classifier_jpeg" / "config.pbtxt").read_text()
+    assert ensemble == (repo / "classifier_jpeg" / "config.pbtxt").read_text()
+    assert (copy / "ckvision-triton.json").resolve() == (repo / "ckvision-triton.json").resolve()
+    # the original is untouched, and an unset knob keeps the repository's value
+    assert served_knobs(parse_pbtxt((repo / "classifier" / "config.pbtxt").read_text())) == {
+        "instances": 1,
+        "max_queue_delay_us": None,
+    }
+    half = retuned_repository(repo, tmp_path / "half", Knobs(instances=2))
+    assert served_knobs(parse_pbtxt((half / "preprocess" / "config.pbtxt").read_text())) == {
+        "instances": 2,
+        "max_queue_delay_us": 0,
+    }
+
+
+def test_a_managed_server_serves_the_runs_knobs_and_records_them(
+    tmp_path: Path,
+    triton_server: Any,
+    tiny_dataset: Any,
+    quick_config_m: Any,
+) -> None:
+    from ckvision.program import resolve_inputs, run_program
+
+    inputs = resolve_inputs(
+        {}, "triton", triton_server.repo / "ckvision-triton.json", tiny_dataset.path
+    )
+    config = quick_config_m(
+        scenario=Scenario.OFFLINE,
+        batch_size=4,
+        triton_instances=2,
+        triton_max_queue_delay_us=100,
+    )
+    record = run_program(config, inputs, tmp_path / "out", log=lambda _: None)
+    served = record["backend"]["statistics"]["served_models"]
+    assert served == {"classifier": {"instances": 2, "max_queue_delay_us": 100}}
+    assert record["config"]["triton_instances"] == 2
+    assert record["accuracy"]["top1"] == pytest.approx(75.0)
+    # the run's own copy of the repository: the session's repository is untouched
+    assert (tmp_path / "out" / "triton-repository" / "classifier" / "config.pbtxt").is_file()
+    assert "count: 1 " in (triton_server.repo / "classifier" / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"triton_instances": 3}, r"model 'classifier' runs 1 instances, CK_TRITON_INSTANCES=3"),
+        (
+            {"triton_max_queue_delay_us": 7},
+            r"model 'classifier' waits up to 500 us, CK_TRITON_MAX_QUEUE_DELAY_US=7",
+        ),
+    ],
+)
+def test_a_server_by_url_serving_other_knobs_is_refused(
+    knobs: dict[str, int], message: str, triton_server: Any, tiny_contract: ModelContract
+) -> None:
+    options = BackendOptions(triton_urls=(triton_server.http,), **knobs)  # type: ignore[arg-type]
+    backend = create_backend("triton", triton_server.repo, tiny_contract, options)
+    with pytest.raises(ConfigError, match=message) as caught:
+        backend.load()
+    assert "\n" not in str(caught.value) and "its repository decides" in str(caught.value)
+    backend.close()
+    same = BackendOptions(
+        triton_urls=(triton_server.http,), triton_instances=1, triton_max_queue_delay_us=500
+    )
+    with create_backend("triton", triton_server.repo, tiny_contract, same) as backend:
+        assert backend.served == {"classifier": {"instances": 1, "max_queue_delay_us": 500}}

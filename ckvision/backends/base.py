@@ -36,6 +36,8 @@ class BackendOptions:
     triton_timeout_s: float = 30.0  # triton: per request and readiness
     triton_model: str = "classifier"  # triton: model name in the repository
     triton_python: str = ""  # triton: the triton env's python ("" = python3 on PATH)
+    triton_instances: int | None = None  # triton: instances per served model (None: repo's)
+    triton_max_queue_delay_us: int | None = None  # triton: dynamic batching delay (None: repo's)
 
     @classmethod
     def from_config(
@@ -57,6 +59,8 @@ class BackendOptions:
             triton_timeout_s=config.triton_timeout_s,
             triton_model=config.triton_model,
             triton_python=config.triton_python,
+            triton_instances=config.triton_instances,
+            triton_max_queue_delay_us=config.triton_max_queue_delay_us,
         )
 
 

@@ -175,7 +175,9 @@ class DaliPreprocessor:
             batch_size=self.max_batch,
             num_threads=self.threads,
             device_id=0 if gpu else None,
-            prefetch_queue_depth=1,  # fed and run per batch: LoadGen's samples, in order
+            # fed and run per batch, LoadGen's samples in order; the SUT overlaps batches
+            # instead (CK_PREPROCESS_PREFETCH: the next one forms on another thread)
+            prefetch_queue_depth=1,
         )
         def pipeline() -> Any:
             jpegs = fn.external_source(name="jpegs", dtype=types.UINT8, no_copy=False)

@@ -90,6 +90,7 @@ class RunResult:
     latency_ns: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p99", "mean"
     latency: dict[str, Any] | None = None  # SUT-side HDR histogram summary (performance)
     adaptive: dict[str, Any] | None = None  # CK_ADAPTIVE_BATCH: what the run tried, settled on
+    prefetch: dict[str, int] | None = None  # CK_PREPROCESS_PREFETCH: depth, most batches ahead
 
     @classmethod
     def from_run(cls, config: RunConfig, summary: dict[str, Any], **rest: Any) -> RunResult:
@@ -190,6 +191,7 @@ def run_benchmark(
         duration_s=duration,
         latency=latency,
         adaptive=sut.chooser.record() if sut.chooser else None,
+        prefetch=sut.prefetch_record,
     )
 
 

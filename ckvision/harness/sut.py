@@ -21,6 +21,12 @@ right after, on every batch (a bad one fails the run: see :mod:`ckvision.harness
 A sample's response is its top-1 ImageNet class as float32, the layout of MLPerf's
 reference (so ``tools/accuracy-imagenet.py`` scores our log with its default options); the top-5 are
 kept in ``ledger.top5`` for our own record.
+
+JPEG input with ``CK_PREPROCESS_PREFETCH=N`` (N > 0): each worker hands forming its
+batches (the preprocessing) to a thread of its own and keeps up to N batches formed or
+forming ahead of the one it infers, so the next batch's decode and resize overlap this
+one's inference. The samples, batches and answers are those of N = 0 (the batches form
+in the order they are taken); ``SUT.prefetch_record`` says how many were ahead at most.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,8 +86,9 @@ class BatchQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def take(self, n: int, wait_s: float) -> list[Any] | None:
-        """Up to ``n`` samples; ``None`` once closed and empty."""
+    def take(self, n: int, wait_s: float, block: bool = True) -> list[Any] | None:
+        """Up to ``n`` samples; ``None`` once closed and empty. ``block=False``: ``[]``
+        at once when no batch is ready yet."""
         with self._cond:
             while True:
                 if self._items:
@@ -89,9 +97,13 @@ class BatchQueue:
                     left = self._items[0][0] + wait_s - self._clock()
                     if left <= 0:
                         break
+                    if not block:
+                        return []
                     self._cond.wait(left)
                 elif self._closed:
                     return None
+                elif not block:
+                    return []
                 else:
                     self._cond.wait()
             pop = self._items.popleft
@@ -127,10 +139,14 @@ class ImmediateQueue:
     def __len__(self) -> int:
         return self._queue.qsize()
 
-    def take(self, n: int, wait_s: float = 0.0) -> list[Any] | None:
-        """Up to ``n`` samples (at least one); ``None`` once closed and empty."""
+    def take(self, n: int, wait_s: float = 0.0, block: bool = True) -> list[Any] | None:
+        """Up to ``n`` samples (at least one); ``None`` once closed and empty.
+        ``block=False``: ``[]`` at once when nothing waits."""
         del wait_s
-        first = self._queue.get()
+        try:
+            first = self._queue.get(block)
+        except queue.Empty:
+            return []
         if first is self._CLOSED:
             self._queue.put(first)  # the next worker sees it too
             return None
@@ -183,6 +199,11 @@ class SUT:
             and config.mode is Mode.PERFORMANCE
             else None
         )
+        # CK_PREPROCESS_PREFETCH: batches formed ahead per worker (JPEG input only: a
+        # preprocessed cache forms a batch with one copy, nothing worth overlapping)
+        self.prefetch = config.preprocess_prefetch if qsl.encoded and not self.inline else 0
+        self.most_ahead = 0  # the most batches one worker had formed or forming ahead
+        self._empty = np.empty(0, qsl.dtype)  # the batch beside rows (never predicted)
         self._threads = (
             []
             if self.inline
@@ -231,7 +252,17 @@ class SUT:
                     stuck.append(thread.name)
         return stuck
 
+    @property
+    def prefetch_record(self) -> dict[str, int] | None:
+        """What the run's prefetching did (``None``: it did not prefetch)."""
+        if not self.prefetch:
+            return None
+        return {"depth": self.prefetch, "most_ahead": self.most_ahead}
+
     def _work(self) -> None:
+        if self.prefetch:
+            self._work_ahead()
+            return
         chooser = self.chooser
         largest = self.batch_size if chooser is None else chooser.largest
         shape = (largest, *self.qsl.sample_shape)
@@ -256,7 +287,60 @@ class SUT:
                 f"died: {type(err).__name__}: {err}"
             )
 
-    def _run(self, samples: Sequence[Any], buffer: np.ndarray | None) -> None:
+    def _work_ahead(self) -> None:
+        """:meth:`_work` with up to ``prefetch`` batches formed ahead on a thread of this
+        worker's own; every batch taken is run (or failed) in the order it was taken."""
+        chooser = self.chooser
+        name = threading.current_thread().name
+        former = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-form")
+        pending: deque[tuple[Sequence[Any], Future[_Formed], int]] = deque()
+        closed = False
+        try:
+            while pending or not closed:
+                while not closed and len(pending) <= self.prefetch:
+                    size = self.batch_size if chooser is None else chooser.current
+                    taken = self.queue.take(size, self.wait_s, block=not pending)
+                    if taken is None:
+                        closed = True
+                    elif not taken:
+                        break  # nothing ready: infer what is formed meanwhile
+                    else:
+                        pending.append((taken, former.submit(self._form, taken, None), size))
+                if not pending:
+                    continue
+                self.most_ahead = max(self.most_ahead, len(pending) - 1)
+                samples, formed, size = pending.popleft()
+                self._run(samples, None, formed.result)
+                if chooser is not None and len(samples) == size:
+                    chooser.completed(len(samples), size)
+        except BaseException as err:  # noqa: BLE001 - the thread dies; its samples may not
+            for samples, _formed, _size in pending:
+                self.ledger.fail([s.id for s in samples], "a worker died")
+            self.ledger.abort(
+                f"backend {self.backend.name}: worker {name} died: {type(err).__name__}: {err}"
+            )
+        finally:
+            former.shutdown(wait=True)
+
+    def _form(self, samples: Sequence[Any], buffer: np.ndarray | None) -> _Formed:
+        """The batch of ``samples`` (or its rows, for a backend that gathers them), with
+        the times it was taken and formed."""
+        taken = time.monotonic_ns()
+        batch, rows = self._empty, None
+        if len(samples) == 1:
+            batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
+        elif self.direct:  # the backend takes the rows to its device itself
+            rows = self.qsl.rows([s.index for s in samples])
+        else:
+            batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
+        return batch, rows, taken, time.monotonic_ns()
+
+    def _run(
+        self,
+        samples: Sequence[Any],
+        buffer: np.ndarray | None,
+        formed_ahead: Callable[[], _Formed] | None = None,
+    ) -> None:
         ids = [s.id for s in samples]
         if self.ledger.aborted:
             self.ledger.fail(ids, "aborted")
@@ -267,15 +351,9 @@ class SUT:
         call = self.ledger.begin(len(ids))
         try:
             try:
-                taken = time.monotonic_ns()
-                rows = None
-                if len(samples) == 1:
-                    batch = self.qsl.one(samples[0].index)  # a view of RAM, no copy
-                elif self.direct:  # the backend takes the rows to its device itself
-                    rows = self.qsl.rows([s.index for s in samples])
-                else:
-                    batch = self.qsl.gather(self.qsl.rows([s.index for s in samples]), buffer)
-                formed = time.monotonic_ns()
+                batch, rows, taken, formed = (
+                    self._form(samples, buffer) if formed_ahead is None else formed_ahead()
+                )
                 out = (
                     backend.predict(batch)
                     if rows is None
@@ -317,6 +395,9 @@ class SUT:
                     f"{type(err).__name__}: {err}"
                 )
             )
+
+
+_Formed = tuple[np.ndarray, np.ndarray | None, int, int]  # batch, rows, taken, formed
 
 
 def _max_batch(backend: Backend) -> int:

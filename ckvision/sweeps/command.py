@@ -1,4 +1,4 @@
-"""``python -m ckvision sweep batch|concurrency|peak``: parse, run, print, write."""
+"""``python -m ckvision sweep batch|concurrency|setting|peak``: parse, run, print, write."""
 
 from __future__ import annotations
 
@@ -80,6 +80,18 @@ def add_sweep_parser(sub: Any) -> None:
     )
     conc.add_argument("--levels", default="1..16", help="1,2,4 or 1..16")
     conc.add_argument("--batch", type=int, default=0, help="max batch (default: N)")
+    over = kinds.add_parser(
+        "setting",
+        parents=[common],
+        help="one run per value of any `ckvision run` setting, e.g. CK_TRITON_INSTANCES",
+    )
+    over.add_argument("--setting", required=True, help="its env var, e.g. CK_PREPROCESS_PREFETCH")
+    over.add_argument("--values", required=True, help="comma list, e.g. 0,1,2")
+    over.add_argument(
+        "--scenario",
+        default="Offline",
+        choices=("Offline", "SingleStream", "MultiStream", "Server"),
+    )
     peak = kinds.add_parser(
         "peak", parents=[common], help="max QPS under p99 bounds, equal-spaced and Poisson"
     )
@@ -130,6 +142,8 @@ def run_sweep_command(args: argparse.Namespace, log: Callable[[str], None] = pri
         values = grid.parse_range(args.levels, "concurrency levels")
         if args.batch < 0:
             raise ConfigError(f"--batch={args.batch} must be >= 0")
+    elif kind == "setting":
+        var, texts = grid.parse_setting_values(args.setting, args.values)
     else:
         bounds = parse_bounds(args.bounds)
         arrivals = [a.strip() for a in args.arrivals.split(",") if a.strip()]
@@ -156,6 +170,8 @@ def run_sweep_command(args: argparse.Namespace, log: Callable[[str], None] = pri
             return 0
         if kind == "batch":
             results = grid.batch_sweep(runner, values)
+        elif kind == "setting":
+            results = grid.setting_sweep(runner, var, texts, args.scenario)
         else:
             results = grid.concurrency_sweep(runner, values, args.batch or None)
     except KeyboardInterrupt:
@@ -164,7 +180,10 @@ def run_sweep_command(args: argparse.Namespace, log: Callable[[str], None] = pri
             "(run the same command again to resume)"
         )
         raise
-    table = grid.sweep_table(results, kind)
+    from ckvision.config import SETTINGS
+
+    column = next((s.name for s in SETTINGS.values() if kind == "setting" and s.env == var), None)
+    table = grid.sweep_table(results, kind, column)
     log(format_table(table))
     if args.csv is not None:
         table.to_csv(args.csv, index=False)

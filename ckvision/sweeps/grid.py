@@ -1,9 +1,13 @@
-"""The batch sweep (Offline) and the concurrency sweep (MultiStream), one table each.
+"""The batch sweep (Offline), the concurrency sweep (MultiStream) and the setting sweep,
+one table each.
 
 Batch sweep: one Offline PerformanceOnly run per batch size, columns as model-navigator
 and the GPUNet deployment report print them. Concurrency sweep: one MultiStream run per
 N, each query holding N outstanding samples (perf_analyzer's ``--concurrency-range``
-for a closed loop), with the latency breakdown our SUT measures.
+for a closed loop), with the latency breakdown our SUT measures. Setting sweep: one run
+per value of any setting of the one table (:data:`ckvision.config.SETTINGS`: its env
+var, each value validated as the run would), in the scenario chosen, the table adding a
+column with the setting's value as each run recorded it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ __all__ = [
     "parse_range",
     "batch_sweep",
     "concurrency_sweep",
+    "setting_sweep",
+    "parse_setting_values",
     "sweep_table",
     "sweep_row",
     "throughput",
@@ -101,6 +107,53 @@ def concurrency_sweep(
     return runner.run_all(points)
 
 
+def parse_setting_values(name: str, text: str) -> tuple[str, list[str]]:
+    """(env var, values) of a setting sweep: ``name`` is a setting's env var or field name
+    (``CK_TRITON_INSTANCES``, ``triton_instances``); every value is checked as a run
+    would check it (one line for a bad one)."""
+    from ckvision.config import SETTINGS, RunConfig
+
+    by_env = {s.env: s for s in SETTINGS.values()}
+    spec = by_env.get(name.strip()) or SETTINGS.get(name.strip())
+    if spec is None:
+        raise ConfigError(f"--setting {name!r} is no setting; use an env var of `ckvision run`")
+    if spec.env in _OWN_AXES:
+        raise ConfigError(f"--setting {spec.env}: the sweep sets it; use another setting")
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(f"--values {text!r}: give distinct values, e.g. 1,2,4")
+    if len(values) > _MAX_POINTS:
+        raise ConfigError(f"--values {text!r} has {len(values)} points; at most {_MAX_POINTS}")
+    for value in values:
+        RunConfig.from_env({spec.env: value})  # ConfigError: one line naming the var
+    return spec.env, values
+
+
+_OWN_AXES = ("CK_LOADGEN_SCENARIO", "CK_LOADGEN_MODE")
+
+
+def setting_sweep(
+    runner: CkPointRunner, var: str, values: Sequence[str], scenario: str = "Offline"
+) -> list[PointResult]:
+    """One PerformanceOnly run in ``scenario`` per value of setting ``var``."""
+    points = [
+        Point(
+            "setting",
+            f"{var}={v}",
+            {"CK_LOADGEN_SCENARIO": scenario, "CK_LOADGEN_MODE": "PerformanceOnly", var: v},
+            (_tag(var, v),),
+        )
+        for v in values
+    ]
+    return runner.run_all(points)
+
+
+def _tag(var: str, value: str) -> str:
+    """The point's tag, e.g. ``triton_instances.2`` (safe characters only)."""
+    name = var.lower().removeprefix("ck_")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{name}.{value}")[:100]
+
+
 def _ms(loadgen: dict[str, Any], key: str) -> float | None:
     value = loadgen.get(key)
     return None if value is None else float(value) / 1e6
@@ -142,9 +195,15 @@ def sweep_row(result: PointResult) -> dict[str, Any]:
     return row
 
 
-def sweep_table(results: Sequence[PointResult], kind: str) -> pd.DataFrame:
+def sweep_table(
+    results: Sequence[PointResult], kind: str, setting: str | None = None
+) -> pd.DataFrame:
+    """The sweep's table; ``setting`` (a field name): a first column with its value as
+    each point's run recorded it."""
     frame = pd.DataFrame([sweep_row(r) for r in results])
-    if kind == "batch":
+    if setting is not None:
+        frame.insert(0, setting, [(r.record.get("config") or {}).get(setting) for r in results])
+    if kind in ("batch", "setting"):
         frame = frame.drop(columns=["concurrency"])
     if "node" in frame.columns and frame["node"].nunique() > 1:  # grouped by node, never mixed
         frame = frame.sort_values("node", kind="stable").reset_index(drop=True)

@@ -6,7 +6,10 @@ run's directory) and always stops it; with URLs it uses those servers, spreading
 requests round-robin over them (the scale-out path). Each worker thread has its own
 client per server (HTTP or gRPC) and, with ``system`` shared memory, its own input and
 output regions registered with every server, so requests from ``CK_LOADGEN_WORKERS``
-threads are in flight at once. ``load`` checks the served model against the contract.
+threads are in flight at once. ``load`` checks the served model against the contract,
+and its instance count and batching delay against ``CK_TRITON_INSTANCES`` /
+``CK_TRITON_MAX_QUEUE_DELAY_US`` (:mod:`ckvision.triton.knobs`: a server started here
+serves a copy of the repository that carries them; a server given by URL must serve them).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ckvision.backends.base import Backend, Capabilities
 from ckvision.backends.registry import register_backend
 from ckvision.errors import BackendError, ConfigError, ModelError
 from ckvision.triton import stats as triton_stats
+from ckvision.triton.knobs import Knobs, mismatches, refuse, retuned_repository, served_knobs
 
 __all__ = ["TritonBackend", "parse_urls"]
 
@@ -115,6 +119,7 @@ class TritonBackend(Backend):
     # the served model takes encoded files (the JPEG-in ensemble, ckvision.triton.ensemble):
     # the JPEG-in QSL then hands it the files' bytes and the server preprocesses them
     takes_encoded = False
+    served: dict[str, dict[str, int | None]] | None = None  # model -> its knobs, as served
 
     def load(self) -> None:
         if self._loaded:
@@ -152,6 +157,8 @@ class TritonBackend(Backend):
         repo = self.model_path if self.model_path.is_dir() else self.model_path.parent
         # the run's directory (the program's output dir), else a kept temporary one
         run_dir = self.options.run_dir or Path(tempfile.mkdtemp(prefix="ckvision-triton-"))
+        if self._knobs().given:  # the served copy carries the run's instances / delay
+            repo = retuned_repository(repo, run_dir / "triton-repository", self._knobs())
         self._server = TritonServer(
             find_triton(self.options.triton_python),
             repo,
@@ -190,10 +197,32 @@ class TritonBackend(Backend):
                         )
                     time.sleep(0.2)
                 config = client.get_model_config(model, **self._json())
-                self._check_config(config.get("config", config), url, first=index == 0)
+                config = config.get("config", config)
+                self._check_config(config, url, first=index == 0)
+                served = self._served_knobs(client, model, config)
+                refuse(url, mismatches(served, self._knobs()))
+                if index == 0:
+                    self.served = served
             finally:
                 with contextlib.suppress(Exception):
                     client.close()
+
+    def _knobs(self) -> Knobs:
+        return Knobs(self.options.triton_instances, self.options.triton_max_queue_delay_us)
+
+    def _served_knobs(
+        self, client: Any, model: str, config: dict[str, Any]
+    ) -> dict[str, dict[str, int | None]]:
+        """The knobs of every model doing ``model``'s work (an ensemble's steps)."""
+        steps = (config.get("ensemble_scheduling") or {}).get("step") or []
+        if not steps:
+            return {model: served_knobs(config)}
+        out = {}
+        for step in steps:
+            name = str(step["model_name"])
+            step_config = client.get_model_config(name, **self._json())
+            out[name] = served_knobs(step_config.get("config", step_config))
+        return out
 
     def _json(self) -> dict[str, Any]:
         return {"as_json": True} if self.options.triton_protocol == "grpc" else {}
@@ -392,6 +421,7 @@ class TritonBackend(Backend):
                 "shared_memory": self.options.triton_shm,
                 "model": self.options.triton_model,
                 "managed_server": self._server is not None,
+                "served_models": self.served or {},  # instances, max queue delay (us)
             }
         )
         if self._server is not None:

@@ -14,6 +14,10 @@ for this run but never cached; the probe's spread is recorded. After an Offline 
 run that misses the prediction by more than :data:`MISS_LIMIT` (either way: a probe taken
 under load predicts too little) drops the cached choice, so the next run probes again.
 The entry records the choice, whether it came from the cache, the spread and the check.
+
+JPEG input (``CK_INPUT_FORMAT=jpeg``, preprocessed on this side): the probe also chooses
+``CK_PREPROCESS_THREADS`` when it is not given (:mod:`ckvision.tuning.preprocess`), at
+the batch the run will use; the entry's ``tuning.preprocess`` holds what it measured.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
+from ckvision.tuning.preprocess import tune_preprocess_threads
 from ckvision.tuning.probe import (
     Layout,
     Measurement,
@@ -121,6 +126,19 @@ def autotune(
             changes, record = _tune_layout(config, explicit, samples, backend, measured, budget_s)
         else:
             changes, record = _tune_latency(config, explicit, samples, backend, measured, budget_s)
+        if _client_preprocesses(config, explicit, backend):
+            batch = 1 if config.scenario is Scenario.SINGLE_STREAM else config.batch_size
+            pre = tune_preprocess_threads(
+                Path(dataset_dir),
+                contract,
+                config.preprocess_engine,
+                config.dali_device,
+                int(changes.get("batch_size", batch)),
+                usable_cores(),
+                measured,
+                budget_s / 4,
+            )
+            changes, record = _with_preprocess(changes, record, pre)
     finally:
         for b in backends.values():
             b.close()
@@ -277,6 +295,38 @@ def _tune_latency(
             "spread": None if spread is None else round(spread, 4),
         },
     )
+
+
+def _client_preprocesses(
+    config: RunConfig, explicit: set[str], backend: Callable[[int], Backend]
+) -> bool:
+    """Whether the probe chooses the preprocessing threads: JPEG input, the threads not
+    given, and the batches formed here (not by a Triton JPEG-in ensemble)."""
+    if config.input_format != "jpeg" or "preprocess_threads" in explicit:
+        return False
+    served = config.backend == "triton" and getattr(backend(config.threads), "takes_encoded", False)
+    return not served
+
+
+def _with_preprocess(
+    changes: dict[str, Any], record: dict[str, Any], pre: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The layout's (or latency's) choice and record with the preprocessing threads in."""
+    line = (
+        f"{pre['threads']} preprocessing threads ({pre['engine']}, "
+        f"{pre['images_per_s']:.0f} images/s in the probe)"
+    )
+    if record:
+        record = {
+            **record,
+            "summary": f"{record['summary']}, {line}",
+            "from_cache": record["from_cache"] and pre["from_cache"],
+        }
+    else:
+        record = {"chosen": {}, "summary": line, "from_cache": pre["from_cache"], "spread": None}
+    record["chosen"] = {**record["chosen"], "preprocess_threads": pre["threads"]}
+    record["preprocess"] = pre
+    return {**changes, "preprocess_threads": pre["threads"]}, record
 
 
 def _spread(values: list[float]) -> float:

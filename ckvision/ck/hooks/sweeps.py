@@ -20,8 +20,8 @@ def sweep_argv(options: dict[str, Any]) -> list[str]:
     """``{'kind': 'batch', 'batches': '1..8', 'env': 'A=1;B=2'}`` -> the CLI's argv."""
     options = {k: v for k, v in options.items() if k != "ck_kernel"}
     kind = str(options.pop("kind", ""))
-    if kind not in ("batch", "concurrency", "peak"):
-        raise ConfigError(f"--dict.kind={kind!r}: use batch, concurrency or peak")
+    if kind not in ("batch", "concurrency", "setting", "peak"):
+        raise ConfigError(f"--dict.kind={kind!r}: use batch, concurrency, setting or peak")
     argv = ["sweep", kind]
     for key, value in options.items():
         if not _OPTION.match(key) or isinstance(value, (dict, list)):
