@@ -23,11 +23,13 @@ from ckvision.data.encoded import EncodedDataset
 from ckvision.errors import MissingPackageError, ModelError
 from ckvision.experiments.record import RUN_FILE, collect_run, write_run_info
 from ckvision.models.contract import MODEL_SIDECAR, ModelContract
-from ckvision.provenance import collect_provenance
+from ckvision.provenance import code_fingerprint, collect_provenance
 
 if TYPE_CHECKING:
     from ckvision.backends.base import Backend
     from ckvision.harness.run import RunResult
+
+code_fingerprint()  # now, as this process loads the run code (a later checkout is not it)
 
 __all__ = [
     "ProgramInputs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -34,9 +35,14 @@ def memory_bytes() -> int | None:
     return None
 
 
+@functools.cache
 def code_fingerprint() -> str:
     """sha256 of the ckvision sources that make a run (every module but the submission
-    tooling, which only reads runs): the code version a submission must not mix."""
+    tooling, which only reads runs): the code version a submission must not mix.
+
+    Taken once per process, when the run pipeline is imported (:mod:`ckvision.program`
+    asks for it at import): a checkout that changes while a long process runs does not
+    change the code that process loaded, so its records keep one fingerprint."""
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):

@@ -730,3 +730,20 @@ def test_build_of_chosen_scenarios_ignores_an_incomplete_other(
         scenarios=["SingleStream"],
     )
     assert [p.name for p in (tmp_path / "ss/open/s/results/vm/tiny").iterdir()] == ["SingleStream"]
+
+
+def test_a_setting_added_after_a_run_counts_as_its_default_when_reusing() -> None:
+    """A run recorded before the settings table grew used the new setting's default: it is
+    reused; a recorded value that differs, or a setting the table no longer has, is not."""
+    from ckvision.config import RunConfig
+    from ckvision.submission.runner import _same_settings
+
+    config = RunConfig(batch_size=4)
+    recorded = config.as_record()
+    older = {k: v for k, v in recorded.items() if k != "preprocess_prefetch"}  # made before it
+    assert _same_settings(recorded, config)
+    assert _same_settings(older, config)
+    assert not _same_settings({**recorded, "batch_size": 8}, config)
+    assert not _same_settings({**older, "batch_size": 8}, config)
+    assert not _same_settings({**recorded, "gone_setting": 1}, config)
+    assert not _same_settings(older, config.with_(preprocess_prefetch=2))

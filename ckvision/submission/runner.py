@@ -79,12 +79,20 @@ def plan_runs(base: RunConfig, scenarios: Sequence[Scenario]) -> list[RunPlan]:
     return plans
 
 
-def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _IGNORED_FIELDS}
+def _same_settings(recorded: Mapping[str, Any], config: RunConfig) -> bool:
+    """Whether a recorded run's settings are ``config``'s. A setting the record lacks (the
+    table grew after the run) counts as its default, which is what that run used."""
+    wanted = config.as_record()
+    defaults = RunConfig().as_record()
+    return all(
+        recorded.get(name, defaults.get(name)) == value
+        for name, value in wanted.items()
+        if name not in _IGNORED_FIELDS
+    ) and set(recorded) - _IGNORED_FIELDS <= set(wanted)
 
 
 def _reusable(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInputs) -> bool:
-    if _comparable(record.get("config") or {}) != _comparable(config.as_record()):
+    if not _same_settings(record.get("config") or {}, config):
         return False
     model = record.get("model") or {}
     if inputs.model_info.get("sha256") and model.get("sha256") != inputs.model_info["sha256"]:
