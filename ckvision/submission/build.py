@@ -178,6 +178,24 @@ def _identity(run: RecordedRun, detail: str) -> dict[str, Any]:
     }
 
 
+def _difference(mine: Any, reference: Any) -> str:
+    """The first differing part of two identity values, short: ``this: X, performance: Y``."""
+    if isinstance(mine, list) and isinstance(reference, list) and len(mine) == len(reference):
+        for a, b in zip(mine, reference, strict=True):
+            if a != b:
+                return _difference(a, b)
+    if isinstance(mine, dict) and isinstance(reference, dict):
+        for key in sorted(set(mine) | set(reference)):
+            if mine.get(key) != reference.get(key):
+                return f"{key}: {_difference(mine.get(key), reference.get(key))}"
+
+    def show(value: Any) -> str:
+        text = str(value)
+        return text[:12] if len(text) == 64 and text.isalnum() else text[:40]  # a sha256
+
+    return f"this run {show(mine)}, performance run {show(reference)}"
+
+
 def _check_result(result: Result, division: str) -> None:
     runs, logs = result.runs, result.logs
     reference = _identity(runs["performance"], logs["performance"][DETAIL])
@@ -187,7 +205,9 @@ def _check_result(result: Result, division: str) -> None:
             if mine[what] != value:
                 raise SubmissionError(
                     f"{_name(runs[kind])} ({result.model} {result.scenario} {kind}) differs "
-                    f"from the performance run {runs['performance'].entry} in {what}"
+                    f"from the performance run {runs['performance'].entry} in {what} "
+                    f"({_difference(mine[what], value)}); make the runs of a result again "
+                    "with one model, dataset and checkout"
                 )
     if division == "closed":
         for kind in KINDS:
