@@ -94,6 +94,7 @@ class ClusterPointRunner(CkPointRunner):
         self._task: Any = None
         self._shipped: dict[str, Any] = {}
         self.ready: list[str] = []  # node ids that prepared the inputs
+        self.node_infos: dict[str, dict[str, Any]] = {}  # node id -> its node_info()
         self.bad_nodes: dict[str, str] = {}  # node id -> why it cannot prepare (one line)
         self._turn = 0
 
@@ -138,6 +139,7 @@ class ClusterPointRunner(CkPointRunner):
                 self.log(f"cluster: {one_line(err)}; its points are not run")
                 continue
             self.ready.append(node_id)
+            self.node_infos[node_id] = info
             shipped = ", model and dataset shipped" if info.get("shipped_inputs") else ""
             self.log(f"cluster: node {info['node']} ready ({info['hardware']}{shipped})")
         if not self.ready:
@@ -266,13 +268,16 @@ class ClusterPointRunner(CkPointRunner):
         if node_id in self.bad_nodes:
             self._not_run(point, self.bad_nodes[node_id])
             return None
-        if (experiment_root() / name).is_dir():  # a driver killed while recording
-            self.log(f"sweep: removing the unfinished entry {name}")
-            shutil.rmtree(experiment_root() / name)
+        self._clear_unfinished(name)
         ref, task = self._submit(point, 0)
         pending[ref] = (index, task)
         self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
         return None
+
+    def _clear_unfinished(self, name: str) -> None:
+        if (experiment_root() / name).is_dir():  # a driver killed while recording
+            self.log(f"sweep: removing the unfinished entry {name}")
+            shutil.rmtree(experiment_root() / name)
 
     def _collect(self, ref: Any, task: _Task) -> PointResult | tuple[Any, _Task] | None:
         """The point's result, recorded; or its retry elsewhere; or None (not run)."""

@@ -1,0 +1,98 @@
+"""``--cluster ray://HOST:PORT`` (Ray Client, issue 21): a real head node with a client
+server on 127.0.0.1, and one sweep point typed as a user types it, in its own process,
+recorded on this machine. Skipped, saying why, without Ray or its client extra (grpcio).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only, before Ray starts
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'ckvision[cluster]'")
+pytest.importorskip(
+    "grpc", reason="Ray Client needs the client extra (grpcio): pip install 'ckvision[cluster]'"
+)
+
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from ckvision.cluster import SLOT  # noqa: E402
+from ckvision.experiments.entries import find_entries, iter_runs  # noqa: E402
+from ckvision.models.contract import ModelContract  # noqa: E402
+from ckvision.program import MODEL_SIDECAR  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {
+    "CK_AUTOTUNE": "off",
+    "CK_ORT_THREADS": "1",
+    "CK_LOADGEN_WORKERS": "1",
+    "CK_LOADGEN_MIN_DURATION_S": "0.05",
+    "CK_LOADGEN_COUNT_OVERRIDE": "32",
+    "CK_LOADGEN_TARGET_QPS": "2000",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def client_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One node (1 CPU, the exclusive slot) whose head serves Ray Client on 127.0.0.1."""
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("node-cache")
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {SLOT: 1},
+            "ray_client_server_port": port,
+            "env_vars": {"CKVISION_CLUSTER_CACHE": str(cache)},
+        },
+    )
+    try:
+        c.wait_for_nodes()
+        yield f"ray://127.0.0.1:{port}"
+    finally:
+        c.shutdown()
+
+
+@pytest.mark.timeout(120)
+def test_a_sweep_point_through_ray_client_is_recorded_here(
+    client_address: str,
+    tmp_path: Path,
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: Any,
+) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    model = model_dir / "tiny.onnx"
+    model.write_bytes(tiny_onnx_model.read_bytes())
+    (model_dir / MODEL_SIDECAR).write_text(json.dumps({"env": tiny_contract.to_env()}))
+    repos = tmp_path / "repos"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CK_REPOS=str(repos))
+    command = [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", "2"]
+    command += ["--cluster", client_address, "--model", str(model)]
+    command += ["--dataset", str(tiny_dataset.path), "--tags", "client"]
+    for key, value in QUICK.items():
+        command += ["--env", f"{key}={value}"]
+    done = subprocess.run(  # noqa: S603 - argument list, no shell
+        command, env=env, capture_output=True, text=True, timeout=100, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    entries = list(find_entries([repos / "local" / "experiment"], tags=["cluster", "client"]))
+    runs = list(iter_runs(entries))
+    assert len(runs) == 1
+    assert runs[0].record["config"]["batch_size"] == 2
+    assert runs[0].record["cluster"]["node_id"]
