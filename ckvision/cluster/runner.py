@@ -62,6 +62,8 @@ def _uses_gpu(backend: str, env: Mapping[str, str]) -> bool:
 class ClusterPointRunner(CkPointRunner):
     """Runs points as Ray tasks and records each returned one on this machine."""
 
+    what = "sweep"  # how its lines start
+
     def __init__(
         self,
         backend: str,
@@ -201,7 +203,7 @@ class ClusterPointRunner(CkPointRunner):
         return results[0]
 
     def _not_run(self, point: Point, why: str) -> None:
-        line = f"sweep: {point.kind} {point.label}: not run: {why}"
+        line = f"{self.what}: {point.kind} {point.label}: not run: {why}"
         self.not_run.append(line)
         self.log(line)
 
@@ -260,7 +262,7 @@ class ClusterPointRunner(CkPointRunner):
         name = self.entry_name(point)
         existing = self.recorded(point)
         if existing is not None:
-            self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
+            self.log(f"{self.what}: {point.kind} {point.label}: already recorded ({name}), skipped")
             result = PointResult(point, existing.record, name, skipped=True)
             self.done.append(result)
             return result
@@ -271,12 +273,12 @@ class ClusterPointRunner(CkPointRunner):
         self._clear_unfinished(name)
         ref, task = self._submit(point, 0)
         pending[ref] = (index, task)
-        self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
+        self.log(f"{self.what}: {point.kind} {point.label}: submitted ({name})")
         return None
 
     def _clear_unfinished(self, name: str) -> None:
         if (experiment_root() / name).is_dir():  # a driver killed while recording
-            self.log(f"sweep: removing the unfinished entry {name}")
+            self.log(f"{self.what}: removing the unfinished entry {name}")
             shutil.rmtree(experiment_root() / name)
 
     def _collect(self, ref: Any, task: _Task) -> PointResult | tuple[Any, _Task] | None:
@@ -289,7 +291,7 @@ class ClusterPointRunner(CkPointRunner):
 
             system = not isinstance(err, (RayTaskError, CkVisionError))  # node or worker died
             if system and task.node and not task.pinned and task.attempt == 0:
-                self.log(f"sweep: {point.kind} {point.label}: {one_line(err)}; retrying")
+                self.log(f"{self.what}: {point.kind} {point.label}: {one_line(err)}; retrying")
                 return self._submit(point, 1, avoid=task.node)
             self._not_run(point, one_line(err))
             return None
@@ -298,7 +300,7 @@ class ClusterPointRunner(CkPointRunner):
         node = record["cluster"]
         shipped = ", model and dataset shipped" if node.get("shipped_inputs") else ""
         self.log(
-            f"sweep: {point.kind} {point.label}: recorded ({result.entry}) "
+            f"{self.what}: {point.kind} {point.label}: recorded ({result.entry}) "
             f"on {node['node']}{shipped}"
         )
         return result
@@ -326,7 +328,7 @@ class ClusterPointRunner(CkPointRunner):
         """Ctrl-C: kill every running point (worker and child) and wait until they are."""
         if not refs:
             return
-        self.log(f"sweep: cancelling {len(refs)} point(s) on the cluster")
+        self.log(f"{self.what}: cancelling {len(refs)} point(s) on the cluster")
         for ref in refs:
             self._ray.cancel(ref, force=True)
         self._ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)

@@ -41,6 +41,8 @@ class _PlanPoint(NodePoint):
 class SubmissionOnCluster(ClusterPointRunner):
     """A :class:`~ckvision.submission.runner.PlanExecutor` on a Ray cluster."""
 
+    what = "submission"
+
     def __init__(
         self,
         backend: str,
@@ -133,7 +135,7 @@ class SubmissionOnCluster(ClusterPointRunner):
 
     def make_run(self, plan: RunPlan, name: str) -> dict[str, Any]:
         point = _PlanPoint(
-            "submission",
+            "run",
             plan.label,
             plan.config.as_env(self.explicit),
             node_id=self.node_id,
