@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ckvision.models.contract import ModelContract  # noqa: E402
 from ckvision.program import MODEL_SIDECAR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+_WAIT = "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
 QUICK = {
     "CK_AUTOTUNE": "off",
     "CK_ORT_THREADS": "1",
@@ -46,11 +48,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
-def client_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One node (1 CPU, the exclusive slot) whose head serves Ray Client on 127.0.0.1."""
+def client_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One node (1 CPU, the exclusive slot) whose head serves Ray Client on 127.0.0.1;
+    its address and the session's log dir."""
     port = _free_port()
     cache = tmp_path_factory.mktemp("node-cache")
+    # the head's client server waits 30 s for the process serving a driver; a busy machine
+    # has taken longer (seen: "Initialization failure from server")
+    saved = os.environ.get(_WAIT)
+    os.environ[_WAIT] = "120"
     c = Cluster(
         initialize_head=True,
         head_node_args={
@@ -62,14 +81,19 @@ def client_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         c.wait_for_nodes()
-        yield f"ray://127.0.0.1:{port}"
+        _wait_listening(port)  # the client server starts after the node registers
+        yield f"ray://127.0.0.1:{port}", Path(c.head_node.get_session_dir_path()) / "logs"
     finally:
         c.shutdown()
+        if saved is None:
+            os.environ.pop(_WAIT, None)
+        else:
+            os.environ[_WAIT] = saved
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_a_sweep_point_through_ray_client_is_recorded_here(
-    client_address: str,
+    client_address: tuple[str, Path],
     tmp_path: Path,
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
@@ -83,14 +107,20 @@ def test_a_sweep_point_through_ray_client_is_recorded_here(
     repos = tmp_path / "repos"
     env = dict(os.environ, PYTHONPATH=str(ROOT), CK_REPOS=str(repos))
     command = [sys.executable, "-m", "ckvision", "sweep", "batch", "--batches", "2"]
-    command += ["--cluster", client_address, "--model", str(model)]
+    address, logs = client_address
+    command += ["--cluster", address, "--model", str(model)]
     command += ["--dataset", str(tiny_dataset.path), "--tags", "client"]
     for key, value in QUICK.items():
         command += ["--env", f"{key}={value}"]
     done = subprocess.run(  # noqa: S603 - argument list, no shell
-        command, env=env, capture_output=True, text=True, timeout=100, check=False
+        command, env=env, capture_output=True, text=True, timeout=200, check=False
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    if done.returncode:
+        tails = "".join(
+            f"== {p.name}\n" + p.read_text(errors="replace")[-3000:]
+            for p in sorted(logs.glob("ray_client_server*"))
+        )
+        raise AssertionError(done.stdout + done.stderr + tails)
     entries = list(find_entries([repos / "local" / "experiment"], tags=["cluster", "client"]))
     runs = list(iter_runs(entries))
     assert len(runs) == 1

@@ -59,6 +59,20 @@ def _uses_gpu(backend: str, env: Mapping[str, str]) -> bool:
     )
 
 
+def _how(info: Mapping[str, Any]) -> str:
+    """ ", model and dataset shipped" and the like: how a node got its inputs this time."""
+    how = dict(info.get("inputs") or {})
+    said = {
+        "shipped": "shipped",
+        "ck": "from its CK",
+        "ck-installed": "installed through its CK",
+    }
+    parts = [f"{role} {said[h]}" for role, h in how.items() if h in said]
+    if how and all(h == "shipped" for h in how.values()):
+        parts = ["model and dataset shipped"]
+    return "".join(f", {p}" for p in parts)
+
+
 class ClusterPointRunner(CkPointRunner):
     """Runs points as Ray tasks and records each returned one on this machine."""
 
@@ -75,6 +89,7 @@ class ClusterPointRunner(CkPointRunner):
         each_node: bool = False,
         shared_nodes: bool = False,
         gpus_per_point: int | None = None,
+        packages: Mapping[str, tuple[str, str]] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(
@@ -88,6 +103,9 @@ class ClusterPointRunner(CkPointRunner):
                 f"--gpus-per-point={gpus_per_point}: a GPU point asks for 1 or more whole GPUs"
             )
         self.inputs = inputs
+        # role -> (env var, CK package tags) of the inputs that came from this machine's
+        # CK packages: a node with CK gets them through its own CK (installed if missing)
+        self.packages = dict(packages or {})
         self.each_node = each_node
         self.shared_nodes = shared_nodes
         self.gpus_per_point = gpus_per_point
@@ -125,6 +143,7 @@ class ClusterPointRunner(CkPointRunner):
             "model_ref": ray.put(model_bytes),
             "dataset": data_bundle,
             "dataset_ref": ray.put(data_bytes),
+            "packages": self.packages,
         }
         nodes = self.nodes()  # no usable node: one line now, before any point
         refs = {
@@ -142,8 +161,7 @@ class ClusterPointRunner(CkPointRunner):
                 continue
             self.ready.append(node_id)
             self.node_infos[node_id] = info
-            shipped = ", model and dataset shipped" if info.get("shipped_inputs") else ""
-            self.log(f"cluster: node {info['node']} ready ({info['hardware']}{shipped})")
+            self.log(f"cluster: node {info['node']} ready ({info['hardware']}{_how(info)})")
         if not self.ready:
             raise RunError("no node of the cluster could prepare the model and dataset")
 
@@ -298,7 +316,7 @@ class ClusterPointRunner(CkPointRunner):
         result = PointResult(point, record, self._record(point, record))
         self.done.append(result)
         node = record["cluster"]
-        shipped = ", model and dataset shipped" if node.get("shipped_inputs") else ""
+        shipped = _how(node)
         self.log(
             f"{self.what}: {point.kind} {point.label}: recorded ({result.entry}) "
             f"on {node['node']}{shipped}"
