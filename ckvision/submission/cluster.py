@@ -21,7 +21,7 @@ from typing import Any
 
 from ckvision.cluster.runner import ClusterPointRunner, NodePoint
 from ckvision.config import RunConfig
-from ckvision.errors import ConfigError
+from ckvision.errors import CkVisionError, ConfigError
 from ckvision.program import ProgramInputs
 from ckvision.submission.runner import RunPlan, find_reusable, record_plan, valid_run
 from ckvision.sweeps.points import Point
@@ -124,7 +124,7 @@ class SubmissionOnCluster(ClusterPointRunner):
         sent = plan.config.as_env(self.explicit)
         try:
             recorded = RunConfig.from_record(record.get("config") or {})
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, CkVisionError):  # a record of another version
             return False
         if recorded.as_env(self.explicit) != sent:
             return False
