@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -515,6 +515,18 @@ class RunConfig:
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         return cls(**values)
+
+    def as_env(self, names: Iterable[str]) -> dict[str, str]:
+        """The settings ``names`` as the env vars :meth:`from_env` reads back (unset ones
+        left out): how a run made elsewhere (a Ray node) gets exactly these settings."""
+        out: dict[str, str] = {}
+        for name in names:
+            value = getattr(self, name)
+            if name not in SETTINGS or value is None:
+                continue
+            text = value.value if isinstance(value, enum.Enum) else value
+            out[SETTINGS[name].env] = repr(text) if isinstance(text, float) else str(text)
+        return out
 
     def as_record(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting, recorded with each run."""

@@ -248,3 +248,15 @@ def test_values_given_directly_are_checked_as_strictly_as_env_text(tmp_path: Pat
     conf = tmp_path / "user.conf"
     conf.write_text("")
     assert RunConfig(user_conf=conf).as_record()["user_conf"] == str(conf)
+
+
+def test_as_env_is_read_back_by_from_env_exactly() -> None:
+    """What a run made elsewhere (a Ray node) is told: the named settings, unset ones left out."""
+    config = RunConfig.from_env(
+        {}, {"min_duration_s": "0.1", "target_qps": "60000", "batch_size": "8"}
+    ).with_(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, compliance_test="TEST04")
+    names = ["scenario", "mode", "compliance_test", "min_duration_s", "target_qps", "batch_size"]
+    env = config.as_env([*names, "target_latency_ms"])
+    assert env["CK_LOADGEN_SCENARIO"] == "Offline" and env["CK_BATCH_SIZE"] == "8"
+    assert "CK_LOADGEN_TARGET_LATENCY" not in " ".join(env)  # None: left out
+    assert RunConfig.from_env(env) == config

@@ -15,7 +15,7 @@ from pathlib import Path
 from ckvision.errors import CkVisionError
 from ckvision.experiments.ck_tool import ck_lines, run_ck
 
-__all__ = ["REPO_ALIAS", "repo_root", "setup_ck", "DEFAULT_PACKAGES"]
+__all__ = ["REPO_ALIAS", "repo_root", "repo_known", "setup_ck", "DEFAULT_PACKAGES"]
 
 REPO_ALIAS = "ck-mlperf-vision"
 # Our soft entries by UID: upstream repositories (ck-env, ck-mlperf, ck-tensorrt) define soft
@@ -69,7 +69,7 @@ def _has_env_for(tags: str, path: Path) -> bool:
 
 def register_repo(log: Callable[[str], None] = print) -> None:
     root = repo_root()
-    where = run_ck(["where", f"repo:{REPO_ALIAS}"], capture=True) if _repo_known() else None
+    where = run_ck(["where", f"repo:{REPO_ALIAS}"], capture=True) if repo_known() else None
     if where is not None:
         registered = Path(where.stdout.strip().splitlines()[-1]).resolve()
         if registered != root:
@@ -83,7 +83,8 @@ def register_repo(log: Callable[[str], None] = print) -> None:
     log(f"ck: registered repo:{REPO_ALIAS} at {root}")
 
 
-def _repo_known() -> bool:
+def repo_known() -> bool:
+    """Whether this CK knows our repository (so its packages can be installed)."""
     return any(line == REPO_ALIAS for line in ck_lines(["list", "repo"]))
 
 

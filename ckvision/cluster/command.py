@@ -57,19 +57,22 @@ def _check(args: argparse.Namespace, kind: str) -> None:
             )
 
 
-def _ck_inputs(args: argparse.Namespace) -> dict[str, str]:
+def _ck_inputs(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """The env with the model and dataset of this machine's CK packages filled in where
-    neither an option nor the env names them (what ``ck benchmark`` would resolve)."""
+    neither an option nor the env names them (what ``ck benchmark`` would resolve), and
+    those packages: role -> (env var, tags), for the nodes' own CK."""
     from ckvision.ck.deps import installed_env_value
     from ckvision.program import DATASET_ENV, DATASET_TAGS, MODEL_ENV
 
     env = dict(os.environ)
     model_var, model_tags = MODEL_ENV.get(args.backend, MODEL_ENV["onnxruntime"])
     wanted = [
-        (model_var, model_tags, args.model, "--model"),
-        (DATASET_ENV, DATASET_TAGS, args.dataset, "--dataset"),
+        ("model", model_var, model_tags, args.model),
+        ("dataset", DATASET_ENV, DATASET_TAGS, args.dataset),
     ]
-    for var, tags, given, option in wanted:
+    packages: dict[str, tuple[str, str]] = {}
+    for role, var, tags, given in wanted:
+        option = f"--{role}"
         if given is None and not env.get(var):
             try:
                 value = installed_env_value(tags, var)
@@ -77,7 +80,8 @@ def _ck_inputs(args: argparse.Namespace) -> dict[str, str]:
                 raise ConfigError(f"{option} not given and CK cannot tell: {err}") from None
             if value:
                 env[var] = value
-    return env
+                packages[role] = (var, tags)
+    return env, packages
 
 
 def make_cluster_runner(
@@ -93,7 +97,8 @@ def make_cluster_runner(
 
     _check(args, kind)
     check_address(args.cluster)
-    inputs = resolve_inputs(_ck_inputs(args), args.backend, args.model, args.dataset)
+    ck_env, packages = _ck_inputs(args)
+    inputs = resolve_inputs(ck_env, args.backend, args.model, args.dataset)
     tags = [f"sweep_{kind}", *(t for t in args.tags.split(",") if t.strip())]
     runner = ClusterPointRunner(
         args.backend,
@@ -104,6 +109,7 @@ def make_cluster_runner(
         each_node=args.each_node,
         shared_nodes=args.shared_nodes,
         gpus_per_point=args.gpus_per_point,
+        packages=packages,
         log=log,
     )
     runner.attach(connect(args.cluster))

@@ -61,8 +61,14 @@ def connect(address: str) -> Any:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"--cluster {address}: cannot connect: {first}") from None
+            text = " ".join(str(err).split())[:300] or type(err).__name__  # one line
+            if "Initialization failure from server" in text:
+                text += (
+                    " (the head's Ray Client server did not start a server for this driver in "
+                    "time: a busy head? set RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S, default "
+                    "30, where the head starts)"
+                )
+            raise ConfigError(f"--cluster {address}: cannot connect: {text}") from None
     return ray
 
 

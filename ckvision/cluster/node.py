@@ -19,9 +19,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ckvision.cluster.bundle import cache_root, unpack
 from ckvision.cluster.child import PARENT_ENV
@@ -106,21 +106,69 @@ def _error_line(log: Path, returncode: int) -> str:
     return f"exit status {returncode}: {line[:500]}" if line else f"exit status {returncode}"
 
 
-def _prepare(spec: Mapping[str, Any], root: Path, where: str) -> tuple[Path, Path, bool]:
-    import ray
+def _ck_usable() -> bool:
+    """CK runs on this node and knows our repository (so our packages can be installed)."""
+    from ckvision.ck.setup import repo_known
 
     try:
-        model, shipped_model = unpack(
-            spec["model"], lambda: ray.get(spec["model_ref"]), root / "inputs"
-        )
-        dataset, shipped_data = unpack(
-            spec["dataset"], lambda: ray.get(spec["dataset_ref"]), root / "inputs"
-        )
-    except (OSError, tarfile.TarError, CkVisionError) as err:
+        return repo_known()
+    except CkVisionError:  # no ck command, or one that fails
+        return False
+
+
+def _from_ck(role: str, var: str, tags: str, where: str) -> tuple[Path, bool]:
+    """The ``role`` input as this node's CK package with ``tags`` sets ``var``, installed
+    through CK (``ckvision ck-install``'s checked install) when missing; returns the path
+    and whether it was installed now. One line when the node cannot."""
+    from ckvision.ck.deps import install, installed_env_value
+
+    try:
+        value = installed_env_value(tags, var)
+        installed = not value
+        if installed:
+            install(tags)
+            value = installed_env_value(tags, var)
+    except CkVisionError as err:
         raise NodePrepareError(
-            f"node {where} cannot prepare the model and dataset: {err}"
+            f"node {where} cannot install the {role} package through CK ({tags}): {err}"
         ) from None
-    return model, dataset, shipped_model or shipped_data
+    if not value:
+        raise NodePrepareError(f"node {where}: CK installed {tags}, but no env entry sets {var}")
+    return Path(value), installed
+
+
+def _fetch(ref: Any) -> Callable[[], bytes]:
+    """Reads an archive from Ray's object store, when called."""
+    import ray
+
+    return lambda: cast(bytes, ray.get(ref))
+
+
+def _prepare(spec: Mapping[str, Any], where: str) -> tuple[dict[str, Path], dict[str, str]]:
+    """The model and dataset paths on this node, and how each came (``ck``,
+    ``ck-installed``, ``shipped`` or ``cached``): through this node's CK when the driver's
+    came from CK packages and CK runs here, else the driver's files from the object store."""
+
+    packages = dict(spec.get("packages") or {})
+    use_ck = bool(packages) and _ck_usable()
+    paths: dict[str, Path] = {}
+    how: dict[str, str] = {}
+    for role in ("model", "dataset"):
+        if use_ck and role in packages:
+            var, tags = packages[role]
+            paths[role], installed = _from_ck(role, var, tags, where)
+            how[role] = "ck-installed" if installed else "ck"
+            continue
+        try:
+            paths[role], shipped = unpack(
+                spec[role], _fetch(spec[f"{role}_ref"]), cache_root() / "inputs"
+            )
+        except (OSError, tarfile.TarError, CkVisionError) as err:
+            raise NodePrepareError(
+                f"node {where} cannot prepare the model and dataset: {err}"
+            ) from None
+        how[role] = "shipped" if shipped else "cached"
+    return paths, how
 
 
 def prepare_node(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,8 +178,12 @@ def prepare_node(spec: Mapping[str, Any]) -> dict[str, Any]:
     raises :class:`NodePrepareError` (one line) when the node cannot get them.
     """
     info = node_info()
-    _model, _dataset, shipped = _prepare(spec, cache_root(), info["node"])
-    return {**info, "shipped_inputs": shipped}
+    _paths, how = _prepare(spec, info["node"])
+    return {**info, **_inputs_info(how)}
+
+
+def _inputs_info(how: Mapping[str, str]) -> dict[str, Any]:
+    return {"shipped_inputs": "shipped" in how.values(), "inputs": dict(how)}
 
 
 def run_point(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,7 +192,8 @@ def run_point(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     info = node_info()
     root = cache_root()
-    model, dataset, shipped = _prepare(spec, root, info["node"])
+    paths, how = _prepare(spec, info["node"])
+    model, dataset = paths["model"], paths["dataset"]
     _clear_stale_runs(root / RUNS_DIR, str(info["hostname"]))
     run_dir = root / RUNS_DIR / f"run-{info['hostname']}-{os.getpid()}-{secrets.token_hex(4)}"
     run_dir.mkdir(parents=True)
@@ -185,6 +238,6 @@ def run_point(spec: Mapping[str, Any]) -> dict[str, Any]:
         **info,
         "started": started,
         "finished": finished,
-        "shipped_inputs": shipped,
+        **_inputs_info(how),
     }
     return record

@@ -59,8 +59,24 @@ def _uses_gpu(backend: str, env: Mapping[str, str]) -> bool:
     )
 
 
+def _how(info: Mapping[str, Any]) -> str:
+    """ ", model and dataset shipped" and the like: how a node got its inputs this time."""
+    how = dict(info.get("inputs") or {})
+    said = {
+        "shipped": "shipped",
+        "ck": "from its CK",
+        "ck-installed": "installed through its CK",
+    }
+    parts = [f"{role} {said[h]}" for role, h in how.items() if h in said]
+    if how and all(h == "shipped" for h in how.values()):
+        parts = ["model and dataset shipped"]
+    return "".join(f", {p}" for p in parts)
+
+
 class ClusterPointRunner(CkPointRunner):
     """Runs points as Ray tasks and records each returned one on this machine."""
+
+    what = "sweep"  # how its lines start
 
     def __init__(
         self,
@@ -73,6 +89,7 @@ class ClusterPointRunner(CkPointRunner):
         each_node: bool = False,
         shared_nodes: bool = False,
         gpus_per_point: int | None = None,
+        packages: Mapping[str, tuple[str, str]] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(
@@ -86,6 +103,9 @@ class ClusterPointRunner(CkPointRunner):
                 f"--gpus-per-point={gpus_per_point}: a GPU point asks for 1 or more whole GPUs"
             )
         self.inputs = inputs
+        # role -> (env var, CK package tags) of the inputs that came from this machine's
+        # CK packages: a node with CK gets them through its own CK (installed if missing)
+        self.packages = dict(packages or {})
         self.each_node = each_node
         self.shared_nodes = shared_nodes
         self.gpus_per_point = gpus_per_point
@@ -94,6 +114,7 @@ class ClusterPointRunner(CkPointRunner):
         self._task: Any = None
         self._shipped: dict[str, Any] = {}
         self.ready: list[str] = []  # node ids that prepared the inputs
+        self.node_infos: dict[str, dict[str, Any]] = {}  # node id -> its node_info()
         self.bad_nodes: dict[str, str] = {}  # node id -> why it cannot prepare (one line)
         self._turn = 0
 
@@ -122,6 +143,7 @@ class ClusterPointRunner(CkPointRunner):
             "model_ref": ray.put(model_bytes),
             "dataset": data_bundle,
             "dataset_ref": ray.put(data_bytes),
+            "packages": self.packages,
         }
         nodes = self.nodes()  # no usable node: one line now, before any point
         refs = {
@@ -138,8 +160,8 @@ class ClusterPointRunner(CkPointRunner):
                 self.log(f"cluster: {one_line(err)}; its points are not run")
                 continue
             self.ready.append(node_id)
-            shipped = ", model and dataset shipped" if info.get("shipped_inputs") else ""
-            self.log(f"cluster: node {info['node']} ready ({info['hardware']}{shipped})")
+            self.node_infos[node_id] = info
+            self.log(f"cluster: node {info['node']} ready ({info['hardware']}{_how(info)})")
         if not self.ready:
             raise RunError("no node of the cluster could prepare the model and dataset")
 
@@ -199,7 +221,7 @@ class ClusterPointRunner(CkPointRunner):
         return results[0]
 
     def _not_run(self, point: Point, why: str) -> None:
-        line = f"sweep: {point.kind} {point.label}: not run: {why}"
+        line = f"{self.what}: {point.kind} {point.label}: not run: {why}"
         self.not_run.append(line)
         self.log(line)
 
@@ -258,7 +280,7 @@ class ClusterPointRunner(CkPointRunner):
         name = self.entry_name(point)
         existing = self.recorded(point)
         if existing is not None:
-            self.log(f"sweep: {point.kind} {point.label}: already recorded ({name}), skipped")
+            self.log(f"{self.what}: {point.kind} {point.label}: already recorded ({name}), skipped")
             result = PointResult(point, existing.record, name, skipped=True)
             self.done.append(result)
             return result
@@ -266,13 +288,16 @@ class ClusterPointRunner(CkPointRunner):
         if node_id in self.bad_nodes:
             self._not_run(point, self.bad_nodes[node_id])
             return None
-        if (experiment_root() / name).is_dir():  # a driver killed while recording
-            self.log(f"sweep: removing the unfinished entry {name}")
-            shutil.rmtree(experiment_root() / name)
+        self._clear_unfinished(name)
         ref, task = self._submit(point, 0)
         pending[ref] = (index, task)
-        self.log(f"sweep: {point.kind} {point.label}: submitted ({name})")
+        self.log(f"{self.what}: {point.kind} {point.label}: submitted ({name})")
         return None
+
+    def _clear_unfinished(self, name: str) -> None:
+        if (experiment_root() / name).is_dir():  # a driver killed while recording
+            self.log(f"{self.what}: removing the unfinished entry {name}")
+            shutil.rmtree(experiment_root() / name)
 
     def _collect(self, ref: Any, task: _Task) -> PointResult | tuple[Any, _Task] | None:
         """The point's result, recorded; or its retry elsewhere; or None (not run)."""
@@ -284,16 +309,16 @@ class ClusterPointRunner(CkPointRunner):
 
             system = not isinstance(err, (RayTaskError, CkVisionError))  # node or worker died
             if system and task.node and not task.pinned and task.attempt == 0:
-                self.log(f"sweep: {point.kind} {point.label}: {one_line(err)}; retrying")
+                self.log(f"{self.what}: {point.kind} {point.label}: {one_line(err)}; retrying")
                 return self._submit(point, 1, avoid=task.node)
             self._not_run(point, one_line(err))
             return None
         result = PointResult(point, record, self._record(point, record))
         self.done.append(result)
         node = record["cluster"]
-        shipped = ", model and dataset shipped" if node.get("shipped_inputs") else ""
+        shipped = _how(node)
         self.log(
-            f"sweep: {point.kind} {point.label}: recorded ({result.entry}) "
+            f"{self.what}: {point.kind} {point.label}: recorded ({result.entry}) "
             f"on {node['node']}{shipped}"
         )
         return result
@@ -321,7 +346,7 @@ class ClusterPointRunner(CkPointRunner):
         """Ctrl-C: kill every running point (worker and child) and wait until they are."""
         if not refs:
             return
-        self.log(f"sweep: cancelling {len(refs)} point(s) on the cluster")
+        self.log(f"{self.what}: cancelling {len(refs)} point(s) on the cluster")
         for ref in refs:
             self._ray.cancel(ref, force=True)
         self._ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)

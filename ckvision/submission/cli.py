@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ckvision.program import ProgramInputs
+    from ckvision.submission.cluster import SubmissionOnCluster
 
 __all__ = ["add_parser", "dispatch"]
 
@@ -76,6 +81,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run.add_argument("--inference-src", type=Path, help="mlcommons/inference checkout")
     run.add_argument("--skip-dataset-size-check", action="store_true")
     run.add_argument("--no-build", action="store_true", help="only make the runs")
+    on = run.add_argument_group("on a Ray cluster (pip install 'ckvision[cluster]')")
+    on.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="make the runs as Ray tasks on ONE node of this cluster: auto, HOST:PORT or "
+        "ray://HOST:PORT (recorded here)",
+    )
+    on.add_argument(
+        "--node",
+        default="",
+        help="the node (id prefix, host name or IP) that runs them all (default: where the "
+        "first run lands)",
+    )
+    on.add_argument("--gpus-per-point", type=int, default=None, help="whole GPUs per run")
     _tree_options(run, required=False)
 
 
@@ -119,6 +138,38 @@ def dispatch(args: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _cluster(
+    args: argparse.Namespace,
+    backend: str,
+    inputs: ProgramInputs,
+    work: Path,
+    tags: list[str],
+    explicit: set[str],
+) -> SubmissionOnCluster | None:
+    """The cluster executor with --cluster (connected, inputs on the nodes); else None."""
+    from ckvision.errors import ConfigError
+
+    if not args.cluster:
+        if args.node or args.gpus_per_point is not None:
+            raise ConfigError("--node and --gpus-per-point need --cluster")
+        return None
+    from ckvision.cluster import check_address, connect
+    from ckvision.submission.cluster import SubmissionOnCluster
+
+    check_address(args.cluster)
+    executor = SubmissionOnCluster(
+        backend,
+        inputs,
+        experiment_dir=work / "experiment",
+        tags=tags,
+        explicit=explicit,
+        node=args.node.strip(),
+        gpus_per_point=args.gpus_per_point,
+    )
+    executor.attach(connect(args.cluster))
+    return executor
+
+
 def _run(args: argparse.Namespace) -> int:
     from ckvision.config import RunConfig
     from ckvision.errors import ConfigError
@@ -158,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         return autotune(config, inputs.model_path, inputs.contract, inputs.dataset_dir, explicit)
 
     work = args.work_dir.resolve()
-    run_plans(plan_runs(base, scenarios), inputs, work, tags=tags, tune=tune)
+    executor = _cluster(args, base.backend, inputs, work, tags, explicit)
+    run_plans(plan_runs(base, scenarios), inputs, work, tags=tags, tune=tune, executor=executor)
     if args.no_build:
         return 0
     from ckvision.submission.build import build_submission, select_runs

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ckvision.config import Mode, RunConfig, Scenario
 from ckvision.errors import ConfigError
@@ -26,7 +26,16 @@ from ckvision.experiments.offline_writer import record_point
 from ckvision.program import ProgramInputs, run_program
 from ckvision.submission import KINDS
 
-__all__ = ["RunPlan", "plan_runs", "run_plans", "OFFICIAL_MIN_DURATION_S", "entry_name"]
+__all__ = [
+    "RunPlan",
+    "PlanExecutor",
+    "plan_runs",
+    "run_plans",
+    "record_plan",
+    "valid_run",
+    "OFFICIAL_MIN_DURATION_S",
+    "entry_name",
+]
 
 OFFICIAL_MIN_DURATION_S = 600.0
 # config fields that must match for a recorded run to be reused (progress and the
@@ -91,14 +100,11 @@ def _same_settings(recorded: Mapping[str, Any], config: RunConfig) -> bool:
     ) and set(recorded) - _IGNORED_FIELDS <= set(wanted)
 
 
-def _reusable(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInputs) -> bool:
-    if not _same_settings(record.get("config") or {}, config):
-        return False
+def valid_run(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInputs) -> bool:
+    """The record's model is ours, and the run is complete: no failed sample, an accuracy
+    or a VALID LoadGen result (what a submission can use; the settings are checked apart)."""
     model = record.get("model") or {}
     if inputs.model_info.get("sha256") and model.get("sha256") != inputs.model_info["sha256"]:
-        return False
-    recorded = (record.get("dataset") or {}).get("path")
-    if not recorded or Path(recorded).resolve() != Path(inputs.dataset_dir).resolve():
         return False
     if int(record.get("failures") or 0):
         return False
@@ -107,22 +113,68 @@ def _reusable(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInput
     return (record.get("loadgen") or {}).get("result_validity") == "VALID"
 
 
+def _reusable(record: Mapping[str, Any], config: RunConfig, inputs: ProgramInputs) -> bool:
+    if not _same_settings(record.get("config") or {}, config):
+        return False
+    recorded = (record.get("dataset") or {}).get("path")
+    if not recorded or Path(recorded).resolve() != Path(inputs.dataset_dir).resolve():
+        return False
+    return valid_run(record, config, inputs)
+
+
 def find_reusable(
-    experiment_dir: Path, name: str, config: RunConfig, inputs: ProgramInputs
+    experiment_dir: Path,
+    name: str,
+    config: RunConfig,
+    inputs: ProgramInputs,
+    accept: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> dict[str, Any] | None:
+    """The last recorded run of entry ``name`` that can be reused (``accept``: instead of
+    the local check, e.g. a cluster run's)."""
     entry = experiment_dir / name
     if not entry.is_dir():
         return None
+    check = accept or (lambda record: _reusable(record, config, inputs))
     found = None
     for run in iter_runs(find_entries([entry]), warn=lambda _m: None):
-        if _reusable(run.record, config, inputs):
+        if check(run.record):
             found = run.record
     return found
+
+
+def record_plan(
+    experiment_dir: Path,
+    name: str,
+    plan: RunPlan,
+    model: str,
+    tags: Sequence[str],
+    record: Mapping[str, Any],
+    features: Mapping[str, Any] | None = None,
+) -> None:
+    """The one writer of a submission run's entry (local or from a cluster node)."""
+    record_point(
+        experiment_dir,
+        name,
+        tags=["ckvision", "submission", *tags, plan.scenario.value.lower(), plan.kind],
+        meta={"model": model, "scenario": plan.scenario.value, "kind": plan.kind},
+        characteristics={"run": dict(record)},
+        features=features,
+    )
 
 
 def _fmt_s(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class PlanExecutor(Protocol):
+    """Where a submission's runs are made instead of this process (a Ray cluster)."""
+
+    def reusable(self, experiment_dir: Path, name: str, plan: RunPlan) -> bool: ...
+
+    def make_run(self, plan: RunPlan, name: str) -> dict[str, Any]:
+        """Make the run and record it as entry ``name``; returns its record."""
+        ...
 
 
 def run_plans(
@@ -132,9 +184,12 @@ def run_plans(
     *,
     tags: Sequence[str],
     tune: Callable[[RunConfig], tuple[RunConfig, dict[str, Any] | None]] | None = None,
+    executor: PlanExecutor | None = None,
     log: Callable[[str], None] = print,
 ) -> list[tuple[RunPlan, str, bool]]:
-    """Make (or reuse) every planned run; returns ``(plan, entry name, reused)`` each."""
+    """Make (or reuse) every planned run; returns ``(plan, entry name, reused)`` each.
+
+    Here by default; by ``executor`` (:mod:`ckvision.submission.cluster`) when given."""
     experiment_dir = work_dir / "experiment"
     experiment_dir.mkdir(parents=True, exist_ok=True)
     model = inputs.contract.name
@@ -142,12 +197,16 @@ def run_plans(
     remaining = [p.estimate_s(size) for p in plans]
     done: list[tuple[RunPlan, str, bool]] = []
     for index, plan in enumerate(plans):
-        config, tuning = tune(plan.config) if tune else (plan.config, None)
         name = entry_name(model, plan)
+        if executor is None:
+            config, tuning = tune(plan.config) if tune else (plan.config, None)
+            reuse = find_reusable(experiment_dir, name, config, inputs) is not None
+        else:
+            reuse = executor.reusable(experiment_dir, name, plan)
         left = sum(remaining[index:])
         eta = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=left)
         head = f"submission: [{index + 1}/{len(plans)}] {plan.label}"
-        if find_reusable(experiment_dir, name, config, inputs) is not None:
+        if reuse:
             log(f"{head}: reusing the valid run recorded in {experiment_dir / name}")
             done.append((plan, name, True))
             continue
@@ -155,17 +214,14 @@ def run_plans(
             f"{head}: about {_fmt_s(remaining[index])}; all remaining about "
             f"{_fmt_s(left)}, done around {eta:%H:%M} UTC"
         )
-        run_dir = work_dir / "runs" / plan.scenario.value / plan.kind
         started = time.monotonic()
-        record = run_program(config, inputs, run_dir, log=log, tuning=tuning)
+        if executor is None:
+            run_dir = work_dir / "runs" / plan.scenario.value / plan.kind
+            record = run_program(config, inputs, run_dir, log=log, tuning=tuning)
+            record_plan(experiment_dir, name, plan, model, tags, record)
+        else:
+            record = executor.make_run(plan, name)
         validity = (record.get("loadgen") or {}).get("result_validity")
-        record_point(
-            experiment_dir,
-            name,
-            tags=["ckvision", "submission", *tags, plan.scenario.value.lower(), plan.kind],
-            meta={"model": model, "scenario": plan.scenario.value, "kind": plan.kind},
-            characteristics={"run": record},
-        )
         took = time.monotonic() - started
         state = f", {validity}" if validity else ""
         log(f"{head}: done in {_fmt_s(took)}{state}; recorded in {experiment_dir / name}")
