@@ -62,13 +62,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run = ssub.add_parser(
         "run", help="accuracy, performance, TEST01, TEST04 per scenario; then build + check"
     )
-    run.add_argument("--work-dir", type=Path, required=True, help="runs + their entries")
-    run.add_argument("--scenarios", default="Offline,SingleStream")
-    run.add_argument("--backend", default=None)
+    from ckvision.config import SETTINGS
+
+    run.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="where the runs' logs (WORK/runs) and CK entries (WORK/experiment) go; run the "
+        "same command again to resume: every valid recorded run is reused",
+    )
+    run.add_argument(
+        "--scenarios",
+        default="Offline,SingleStream",
+        help="comma-separated: Offline, SingleStream, MultiStream, Server (default: "
+        "Offline,SingleStream); each gets accuracy, performance, TEST01 and TEST04",
+    )
+    run.add_argument("--backend", default=None, help="onnxruntime (default), pytorch, ...")
     run.add_argument("--model", type=Path, help="model file (default: the CK model dep's env)")
     run.add_argument("--dataset", type=Path, help="preprocessed dataset dir (default: CK env)")
     for name in ("threads", "workers", "batch_size", "target_qps", "target_latency_ms"):
-        run.add_argument(f"--{name.replace('_', '-')}", dest=name)
+        spec = SETTINGS[name]
+        run.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            help=f"{spec.help} ({spec.env}; unset: {_UNSET[name]})",
+        )
     run.add_argument("--buffer-size", default=str(DEFAULT_BUFFER), help="performance samples")
     run.add_argument(
         "--min-duration-s",
@@ -79,7 +97,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run.add_argument("--tags", default="", help="extra tags for the recorded entries")
     run.add_argument("--out", type=Path, help="submission folder (default WORK/submission)")
     run.add_argument("--inference-src", type=Path, help="mlcommons/inference checkout")
-    run.add_argument("--skip-dataset-size-check", action="store_true")
+    run.add_argument(
+        "--skip-dataset-size-check",
+        action="store_true",
+        help="passed to MLPerf's checker: accuracy on fewer than ImageNet's 50,000 images "
+        "(open division only; say so in the README)",
+    )
     run.add_argument("--no-build", action="store_true", help="only make the runs")
     on = run.add_argument_group("on a Ray cluster (pip install 'ckvision[cluster]')")
     on.add_argument(
@@ -96,6 +119,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     on.add_argument("--gpus-per-point", type=int, default=None, help="whole GPUs per run")
     _tree_options(run, required=False)
+
+
+_UNSET = {
+    "threads": "auto-tuned",
+    "workers": "auto-tuned",
+    "batch_size": "auto-tuned",
+    "target_qps": "LoadGen's default; Offline issues one query of 1.1 x 600 s x this many "
+    "samples, so set it near the rate a short run measured",
+    "target_latency_ms": "LoadGen's default",
+}
 
 
 def _tags(text: str) -> list[str]:
