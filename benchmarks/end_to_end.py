@@ -5,7 +5,8 @@ In one run, on the same machine and the same files:
 (a) raw preprocessing rate of each engine (decode + resize + centre crop + the model's
     normalisation), images/s: Pillow and OpenCV (thread pool), DALI CPU pipeline;
 (b) raw inference rate of ONNX Runtime at the batch size of the runs;
-(c) our end-to-end Offline (JPEG-in, PerformanceOnly) per engine, and the ratio to
+(c) our end-to-end Offline (JPEG-in, PerformanceOnly) per engine and prefetch depth
+    (``--prefetch``: batches formed ahead while one infers), and the ratio to
     min((a), (b)) and to the serial bound 1 / (1/(a) + 1/(b)) (preprocessing and
     inference share the same cores: on a CPU-only machine that is the real ceiling);
 (d) our end-to-end SingleStream p90 per engine vs raw batch-1 preprocessing + inference;
@@ -99,6 +100,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--engines", default="pillow,opencv,dali")
     parser.add_argument("--workers", type=int, default=1, help="Offline SUT workers")
+    parser.add_argument(
+        "--prefetch", default="0,2", help="(c) CK_PREPROCESS_PREFETCH values, each a run"
+    )
     parser.add_argument("--triton", action="store_true", help="(f): the Triton ensemble too")
     parser.add_argument("--triton-batches", default="1,4,8")
     parser.add_argument("--triton-concurrency", default="1:4")
@@ -134,22 +138,24 @@ def main() -> int:
     infer = raw_inference(inputs, args.batch, args.threads, args.seconds)
     print(f"(b) raw inference     onnxruntime {infer:8.1f} images/s (batch {args.batch})")
 
+    prefetches = [int(d) for d in args.prefetch.split(",")]
     common = {
         "input_format": "jpeg",
         "preprocess_threads": args.threads,
         "threads": args.threads,
         "mode": Mode.PERFORMANCE,
     }
-    for engine in engines:
+    for engine, prefetch in [(e, d) for e in engines for d in prefetches]:
         record = _run(
             inputs,
-            work / f"offline-{engine}",
+            work / f"offline-{engine}-prefetch{prefetch}",
             scenario=Scenario.OFFLINE,
             batch_size=args.batch,
             workers=args.workers,
             min_duration_s=args.seconds,
             target_qps=min(pre[engine], infer),
             preprocess_engine=engine,
+            preprocess_prefetch=prefetch,
             **common,
         )
         qps = float(record["loadgen"]["samples_per_second"])
@@ -158,7 +164,8 @@ def main() -> int:
         limit = "preprocessing" if pre[engine] < infer else "inference"
         share = (record.get("latency_histogram") or {}).get("breakdown") or {}
         print(
-            f"(c) e2e Offline {engine:7s} {qps:8.1f} images/s = {qps / bound:.2f}x "
+            f"(c) e2e Offline {engine:7s} prefetch {prefetch} {qps:8.1f} images/s = "
+            f"{qps / bound:.2f}x "
             f"min(a,b) ({limit} limits), {qps / serial:.2f}x serial bound {serial:.1f}; "
             f"breakdown {share}"
         )
