@@ -9,7 +9,6 @@ really travel through the object store. Every address is 127.0.0.1
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only, before Ray starts
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'ckvision[cluster]'")
 
+from cluster_common import QUICK, tiny_inputs  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from ckvision.cluster import SLOT, ClusterPointRunner  # noqa: E402
@@ -32,18 +32,9 @@ from ckvision.cluster.node import RUNS_DIR  # noqa: E402
 from ckvision.errors import ConfigError  # noqa: E402
 from ckvision.experiments.entries import experiment_root, find_entries, iter_runs  # noqa: E402
 from ckvision.models.contract import ModelContract  # noqa: E402
-from ckvision.program import MODEL_SIDECAR, resolve_inputs  # noqa: E402
 from ckvision.sweeps import batch_sweep, sweep_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = {  # a LoadGen run of well under a second on the tiny model
-    "CK_AUTOTUNE": "off",
-    "CK_ORT_THREADS": "1",
-    "CK_LOADGEN_WORKERS": "1",
-    "CK_LOADGEN_MIN_DURATION_S": "0.05",
-    "CK_LOADGEN_COUNT_OVERRIDE": "32",
-    "CK_LOADGEN_TARGET_QPS": "2000",
-}
 
 
 def _cmdlines() -> dict[int, str]:
@@ -106,12 +97,7 @@ def inputs(
     tmp_path: Path, tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: Any
 ) -> Any:
     """The tiny model with its sidecar (the contract travels with it) and the tiny data."""
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    model = model_dir / "tiny.onnx"
-    model.write_bytes(tiny_onnx_model.read_bytes())
-    (model_dir / MODEL_SIDECAR).write_text(json.dumps({"env": tiny_contract.to_env()}))
-    return resolve_inputs({}, "onnxruntime", model, Path(tiny_dataset.path))
+    return tiny_inputs(tmp_path, tiny_onnx_model, tiny_contract, tiny_dataset)
 
 
 @pytest.fixture()

@@ -20,25 +20,18 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only, before Ray starts
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'ckvision[cluster]'")
 
+from cluster_common import QUICK, tiny_inputs  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from ckvision.cluster import SLOT, ClusterPointRunner  # noqa: E402
 from ckvision.experiments.entries import experiment_root  # noqa: E402
 from ckvision.models.contract import ModelContract  # noqa: E402
-from ckvision.program import DATASET_ENV, MODEL_ENV, MODEL_SIDECAR, resolve_inputs  # noqa: E402
+from ckvision.program import DATASET_ENV, MODEL_ENV  # noqa: E402
 from ckvision.sweeps import batch_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CK = str(Path(sys.executable).with_name("ck"))
 MODEL_VAR = MODEL_ENV["onnxruntime"][0]
-QUICK = {
-    "CK_AUTOTUNE": "off",
-    "CK_ORT_THREADS": "1",
-    "CK_LOADGEN_WORKERS": "1",
-    "CK_LOADGEN_MIN_DURATION_S": "0.05",
-    "CK_LOADGEN_COUNT_OVERRIDE": "32",
-    "CK_LOADGEN_TARGET_QPS": "2000",
-}
 PACKAGES = {"model": (MODEL_VAR, "model,onnx,ckvtest"), "dataset": (DATASET_ENV, "dataset,ckvtest")}
 
 pytestmark = pytest.mark.skipif(not Path(CK).is_file(), reason=f"no ck beside {sys.executable}")
@@ -61,12 +54,7 @@ def _env_entry(env: dict[str, str], name: str, tags: str, values: dict[str, str]
 def inputs(
     tmp_path: Path, tiny_onnx_model: Path, tiny_contract: ModelContract, tiny_dataset: Any
 ) -> Any:
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    model = model_dir / "tiny.onnx"
-    model.write_bytes(tiny_onnx_model.read_bytes())
-    (model_dir / MODEL_SIDECAR).write_text(json.dumps({"env": tiny_contract.to_env()}))
-    return resolve_inputs({}, "onnxruntime", model, Path(tiny_dataset.path))
+    return tiny_inputs(tmp_path, tiny_onnx_model, tiny_contract, tiny_dataset)
 
 
 @pytest.fixture()

@@ -23,6 +23,7 @@ pytest.importorskip(
     "grpc", reason="Ray Client needs the client extra (grpcio): pip install 'ckvision[cluster]'"
 )
 
+from cluster_common import QUICK  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from ckvision.cluster import SLOT  # noqa: E402
@@ -34,14 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 _WAIT = "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
 _RAY_FAULT = "SpecificServer startup failed"
 ATTEMPTS = 3
-QUICK = {
-    "CK_AUTOTUNE": "off",
-    "CK_ORT_THREADS": "1",
-    "CK_LOADGEN_WORKERS": "1",
-    "CK_LOADGEN_MIN_DURATION_S": "0.05",
-    "CK_LOADGEN_COUNT_OVERRIDE": "32",
-    "CK_LOADGEN_TARGET_QPS": "2000",
-}
 
 
 def _free_port() -> int:
