@@ -199,6 +199,10 @@ def test_tree_layout_and_contents(tree: Path, work: Path) -> None:
     assert not any(v.strip().upper() == "TBD" for v in system.values())
     assert json.loads((top / "model_mapping.json").read_text()) == {"tiny": "resnet"}
     assert (top / "src" / "ckvision" / "harness" / "run.py").is_file()
+    from ckvision.provenance import code_fingerprint
+
+    note = (top / "src" / "README.md").read_text()  # the runs' code, named by fingerprint
+    assert f"- `{code_fingerprint()}`: Offline, SingleStream (**this copy**)" in note
     for scenario in ("Offline", "SingleStream"):
         res = tree / RESULT / scenario
         measurements = json.loads((res / "measurements.json").read_text())

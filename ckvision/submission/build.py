@@ -417,19 +417,26 @@ def _copy_source(dest: Path, records: Sequence[Mapping[str, Any]]) -> None:
             shutil.copyfile(path, target)
     from ckvision.provenance import code_fingerprint
 
-    recorded = sorted({str((r.get("provenance") or {}).get("code_sha256")) for r in records})
+    made_by: dict[str, set[str]] = {}  # run-code fingerprint -> the scenarios it made
+    for record in records:
+        fingerprint = str((record.get("provenance") or {}).get("code_sha256"))
+        scenario = str((record.get("config") or {}).get("scenario") or "?")
+        made_by.setdefault(fingerprint, set()).add(scenario)
     now = code_fingerprint()
-    note = (
-        "the same code as the runs"
-        if recorded == [now]
-        else f"NOT the runs' code fingerprint(s) {', '.join(recorded)}; check out the "
-        "ckvision version that made them"
-    )
+    lines = [
+        f"- `{fingerprint}`: {', '.join(sorted(scenarios))} "
+        + ("(**this copy**)" if fingerprint == now else "(not this copy: check out the "
+           "ckvision version with this fingerprint to read the code that made them)")
+        for fingerprint, scenarios in sorted(made_by.items())
+    ]  # fmt: skip
     _write(
         dest / "README.md",
-        "# Source\n\n`ckvision/` is the ck-mlperf-vision package that made these runs "
-        f"(`python -m ckvision run`, driving MLPerf LoadGen).\n\nRun-code fingerprint "
-        f"(ckvision.provenance.code_fingerprint) of this copy: `{now}`: {note}.\n",
+        "# Source\n\n`ckvision/` is the ck-mlperf-vision package (`python -m ckvision run`, "
+        "driving MLPerf LoadGen) as it was when this tree was built; its run-code fingerprint "
+        f"(ckvision.provenance.code_fingerprint) is `{now}`.\n\nThe runs' code, by "
+        "fingerprint (all runs of one result share one; the builder checks it):\n\n"
+        + "\n".join(lines)
+        + "\n",
     )
 
 
