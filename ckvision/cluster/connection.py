@@ -4,8 +4,10 @@ Ray is the optional extra ``cluster``)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import threading
 from typing import Any
 
 from ckvision.errors import CkVisionError, ConfigError
@@ -59,7 +61,7 @@ def connect(address: str) -> Any:
         ) from None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            _init_within(ray, address, _connect_timeout_s())
         except (ConnectionError, RuntimeError, ValueError) as err:
             text = " ".join(str(err).split())[:300] or type(err).__name__  # one line
             if "Initialization failure from server" in text:
@@ -70,6 +72,50 @@ def connect(address: str) -> Any:
                 )
             raise ConfigError(f"--cluster {address}: cannot connect: {text}") from None
     return ray
+
+
+CONNECT_TIMEOUT_ENV = "CKVISION_CLUSTER_CONNECT_TIMEOUT_S"
+CONNECT_TIMEOUT_S = 120.0
+
+
+def _connect_timeout_s() -> float:
+    text = os.environ.get(CONNECT_TIMEOUT_ENV, "")
+    if not text:
+        return CONNECT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e6:
+        raise ConfigError(f"{CONNECT_TIMEOUT_ENV}={text!r}: give seconds > 0, e.g. 120")
+    return seconds
+
+
+def _init_within(ray: Any, address: str, seconds: float) -> None:
+    """``ray.init`` with a deadline: Ray Client can wait forever when the head's per-driver
+    server dies at start (seen with Ray 2.60 on a busy head). The call runs on a daemon
+    thread; past the deadline the driver stops waiting with one line (the thread is left
+    to the process's exit)."""
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect_now() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            outcome["error"] = None
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=connect_now, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if "error" not in outcome:
+        raise ConfigError(
+            f"--cluster {address}: no connection within {seconds:g} s (Ray did not answer; "
+            f"with ray:// check the head's ray_client_server*.err log; {CONNECT_TIMEOUT_ENV} "
+            "sets the wait)"
+        )
+    if outcome["error"] is not None:
+        raise outcome["error"]
 
 
 def one_line(err: BaseException) -> str:
