@@ -198,3 +198,24 @@ def test_ckvision_run_validates_its_tuned_choice(
     assert entry["layout"] == FAST.describe() and entry["cached"] is True
     assert "threads" in entry["explicit"] and entry["validation"]["checked"] is True
     assert entry["validation"]["predicted_samples_per_s"] == entry["expected_samples_per_s"]
+
+
+@pytest.mark.parametrize(
+    ("achieved", "held"),
+    [(61.0, True), (100.0, True), (108.0, True), (58.0, False), (112.0, False)],
+)
+def test_jpeg_input_is_checked_against_both_stages(
+    tmp_path: Path, achieved: float, held: bool
+) -> None:
+    """JPEG-in: inference 200/s and preprocessing 100/s on the same cores allow 66.7/s (one
+    after the other) to 100/s (fully overlapped), each with the 10% margin; the inference
+    rate alone (200) would drop a choice that held."""
+    record = {
+        "expected_samples_per_s": 200.0,
+        "preprocess": {"threads": 2, "images_per_s": 100.0},
+        "cache_key": "k",
+        "cache": str(tmp_path / "tuning.json"),
+    }
+    check = tuning.validate_choice(record, achieved, log=lambda _line: None)
+    assert check["held"] is held
+    assert check["expected_range"] == [pytest.approx(66.67, abs=0.01), 100.0]

@@ -357,7 +357,8 @@ def validate_choice(
     if achieved_samples_per_s is None or achieved_samples_per_s <= 0:
         return {"checked": False, "why": "the run measured no throughput (accuracy mode)"}
     ratio = achieved_samples_per_s / predicted
-    held = abs(ratio - 1.0) <= MISS_LIMIT
+    low, high = _expected_range(record, float(predicted))
+    held = low * (1 - MISS_LIMIT) <= achieved_samples_per_s <= high * (1 + MISS_LIMIT)
     tuned_batch = (record.get("chosen") or {}).get("batch_size")
     tried = dict((in_run or {}).get("tried") or {})
     moved = bool(  # the run found a batch more than MISS_LIMIT faster than the probe's
@@ -372,6 +373,7 @@ def validate_choice(
     out: dict[str, Any] = {
         "checked": True,
         "predicted_samples_per_s": predicted,
+        **({"expected_range": [round(low, 2), round(high, 2)]} if low != high else {}),
         "achieved_samples_per_s": round(achieved_samples_per_s, 2),
         "ratio": round(ratio, 4),
         "held": held,
@@ -391,9 +393,23 @@ def validate_choice(
         else f"reached {ratio:.0%} of the auto-tuner's prediction "
         f"({achieved_samples_per_s:.1f} vs {predicted:.1f} samples/s, more than "
         f"{MISS_LIMIT:.0%} off)"
+        if low == high
+        else f"reached {achieved_samples_per_s:.1f} samples/s, more than {MISS_LIMIT:.0%} "
+        f"outside the {low:.1f}-{high:.1f} the probe's inference and preprocessing rates allow"
     )
     log(f"ckvision: the run {why}; " + ("the next run probes again" if dropped else "not cached"))
     return out
+
+
+def _expected_range(record: Mapping[str, Any], inference: float) -> tuple[float, float]:
+    """What a tuned Offline run should reach: the probe's inference rate; with JPEG input
+    preprocessed on this side (``record["preprocess"]``), between the two stages one after
+    the other on the same cores (``1 / (1/inference + 1/preprocessing)``) and the slower
+    stage alone (perfect overlap, ``CK_PREPROCESS_PREFETCH``)."""
+    pre = float((record.get("preprocess") or {}).get("images_per_s") or 0.0)
+    if pre <= 0:
+        return inference, inference
+    return 1.0 / (1.0 / inference + 1.0 / pre), min(inference, pre)
 
 
 def _lkey(layout: Layout) -> str:
