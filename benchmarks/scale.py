@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=0, help="first N images only (0 = all)")
     args = parser.parse_args(argv)
     workers = args.workers or os.cpu_count() or 1
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)  # a folder named here may be new
     with tempfile.TemporaryDirectory(dir=args.work) as tmp_name:
         return _measure(args, Path(tmp_name), workers)
 
