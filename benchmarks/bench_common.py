@@ -16,7 +16,15 @@ __all__ = ["contract_of", "random_dataset", "raw_throughput"]
 
 
 def contract_of(model: Path) -> ModelContract:
-    """The contract implied by the model's input and output shapes (NCHW float32)."""
+    """The model's contract as a run resolves it (its installed ``model.json``); for a bare
+    ONNX file, the one implied by its input and output shapes (NCHW float32)."""
+    import json
+
+    from ckvision.program import MODEL_SIDECAR
+
+    sidecar = Path(model).parent / MODEL_SIDECAR  # what resolve_inputs reads for a run
+    if sidecar.is_file():
+        return ModelContract.from_env(json.loads(sidecar.read_text(encoding="utf-8"))["env"])
     import onnx  # only here: reading two shapes
 
     graph = onnx.load(str(model), load_external_data=False).graph
