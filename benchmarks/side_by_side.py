@@ -287,7 +287,7 @@ def _default_run(
     how = f"{tuning.get('summary', 'flags')}; from cache: {tuning.get('from_cache')}"
     if check.get("checked"):
         how += f"; check: {check.get('ratio')} of the prediction, {check.get('action')}"
-    return float(record["result"]["samples_per_second"]), how, float("nan")
+    return float(record["loadgen"]["samples_per_second"]), how, float("nan")
 
 
 def _null(tmp: Path, classes: int) -> float:
