@@ -45,23 +45,47 @@ def tiny_logits(images: np.ndarray) -> np.ndarray:
 
 
 def build_tiny_onnx(
-    path: Path, batch: int | str = "N", image: int = IMAGE, classes: int = NUM_CLASSES
+    path: Path,
+    batch: int | str = "N",
+    image: int = IMAGE,
+    classes: int = NUM_CLASSES,
+    ballast: int = 0,
 ) -> Path:
-    """input [batch,3,image,image] -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
+    """input [batch,3,image,image] -> GlobalAveragePool -> Flatten -> MatMul -> logits.
+
+    ``ballast`` > 0 adds work that does not change the logits (a [3*image*image, ballast]
+    MatMul whose sum is multiplied by 0 and added): a model whose per-sample time is not
+    dwarfed by the harness's fixed costs, with the same answers as :func:`tiny_logits`."""
     if classes == NUM_CLASSES:
         weight = _WEIGHT
     else:  # other widths (a wrong model, TensorRT's 4 classes) get their own fixed weights
         weight = np.random.default_rng(classes).normal(size=(3, classes)).astype(np.float32)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "weight"], ["logits" if not ballast else "core"]),
+    ]
+    initializers = [numpy_helper.from_array(weight, "weight")]
+    if ballast:
+        rng = np.random.default_rng(7)
+        big = rng.normal(size=(3 * image * image, ballast)).astype(np.float32) / image
+        initializers += [
+            numpy_helper.from_array(big, "ballast"),
+            numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
+        ]
+        nodes += [
+            helper.make_node("Flatten", ["input"], ["pixels"], axis=1),
+            helper.make_node("MatMul", ["pixels", "ballast"], ["busy"]),
+            helper.make_node("ReduceSum", ["busy"], ["busy_sum"], keepdims=1),
+            helper.make_node("Mul", ["busy_sum", "zero"], ["nothing"]),
+            helper.make_node("Add", ["core", "nothing"], ["logits"]),
+        ]
     graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "weight"], ["logits"]),
-        ],
+        nodes,
         "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, image, image])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
-        initializer=[numpy_helper.from_array(weight, "weight")],
+        initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

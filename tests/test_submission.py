@@ -69,12 +69,13 @@ SYSTEM = {
     "hw_notes": "",
     "sw_notes": "",
 }
-RUN_ARGS = [
+TARGET_QPS = [60000]  # Offline's target; the fixture raises it when a run outruns it
+RUN_ARGS = [  # every submission run of these tests (the fixture may raise the target QPS)
     "--threads=1",
     "--workers=1",
     "--batch-size=8",
-    "--target-qps=60000",
-    "--target-latency-ms=0.02",
+    f"--target-qps={TARGET_QPS[0]}",
+    "--target-latency-ms=0.1",
     "--min-duration-s=1",
 ]
 
@@ -95,7 +96,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         name="tiny", image_size=16, resize_size=16, num_classes=10, output_name="logits"
     )
     (root / "model").mkdir()
-    model = build_tiny_onnx(root / "model" / "tiny.onnx")
+    # ballast: ~0.1 ms a sample, so what a TEST01 run adds per sample (its logged outputs)
+    # stays inside the 10 % band, as it does for real models
+    model = build_tiny_onnx(root / "model" / "tiny.onnx", ballast=512)
     (root / "model" / "model.json").write_text(
         json.dumps({"name": "tiny", "env": contract.to_env()}), encoding="utf-8"
     )
@@ -135,6 +138,7 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     """Short real runs of both scenarios, whose compliance checks pass."""
     os.environ["CK_PROGRESS"] = "off"
     work = tmp_path_factory.mktemp("submission-work")
+    last = ""
     for _attempt in range(ATTEMPTS):
         assert _run(work, assets, "--no-build") == 0
         try:
@@ -149,17 +153,24 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
             )
             return work
         except SubmissionError as err:
-            text = str(err)
+            text = last = str(err)
             match = re.search(r"entry (submission\.tiny\.(\w+)\.(performance|test0[14]))", text)
             if not match or not ("compliance" in text or "INVALID" in text):
                 raise
+            if "Increase expected QPS" in text:  # a quiet machine outran the target: raise it
+                at = RUN_ARGS.index(f"--target-qps={TARGET_QPS[0]}")
+                TARGET_QPS[0] *= 4
+                RUN_ARGS[at] = f"--target-qps={TARGET_QPS[0]}"
+                # its accuracy run is redone too (another setting): one point per entry
+                shutil.rmtree(work / "experiment" / f"submission.tiny.{match.group(2)}.accuracy")
             # remake the three timed runs of that scenario (an outlier performance run
             # would fail every new compliance run compared with it)
             for kind in ("performance", "test01", "test04"):
                 shutil.rmtree(work / "experiment" / f"submission.tiny.{match.group(2)}.{kind}")
     # 1 s runs on a busy shared machine: the timing bands are MLPerf's and not ours to widen
     pytest.skip(
-        f"compliance performance missed its 10-20 % band {ATTEMPTS} times: machine too noisy"
+        f"compliance performance missed its 10-20 % band {ATTEMPTS} times: machine too "
+        f"noisy (last: {last[:300]})"
     )
 
 
