@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from ckcli import CK
 from ckcli import ck as run_ck
+from local_http import serve
 
 from ckvision.analysis import load_experiments
 from ckvision.backends.registry import BACKENDS
@@ -99,15 +100,8 @@ def served_resnet(tmp_path: Path) -> Iterator[str]:
     root.mkdir()
     (root / "resnet50_v1.onnx").write_bytes(b"not the MLPerf model" * 1000)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve(handler) as url:
+        yield url
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_http import serve
 
 from ckvision.errors import ModelError
 from ckvision.models.download import download, file_digests
@@ -37,15 +37,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     (root / "model.onnx").write_bytes(PAYLOAD)
     _Handler.requests = []
     handler = functools.partial(_Handler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve(handler) as url:
+        yield url
 
 
 def _entries(folder: Path) -> list[str]:

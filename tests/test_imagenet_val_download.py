@@ -11,12 +11,12 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from local_http import serve
 from PIL import Image
 
 from ckvision.data.imagenet import read_val_map
@@ -100,15 +100,8 @@ def server() -> Iterator[str]:
     }
     _Handler.truncate_once = {"/truncated.tar"}
     _Handler.requests = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve(_Handler) as url:
+        yield url
 
 
 @pytest.fixture()
