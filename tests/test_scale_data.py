@@ -180,6 +180,25 @@ def test_resume_after_sigkill(
 
 
 @pytest.mark.timeout(60)
+def test_a_chunk_is_marked_done_only_after_its_rows_are_synced(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "cache"
+    done = resumable_dir(dest) / "done"
+    synced: list[int] = []  # markers present at each sync
+    real = build_mod.os.fdatasync
+
+    def watching(fd: int) -> None:
+        assert Path(os.readlink(f"/proc/self/fd/{fd}")).name == "images.npy"
+        synced.append(len(list(done.iterdir())))
+        real(fd)
+
+    monkeypatch.setattr(build_mod.os, "fdatasync", watching)
+    build_imagenet_cache(synth_dir, dest, SPEC, workers=1)
+    assert synced == [0, 1, 2]  # one sync per chunk, each before its marker
+
+
+@pytest.mark.timeout(60)
 def test_a_different_plan_does_not_resume(synth_dir: Path, tmp_path: Path) -> None:
     dest = tmp_path / "cache"
     work = resumable_dir(dest)

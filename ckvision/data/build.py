@@ -5,8 +5,12 @@
 
 - The images are cut into chunks of ``CHUNK`` rows; worker *processes* decode, resize and
   crop a chunk each and write its rows straight into the memory-mapped ``images.npy``
-  (no pixels travel between processes). The parent records a chunk as done (an empty
-  marker file) only after the worker returned, i.e. after its rows were written.
+  (no pixels travel between processes). A worker never waits on the disk: its rows are
+  in the page cache, which outlives the process (a SIGKILLed worker's rows are still
+  there). The parent records a chunk as done (an empty marker file) only after the
+  worker returned *and* the parent's ``fdatasync`` of ``images.npy`` put its rows on
+  disk, so a marker never names rows that a power cut could lose, and the disk waits
+  fall on the idle parent, not on the cores that decode.
 - The build happens in ``.<name>.resumable`` beside the destination, with a ``plan.json``
   naming what is built (preprocessing choice, shape, and a digest of every source file's
   name, label, size and mtime). A build killed with SIGKILL leaves that folder; the next
@@ -65,8 +69,7 @@ def _chunk_worker(args: tuple[str, str, dict[str, Any], int, list[str]]) -> int:
     array = np.load(Path(work) / "images.npy", mmap_mode="r+")
     for offset, file in enumerate(files):
         array[start + offset] = rgb8_file(Path(source) / file, spec)
-    array.flush()
-    del array
+    del array  # no flush: the parent syncs before it marks the chunk done
     return start
 
 
@@ -161,6 +164,11 @@ def build_rgb8_parallel(
 
         def mark(start: int) -> None:
             nonlocal finished
+            fd = os.open(images, os.O_RDWR)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
             (work / DONE_DIR / str(start)).touch()
             finished += min(CHUNK, len(items) - start)
             if report is not None:
