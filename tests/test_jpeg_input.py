@@ -475,4 +475,61 @@ def test_the_probe_chooses_the_preprocessing_threads_unless_given(
     assert record is None or "preprocess_threads" not in record["chosen"]
     # and a preprocessed (MLPerf) run has no preprocessing to tune
     _plain, record = tune(config.with_(input_format="preprocessed"), {"workers", "threads"})
-    assert record is None or "preprocess" not in record
+    assert record is None or ("preprocess" not in record and "prefetch" not in record)
+
+
+@pytest.mark.timeout(120)
+def test_the_probe_chooses_the_prefetch_depth_at_the_runs_layout_unless_given(
+    jpeg_data: dict[str, Path],
+    tiny_contract: ModelContract,
+    tiny_onnx_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JPEG input, CK_PREPROCESS_PREFETCH unset: the pipeline probe times each depth at
+    the run's layout and preprocessing threads, the run gets the choice, the entry what
+    was measured; a given depth, SingleStream (inline) and preprocessed input: no probe."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning.pipeline import DEPTHS
+
+    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
+    env = {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")}
+    config = _config(
+        input_format="jpeg", mode=Mode.PERFORMANCE, autotune="on", preprocess_threads=2
+    )
+    lines: list[str] = []
+
+    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
+        return autotune(
+            config,
+            tiny_onnx_model,
+            tiny_contract,
+            jpeg_data["pillow"],
+            explicit,
+            log=lines.append,
+            env=env,
+            budget_s=0.6,
+        )
+
+    fixed = {"workers", "threads", "batch_size", "preprocess_threads"}
+    tuned, record = tune(config, fixed)
+    assert record is not None and "preprocess" not in record  # the threads were given
+    ahead = record["prefetch"]
+    assert [c["depth"] for c in ahead["candidates"]] == list(DEPTHS)
+    assert all(c["images_per_s"] > 0 for c in ahead["candidates"])
+    assert tuned.preprocess_prefetch == ahead["depth"] == record["chosen"]["preprocess_prefetch"]
+    assert f"{ahead['depth']} batch(es) formed ahead" in lines[-1]
+    measured = json.loads((tmp_path / "tuning.json").read_text())
+    keys = [k for entry in measured.values() for k in entry["measured"] if "prefetch" in k]
+    want = f"prefetch.pillow.cpu.p2.w{config.workers}.t{config.threads}.b{config.batch_size}"
+    assert sorted(keys) == [f"{want}.d{d}" for d in DEPTHS]  # the run's layout and threads
+    again, cached = tune(config, fixed)
+    assert cached is not None and cached["prefetch"]["from_cache"] is True
+    assert again.preprocess_prefetch == tuned.preprocess_prefetch
+    given = fixed | explicit_settings({"CK_PREPROCESS_PREFETCH": "3"}, {})
+    kept, record = tune(config.with_(preprocess_prefetch=3), given)
+    assert kept.preprocess_prefetch == 3 and (record is None or "prefetch" not in record)
+    single = config.with_(scenario=Scenario.SINGLE_STREAM)
+    kept, record = tune(single, fixed)
+    assert kept.preprocess_prefetch == 0 and (record is None or "prefetch" not in record)

@@ -17,7 +17,10 @@ The entry records the choice, whether it came from the cache, the spread and the
 
 JPEG input (``CK_INPUT_FORMAT=jpeg``, preprocessed on this side): the probe also chooses
 ``CK_PREPROCESS_THREADS`` when it is not given (:mod:`ckvision.tuning.preprocess`), at
-the batch the run will use; the entry's ``tuning.preprocess`` holds what it measured.
+the batch the run will use, and then ``CK_PREPROCESS_PREFETCH`` (batches formed ahead,
+not in SingleStream) from a probe of the pipeline itself at the run's layout
+(:mod:`ckvision.tuning.pipeline`); the entry's ``tuning.preprocess`` and
+``tuning.prefetch`` hold what they measured.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
+from ckvision.tuning.pipeline import tune_prefetch
 from ckvision.tuning.preprocess import tune_preprocess_threads
 from ckvision.tuning.probe import (
     Layout,
@@ -126,7 +130,8 @@ def autotune(
             changes, record = _tune_layout(config, explicit, samples, backend, measured, budget_s)
         else:
             changes, record = _tune_latency(config, explicit, samples, backend, measured, budget_s)
-        if _client_preprocesses(config, explicit, backend):
+        forms_here = _client_preprocesses(config, backend)
+        if forms_here and "preprocess_threads" not in explicit:
             batch = 1 if config.scenario is Scenario.SINGLE_STREAM else config.batch_size
             pre = tune_preprocess_threads(
                 Path(dataset_dir),
@@ -138,7 +143,39 @@ def autotune(
                 measured,
                 budget_s / 4,
             )
-            changes, record = _with_preprocess(changes, record, pre)
+            line = (
+                f"{pre['threads']} preprocessing threads ({pre['engine']}, "
+                f"{pre['images_per_s']:.0f} images/s in the probe)"
+            )
+            changes, record = _with_choice(
+                changes, record, "preprocess_threads", pre["threads"], line, "preprocess", pre
+            )
+        if (
+            forms_here
+            and "preprocess_prefetch" not in explicit
+            and config.scenario is not Scenario.SINGLE_STREAM  # inline: nothing to overlap
+        ):
+            layout = tuple(int(changes.get(f, getattr(config, f))) for f in _LAYOUT_FIELDS.values())
+            runner = backend(layout[1])
+            ahead = tune_prefetch(
+                Path(dataset_dir),
+                contract,
+                config.preprocess_engine,
+                config.dali_device,
+                int(changes.get("preprocess_threads", config.preprocess_threads)),
+                runner,
+                (layout[0], layout[1], layout[2]),
+                measured,
+                budget_s / 4,
+                output_work(runner),
+            )
+            line = (
+                f"{ahead['depth']} batch(es) formed ahead "
+                f"({ahead['images_per_s']:.0f} images/s in the pipeline probe)"
+            )
+            changes, record = _with_choice(
+                changes, record, "preprocess_prefetch", ahead["depth"], line, "prefetch", ahead
+            )
     finally:
         for b in backends.values():
             b.close()
@@ -297,36 +334,37 @@ def _tune_latency(
     )
 
 
-def _client_preprocesses(
-    config: RunConfig, explicit: set[str], backend: Callable[[int], Backend]
-) -> bool:
-    """Whether the probe chooses the preprocessing threads: JPEG input, the threads not
-    given, and the batches formed here (not by a Triton JPEG-in ensemble)."""
-    if config.input_format != "jpeg" or "preprocess_threads" in explicit:
+def _client_preprocesses(config: RunConfig, backend: Callable[[int], Backend]) -> bool:
+    """Whether batches of JPEG input are formed here (not by a Triton JPEG-in ensemble):
+    then the probe chooses the preprocessing threads and prefetch depth the user left."""
+    if config.input_format != "jpeg":
         return False
     served = config.backend == "triton" and getattr(backend(config.threads), "takes_encoded", False)
     return not served
 
 
-def _with_preprocess(
-    changes: dict[str, Any], record: dict[str, Any], pre: dict[str, Any]
+def _with_choice(
+    changes: dict[str, Any],
+    record: dict[str, Any],
+    field: str,
+    value: Any,
+    line: str,
+    key: str,
+    detail: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The layout's (or latency's) choice and record with the preprocessing threads in."""
-    line = (
-        f"{pre['threads']} preprocessing threads ({pre['engine']}, "
-        f"{pre['images_per_s']:.0f} images/s in the probe)"
-    )
+    """The choice and record so far with ``field`` = ``value`` in: ``line`` joins the
+    summary, ``detail`` (what its probe saw) goes under ``record[key]``."""
     if record:
         record = {
             **record,
             "summary": f"{record['summary']}, {line}",
-            "from_cache": record["from_cache"] and pre["from_cache"],
+            "from_cache": record["from_cache"] and detail["from_cache"],
         }
     else:
-        record = {"chosen": {}, "summary": line, "from_cache": pre["from_cache"], "spread": None}
-    record["chosen"] = {**record["chosen"], "preprocess_threads": pre["threads"]}
-    record["preprocess"] = pre
-    return {**changes, "preprocess_threads": pre["threads"]}, record
+        record = {"chosen": {}, "summary": line, "from_cache": detail["from_cache"], "spread": None}
+    record["chosen"] = {**record["chosen"], field: value}
+    record[key] = detail
+    return {**changes, field: value}, record
 
 
 def _spread(values: list[float]) -> float:
