@@ -1,5 +1,6 @@
 """Helpers the side-by-side benchmarks share: the model's contract read from its ONNX
-graph, a random memory-mapped dataset of its input shape, and the raw backend's throughput."""
+graph, a random memory-mapped dataset of its input shape, the raw backend's throughput, and
+raw ONNX Runtime at ITS best layout (the figure every ratio of ours is against)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 from ckvision.backends import Backend
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.models.contract import ModelContract
+from ckvision.tuning.probe import BATCHES, Layout
 
-__all__ = ["contract_of", "random_dataset", "raw_throughput"]
+__all__ = ["contract_of", "random_dataset", "raw_throughput", "raw_best_layout"]
 
 
 def contract_of(model: Path) -> ModelContract:
@@ -70,3 +72,27 @@ def raw_throughput(
         backend.predict(x)
         done += batch
     return done / elapsed
+
+
+def raw_best_layout(
+    model: Path,
+    contract: ModelContract,
+    rows: np.ndarray,
+    seconds: float,
+    batches: tuple[int, ...] = BATCHES,
+) -> tuple[Layout, float]:
+    """Raw ONNX Runtime's best layout on ``rows`` (model inputs in RAM): every split of the
+    usable cores into workers x threads, at each batch the model allows, each timed for
+    ``seconds`` by the probe's loop with nothing of ours around the calls."""
+    from ckvision.backends import BackendOptions, create_backend
+    from ckvision.tuning.probe import candidate_layouts, measure_layout, usable_cores
+
+    rates: dict[Layout, float] = {}
+    for layout in candidate_layouts(usable_cores(), contract.max_batch, batches):
+        options = BackendOptions(threads=layout.threads)
+        backend = create_backend("onnxruntime", model, contract, options)
+        with backend:
+            backend.load()
+            rates[layout] = measure_layout(backend, rows, layout, seconds).samples_per_s
+    best = max(rates, key=lambda lay: rates[lay])
+    return best, rates[best]

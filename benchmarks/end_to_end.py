@@ -4,7 +4,8 @@ In one run, on the same machine and the same files:
 
 (a) raw preprocessing rate of each engine (decode + resize + centre crop + the model's
     normalisation), images/s: Pillow and OpenCV (thread pool), DALI CPU pipeline;
-(b) raw inference rate of ONNX Runtime at the batch size of the runs;
+(b) raw inference rate of ONNX Runtime at ITS best layout (workers x threads x batch,
+    searched);
 (c) our end-to-end Offline (JPEG-in, PerformanceOnly) per engine and prefetch depth
     (``--prefetch``: batches formed ahead while one infers), then as a user gets it with
     only the engine given (auto-tuned layout, threads and prefetch), and the ratio to
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import raw_best_layout  # noqa: E402 - the sibling script's helpers
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -160,8 +162,11 @@ def main() -> int:
         finally:
             data.close()
         print(f"(a) raw preprocessing {engine:7s} {pre[engine]:8.1f} images/s")
-    infer = raw_inference(inputs, args.batch, args.threads, args.seconds)
-    print(f"(b) raw inference     onnxruntime {infer:8.1f} images/s (batch {args.batch})")
+    rows = np.ascontiguousarray(
+        PreprocessedDataset.open(cache).for_model(contract).images[: args.size]
+    )
+    best, infer = raw_best_layout(args.model, contract, rows, args.seconds / 4)
+    print(f"(b) raw inference     onnxruntime {infer:8.1f} images/s (its best: {best.describe()})")
 
     prefetches = [int(d) for d in args.prefetch.split(",")]
     common = {

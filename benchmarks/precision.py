@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import raw_best_layout  # noqa: E402 - the sibling script's helpers
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -35,7 +36,7 @@ from ckvision.errors import CkVisionError
 from ckvision.harness import run_benchmark
 from ckvision.models.contract import ModelContract
 from ckvision.tuning import autotune
-from ckvision.tuning.probe import candidate_layouts, measure_layout, usable_cores
+from ckvision.tuning.probe import usable_cores
 
 TARGET_SPEEDUP, TARGET_ACCURACY = 2.0, 0.99
 
@@ -95,19 +96,6 @@ def _dataset(args: argparse.Namespace, tmp: Path, contract: ModelContract) -> Pa
     return tmp / "sample"
 
 
-def _raw_best(model: Path, contract: ModelContract, images: np.ndarray, seconds: float):  # type: ignore[no-untyped-def]
-    rates = {}
-    for lay in candidate_layouts(usable_cores(), contract.max_batch):
-        backend = create_backend(
-            "onnxruntime", model, contract, BackendOptions(threads=lay.threads)
-        )
-        with backend:
-            backend.load()
-            rates[lay] = measure_layout(backend, images, lay, seconds).samples_per_s
-    best = max(rates, key=lambda lay: rates[lay])
-    return best, rates[best]
-
-
 def _ours(
     model: Path,
     contract: ModelContract,
@@ -154,7 +142,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     }
     images = np.ascontiguousarray(data["fp32"].images)  # normalised, in RAM, as our QSL
     raw = {
-        name: _raw_best(model, contract, images, args.layout_seconds)
+        name: raw_best_layout(model, contract, images, args.layout_seconds)
         for name, (model, contract) in models.items()
     }
     offline: dict[str, list[float]] = {"fp32": [], "int8": []}

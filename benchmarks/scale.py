@@ -35,18 +35,17 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from bench_common import raw_best_layout  # noqa: E402 - the sibling script's helpers
 from PIL import Image
 
-from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.data.imagenet import build_imagenet_cache, read_val_map
 from ckvision.data.preprocess import _PIL_FILTERS, resized_size
 from ckvision.data.variation import Preprocessing
 from ckvision.harness.qsl import DEFAULT_BUFFER, SampleLibrary
-from ckvision.models.contract import ModelContract
 from ckvision.program import resolve_inputs
-from ckvision.tuning.probe import Layout, candidate_layouts, measure_layout, usable_cores
+from ckvision.tuning.probe import usable_cores
 
 TARGET_PREPROCESS, TARGET_ACCURACY_WALL = 0.9, 1.1
 
@@ -85,22 +84,6 @@ def warm_page_cache(folder: Path, files: list[str]) -> float:
     for file in files:
         total += len((folder / file).read_bytes())
     return total / (time.perf_counter() - start) / 1e6
-
-
-def raw_offline(
-    model: Path, contract: ModelContract, dataset: PreprocessedDataset, seconds: float
-) -> tuple[Layout, float]:
-    """Raw ORT's best layout on 256 normalised samples held in RAM."""
-    rows = np.asarray(dataset.images[:256])
-    rates: dict[Layout, float] = {}
-    for layout in candidate_layouts(usable_cores(), 0, (1, 2, 4, 8, 16, 32)):
-        options = BackendOptions(threads=layout.threads)
-        backend = create_backend("onnxruntime", model, contract, options)
-        with backend:
-            backend.load()
-            rates[layout] = measure_layout(backend, rows, layout, seconds).samples_per_s
-    best = max(rates, key=lambda lay: rates[lay])
-    return best, rates[best]
 
 
 def load_time(dataset: PreprocessedDataset, buffer: int) -> float:
@@ -185,7 +168,10 @@ def _runs(
 ) -> list[tuple[str, float, float, bool]]:
     inputs = resolve_inputs({}, "onnxruntime", args.model, cache)
     bound = ds.for_model(inputs.contract)
-    layout, raw_rate = raw_offline(args.model, inputs.contract, bound, args.layout_seconds)
+    layout, raw_rate = raw_best_layout(
+        args.model, inputs.contract, np.asarray(bound.images[:256]), args.layout_seconds,
+        (1, 2, 4, 8, 16, 32),
+    )  # fmt: skip
     print(f"(d) raw ORT Offline best: {layout.describe()}: {raw_rate:.1f} samples/s")
     buffer = min(n, DEFAULT_BUFFER)  # MLPerf's performance sample count for ResNet50: 1024
     loading = load_time(bound, buffer)
