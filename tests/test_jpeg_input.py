@@ -490,7 +490,7 @@ def test_the_probe_chooses_the_prefetch_depth_at_the_runs_layout_unless_given(
     the run's layout and preprocessing threads, the run gets the choice, the entry what
     was measured; a given depth, SingleStream (inline) and preprocessed input: no probe."""
     import ckvision.tuning as tuning
-    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning import autotune, explicit_settings, pipeline
     from ckvision.tuning.pipeline import DEPTHS
 
     monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
@@ -533,3 +533,21 @@ def test_the_probe_chooses_the_prefetch_depth_at_the_runs_layout_unless_given(
     single = config.with_(scenario=Scenario.SINGLE_STREAM)
     kept, record = tune(single, fixed)
     assert kept.preprocess_prefetch == 0 and (record is None or "prefetch" not in record)
+    # the layout left open: the inference probe's near-best layouts are screened as
+    # pipelines (one batch ahead) and the run takes the fastest, then its depth
+    open_layout = {"preprocess_threads"}
+    monkeypatch.setattr(pipeline, "LAYOUT_NEAR", 1.0)  # the tiny model's batches differ a lot
+    tuned, record = tune(config, open_layout)
+    assert record is not None
+    ahead = record["prefetch"]
+    screened = ahead["screened"]
+    assert len(screened) >= 2 and all(s["images_per_s"] > 0 for s in screened)
+    fastest = max(screened, key=lambda s: s["images_per_s"])
+    picked = ahead["layout"]
+    assert (picked["workers"], picked["threads"], picked["batch"]) == (
+        fastest["workers"],
+        fastest["threads"],
+        fastest["batch"],
+    )
+    assert (tuned.workers, tuned.threads, tuned.batch_size) == tuple(picked.values())
+    assert tuned.batch_size == picked["batch"] == record["chosen"]["batch_size"]

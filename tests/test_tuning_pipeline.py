@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from ckvision.errors import DataError
-from ckvision.tuning.pipeline import DEPTHS, NEAR_BEST, choose_depth, measure_pipeline
+from ckvision.tuning.pipeline import (
+    DEPTHS,
+    LAYOUT_CANDIDATES,
+    LAYOUT_NEAR,
+    NEAR_BEST,
+    choose_depth,
+    measure_pipeline,
+    pipeline_layouts,
+)
 
 
 class SleepingBackend:
@@ -97,3 +105,23 @@ def test_a_failing_batch_is_raised_not_hidden(depth: int) -> None:
 def test_the_fewest_batches_ahead_near_the_best_win(rates: dict[int, float], chosen: int) -> None:
     assert sorted(rates) == list(DEPTHS) and NEAR_BEST == 0.03
     assert choose_depth(rates) == chosen
+
+
+@pytest.mark.timeout(60)
+def test_the_screened_layouts_are_the_inference_probes_near_best() -> None:
+    assert (LAYOUT_NEAR, LAYOUT_CANDIDATES) == (0.10, 4)
+
+    def c(w: int, t: int, b: int, rate: float) -> dict[str, float]:
+        return {"workers": w, "threads": t, "batch": b, "samples_per_s": rate}
+
+    probe = [
+        c(2, 1, 2, 200.0),  # the best: the run's choice, first
+        c(1, 2, 4, 195.0),
+        c(1, 2, 16, 181.0),  # within 10 %
+        c(2, 1, 8, 179.0),  # just under 90 %: not screened
+        c(1, 2, 1, 120.0),
+    ]
+    assert pipeline_layouts((2, 1, 2), probe) == [(2, 1, 2), (1, 2, 4), (1, 2, 16)]
+    many = [c(1, 2, b, 200.0 - b / 100) for b in (1, 2, 4, 8, 16, 32)]
+    assert len(pipeline_layouts((1, 2, 1), many)) == LAYOUT_CANDIDATES
+    assert pipeline_layouts((1, 2, 8), []) == [(1, 2, 8)]  # a given layout: only it

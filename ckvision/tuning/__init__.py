@@ -38,7 +38,7 @@ from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
-from ckvision.tuning.pipeline import tune_prefetch
+from ckvision.tuning.pipeline import pipeline_layouts, tune_prefetch
 from ckvision.tuning.preprocess import tune_preprocess_threads
 from ckvision.tuning.probe import (
     Layout,
@@ -155,24 +155,37 @@ def autotune(
             and "preprocess_prefetch" not in explicit
             and config.scenario is not Scenario.SINGLE_STREAM  # inline: nothing to overlap
         ):
-            layout = tuple(int(changes.get(f, getattr(config, f))) for f in _LAYOUT_FIELDS.values())
-            runner = backend(layout[1])
+            fields = list(_LAYOUT_FIELDS.values())
+            run_layout = tuple(int(changes.get(f, getattr(config, f))) for f in fields)
             ahead = tune_prefetch(
                 Path(dataset_dir),
                 contract,
                 config.preprocess_engine,
                 config.dali_device,
                 int(changes.get("preprocess_threads", config.preprocess_threads)),
-                runner,
-                (layout[0], layout[1], layout[2]),
+                backend,
+                pipeline_layouts(
+                    (run_layout[0], run_layout[1], run_layout[2]),
+                    (record or {}).get("candidates") or [],
+                ),
                 measured,
                 budget_s / 4,
-                output_work(runner),
+                output_work,
             )
+            picked = ahead["layout"]
             line = (
                 f"{ahead['depth']} batch(es) formed ahead "
                 f"({ahead['images_per_s']:.0f} images/s in the pipeline probe)"
             )
+            if (picked["workers"], picked["threads"], picked["batch"]) != run_layout:
+                layout = Layout(picked["workers"], picked["threads"], picked["batch"])
+                line = f"pipeline {layout.describe()}, {line}"
+                moved = dict(
+                    zip(fields, (layout.workers, layout.threads, layout.batch), strict=True)
+                )
+                changes = {**changes, **moved}
+                record = {**record, "layout": layout.describe()}
+                record["chosen"] = {**record["chosen"], **moved}
             changes, record = _with_choice(
                 changes, record, "preprocess_prefetch", ahead["depth"], line, "prefetch", ahead
             )

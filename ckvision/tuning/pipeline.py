@@ -10,6 +10,12 @@ size), the run's engine and preprocessing threads, the dataset's own encoded fil
 each depth of :data:`DEPTHS` in alternating rounds (0 1 2 0 1 2), each keeping the median
 of its rounds. The fewest batches ahead within :data:`NEAR_BEST` of the fastest wins
 (a batch formed ahead holds memory and a thread for nothing when it does not pay).
+
+When the auto-tuner chose the layout, the inference probe's near-best layouts (within
+:data:`LAYOUT_NEAR` of its best, at most :data:`LAYOUT_CANDIDATES`) are first timed
+*as a pipeline* with one batch ahead, and the fastest is the run's: for inference alone
+they are as good, but a larger batch spreads the preprocessing over the engine's threads
+(seen with Pillow: 1 x 2 threads x batch 4 was inference's best and the pipeline's worst).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,11 +33,23 @@ import numpy as np
 from ckvision.backends.base import Backend
 from ckvision.data.encoded import EncodedDataset
 
-__all__ = ["DEPTHS", "NEAR_BEST", "ROUNDS", "choose_depth", "measure_pipeline", "tune_prefetch"]
+__all__ = [
+    "DEPTHS",
+    "NEAR_BEST",
+    "ROUNDS",
+    "LAYOUT_NEAR",
+    "LAYOUT_CANDIDATES",
+    "choose_depth",
+    "pipeline_layouts",
+    "measure_pipeline",
+    "tune_prefetch",
+]
 
 DEPTHS = (0, 1, 2)  # batches formed ahead per worker
 NEAR_BEST = 0.03  # a depth this close to the fastest is as good; the fewest wins
 ROUNDS = 2  # rounds per depth, in turns
+LAYOUT_NEAR = 0.10  # inference layouts this close to the best are screened as pipelines
+LAYOUT_CANDIDATES = 4  # at most this many of them
 _SAMPLES = 64  # distinct encoded files the probe reads (the first of the dataset)
 
 
@@ -115,54 +133,129 @@ def tune_prefetch(
     engine: str,
     device: str,
     preprocess_threads: int,
-    backend: Backend,
-    layout: tuple[int, int, int],
+    backend: Callable[[int], Backend],
+    layouts: Sequence[tuple[int, int, int]],
     measured: dict[str, Any],
     budget_s: float,
-    after: Callable[[np.ndarray], object] | None = None,
+    after: Callable[[Backend], Callable[[np.ndarray], object]] | None = None,
 ) -> dict[str, Any]:
-    """The chosen depth and what the probe saw (cached in ``measured``); ``layout`` is the
-    run's (workers, threads, batch), ``backend`` a session with its threads."""
-    workers, threads, batch = layout
+    """The pipeline's layout and depth, and what the probe saw (cached in ``measured``).
+
+    ``layouts``: the (workers, threads, batch) the run may take, the inference probe's
+    best first. With more than one, each is timed with one batch ahead (half the budget)
+    and the fastest kept: inference alone does not say which layout feeds the pipeline
+    best (a larger batch spreads over the engine's threads). Then the depths at that
+    layout (the other half). ``backend(threads)``: a session with those threads;
+    ``after(backend)``: what the SUT does with each output."""
     dataset = EncodedDataset.open(
         dataset_dir, contract, engine, threads=preprocess_threads, device=device
     )
-    try:
-        prefix = (
-            f"prefetch.{dataset.engine}.{device}.p{preprocess_threads}"
-            f".w{workers}.t{threads}.b{batch}"
+    engine_name = dataset.engine
+
+    def key(layout: tuple[int, int, int], depth: int) -> str:
+        workers, threads, batch = layout
+        return (
+            f"prefetch.{engine_name}.{device}.p{preprocess_threads}"
+            f".w{workers}.t{threads}.b{batch}.d{depth}"
         )
-        keys = {d: f"{prefix}.d{d}" for d in DEPTHS}
-        todo = [d for d in DEPTHS if keys[d] not in measured]
-        if todo:
-            count = min(_SAMPLES, dataset.size)
-            blobs = [dataset.read(i) for i in range(count)]
-            names = list(dataset.files[:count])
-            engine_ = dataset.preprocessor(batch)
-            engine_.prepare(workers)
+
+    fresh = False
+    try:
+        count = min(_SAMPLES, dataset.size)
+        blobs: list[bytes] = []
+        names = list(dataset.files[:count])
+        engine_ = None
+
+        def rate(layout: tuple[int, int, int], depth: int, seconds: float) -> float:
+            nonlocal engine_, fresh
+            fresh = True
+            if engine_ is None:
+                blobs.extend(dataset.read(i) for i in range(count))
+                engine_ = dataset.preprocessor(max(lay[2] for lay in layouts))
+                engine_.prepare(max(lay[0] for lay in layouts))
+            run_engine = engine_
 
             def form(rows: Sequence[int]) -> np.ndarray:
                 return dataset.model_input(
-                    engine_([blobs[r] for r in rows], [names[r] for r in rows])
+                    run_engine([blobs[r] for r in rows], [names[r] for r in rows])
                 )
 
-            rounds: dict[int, list[float]] = {d: [] for d in todo}
-            share = budget_s / (ROUNDS * len(todo))
-            for _round in range(ROUNDS):
-                for depth in todo:
-                    rounds[depth].append(
-                        measure_pipeline(backend, form, count, workers, batch, depth, share, after)
-                    )
-            for depth, seen in rounds.items():
-                measured[keys[depth]] = round(float(np.median(seen)), 2)
-        rates = {d: float(measured[keys[d]]) for d in DEPTHS}
+            session = backend(layout[1])
+            workers, _threads, batch = layout
+            return measure_pipeline(
+                session,
+                form,
+                count,
+                workers,
+                batch,
+                depth,
+                seconds,
+                None if after is None else after(session),
+            )
+
+        screen = list(dict.fromkeys((lay[0], lay[1], lay[2]) for lay in layouts))
+        depth_budget = budget_s
+        if len(screen) > 1:
+            todo = [lay for lay in screen if key(lay, 1) not in measured]
+            for lay in todo:
+                measured[key(lay, 1)] = round(rate(lay, 1, budget_s / 2 / len(todo)), 2)
+            depth_budget = budget_s / 2
+        layout = (
+            max(screen, key=lambda lay: float(measured[key(lay, 1)]))
+            if len(screen) > 1
+            else screen[0]
+        )
+        todo_depths = [d for d in DEPTHS if key(layout, d) not in measured]
+        rounds: dict[int, list[float]] = {d: [] for d in todo_depths}
+        for _round in range(ROUNDS):
+            for depth in todo_depths:
+                share = depth_budget / (ROUNDS * len(todo_depths))
+                rounds[depth].append(rate(layout, depth, share))
+        for depth, seen in rounds.items():
+            measured[key(layout, depth)] = round(float(np.median(seen)), 2)
+        rates = {d: float(measured[key(layout, d)]) for d in DEPTHS}
     finally:
         dataset.close()
     chosen = choose_depth(rates)
+    workers, threads, batch = layout
     return {
-        "engine": dataset.engine,
+        "engine": engine_name,
+        "layout": {"workers": workers, "threads": threads, "batch": batch},
+        "screened": [
+            {
+                "workers": w,
+                "threads": t,
+                "batch": b,
+                "images_per_s": float(measured[key((w, t, b), 1)]),
+            }
+            for w, t, b in screen
+        ]
+        if len(screen) > 1
+        else [],
         "depth": chosen,
         "images_per_s": rates[chosen],
         "candidates": [{"depth": d, "images_per_s": r} for d, r in rates.items()],
-        "from_cache": not todo,
+        "from_cache": not fresh,
     }
+
+
+def pipeline_layouts(
+    chosen: tuple[int, int, int], candidates: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, int, int]]:
+    """The layouts the pipeline probe screens: ``chosen`` (the inference probe's best)
+    first, then the other ``candidates`` (its records: workers, threads, batch,
+    samples_per_s) within :data:`LAYOUT_NEAR` of the best rate, fastest first, at most
+    :data:`LAYOUT_CANDIDATES` in all. No candidates (a layout given): ``chosen`` only."""
+    if not candidates:
+        return [chosen]
+    best = max(float(c["samples_per_s"]) for c in candidates)
+    near = sorted(
+        (c for c in candidates if float(c["samples_per_s"]) >= best * (1 - LAYOUT_NEAR)),
+        key=lambda c: -float(c["samples_per_s"]),
+    )
+    out = [chosen]
+    for c in near:
+        layout = (int(c["workers"]), int(c["threads"]), int(c["batch"]))
+        if layout not in out:
+            out.append(layout)
+    return out[:LAYOUT_CANDIDATES]
