@@ -219,3 +219,25 @@ def test_jpeg_input_is_checked_against_both_stages(
     check = tuning.validate_choice(record, achieved, log=lambda _line: None)
     assert check["held"] is held
     assert check["expected_range"] == [pytest.approx(66.67, abs=0.01), 100.0]
+
+
+@pytest.mark.parametrize(
+    ("achieved", "held"),
+    [(136.0, True), (150.0, True), (164.0, True), (134.0, False), (166.0, False)],
+)
+def test_jpeg_input_is_checked_against_the_pipeline_probe_when_it_ran(
+    tmp_path: Path, achieved: float, held: bool
+) -> None:
+    """JPEG-in with the pipeline probed (``tuning.prefetch``): it timed the run's own path
+    (150/s), so that is the prediction, +-10%; the two stages' range (66.7-100 here) and
+    the inference rate (200) are not."""
+    record = {
+        "expected_samples_per_s": 200.0,
+        "preprocess": {"threads": 2, "images_per_s": 100.0},
+        "prefetch": {"depth": 1, "images_per_s": 150.0},
+        "cache_key": "k",
+        "cache": str(tmp_path / "tuning.json"),
+    }
+    check = tuning.validate_choice(record, achieved, log=lambda _line: None)
+    assert check["held"] is held
+    assert check["predicted_samples_per_s"] == 150.0 and "expected_range" not in check

@@ -169,7 +169,7 @@ def autotune(
                     (record or {}).get("candidates") or [],
                 ),
                 measured,
-                budget_s / 4,
+                budget_s / 2,
                 output_work,
             )
             picked = ahead["layout"]
@@ -401,6 +401,9 @@ def validate_choice(
     Returns what goes into the entry's ``tuning.validation``.
     """
     predicted = (record or {}).get("expected_samples_per_s")
+    pipeline = float(((record or {}).get("prefetch") or {}).get("images_per_s") or 0.0)
+    if predicted is not None and pipeline > 0:
+        predicted = pipeline  # JPEG input: the pipeline probe timed the run's own path
     if not record or predicted is None:
         return {"checked": False, "why": "no layout was tuned (SingleStream/MultiStream)"}
     if scenario is not Scenario.OFFLINE:
@@ -453,12 +456,13 @@ def validate_choice(
 
 
 def _expected_range(record: Mapping[str, Any], inference: float) -> tuple[float, float]:
-    """What a tuned Offline run should reach: the probe's inference rate; with JPEG input
-    preprocessed on this side (``record["preprocess"]``), between the two stages one after
-    the other on the same cores (``1 / (1/inference + 1/preprocessing)``) and the slower
-    stage alone (perfect overlap, ``CK_PREPROCESS_PREFETCH``)."""
+    """What a tuned Offline run should reach: the probe's inference rate (with JPEG input,
+    the pipeline probe's rate when it ran: ``inference`` is then that); with JPEG input
+    and only the preprocessing threads probed (``record["preprocess"]``), between the two
+    stages one after the other on the same cores (``1 / (1/inference + 1/preprocessing)``)
+    and the slower stage alone (perfect overlap)."""
     pre = float((record.get("preprocess") or {}).get("images_per_s") or 0.0)
-    if pre <= 0:
+    if pre <= 0 or (record.get("prefetch") or {}).get("images_per_s"):
         return inference, inference
     return 1.0 / (1.0 / inference + 1.0 / pre), min(inference, pre)
 
