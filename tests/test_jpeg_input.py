@@ -422,6 +422,22 @@ def test_sample_set_as_a_jpeg_folder_runs_jpeg_in(tmp_path: Path) -> None:
     assert not (tmp_path / "bad").exists()
 
 
+def _tuner(  # type: ignore[no-untyped-def]
+    data: Path, model: Path, contract: ModelContract, tmp: Path, lines: list[str], budget: float
+):
+    """``tune(config, explicit)``: the auto-tuner on ``data`` with its own tuning cache."""
+    from ckvision.tuning import autotune
+
+    env = {"CK_TUNING_CACHE": str(tmp / "tuning.json")}
+
+    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
+        return autotune(
+            config, model, contract, data, explicit, log=lines.append, env=env, budget_s=budget
+        )
+
+    return tune
+
+
 @pytest.mark.timeout(120)
 def test_the_probe_chooses_the_preprocessing_threads_unless_given(
     jpeg_data: dict[str, Path],
@@ -433,26 +449,14 @@ def test_the_probe_chooses_the_preprocessing_threads_unless_given(
     """JPEG input, CK_PREPROCESS_THREADS unset: the auto-tuner times the engine at a few
     thread counts and records its choice; a given value is never overridden."""
     import ckvision.tuning as tuning
-    from ckvision.tuning import autotune, explicit_settings
+    from ckvision.tuning import explicit_settings
     from ckvision.tuning.preprocess import thread_candidates
     from ckvision.tuning.probe import usable_cores
 
-    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
-    env = {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")}
     config = _config(input_format="jpeg", mode=Mode.PERFORMANCE, autotune="on")
     lines: list[str] = []
-
-    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
-        return autotune(
-            config,
-            tiny_onnx_model,
-            tiny_contract,
-            jpeg_data["pillow"],
-            explicit,
-            log=lines.append,
-            env=env,
-            budget_s=0.4,
-        )
+    tune = _tuner(jpeg_data["pillow"], tiny_onnx_model, tiny_contract, tmp_path, lines, 0.4)
+    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
 
     tuned, record = tune(config, {"workers", "threads"})
     assert record is not None
@@ -490,27 +494,15 @@ def test_the_probe_chooses_the_prefetch_depth_at_the_runs_layout_unless_given(
     the run's layout and preprocessing threads, the run gets the choice, the entry what
     was measured; a given depth, SingleStream (inline) and preprocessed input: no probe."""
     import ckvision.tuning as tuning
-    from ckvision.tuning import autotune, explicit_settings, pipeline
+    from ckvision.tuning import explicit_settings, pipeline
     from ckvision.tuning.pipeline import DEPTHS
 
-    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
-    env = {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")}
     config = _config(
         input_format="jpeg", mode=Mode.PERFORMANCE, autotune="on", preprocess_threads=2
     )
     lines: list[str] = []
-
-    def tune(config: RunConfig, explicit: set[str]) -> tuple[RunConfig, dict | None]:
-        return autotune(
-            config,
-            tiny_onnx_model,
-            tiny_contract,
-            jpeg_data["pillow"],
-            explicit,
-            log=lines.append,
-            env=env,
-            budget_s=0.6,
-        )
+    tune = _tuner(jpeg_data["pillow"], tiny_onnx_model, tiny_contract, tmp_path, lines, 0.6)
+    monkeypatch.setattr(tuning, "SPREAD_LIMIT", float("inf"))  # a busy machine still caches
 
     fixed = {"workers", "threads", "batch_size", "preprocess_threads"}
     tuned, record = tune(config, fixed)
