@@ -171,6 +171,40 @@ def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
 
 
 @pytest.mark.timeout(180)
+def test_a_default_auto_tuned_run_probes_the_ensemble_with_jpeg_files(
+    jpeg_server: dict[str, Any], tmp_path: Path
+) -> None:
+    """THE pipeline, nothing tuned by hand: the probe sends the ensemble what the run
+    sends (the files; seen: it sent pixels and the default run failed), chooses the layout,
+    and forms nothing here (no preprocessing threads or prefetch to choose)."""
+    from ckvision.program import run
+
+    repo = Path(jpeg_server["cache"]).parent / "repo"
+    record = run(
+        {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")},
+        {
+            "backend": "triton",
+            "triton_urls": jpeg_server["url"],
+            "triton_model": jpeg_server["spec"].ensemble_name,
+            "input_format": "jpeg",
+            "scenario": "Offline",
+            "mode": "PerformanceOnly",
+            "min_duration_s": 1,
+            "progress": "off",
+        },
+        tmp_path / "out",
+        model=repo / "ckvision-triton.json",
+        dataset=jpeg_server["cache"],
+        log=lambda _line: None,
+    )
+    tuning = record["tuning"]
+    assert tuning["layout"] and tuning["samples_per_s"] > 0
+    assert "preprocess" not in tuning and "prefetch" not in tuning
+    assert record["dataset"]["preprocessing"]["preprocessed_by"] == "server"
+    assert float(record["loadgen"]["samples_per_second"]) > 0
+
+
+@pytest.mark.timeout(180)
 def test_cli_writes_the_ensemble_and_perf_analyzer_sends_it_jpeg_files(
     jpeg_server: dict[str, Any],
     tiny_onnx_model: Path,

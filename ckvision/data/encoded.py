@@ -57,6 +57,7 @@ __all__ = [
     "dali_available",
     "input_tags",
     "pixel_difference",
+    "encoded_batch",
 ]
 
 ENGINES = (*LIBRARIES, "dali")
@@ -411,6 +412,14 @@ class EncodedDataset:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+def encoded_batch(blobs: Sequence[bytes]) -> np.ndarray:
+    """Encoded files as one batch for a backend that takes them itself (a Triton JPEG-in
+    ensemble preprocesses on the server): an (N, 1) array of bytes, one file per item."""
+    out = np.empty((len(blobs), 1), dtype=object)
+    out[:, 0] = list(blobs)
+    return out
 
 
 def input_tags(env: Mapping[str, str]) -> list[str]:

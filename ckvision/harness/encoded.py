@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ckvision.config import RunConfig, Scenario
-from ckvision.data.encoded import EncodedDataset, Preprocessor
+from ckvision.data.encoded import EncodedDataset, Preprocessor, encoded_batch
 from ckvision.errors import ConfigError, DataError
 from ckvision.harness.qsl import DEFAULT_BUFFER, SampleLibrary
 
@@ -100,9 +100,7 @@ class EncodedSampleLibrary(SampleLibrary):
 
     def _batch(self, blobs: list[bytes], names: list[str]) -> np.ndarray:
         if self.preprocess is None:  # passthrough: the server preprocesses
-            out = np.empty((len(blobs), 1), dtype=object)
-            out[:, 0] = blobs
-            return out
+            return encoded_batch(blobs)
         return self.dataset.model_input(self.preprocess(blobs, names))
 
     def first_batch(self, n: int) -> np.ndarray:

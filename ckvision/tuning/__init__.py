@@ -15,7 +15,8 @@ run that misses the prediction by more than :data:`MISS_LIMIT` (either way: a pr
 under load predicts too little) drops the cached choice, so the next run probes again.
 The entry records the choice, whether it came from the cache, the spread and the check.
 
-JPEG input (``CK_INPUT_FORMAT=jpeg``, preprocessed on this side): the probe also chooses
+JPEG input sent to a Triton JPEG-in ensemble: the probe sends the files themselves, as the
+run does. JPEG input preprocessed on this side: the probe also chooses
 ``CK_PREPROCESS_THREADS`` when it is not given (:mod:`ckvision.tuning.preprocess`), at
 the batch the run will use, and then ``CK_PREPROCESS_PREFETCH`` (batches formed ahead,
 not in SingleStream) from a probe of the pipeline itself at the run's layout
@@ -126,11 +127,14 @@ def autotune(
 
     started = time.perf_counter()
     try:
+        served = _served_encoded(config, backend)
+        if served:  # the probe sends what the run sends: the files themselves
+            samples = _encoded_samples(Path(dataset_dir), contract, config)
         if config.scenario in (Scenario.OFFLINE, Scenario.SERVER):
             changes, record = _tune_layout(config, explicit, samples, backend, measured, budget_s)
         else:
             changes, record = _tune_latency(config, explicit, samples, backend, measured, budget_s)
-        forms_here = _client_preprocesses(config, backend)
+        forms_here = config.input_format == "jpeg" and not served
         if forms_here and "preprocess_threads" not in explicit:
             batch = 1 if config.scenario is Scenario.SINGLE_STREAM else config.batch_size
             pre = tune_preprocess_threads(
@@ -347,13 +351,26 @@ def _tune_latency(
     )
 
 
-def _client_preprocesses(config: RunConfig, backend: Callable[[int], Backend]) -> bool:
-    """Whether batches of JPEG input are formed here (not by a Triton JPEG-in ensemble):
-    then the probe chooses the preprocessing threads and prefetch depth the user left."""
-    if config.input_format != "jpeg":
+def _served_encoded(config: RunConfig, backend: Callable[[int], Backend]) -> bool:
+    """Whether the run sends JPEG files to a server that preprocesses them (a Triton
+    JPEG-in ensemble): the probe then sends files too, and nothing is formed here."""
+    if config.input_format != "jpeg" or config.backend != "triton":
         return False
-    served = config.backend == "triton" and getattr(backend(config.threads), "takes_encoded", False)
-    return not served
+    return bool(getattr(backend(config.threads), "takes_encoded", False))
+
+
+def _encoded_samples(dataset_dir: Path, contract: Any, config: RunConfig) -> np.ndarray:
+    """The first :data:`PROBE_SAMPLES` encoded files of the run's dataset, as the run's
+    batches carry them."""
+    from ckvision.data.encoded import EncodedDataset, encoded_batch
+
+    dataset = EncodedDataset.open(
+        dataset_dir, contract, config.preprocess_engine, device=config.dali_device
+    )
+    try:
+        return encoded_batch([dataset.read(i) for i in range(min(PROBE_SAMPLES, dataset.size))])
+    finally:
+        dataset.close()
 
 
 def _with_choice(
