@@ -159,39 +159,8 @@ def autotune(
             and "preprocess_prefetch" not in explicit
             and config.scenario is not Scenario.SINGLE_STREAM  # inline: nothing to overlap
         ):
-            fields = list(_LAYOUT_FIELDS.values())
-            run_layout = tuple(int(changes.get(f, getattr(config, f))) for f in fields)
-            ahead = tune_prefetch(
-                Path(dataset_dir),
-                contract,
-                config.preprocess_engine,
-                config.dali_device,
-                int(changes.get("preprocess_threads", config.preprocess_threads)),
-                backend,
-                pipeline_layouts(
-                    (run_layout[0], run_layout[1], run_layout[2]),
-                    (record or {}).get("candidates") or [],
-                ),
-                measured,
-                budget_s / 2,
-                output_work,
-            )
-            picked = ahead["layout"]
-            line = (
-                f"{ahead['depth']} batch(es) formed ahead "
-                f"({ahead['images_per_s']:.0f} images/s in the pipeline probe)"
-            )
-            if (picked["workers"], picked["threads"], picked["batch"]) != run_layout:
-                layout = Layout(picked["workers"], picked["threads"], picked["batch"])
-                line = f"pipeline {layout.describe()}, {line}"
-                moved = dict(
-                    zip(fields, (layout.workers, layout.threads, layout.batch), strict=True)
-                )
-                changes = {**changes, **moved}
-                record = {**record, "layout": layout.describe()}
-                record["chosen"] = {**record["chosen"], **moved}
-            changes, record = _with_choice(
-                changes, record, "preprocess_prefetch", ahead["depth"], line, "prefetch", ahead
+            changes, record = _tune_pipeline(
+                config, Path(dataset_dir), contract, backend, changes, record, measured, budget_s
             )
     finally:
         for b in backends.values():
@@ -351,6 +320,53 @@ def _tune_latency(
     )
 
 
+def _tune_pipeline(
+    config: RunConfig,
+    dataset_dir: Path,
+    contract: Any,
+    backend: Callable[[int], Backend],
+    changes: dict[str, Any],
+    record: dict[str, Any],
+    measured: dict[str, Any],
+    budget_s: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """JPEG input formed here: the pipeline probe's layout (among the inference probe's
+    near-best) and prefetch depth joined to the choice and record so far."""
+    fields = list(_LAYOUT_FIELDS.values())
+    run_layout = tuple(int(changes.get(f, getattr(config, f))) for f in fields)
+    ahead = tune_prefetch(
+        dataset_dir,
+        contract,
+        config.preprocess_engine,
+        config.dali_device,
+        int(changes.get("preprocess_threads", config.preprocess_threads)),
+        backend,
+        pipeline_layouts(
+            (run_layout[0], run_layout[1], run_layout[2]),
+            record.get("candidates") or [],
+        ),
+        measured,
+        budget_s / 2,
+        output_work,
+    )
+    picked = ahead["layout"]  # workers, threads, batch
+    line = (
+        f"{ahead['depth']} batch(es) formed ahead "
+        f"({ahead['images_per_s']:.0f} images/s in the pipeline probe)"
+    )
+    if tuple(picked.values()) != run_layout:
+        layout = Layout(**picked)
+        line = f"pipeline {layout.describe()}, {line}"
+        moved = {_LAYOUT_FIELDS[name]: value for name, value in picked.items()}
+        changes = {**changes, **moved}
+        record = {**record, "layout": layout.describe()}
+        record["chosen"] = {**record["chosen"], **moved}
+    changes, record = _with_choice(
+        changes, record, "preprocess_prefetch", ahead["depth"], line, "prefetch", ahead
+    )
+    return changes, record
+
+
 def _served_encoded(config: RunConfig, backend: Callable[[int], Backend]) -> bool:
     """Whether the run sends JPEG files to a server that preprocesses them (a Triton
     JPEG-in ensemble): the probe then sends files too, and nothing is formed here."""
@@ -418,17 +434,14 @@ def validate_choice(
     Returns what goes into the entry's ``tuning.validation``.
     """
     predicted = (record or {}).get("expected_samples_per_s")
-    pipeline = float(((record or {}).get("prefetch") or {}).get("images_per_s") or 0.0)
-    if predicted is not None and pipeline > 0:
-        predicted = pipeline  # JPEG input: the pipeline probe timed the run's own path
     if not record or predicted is None:
         return {"checked": False, "why": "no layout was tuned (SingleStream/MultiStream)"}
     if scenario is not Scenario.OFFLINE:
         return {"checked": False, "why": "a Server run runs at its target QPS, not its limit"}
     if achieved_samples_per_s is None or achieved_samples_per_s <= 0:
         return {"checked": False, "why": "the run measured no throughput (accuracy mode)"}
+    predicted, low, high = _prediction(record, float(predicted))
     ratio = achieved_samples_per_s / predicted
-    low, high = _expected_range(record, float(predicted))
     held = low * (1 - MISS_LIMIT) <= achieved_samples_per_s <= high * (1 + MISS_LIMIT)
     tuned_batch = (record.get("chosen") or {}).get("batch_size")
     tried = dict((in_run or {}).get("tried") or {})
@@ -472,16 +485,21 @@ def validate_choice(
     return out
 
 
-def _expected_range(record: Mapping[str, Any], inference: float) -> tuple[float, float]:
-    """What a tuned Offline run should reach: the probe's inference rate (with JPEG input,
-    the pipeline probe's rate when it ran: ``inference`` is then that); with JPEG input
-    and only the preprocessing threads probed (``record["preprocess"]``), between the two
-    stages one after the other on the same cores (``1 / (1/inference + 1/preprocessing)``)
-    and the slower stage alone (perfect overlap)."""
+def _prediction(record: Mapping[str, Any], inference: float) -> tuple[float, float, float]:
+    """What a tuned Offline run should reach: (predicted, low, high).
+
+    Preprocessed input: the probe's inference rate. JPEG input whose pipeline was probed
+    (``record["prefetch"]``): that probe's rate, since it timed the run's own path. JPEG
+    input with only the preprocessing threads probed (``record["preprocess"]``): between
+    the two stages one after the other on the same cores (``1 / (1/inference +
+    1/preprocessing)``) and the slower stage alone (perfect overlap)."""
+    pipeline = float((record.get("prefetch") or {}).get("images_per_s") or 0.0)
+    if pipeline > 0:
+        return pipeline, pipeline, pipeline
     pre = float((record.get("preprocess") or {}).get("images_per_s") or 0.0)
-    if pre <= 0 or (record.get("prefetch") or {}).get("images_per_s"):
-        return inference, inference
-    return 1.0 / (1.0 / inference + 1.0 / pre), min(inference, pre)
+    if pre <= 0:
+        return inference, inference, inference
+    return inference, 1.0 / (1.0 / inference + 1.0 / pre), min(inference, pre)
 
 
 def _lkey(layout: Layout) -> str:

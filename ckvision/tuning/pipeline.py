@@ -144,73 +144,59 @@ def tune_prefetch(
     ``layouts``: the (workers, threads, batch) the run may take, the inference probe's
     best first. With more than one, each is timed with one batch ahead (half the budget)
     and the fastest kept: inference alone does not say which layout feeds the pipeline
-    best (a larger batch spreads over the engine's threads). Then the depths at that
-    layout (the other half). ``backend(threads)``: a session with those threads;
+    best (a larger batch spreads over the engine's threads). Then every depth at that
+    layout, in rounds (the other half). ``backend(threads)``: a session with those threads;
     ``after(backend)``: what the SUT does with each output."""
     dataset = EncodedDataset.open(
         dataset_dir, contract, engine, threads=preprocess_threads, device=device
     )
     engine_name = dataset.engine
 
-    def key(layout: tuple[int, int, int], depth: int) -> str:
+    def key(layout: tuple[int, int, int], depth: int | str) -> str:
         workers, threads, batch = layout
         return (
             f"prefetch.{engine_name}.{device}.p{preprocess_threads}"
             f".w{workers}.t{threads}.b{batch}.d{depth}"
         )
 
-    fresh = False
     try:
         count = min(_SAMPLES, dataset.size)
-        blobs: list[bytes] = []
         names = list(dataset.files[:count])
-        engine_ = None
+        formed: list[Callable[[Sequence[int]], np.ndarray]] = []  # made once, when needed
+
+        def form() -> Callable[[Sequence[int]], np.ndarray]:
+            if not formed:
+                blobs = [dataset.read(i) for i in range(count)]
+                run_engine = dataset.preprocessor(max(lay[2] for lay in layouts))
+                run_engine.prepare(max(lay[0] for lay in layouts))
+                formed.append(
+                    lambda rows: dataset.model_input(
+                        run_engine([blobs[r] for r in rows], [names[r] for r in rows])
+                    )
+                )
+            return formed[0]
 
         def rate(layout: tuple[int, int, int], depth: int, seconds: float) -> float:
-            nonlocal engine_, fresh
-            fresh = True
-            if engine_ is None:
-                blobs.extend(dataset.read(i) for i in range(count))
-                engine_ = dataset.preprocessor(max(lay[2] for lay in layouts))
-                engine_.prepare(max(lay[0] for lay in layouts))
-            run_engine = engine_
-
-            def form(rows: Sequence[int]) -> np.ndarray:
-                return dataset.model_input(
-                    run_engine([blobs[r] for r in rows], [names[r] for r in rows])
-                )
-
             session = backend(layout[1])
             workers, _threads, batch = layout
-            return measure_pipeline(
-                session,
-                form,
-                count,
-                workers,
-                batch,
-                depth,
-                seconds,
-                None if after is None else after(session),
-            )
+            work = None if after is None else after(session)
+            return measure_pipeline(session, form(), count, workers, batch, depth, seconds, work)
 
+        # the screen (one batch ahead, one short slice each) only ranks the layouts; the
+        # depths at the chosen one are measured afresh, every depth alike
         screen = list(dict.fromkeys((lay[0], lay[1], lay[2]) for lay in layouts))
-        depth_budget = budget_s
-        if len(screen) > 1:
-            todo = [lay for lay in screen if key(lay, 1) not in measured]
-            for lay in todo:
-                measured[key(lay, 1)] = round(rate(lay, 1, budget_s / 2 / len(todo)), 2)
-            depth_budget = budget_s / 2
-        layout = (
-            max(screen, key=lambda lay: float(measured[key(lay, 1)]))
-            if len(screen) > 1
-            else screen[0]
-        )
-        todo_depths = [d for d in DEPTHS if key(layout, d) not in measured]
-        rounds: dict[int, list[float]] = {d: [] for d in todo_depths}
+        screen_todo = [
+            lay for lay in screen if len(screen) > 1 and key(lay, "screen") not in measured
+        ]
+        for lay in screen_todo:
+            measured[key(lay, "screen")] = round(rate(lay, 1, budget_s / 2 / len(screen_todo)), 2)
+        layout = max(screen, key=lambda lay: float(measured.get(key(lay, "screen"), 0.0)))
+        depth_budget = budget_s / 2 if len(screen) > 1 else budget_s
+        todo = [d for d in DEPTHS if key(layout, d) not in measured]
+        rounds: dict[int, list[float]] = {d: [] for d in todo}
         for _round in range(ROUNDS):
-            for depth in todo_depths:
-                share = depth_budget / (ROUNDS * len(todo_depths))
-                rounds[depth].append(rate(layout, depth, share))
+            for depth in todo:
+                rounds[depth].append(rate(layout, depth, depth_budget / (ROUNDS * len(todo))))
         for depth, seen in rounds.items():
             measured[key(layout, depth)] = round(float(np.median(seen)), 2)
         rates = {d: float(measured[key(layout, d)]) for d in DEPTHS}
@@ -226,16 +212,15 @@ def tune_prefetch(
                 "workers": w,
                 "threads": t,
                 "batch": b,
-                "images_per_s": float(measured[key((w, t, b), 1)]),
+                "images_per_s": measured[key((w, t, b), "screen")],
             }
             for w, t, b in screen
-        ]
-        if len(screen) > 1
-        else [],
+            if len(screen) > 1
+        ],
         "depth": chosen,
         "images_per_s": rates[chosen],
         "candidates": [{"depth": d, "images_per_s": r} for d, r in rates.items()],
-        "from_cache": not fresh,
+        "from_cache": not (screen_todo or todo),
     }
 
 
