@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -284,17 +285,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _servers_on(repo: Path) -> list[int]:
-    """Processes running a tritonserver on ``repo`` (orphans, after a run has ended)."""
+def _servers_on(repo: Path, copies_only: bool = False) -> list[int]:
+    """Processes running a tritonserver on ``repo`` or on a copy of it (the retuned copies
+    of a run and of the auto-tuner's probe link to its models): orphans, after a run."""
     pids = []
+    flag = b"--model-repository="
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"--model-repository={repo}".encode() in args:
+        served = [Path(a[len(flag) :].decode()) for a in args if a.startswith(flag)]
+        if served and ((served[0] == repo and not copies_only) or _links_into(served[0], repo)):
             pids.append(int(cmdline.parent.name))
     return pids
+
+
+def _links_into(copy: Path, repo: Path) -> bool:
+    try:
+        return copy != repo and any(
+            p.is_symlink() and p.resolve().is_relative_to(repo.resolve()) for p in copy.glob("*/*")
+        )
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(
@@ -444,7 +457,7 @@ def _wait_for_server(repo: Path, proc: subprocess.Popen[str], log: Path) -> None
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("how", ["failed", "interrupted", "killed"])
+@pytest.mark.parametrize("how", ["failed", "interrupted", "killed", "interrupted in the probe"])
 def test_no_orphan_server_after_a_failed_interrupted_or_killed_run(
     how: str,
     tmp_path: Path,
@@ -466,14 +479,29 @@ def test_no_orphan_server_after_a_failed_interrupted_or_killed_run(
             "ckvision: error: Triton model 'absent' is not loaded on "
             f"{err.split(' on ')[1].split(' ')[0]} (not ready within 1 s)"
         ]
+    elif how == "interrupted in the probe":  # the auto-tuner's servers, several at once
+        proc = _program(repo, tiny_dataset.path, out, CK_LOADGEN_SCENARIO="Offline")
+        deadline = time.monotonic() + 90
+        while not _servers_on(repo, copies_only=True):  # a server-knob candidate is up
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the probe's servers did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert not (out / "tritonserver.log").exists()  # the run's own never started
+        left = Path(tempfile.gettempdir()).glob("ckvision-autotune-*/*/triton-repository")
+        assert not [copy for copy in left if _links_into(copy, repo)]  # its copies removed
     else:
-        proc = _program(
+        proc = _program(  # long enough to be under way when the signal comes
             repo,
             tiny_dataset.path,
             out,
             CK_LOADGEN_SCENARIO="Offline",
-            CK_LOADGEN_TARGET_QPS="200",
+            CK_LOADGEN_TARGET_QPS="100000",
             CK_LOADGEN_MIN_DURATION_S="60",
+            CK_TRITON_INSTANCES="1",  # given: the run's server serves its retuned copy
+            CK_TRITON_MAX_QUEUE_DELAY_US="0",
         )
         _wait_for_server(repo, proc, out / "tritonserver.log")
         time.sleep(1.0)

@@ -15,6 +15,11 @@ run that misses the prediction by more than :data:`MISS_LIMIT` (either way: a pr
 under load predicts too little) drops the cached choice, so the next run probes again.
 The entry records the choice, whether it came from the cache, the spread and the check.
 
+A Triton run that starts its own server: the instances and dynamic batching delay left
+open are chosen after the layout, each candidate pair served by a probe server of its own
+(:mod:`ckvision.tuning.server_knobs`); the entry's ``tuning.server`` holds what they
+measured, and the expectations follow the pair chosen.
+
 JPEG input sent to a Triton JPEG-in ensemble: the probe sends the files themselves, as the
 run does. JPEG input preprocessed on this side: the probe also chooses
 ``CK_PREPROCESS_THREADS`` when it is not given (:mod:`ckvision.tuning.preprocess`), at
@@ -27,6 +32,8 @@ not in SingleStream) from a probe of the pipeline itself at the run's layout
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,6 +45,7 @@ from ckvision.backends import BackendOptions, create_backend
 from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
+from ckvision.errors import CkVisionError
 from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
 from ckvision.tuning.pipeline import pipeline_layouts, tune_prefetch
 from ckvision.tuning.preprocess import tune_preprocess_threads
@@ -45,12 +53,15 @@ from ckvision.tuning.probe import (
     Layout,
     Measurement,
     candidate_layouts,
+    close_all,
     harness_cost_s,
     measure_latency,
     measure_layout,
     output_work,
     usable_cores,
 )
+from ckvision.tuning.probe import spread as spread_of  # `spread`: a local name
+from ckvision.tuning.server_knobs import knob_candidates, tune_server_knobs
 
 __all__ = [
     "autotune",
@@ -111,18 +122,35 @@ def autotune(
         "precision": config.precision,
         "device": config.device,
     }
+    if config.backend == "triton":  # whose server, serving what: other figures
+        options["server"] = config.triton_urls or "started by the run"
+        options["knobs"] = f"{config.triton_instances},{config.triton_max_queue_delay_us}"
     key = cache_key(model_path, config.backend, options, collect_provenance())
     path = cache_path(env)
     cached = load_choice(path, key) or {}
     measured: dict[str, Any] = dict(cached.get("measured", {}))
     backends: dict[int, Backend] = {}
+    # where the probe's Triton servers keep their repository copies and logs: removed
+    # after the probe, unless it failed with our error (which names a log in it)
+    work: list[Path] = []
+
+    def run_dir(name: str) -> Path | None:
+        if config.backend != "triton":
+            return None
+        if not work:
+            work.append(Path(tempfile.mkdtemp(prefix="ckvision-autotune-")))
+        return work[0] / name
+
+    def open_backend(tuned: RunConfig, where: str) -> Backend:
+        # the run's own options (Triton URLs, engine cache...), as the probe varies them
+        opts = BackendOptions.from_config(tuned, Path(model_path), run_dir=run_dir(where))
+        session = create_backend(config.backend, model_path, contract, opts)
+        session.load()
+        return session
 
     def backend(threads: int) -> Backend:
         if threads not in backends:
-            # the run's own options (Triton URLs, engine cache...), at the probed threads
-            opts = BackendOptions.from_config(config.with_(threads=threads), Path(model_path))
-            backends[threads] = create_backend(config.backend, model_path, contract, opts)
-            backends[threads].load()
+            backends[threads] = open_backend(config.with_(threads=threads), f"t{threads}")
         return backends[threads]
 
     started = time.perf_counter()
@@ -132,6 +160,17 @@ def autotune(
             samples = _encoded_samples(Path(dataset_dir), contract, config)
         if config.scenario in (Scenario.OFFLINE, Scenario.SERVER):
             changes, record = _tune_layout(config, explicit, samples, backend, measured, budget_s)
+            if _starts_server(config):
+                changes, record = _tune_server(
+                    config,
+                    samples,
+                    int(contract.num_classes),
+                    open_backend,
+                    changes,
+                    record,
+                    measured,
+                    budget_s,
+                )
         else:
             changes, record = _tune_latency(config, explicit, samples, backend, measured, budget_s)
         forms_here = config.input_format == "jpeg" and not served
@@ -152,7 +191,7 @@ def autotune(
                 f"{pre['images_per_s']:.0f} images/s in the probe)"
             )
             changes, record = _with_choice(
-                changes, record, "preprocess_threads", pre["threads"], line, "preprocess", pre
+                changes, record, {"preprocess_threads": pre["threads"]}, line, "preprocess", pre
             )
         if (
             forms_here
@@ -162,11 +201,17 @@ def autotune(
             changes, record = _tune_pipeline(
                 config, Path(dataset_dir), contract, backend, changes, record, measured, budget_s
             )
+    except CkVisionError:
+        work.clear()  # kept: the error names a log in it
+        raise
     finally:
-        for b in backends.values():
-            b.close()
+        close_all(backends.values())
+        if work:
+            shutil.rmtree(work[0], ignore_errors=True)
     if not record:
         return config, None
+    if "target_qps" in changes:
+        record["summary"] += f", target QPS {changes['target_qps']}"
     record.update(
         {
             "cache_key": key,
@@ -247,7 +292,7 @@ def _tune_layout(
                 rounds[_lkey(lay)].append(measure(lay, share))
         for key, rates in rounds.items():
             measured[key] = round(float(np.median(rates)), 2)
-        spread = max(_spread(rates) for rates in rounds.values())
+        spread = max(spread_of(rates) for rates in rounds.values())
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
     best = max(results, key=lambda m: m.samples_per_s)
     cost_key = f"harness_cost.b{best.layout.batch}"
@@ -267,9 +312,7 @@ def _tune_layout(
         changes["adaptive_batch"] = "on"  # the run checks the probe's batch against its own
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
-        factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
-        changes["target_qps"] = round(expected * factor, 2)
-        summary += f", target QPS {changes['target_qps']}"
+        changes["target_qps"] = _target_qps(config, expected)
     return changes, {
         "layout": best.layout.describe(),
         "chosen": changes,
@@ -305,7 +348,7 @@ def _tune_latency(
             for _round in range(FINAL_ROUNDS)
         ]
         measured[key] = float(np.median(rounds))
-        spread = _spread(rounds)
+        spread = spread_of(rounds)
     expected_ms = round(max(measured[key] * calls * 1e3 * LATENCY_FACTOR, 1e-6), 6)
     return (
         {"target_latency_ms": expected_ms},
@@ -362,9 +405,81 @@ def _tune_pipeline(
         record = {**record, "layout": layout.describe()}
         record["chosen"] = {**record["chosen"], **moved}
     changes, record = _with_choice(
-        changes, record, "preprocess_prefetch", ahead["depth"], line, "prefetch", ahead
+        changes, record, {"preprocess_prefetch": ahead["depth"]}, line, "prefetch", ahead
     )
     return changes, record
+
+
+def _starts_server(config: RunConfig) -> bool:
+    """A Triton run that starts its own server: its instances and delay can be chosen
+    (a server given by URL serves its own repository)."""
+    return config.backend == "triton" and not config.triton_urls.strip()
+
+
+def _tune_server(
+    config: RunConfig,
+    samples: np.ndarray,
+    classes: int,
+    open_backend: Callable[[RunConfig, str], Backend],
+    changes: dict[str, Any],
+    record: dict[str, Any],
+    measured: dict[str, Any],
+    budget_s: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The served models' instances and delay left open (:mod:`ckvision.tuning.server_knobs`),
+    timed at the run's layout, joined to the choice and record so far; the run's
+    expectations follow the rate of the pair chosen."""
+    layout = Layout(*(int(changes.get(f, getattr(config, f))) for f in _LAYOUT_FIELDS.values()))
+    candidates = knob_candidates(
+        usable_cores(), config.triton_instances, config.triton_max_queue_delay_us
+    )
+    if len(candidates) < 2:
+        return changes, record
+
+    def serve(instances: int, delay_us: int) -> Backend:
+        tuned = config.with_(
+            threads=layout.threads,
+            triton_instances=instances,
+            triton_max_queue_delay_us=delay_us,
+        )
+        return open_backend(tuned, f"i{instances}.q{delay_us}")
+
+    def rate(session: Backend, seconds: float) -> float:
+        return measure_layout(
+            session, samples, layout, seconds, output_work(session), gather=not session.gathers_rows
+        ).samples_per_s
+
+    served = tune_server_knobs(
+        candidates,
+        serve,
+        rate,
+        lambda i, d: f"server.i{i}.q{d}.{_lkey(layout)}",
+        measured,
+        budget_s,
+    )
+    cost_key = f"harness_cost.b{layout.batch}"
+    if cost_key not in measured:
+        measured[cost_key] = HARNESS_COST_FACTOR * harness_cost_s(layout.batch, classes)
+    expected = 1.0 / (1.0 / max(served["samples_per_s"], 1e-9) + measured[cost_key])
+    line = (
+        f"Triton {served['instances']} instance(s) per served model, max queue delay "
+        f"{served['max_queue_delay_us']} us ({served['samples_per_s']:.1f} samples/s in the probe)"
+    )
+    chosen = {
+        "triton_instances": served["instances"],
+        "triton_max_queue_delay_us": served["max_queue_delay_us"],
+    }
+    if "target_qps" in changes:
+        chosen["target_qps"] = _target_qps(config, expected)
+    changes, record = _with_choice(changes, record, chosen, line, "server", served)
+    record["expected_samples_per_s"] = round(expected, 2)
+    return changes, record
+
+
+def _target_qps(config: RunConfig, expected: float) -> float:
+    """What LoadGen is told to expect from a run the probe expects ``expected`` samples/s of."""
+    factor = OFFLINE_QPS_FACTOR if config.scenario is Scenario.OFFLINE else SERVER_QPS_FACTOR
+    return round(expected * factor, 2)
 
 
 def _served_encoded(config: RunConfig, backend: Callable[[int], Backend]) -> bool:
@@ -392,14 +507,14 @@ def _encoded_samples(dataset_dir: Path, contract: Any, config: RunConfig) -> np.
 def _with_choice(
     changes: dict[str, Any],
     record: dict[str, Any],
-    field: str,
-    value: Any,
+    chosen: dict[str, Any],
     line: str,
     key: str,
     detail: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The choice and record so far with ``field`` = ``value`` in: ``line`` joins the
-    summary, ``detail`` (what its probe saw) goes under ``record[key]``."""
+    """The choice and record so far with the fields of ``chosen`` in: ``line`` joins the
+    summary, ``detail`` (what its probe saw) goes under ``record[key]``, its spread (if it
+    has one) into the probe's."""
     if record:
         record = {
             **record,
@@ -408,15 +523,11 @@ def _with_choice(
         }
     else:
         record = {"chosen": {}, "summary": line, "from_cache": detail["from_cache"], "spread": None}
-    record["chosen"] = {**record["chosen"], field: value}
+    spreads = [s for s in (record.get("spread"), detail.get("spread")) if s is not None]
+    record["spread"] = max(spreads) if spreads else None
+    record["chosen"] = {**record["chosen"], **chosen}
     record[key] = detail
-    return {**changes, field: value}, record
-
-
-def _spread(values: list[float]) -> float:
-    """(max - min) / median of repeated measurements of one thing (0 = they agree)."""
-    middle = float(np.median(values))
-    return (max(values) - min(values)) / middle if middle > 0 else 0.0
+    return {**changes, **chosen}, record
 
 
 def validate_choice(

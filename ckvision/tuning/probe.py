@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ __all__ = [
     "harness_cost_s",
     "output_work",
     "BATCHES",
+    "spread",
+    "close_all",
 ]
 
 BATCHES = (1, 2, 4, 8, 16)
@@ -203,3 +206,17 @@ def harness_cost_s(batch: int, classes: int, seconds: float = 0.1) -> float:
             calls += 1
         best = min(best, (time.perf_counter() - begin) / (calls * batch))
     return best
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median of repeated measurements of one thing (0 = they agree)."""
+    middle = float(np.median(values))
+    return (max(values) - min(values)) / middle if middle > 0 else 0.0
+
+
+def close_all(sessions: Iterable[Backend]) -> None:
+    """Close every session at once (a Triton server takes seconds to stop)."""
+    todo = list(sessions)
+    if todo:
+        with ThreadPoolExecutor(len(todo)) as pool:
+            list(pool.map(lambda session: session.close(), todo))
