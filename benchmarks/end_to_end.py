@@ -17,7 +17,9 @@ In one run, on the same machine and the same files:
 (f) with ``--triton``: the JPEG-in ensemble on a tritonserver started here (python
     backend: preprocess -> ONNX Runtime): LoadGen Offline through it over HTTP and gRPC,
     then perf_analyzer swept over batch sizes and concurrency, as the seed does, with its
-    two plots (throughput and p90 latency against concurrency, one line per batch size).
+    two plots (throughput and p90 latency against concurrency, one line per batch size);
+    then (unless ``--no-auto``) a default run that starts its own server: layout,
+    instances and batching delay auto-tuned.
 
 The dataset is the embedded sample set written as JPEG files (real photos and their
 augmentations, see :mod:`ckvision.data.sample_set`) plus its offline rgb8 cache:
@@ -94,19 +96,27 @@ def _run(inputs: ProgramInputs, out: Path, **changes: Any) -> dict[str, Any]:
     return run_program(RunConfig(**values), inputs, out, log=lambda _line: None)
 
 
-def _auto_run(args: argparse.Namespace, cache: Path, out: Path, engine: str) -> tuple[float, str]:
-    """Our end-to-end Offline run with only the engine given: THE pipeline
+def _auto_run(
+    args: argparse.Namespace,
+    cache: Path,
+    out: Path,
+    engine: str,
+    model: Path | None = None,
+    **given: Any,
+) -> tuple[float, str]:
+    """Our end-to-end Offline run with only the engine (and ``given``) set: THE pipeline
     (``ckvision.program.run``) chooses the layout, preprocessing threads and prefetch
-    depth (a fresh tuning cache: this run's own probe)."""
+    depth, or for a Triton server it starts, the instances and delay (a fresh tuning
+    cache: this run's own probe)."""
     from ckvision.program import run
 
-    env = {"CK_TUNING_CACHE": str(out.parent / f"tuning-{engine}.json")}
+    env = {"CK_TUNING_CACHE": str(out.parent / f"tuning-{out.name}.json")}
     record = run(
         env,
         {"scenario": "Offline", "mode": "PerformanceOnly", "min_duration_s": args.seconds,
-         "input_format": "jpeg", "preprocess_engine": engine, "progress": "off"},
+         "input_format": "jpeg", "preprocess_engine": engine, "progress": "off", **given},
         out,
-        model=args.model,
+        model=model or args.model,
         dataset=cache,
         log=lambda _line: None,
     )  # fmt: skip
@@ -359,6 +369,20 @@ def through_triton(
         per_model_breakdown(server.http_url, [spec.preprocess_name, spec.classifier])
     if rows:
         plot_sweep(rows, work / "triton-jpeg-sweep.png")
+    if args.auto:  # as a user gets it: the run starts the server and tunes its knobs too
+        qps, how = _auto_run(
+            args,
+            cache,
+            work / "auto-triton",
+            spec.engine,
+            model=repo / "ckvision-triton.json",
+            backend="triton",
+            triton_model=spec.ensemble_name,
+        )
+        print(
+            f"(f) LoadGen Offline -> Triton ensemble, auto-tuned, server started by the run "
+            f"{qps:8.1f} images/s = {qps / min(pre_rate, infer_rate):.2f}x min(a,b); {how}"
+        )
 
 
 def per_model_breakdown(url: str, models: list[str]) -> None:
