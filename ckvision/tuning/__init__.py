@@ -201,8 +201,9 @@ def autotune(
             changes, record = _tune_pipeline(
                 config, Path(dataset_dir), contract, backend, changes, record, measured, budget_s
             )
-    except CkVisionError:
-        work.clear()  # kept: the error names a log in it
+    except CkVisionError as err:
+        if work and str(work[0]) in str(err):
+            work.clear()  # kept: the error names a log in it
         raise
     finally:
         close_all(backends.values())
