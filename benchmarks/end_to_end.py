@@ -15,7 +15,8 @@ In one run, on the same machine and the same files:
 (e) DALI against the reference preprocessing: pixel difference and the top-1 effect
     (AccuracyOnly runs of the same model on the offline cache and on DALI's pixels);
 (f) with ``--triton``: the JPEG-in ensemble on a tritonserver started here (python
-    backend: preprocess -> ONNX Runtime): LoadGen Offline through it over HTTP and gRPC,
+    backend: preprocess -> ONNX Runtime): LoadGen Offline through it over HTTP, gRPC and
+    gRPC with the files in system shared memory,
     then perf_analyzer swept over batch sizes and concurrency, as the seed does, with its
     two plots (throughput and p90 latency against concurrency, one line per batch size);
     then (unless ``--no-auto``) a default run that starts its own server: layout,
@@ -315,10 +316,10 @@ def through_triton(
     rows: dict[int, list[dict[str, float]]] = {}
     with TritonServer(install, repo, work / "triton-logs") as server:
         inputs = resolve_inputs({}, "triton", repo / "ckvision-triton.json", cache)
-        for protocol in ("http", "grpc"):
+        for protocol, shm in (("http", "none"), ("grpc", "none"), ("grpc", "system")):
             record = _run(
                 inputs,
-                work / f"triton-{protocol}",
+                work / f"triton-{protocol}-{shm}",
                 backend="triton",
                 scenario=Scenario.OFFLINE,
                 mode=Mode.PERFORMANCE,
@@ -329,12 +330,14 @@ def through_triton(
                 input_format="jpeg",
                 triton_urls=server.url(protocol),
                 triton_protocol=protocol,
+                triton_shm=shm,
                 triton_model=spec.ensemble_name,
             )
             qps = float(record["loadgen"]["samples_per_second"])
             stats = record["backend"].get("statistics") or {}
             print(
-                f"(f) LoadGen Offline -> Triton ensemble ({protocol}) {qps:8.1f} images/s = "
+                f"(f) LoadGen Offline -> Triton ensemble ({protocol}, shared memory {shm}) "
+                f"{qps:8.1f} images/s = "
                 f"{qps / min(pre_rate, infer_rate):.2f}x min(a,b); server breakdown "
                 + ", ".join(f"{k}={v}" for k, v in stats.items() if k.endswith("_us"))
             )

@@ -9,6 +9,7 @@ leaves the server serving. Skips, with the reason, where there is no Triton env.
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,12 +130,19 @@ def test_ensemble_spec_refuses_bad_values(tmp_path: Path, tiny_contract: ModelCo
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+@pytest.mark.parametrize(
+    ("protocol", "shm"), [("http", "none"), ("grpc", "none"), ("grpc", "system")]
+)
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
-    jpeg_server: dict[str, Any], tiny_contract: ModelContract, tmp_path: Path, protocol: str
+    jpeg_server: dict[str, Any],
+    tiny_contract: ModelContract,
+    tmp_path: Path,
+    protocol: str,
+    shm: str,
 ) -> None:
-    """LoadGen -> our Triton client -> ensemble: the accuracy of the in-process runs."""
+    """LoadGen -> our Triton client -> ensemble: the accuracy of the in-process runs, the
+    files sent in the request or through shared memory."""
     from ckvision.config import Mode, RunConfig, Scenario
     from ckvision.program import resolve_inputs, run_program
 
@@ -152,9 +160,11 @@ def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
         input_format="jpeg",
         triton_urls=url,
         triton_protocol=protocol,
+        triton_shm=shm,
         triton_model=jpeg_server["spec"].ensemble_name,
     )
     record = run_program(config, inputs, tmp_path / "out", log=lambda _line: None)
+    assert record["backend"]["statistics"]["shared_memory"] == shm
     assert record["accuracy"]["top1"] == pytest.approx(75.0)
     assert record["accuracy"]["total"] == 24
     dataset = record["dataset"]
@@ -270,3 +280,51 @@ def test_cli_writes_the_ensemble_and_perf_analyzer_sends_it_jpeg_files(
     assert len(sent) == 24 and set(sent[0]) == {"JPEG"}
     log = (out / "tritonserver.log").read_text(errors="replace")
     assert "preprocessing failed" not in log
+
+
+@pytest.mark.timeout(120)
+def test_shared_memory_for_files_grows_for_a_larger_batch_and_is_removed(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoded files differ in size: the input region is made for the first batch and
+    made anew when one does not fit; answers equal the request path's; every region is
+    unregistered and gone after close."""
+    from ckvision.backends import BackendOptions, create_backend
+    from ckvision.data.encoded import encoded_batch
+
+    dataset = EncodedDataset.open(jpeg_server["cache"], tiny_contract, "pillow")
+    try:
+        files = [dataset.read(i) for i in range(dataset.size)]
+    finally:
+        dataset.close()
+    small = encoded_batch(sorted(files, key=len)[:1])  # one file, the smallest
+    large = encoded_batch(sorted(files, key=len)[-8:])  # eight, the largest
+    model = Path(jpeg_server["cache"]).parent / "repo"
+    monkeypatch.setattr("ckvision.triton.client.MIN_REGION_BYTES", 0)  # small files here
+    options = {
+        "triton_urls": (jpeg_server["grpc"],),
+        "triton_protocol": "grpc",
+        "triton_model": jpeg_server["spec"].ensemble_name,
+    }
+    shared = create_backend(
+        "triton", model, tiny_contract, BackendOptions(triton_shm="system", **options)
+    )
+    plain = create_backend("triton", model, tiny_contract, BackendOptions(**options))
+    try:
+        shared.load()
+        plain.load()
+        first = shared.predict(small)
+        link = shared._link(0)
+        size_before = link.regions["in"][2]
+        second = shared.predict(large)
+        assert link.regions["in"][2] > size_before  # made anew, larger
+        np.testing.assert_allclose(first, plain.predict(small), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(second, plain.predict(large), rtol=1e-5, atol=1e-5)
+        status = link.client.get_system_shared_memory_status(as_json=True)
+        regions = status.get("regions", {})
+        names = {r["name"] for r in (regions.values() if isinstance(regions, dict) else regions)}
+        assert {link.regions["in"][0], link.regions["out"][0]} <= names
+    finally:
+        shared.close()
+        plain.close()
+    assert list(Path("/dev/shm").glob(f"ckv{os.getpid()}_*")) == []

@@ -36,6 +36,7 @@ from ckvision.triton.knobs import Knobs, mismatches, refuse, retuned_repository,
 __all__ = ["TritonBackend", "parse_urls"]
 
 _URL = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+MIN_REGION_BYTES = 1 << 20  # the least an input region of encoded files is made with
 _TYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int8": "INT8"}
 
 
@@ -70,11 +71,17 @@ def _modules(protocol: str) -> tuple[Any, Any]:
 
 
 class _Link:
-    """One thread's connection to one server (+ its shared-memory regions)."""
+    """One thread's connection to one server (+ its shared-memory regions).
+
+    With ``system`` shared memory the output region holds a max batch of logits and the
+    input region a max batch of pixels; encoded files (the JPEG-in ensemble) differ in
+    size, so their input region is made for the first batch and made anew, larger, when
+    a batch does not fit (:meth:`input_region`)."""
 
     def __init__(self, backend: TritonBackend, index: int) -> None:
         opts = backend.options
         self.url = backend.urls[index]
+        self._shm = backend._shm
         if opts.triton_protocol == "grpc":
             self.client = backend._mod.InferenceServerClient(self.url)
         else:
@@ -83,24 +90,45 @@ class _Link:
                 connection_timeout=opts.triton_timeout_s,
                 network_timeout=opts.triton_timeout_s,
             )
-        self.regions: list[tuple[str, Any]] = []
+        self.regions: dict[str, tuple[str, Any, int]] = {}  # kind -> name, handle, bytes
+        self._tag = f"ckv{os.getpid()}_{threading.get_ident()}_{index}"
         if opts.triton_shm == "system":
-            tag = f"ckv{os.getpid()}_{threading.get_ident()}_{index}"
-            self.in_bytes = backend._max_batch * backend._sample_bytes
-            self.out_bytes = backend._max_batch * backend._classes * 4
-            for kind, size in (("in", self.in_bytes), ("out", self.out_bytes)):
-                name = f"{tag}_{kind}"
-                handle = backend._shm.create_shared_memory_region(name, f"/{name}", size)
-                self.regions.append((name, handle))
-                self.client.register_system_shared_memory(name, f"/{name}", size)
+            self._region("out", backend._max_batch * backend._classes * 4)
+            if not backend.takes_encoded:
+                self._region("in", backend._max_batch * backend._sample_bytes)
 
-    def close(self, shm: Any) -> None:
-        for name, handle in self.regions:
-            with contextlib.suppress(Exception):
-                self.client.unregister_system_shared_memory(name)
-            with contextlib.suppress(Exception):
-                shm.destroy_shared_memory_region(handle)
-        self.regions = []
+    def _region(self, kind: str, size: int) -> tuple[str, Any, int]:
+        """A registered region of ``size`` bytes for ``kind`` (its old one removed)."""
+        self._drop(kind)
+        name = f"{self._tag}_{kind}"
+        handle = self._shm.create_shared_memory_region(name, f"/{name}", size)
+        self.regions[kind] = (name, handle, size)
+        try:
+            self.client.register_system_shared_memory(name, f"/{name}", size)
+        except BaseException:
+            self._drop(kind)
+            raise
+        return self.regions[kind]
+
+    def input_region(self, size: int) -> tuple[str, Any, int]:
+        """The input region, made (anew, with room to spare) when ``size`` bytes do not fit."""
+        region = self.regions.get("in")
+        if region is None or region[2] < size:
+            region = self._region("in", max(size + size // 2, MIN_REGION_BYTES))
+        return region
+
+    def _drop(self, kind: str) -> None:
+        region = self.regions.pop(kind, None)
+        if region is None:
+            return
+        with contextlib.suppress(Exception):
+            self.client.unregister_system_shared_memory(region[0])
+        with contextlib.suppress(Exception):
+            self._shm.destroy_shared_memory_region(region[1])
+
+    def close(self) -> None:
+        for kind in list(self.regions):
+            self._drop(kind)
         with contextlib.suppress(Exception):
             self.client.close()
 
@@ -244,11 +272,6 @@ class TritonBackend(Backend):
             self._input_name = str(inputs[0].get("name"))
         if encoded != self.takes_encoded:
             raise ModelError(f"Triton servers disagree on model {model!r}'s input ({url})")
-        if encoded and self.options.triton_shm != "none":
-            raise ConfigError(
-                f"Triton model {model!r} takes encoded files: CK_TRITON_SHM=system carries "
-                "fixed-size tensors only; use CK_TRITON_SHM=none"
-            )
         if not encoded and (dims != want or dtype != _TYPES.get(contract.input_dtype)):
             raise ModelError(
                 f"Triton model {model!r} on {url} takes {dtype} {dims}, but the "
@@ -350,10 +373,13 @@ class TritonBackend(Backend):
             else mod.InferRequestedOutput(self._output_name, binary_data=True)
         )
         if link.regions:
-            (in_name, in_handle), (out_name, out_handle) = link.regions
-            self._shm.set_shared_memory_region(in_handle, [batch])
-            inp.set_shared_memory(in_name, batch.nbytes)
-            out.set_shared_memory(out_name, n * self._classes * 4)
+            # encoded files: as Triton reads BYTES (each one's 4-byte length, then it)
+            data = self._serialize(batch) if self.takes_encoded else batch
+            size = len(data.item()) if self.takes_encoded else batch.nbytes
+            in_name, in_handle, _size = link.input_region(size)
+            self._shm.set_shared_memory_region(in_handle, [data])
+            inp.set_shared_memory(in_name, size)
+            out.set_shared_memory(link.regions["out"][0], n * self._classes * 4)
         elif grpc:
             inp.set_data_from_numpy(batch)
         else:
@@ -362,7 +388,9 @@ class TritonBackend(Backend):
         result = link.client.infer(opts.triton_model, [inp], outputs=[out], **kwargs)
         if link.regions:
             logits = np.array(
-                self._shm.get_contents_as_numpy(link.regions[1][1], np.float32, [n, self._classes])
+                self._shm.get_contents_as_numpy(
+                    link.regions["out"][1], np.float32, [n, self._classes]
+                )
             )
         else:
             logits = result.as_numpy(self._output_name)
@@ -370,6 +398,13 @@ class TritonBackend(Backend):
             got = None if logits is None else logits.shape
             raise BackendError(f"Triton returned logits of shape {got} for a batch of {n}")
         return np.asarray(logits, dtype=np.float32)
+
+    @staticmethod
+    def _serialize(batch: np.ndarray) -> np.ndarray:
+        """Encoded files as one BYTES buffer (what Triton reads from shared memory)."""
+        from tritonclient.utils import serialize_byte_tensor
+
+        return np.asarray(serialize_byte_tensor(batch))
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
         super().warmup(batch, iterations)
@@ -430,7 +465,7 @@ class TritonBackend(Backend):
 
     def close(self) -> None:
         for link in getattr(self, "_links", []):
-            link.close(self._shm)
+            link.close()
         self._links = []
         self._local = threading.local()
         if self._io is not None:
