@@ -16,7 +16,8 @@ In one run, on the same machine and the same files:
     (AccuracyOnly runs of the same model on the offline cache and on DALI's pixels);
 (f) with ``--triton``: the JPEG-in ensemble on a tritonserver started here (python
     backend: preprocess -> ONNX Runtime): LoadGen Offline through it over HTTP, gRPC and
-    gRPC with the files in system shared memory,
+    gRPC with the files in system shared memory, SingleStream p90 through it vs raw
+    batch-1 preprocessing + inference,
     then perf_analyzer swept over batch sizes and concurrency, as the seed does, with its
     two plots (throughput and p90 latency against concurrency, one line per batch size);
     then (unless ``--no-auto``) a default run that starts its own server: layout,
@@ -341,6 +342,28 @@ def through_triton(
                 f"{qps / min(pre_rate, infer_rate):.2f}x min(a,b); server breakdown "
                 + ", ".join(f"{k}={v}" for k, v in stats.items() if k.endswith("_us"))
             )
+        single = _run(  # one file per query, JPEG in, through the ensemble
+            inputs,
+            work / "triton-single",
+            backend="triton",
+            scenario=Scenario.SINGLE_STREAM,
+            mode=Mode.PERFORMANCE,
+            min_duration_s=args.seconds,
+            target_latency_ms=20.0,
+            input_format="jpeg",
+            triton_urls=server.grpc_url,
+            triton_protocol="grpc",
+            triton_model=spec.ensemble_name,
+        )
+        p90 = float(single["loadgen"]["latency_p90_ns"]) / 1e6
+        raw_ms = 1000.0 / raw_pre_one(cache, contract, spec.engine, 1, args.seconds)
+        local = resolve_inputs({}, "onnxruntime", args.model.resolve(), cache)
+        raw_inf_ms = 1000.0 / raw_inference(local, 1, args.threads, args.seconds)
+        print(
+            f"(f) LoadGen SingleStream -> Triton ensemble (grpc) p90 {p90:6.2f} ms vs raw "
+            f"{spec.engine} preprocessing {raw_ms:5.2f} + inference {raw_inf_ms:5.2f} ms = "
+            f"{p90 / (raw_ms + raw_inf_ms):.2f}x"
+        )
         for batch in batches:
             try:
                 rows[batch] = [

@@ -371,6 +371,13 @@ class RunConfig:
         unit="us",
         minimum=0,
     )
+    triton_preprocess_threads: int | None = setting(
+        "CK_TRITON_PREPROCESS_THREADS",
+        None,
+        "Triton JPEG-in ensemble: engine threads of each preprocess instance (DALI's "
+        "num_threads, else a pool); unset = the repository's",
+        minimum=1,
+    )
     input_format: str = setting(
         "CK_INPUT_FORMAT",
         "preprocessed",

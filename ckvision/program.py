@@ -111,7 +111,7 @@ def run_program(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_FILE).unlink(missing_ok=True)  # a failed run leaves no finished record
     dataset = _open_dataset(config, inputs, log)
-    for name in ("triton_instances", "triton_max_queue_delay_us"):
+    for name in ("triton_instances", "triton_max_queue_delay_us", "triton_preprocess_threads"):
         if config.backend != "triton" and getattr(config, name) is not None:
             log(f"note: {SETTINGS[name].env} applies to the triton backend only; ignored")
     options = BackendOptions.from_config(config, inputs.model_path, output_dir)

@@ -692,10 +692,11 @@ def test_knobs_reach_every_served_config_and_the_ensemble_is_left_alone(
     spec = RepoSpec(backend="python", max_batch=8, dynamic_batching=False)
     write_repository(repo, tiny_onnx_model, tiny_contract, spec)
     write_ensemble(repo, tiny_contract, EnsembleSpec(engine="pillow", max_batch=8))
-    copy = retuned_repository(repo, tmp_path / "copy", Knobs(3, 250))
+    copy = retuned_repository(repo, tmp_path / "copy", Knobs(3, 250, 2))
     for name in ("classifier", "preprocess"):
         config = parse_pbtxt((copy / name / "config.pbtxt").read_text())
-        assert served_knobs(config) == {"instances": 3, "max_queue_delay_us": 250}
+        threads = {"preprocess_threads": 2} if name == "preprocess" else {}  # its step only
+        assert served_knobs(config) == {"instances": 3, "max_queue_delay_us": 250, **threads}
         assert (copy / name / "1").resolve() == (repo / name / "1").resolve()
     ensemble = (copy / "classifier_jpeg" / "config.pbtxt").read_text()
     assert ensemble == (repo / "classifier_jpeg" / "config.pbtxt").read_text()
@@ -709,6 +710,7 @@ def test_knobs_reach_every_served_config_and_the_ensemble_is_left_alone(
     assert served_knobs(parse_pbtxt((half / "preprocess" / "config.pbtxt").read_text())) == {
         "instances": 2,
         "max_queue_delay_us": 0,
+        "preprocess_threads": 1,
     }
 
 
@@ -746,6 +748,10 @@ def test_a_managed_server_serves_the_runs_knobs_and_records_them(
         (
             {"triton_max_queue_delay_us": 7},
             r"model 'classifier' waits up to 500 us, CK_TRITON_MAX_QUEUE_DELAY_US=7",
+        ),
+        (
+            {"triton_preprocess_threads": 2},
+            r"no served model preprocesses \(CK_TRITON_PREPROCESS_THREADS is for a JPEG-in",
         ),
     ],
 )

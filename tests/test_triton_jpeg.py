@@ -84,6 +84,35 @@ def test_ensemble_answers_jpeg_bytes_with_the_in_process_pixels(
     assert np.array_equal(logits.argmax(1), expected.argmax(1))
 
 
+@pytest.mark.timeout(60)
+def test_the_preprocess_threads_served_are_recorded_and_others_refused(
+    jpeg_server: dict[str, Any], tiny_contract: ModelContract
+) -> None:
+    """CK_TRITON_PREPROCESS_THREADS against a server by URL: its value is what the
+    ensemble's preprocess step serves, or the run is refused with one line."""
+    from ckvision.backends import BackendOptions, create_backend
+
+    repo = Path(jpeg_server["cache"]).parent / "repo"
+    served = jpeg_server["spec"].threads
+    options = {
+        "triton_urls": (jpeg_server["url"],),
+        "triton_model": jpeg_server["spec"].ensemble_name,
+    }
+    same = BackendOptions(triton_preprocess_threads=served, **options)
+    with create_backend("triton", repo, tiny_contract, same) as backend:
+        backend.load()
+        assert backend.served is not None
+        assert backend.served["preprocess"]["preprocess_threads"] == served
+        assert "preprocess_threads" not in backend.served["classifier"]
+    other = BackendOptions(triton_preprocess_threads=served + 1, **options)
+    backend = create_backend("triton", repo, tiny_contract, other)
+    with pytest.raises(ConfigError, match=f"preprocesses with {served} threads, "
+                       f"CK_TRITON_PREPROCESS_THREADS={served + 1}") as caught:  # fmt: skip
+        backend.load()
+    assert "\n" not in str(caught.value)
+    backend.close()
+
+
 @pytest.mark.timeout(120)
 def test_corrupt_jpeg_fails_its_request_only(
     jpeg_server: dict[str, Any], tiny_contract: ModelContract
@@ -328,3 +357,63 @@ def test_shared_memory_for_files_grows_for_a_larger_batch_and_is_removed(
         shared.close()
         plain.close()
     assert list(Path("/dev/shm").glob(f"ckv{os.getpid()}_*")) == []
+
+
+@pytest.mark.timeout(300)
+def test_a_default_run_that_starts_its_server_serves_the_knobs_it_chose(
+    jpeg_server: dict[str, Any], tmp_path: Path
+) -> None:
+    """THE pipeline (program.run), nothing tuned by hand, no URL: the probe serves each
+    (instances, delay) pair, then each preprocessing thread count at the pair chosen,
+    from servers of its own; the run's own server serves what was chosen."""
+    from ckvision.program import run
+    from ckvision.tuning.server_knobs import choose_knobs, knob_candidates, thread_candidates
+
+    repo = Path(jpeg_server["cache"]).parent / "repo"
+    lines: list[str] = []
+    record = run(
+        {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")},
+        {
+            "backend": "triton",
+            "triton_model": jpeg_server["spec"].ensemble_name,
+            "input_format": "jpeg",
+            "scenario": "Offline",
+            "mode": "PerformanceOnly",
+            "min_duration_s": 1,
+            "progress": "off",
+        },
+        tmp_path / "out",
+        model=repo / "ckvision-triton.json",
+        dataset=jpeg_server["cache"],
+        log=lines.append,
+    )
+    tuning = record["tuning"]
+    server = tuning["server"]
+    pairs = {
+        (c["instances"], c["max_queue_delay_us"]): c["samples_per_s"] for c in server["candidates"]
+    }
+    assert set(pairs) == set(knob_candidates(2, None, None)) and min(pairs.values()) > 0
+    pair = (server["instances"], server["max_queue_delay_us"])
+    assert pair == choose_knobs(pairs)
+    threads = {
+        (c["preprocess_threads"],): c["samples_per_s"] for c in server["preprocess_candidates"]
+    }
+    assert set(threads) == set(thread_candidates(2))
+    assert (server["preprocess_threads"],) == choose_knobs(threads)
+    assert server["samples_per_s"] == threads[(server["preprocess_threads"],)]
+    chosen = tuning["chosen"]
+    assert (chosen["triton_instances"], chosen["triton_max_queue_delay_us"]) == pair
+    assert chosen["triton_preprocess_threads"] == server["preprocess_threads"]
+    # the run's own server serves what was chosen (checked against the served configs)
+    served = record["backend"]["statistics"]["served_models"]
+    assert served["preprocess"] == {
+        "instances": pair[0],
+        "max_queue_delay_us": pair[1],
+        "preprocess_threads": server["preprocess_threads"],
+    }
+    assert served["classifier"] == {"instances": pair[0], "max_queue_delay_us": pair[1]}
+    # the expectations follow what was chosen, and the check used them
+    assert tuning["expected_samples_per_s"] <= server["samples_per_s"]
+    assert tuning["validation"]["predicted_samples_per_s"] == tuning["expected_samples_per_s"]
+    assert any("preprocessing thread(s) per instance" in line for line in lines)
+    assert float(record["loadgen"]["samples_per_second"]) > 0

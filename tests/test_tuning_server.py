@@ -1,23 +1,23 @@
 """The Triton server knobs the auto-tuner chooses (:mod:`ckvision.tuning.server_knobs`):
-which pairs it tries, how it chooses, that every server it started is stopped, and (on
-a real tritonserver) that a default run which starts its own server serves the chosen
-instances and delay. The sessions of the unit tests are STAND-INS (no server), named so."""
+which values it tries, how it chooses, that every server it started is stopped. The
+sessions here are STAND-INS (no server), named so; a default run on a real tritonserver
+that chooses them is in test_triton_jpeg.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from ckvision.tuning.pipeline import NEAR_BEST
 from ckvision.tuning.server_knobs import (
     DELAYS_US,
     MAX_INSTANCES,
+    MAX_THREADS,
     ROUNDS,
     choose_knobs,
     knob_candidates,
+    thread_candidates,
     tune_server_knobs,
 )
 
@@ -30,6 +30,8 @@ def test_the_pairs_tried_and_a_given_value_kept() -> None:
     assert knob_candidates(8, 3, None) == [(3, d) for d in DELAYS_US]
     assert knob_candidates(8, None, 250) == [(i, 250) for i in range(1, MAX_INSTANCES + 1)]
     assert knob_candidates(1, 1, 0) == [(1, 0)]  # both given: nothing to choose
+    assert thread_candidates(2) == [(1,), (2,)]
+    assert thread_candidates(64) == [(t,) for t in range(1, MAX_THREADS + 1)]
 
 
 @pytest.mark.parametrize(
@@ -75,8 +77,9 @@ def test_every_server_is_up_before_timing_the_rounds_alternate_and_all_stop() ->
         return speed[session.knob]
 
     measured: dict[str, Any] = {"k1.500": 100.0}  # one pair cached: not served again
+    names = ("instances", "max_queue_delay_us")
     out = tune_server_knobs(
-        knob_candidates(2, None, None), serve, rate, lambda i, d: f"k{i}.{d}", measured, 4.0
+        names, knob_candidates(2, None, None), serve, rate, lambda i, d: f"k{i}.{d}", measured, 4.0
     )
     assert out["instances"] == 2 and out["max_queue_delay_us"] == 0
     assert out["samples_per_s"] == 180.0 and out["from_cache"] is False
@@ -91,7 +94,7 @@ def test_every_server_is_up_before_timing_the_rounds_alternate_and_all_stop() ->
     # everything cached: no server at all
     log.clear()
     again = tune_server_knobs(
-        knob_candidates(2, None, None), serve, rate, lambda i, d: f"k{i}.{d}", measured, 4.0
+        names, knob_candidates(2, None, None), serve, rate, lambda i, d: f"k{i}.{d}", measured, 4.0
     )
     assert again["from_cache"] is True and again["spread"] is None and not log
     assert (again["instances"], again["max_queue_delay_us"]) == (2, 0)
@@ -109,6 +112,7 @@ def test_a_server_that_fails_to_start_stops_the_others_and_is_raised() -> None:
 
     with pytest.raises(RuntimeError, match="while starting"):
         tune_server_knobs(
+            ("instances", "max_queue_delay_us"),
             knob_candidates(2, None, None),
             serve,
             lambda s, t: 1.0,
@@ -117,54 +121,3 @@ def test_a_server_that_fails_to_start_stops_the_others_and_is_raised() -> None:
             1.0,
         )
     assert len(sessions) == 2 and all(s.closed for s in sessions)
-
-
-@pytest.mark.timeout(240)
-def test_a_default_run_that_starts_its_server_serves_the_chosen_instances_and_delay(
-    triton_server: Any, tiny_dataset: Any, tmp_path: Path
-) -> None:
-    """THE pipeline (program.run), nothing tuned by hand, no URL: the probe serves each
-    pair from a server of its own, and the run's own server serves the pair chosen."""
-    from ckvision.program import run
-
-    cache = tmp_path / "tuning.json"
-    overrides = {
-        "backend": "triton",
-        "scenario": "Offline",
-        "mode": "PerformanceOnly",
-        "min_duration_s": 1,
-        "progress": "off",
-    }
-    lines: list[str] = []
-    record = run(
-        {"CK_TUNING_CACHE": str(cache)},
-        overrides,
-        tmp_path / "out",
-        model=triton_server.repo / "ckvision-triton.json",
-        dataset=tiny_dataset.path,
-        log=lines.append,
-    )
-    tuning = record["tuning"]
-    server = tuning["server"]
-    assert {(c["instances"], c["max_queue_delay_us"]) for c in server["candidates"]} == set(
-        knob_candidates(2, None, None)
-    )
-    assert all(c["samples_per_s"] > 0 for c in server["candidates"])
-    chosen = (server["instances"], server["max_queue_delay_us"])
-    assert chosen == choose_knobs(
-        {
-            (c["instances"], c["max_queue_delay_us"]): c["samples_per_s"]
-            for c in server["candidates"]
-        }
-    )
-    assert tuning["chosen"]["triton_instances"] == chosen[0]
-    assert tuning["chosen"]["triton_max_queue_delay_us"] == chosen[1]
-    assert record["config"]["triton_instances"] == chosen[0]
-    # the run's own server serves what was chosen (checked against the served config)
-    served = record["backend"]["statistics"]["served_models"]
-    assert served == {"classifier": {"instances": chosen[0], "max_queue_delay_us": chosen[1]}}
-    # the expectations follow the chosen pair's rate, and the check used them
-    assert tuning["expected_samples_per_s"] <= server["samples_per_s"]
-    assert tuning["validation"]["predicted_samples_per_s"] == tuning["expected_samples_per_s"]
-    assert any("instance(s) per served model" in line for line in lines)
-    assert np.isfinite(float(record["loadgen"]["samples_per_second"]))

@@ -38,6 +38,7 @@ class BackendOptions:
     triton_python: str = ""  # triton: the triton env's python ("" = python3 on PATH)
     triton_instances: int | None = None  # triton: instances per served model (None: repo's)
     triton_max_queue_delay_us: int | None = None  # triton: dynamic batching delay (None: repo's)
+    triton_preprocess_threads: int | None = None  # triton: JPEG-in engine threads (None: repo's)
 
     @classmethod
     def from_config(
@@ -61,6 +62,7 @@ class BackendOptions:
             triton_python=config.triton_python,
             triton_instances=config.triton_instances,
             triton_max_queue_delay_us=config.triton_max_queue_delay_us,
+            triton_preprocess_threads=config.triton_preprocess_threads,
         )
 
 

@@ -236,7 +236,10 @@ class TritonBackend(Backend):
                     client.close()
 
     def _knobs(self) -> Knobs:
-        return Knobs(self.options.triton_instances, self.options.triton_max_queue_delay_us)
+        opts = self.options
+        return Knobs(
+            opts.triton_instances, opts.triton_max_queue_delay_us, opts.triton_preprocess_threads
+        )
 
     def _served_knobs(
         self, client: Any, model: str, config: dict[str, Any]

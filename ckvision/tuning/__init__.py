@@ -61,7 +61,7 @@ from ckvision.tuning.probe import (
     usable_cores,
 )
 from ckvision.tuning.probe import spread as spread_of  # `spread`: a local name
-from ckvision.tuning.server_knobs import knob_candidates, tune_server_knobs
+from ckvision.tuning.server_knobs import knob_candidates, thread_candidates, tune_server_knobs
 
 __all__ = [
     "autotune",
@@ -165,6 +165,7 @@ def autotune(
                     config,
                     samples,
                     int(contract.num_classes),
+                    served,
                     open_backend,
                     changes,
                     record,
@@ -421,55 +422,85 @@ def _tune_server(
     config: RunConfig,
     samples: np.ndarray,
     classes: int,
+    preprocesses: bool,
     open_backend: Callable[[RunConfig, str], Backend],
     changes: dict[str, Any],
     record: dict[str, Any],
     measured: dict[str, Any],
     budget_s: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The served models' instances and delay left open (:mod:`ckvision.tuning.server_knobs`),
-    timed at the run's layout, joined to the choice and record so far; the run's
-    expectations follow the rate of the pair chosen."""
+    """The served models' instances and delay left open, then (``preprocesses``: a JPEG-in
+    ensemble) its preprocessing threads (:mod:`ckvision.tuning.server_knobs`), timed at the
+    run's layout, joined to the choice and record so far; the run's expectations follow
+    the rate of what was chosen."""
     layout = Layout(*(int(changes.get(f, getattr(config, f))) for f in _LAYOUT_FIELDS.values()))
-    candidates = knob_candidates(
-        usable_cores(), config.triton_instances, config.triton_max_queue_delay_us
-    )
-    if len(candidates) < 2:
+    cores = usable_cores()
+    pairs = knob_candidates(cores, config.triton_instances, config.triton_max_queue_delay_us)
+    open_threads = preprocesses and config.triton_preprocess_threads is None
+    threads = thread_candidates(cores) if open_threads else []
+    if len(pairs) < 2 and len(threads) < 2:
         return changes, record
 
-    def serve(instances: int, delay_us: int) -> Backend:
+    def serve(instances: int, delay_us: int, pre: int | None) -> Backend:
         tuned = config.with_(
             threads=layout.threads,
             triton_instances=instances,
             triton_max_queue_delay_us=delay_us,
+            triton_preprocess_threads=pre,
         )
-        return open_backend(tuned, f"i{instances}.q{delay_us}")
+        return open_backend(tuned, f"i{instances}.q{delay_us}.p{pre}")
 
     def rate(session: Backend, seconds: float) -> float:
         return measure_layout(
             session, samples, layout, seconds, output_work(session), gather=not session.gathers_rows
         ).samples_per_s
 
-    served = tune_server_knobs(
-        candidates,
-        serve,
-        rate,
-        lambda i, d: f"server.i{i}.q{d}.{_lkey(layout)}",
-        measured,
-        budget_s,
-    )
+    pre = config.triton_preprocess_threads
+    served: dict[str, Any] = {}
+    if len(pairs) > 1:
+        served = tune_server_knobs(
+            ("instances", "max_queue_delay_us"),
+            pairs,
+            lambda i, d: serve(i, d, pre),
+            rate,
+            lambda i, d: f"server.i{i}.q{d}.p{pre}.{_lkey(layout)}",
+            measured,
+            budget_s if len(threads) < 2 else budget_s * 2 / 3,
+        )
+    instances, delay = (served["instances"], served["max_queue_delay_us"]) if served else pairs[0]
+    chosen: dict[str, Any] = {"triton_instances": instances, "triton_max_queue_delay_us": delay}
+    line = f"Triton {instances} instance(s) per served model, max queue delay {delay} us"
+    if len(threads) > 1:
+        by_threads = tune_server_knobs(
+            ("preprocess_threads",),
+            threads,
+            lambda t: serve(instances, delay, t),
+            rate,
+            lambda t: f"server.i{instances}.q{delay}.p{t}.{_lkey(layout)}",
+            measured,
+            budget_s / 3 if served else budget_s,
+        )
+        chosen["triton_preprocess_threads"] = by_threads["preprocess_threads"]
+        line += f", {by_threads['preprocess_threads']} preprocessing thread(s) per instance"
+        served = {
+            **served,
+            "preprocess_threads": by_threads["preprocess_threads"],
+            "preprocess_candidates": by_threads["candidates"],
+            "samples_per_s": by_threads["samples_per_s"],
+            "from_cache": served.get("from_cache", True) and by_threads["from_cache"],
+            "spread": max(
+                (s for s in (served.get("spread"), by_threads["spread"]) if s is not None),
+                default=None,
+            ),
+        }
+    else:
+        served.setdefault("instances", instances)
+        served.setdefault("max_queue_delay_us", delay)
+    line += f" ({served['samples_per_s']:.1f} samples/s in the probe)"
     cost_key = f"harness_cost.b{layout.batch}"
     if cost_key not in measured:
         measured[cost_key] = HARNESS_COST_FACTOR * harness_cost_s(layout.batch, classes)
     expected = 1.0 / (1.0 / max(served["samples_per_s"], 1e-9) + measured[cost_key])
-    line = (
-        f"Triton {served['instances']} instance(s) per served model, max queue delay "
-        f"{served['max_queue_delay_us']} us ({served['samples_per_s']:.1f} samples/s in the probe)"
-    )
-    chosen = {
-        "triton_instances": served["instances"],
-        "triton_max_queue_delay_us": served["max_queue_delay_us"],
-    }
     if "target_qps" in changes:
         chosen["target_qps"] = _target_qps(config, expected)
     changes, record = _with_choice(changes, record, chosen, line, "server", served)
