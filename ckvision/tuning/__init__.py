@@ -16,9 +16,10 @@ under load predicts too little) drops the cached choice, so the next run probes 
 The entry records the choice, whether it came from the cache, the spread and the check.
 
 A Triton run that starts its own server: the instances and dynamic batching delay left
-open are chosen after the layout, each candidate pair served by a probe server of its own
-(:mod:`ckvision.tuning.server_knobs`); the entry's ``tuning.server`` holds what they
-measured, and the expectations follow the pair chosen.
+open are chosen after the layout, then a JPEG-in ensemble's preprocessing threads, each
+candidate served by a probe server of its own (:mod:`ckvision.tuning.server_knobs`); the
+entry's ``tuning.server`` holds what they measured, and the expectations follow the
+values chosen.
 
 JPEG input sent to a Triton JPEG-in ensemble: the probe sends the files themselves, as the
 run does. JPEG input preprocessed on this side: the probe also chooses
@@ -468,6 +469,7 @@ def _tune_server(
             budget_s if len(threads) < 2 else budget_s * 2 / 3,
         )
     instances, delay = (served["instances"], served["max_queue_delay_us"]) if served else pairs[0]
+    served = {"instances": instances, "max_queue_delay_us": delay, **served}
     chosen: dict[str, Any] = {"triton_instances": instances, "triton_max_queue_delay_us": delay}
     line = f"Triton {instances} instance(s) per served model, max queue delay {delay} us"
     if len(threads) > 1:
@@ -493,9 +495,6 @@ def _tune_server(
                 default=None,
             ),
         }
-    else:
-        served.setdefault("instances", instances)
-        served.setdefault("max_queue_delay_us", delay)
     line += f" ({served['samples_per_s']:.1f} samples/s in the probe)"
     cost_key = f"harness_cost.b{layout.batch}"
     if cost_key not in measured:
