@@ -209,6 +209,32 @@ def test_loadgen_sends_jpeg_bytes_through_the_ensemble(
         )
 
 
+def _default_run(
+    jpeg_server: dict[str, Any], tmp_path: Path, log: Any, **given: Any
+) -> dict[str, Any]:
+    """THE pipeline (``program.run``) on the ensemble, a short Offline performance run
+    with nothing tuned by hand but ``given``; returns the run's record."""
+    from ckvision.program import run
+
+    return run(
+        {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")},
+        {
+            "backend": "triton",
+            "triton_model": jpeg_server["spec"].ensemble_name,
+            "input_format": "jpeg",
+            "scenario": "Offline",
+            "mode": "PerformanceOnly",
+            "min_duration_s": 1,
+            "progress": "off",
+            **given,
+        },
+        tmp_path / "out",
+        model=Path(jpeg_server["cache"]).parent / "repo" / "ckvision-triton.json",
+        dataset=jpeg_server["cache"],
+        log=log,
+    )
+
+
 @pytest.mark.timeout(180)
 def test_a_default_auto_tuned_run_probes_the_ensemble_with_jpeg_files(
     jpeg_server: dict[str, Any], tmp_path: Path
@@ -216,26 +242,8 @@ def test_a_default_auto_tuned_run_probes_the_ensemble_with_jpeg_files(
     """THE pipeline, nothing tuned by hand: the probe sends the ensemble what the run
     sends (the files; seen: it sent pixels and the default run failed), chooses the layout,
     and forms nothing here (no preprocessing threads or prefetch to choose)."""
-    from ckvision.program import run
 
-    repo = Path(jpeg_server["cache"]).parent / "repo"
-    record = run(
-        {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")},
-        {
-            "backend": "triton",
-            "triton_urls": jpeg_server["url"],
-            "triton_model": jpeg_server["spec"].ensemble_name,
-            "input_format": "jpeg",
-            "scenario": "Offline",
-            "mode": "PerformanceOnly",
-            "min_duration_s": 1,
-            "progress": "off",
-        },
-        tmp_path / "out",
-        model=repo / "ckvision-triton.json",
-        dataset=jpeg_server["cache"],
-        log=lambda _line: None,
-    )
+    record = _default_run(jpeg_server, tmp_path, lambda _line: None, triton_urls=jpeg_server["url"])
     tuning = record["tuning"]
     assert tuning["layout"] and tuning["samples_per_s"] > 0
     assert "preprocess" not in tuning and "prefetch" not in tuning
@@ -366,27 +374,10 @@ def test_a_default_run_that_starts_its_server_serves_the_knobs_it_chose(
     """THE pipeline (program.run), nothing tuned by hand, no URL: the probe serves each
     (instances, delay) pair, then each preprocessing thread count at the pair chosen,
     from servers of its own; the run's own server serves what was chosen."""
-    from ckvision.program import run
     from ckvision.tuning.server_knobs import choose_knobs, knob_candidates, thread_candidates
 
-    repo = Path(jpeg_server["cache"]).parent / "repo"
     lines: list[str] = []
-    record = run(
-        {"CK_TUNING_CACHE": str(tmp_path / "tuning.json")},
-        {
-            "backend": "triton",
-            "triton_model": jpeg_server["spec"].ensemble_name,
-            "input_format": "jpeg",
-            "scenario": "Offline",
-            "mode": "PerformanceOnly",
-            "min_duration_s": 1,
-            "progress": "off",
-        },
-        tmp_path / "out",
-        model=repo / "ckvision-triton.json",
-        dataset=jpeg_server["cache"],
-        log=lines.append,
-    )
+    record = _default_run(jpeg_server, tmp_path, lines.append)  # no URL: it starts one
     tuning = record["tuning"]
     server = tuning["server"]
     pairs = {
