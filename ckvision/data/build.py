@@ -4,13 +4,13 @@
 (``images.npy``, ``labels.txt``, ``files.txt``, ``dataset.json``) from image files:
 
 - The images are cut into chunks of ``CHUNK`` rows; worker *processes* decode, resize and
-  crop a chunk each and write its rows straight into the memory-mapped ``images.npy``
-  (no pixels travel between processes). A worker never waits on the disk: its rows are
-  in the page cache, which outlives the process (a SIGKILLed worker's rows are still
-  there). The parent records a chunk as done (an empty marker file) only after the
-  worker returned *and* the parent's ``fdatasync`` of ``images.npy`` put its rows on
-  disk, so a marker never names rows that a power cut could lose, and the disk waits
-  fall on the idle parent, not on the cores that decode.
+  crop a chunk each and write its rows straight into ``images.npy`` (no pixels travel
+  between processes), past the page cache, from a thread of their own, while they decode
+  the next rows (:class:`ckvision.data.npy_rows.RowWriter`). The parent records a chunk
+  as done (an empty marker file) only after the worker returned *and* the parent's
+  ``fdatasync`` of ``images.npy`` flushed the file and the device's cache, so a marker
+  never names rows that a power cut could lose. The finished cache is on disk, not in
+  memory: the first run that reads it reads the disk.
 - The build happens in ``.<name>.resumable`` beside the destination, with a ``plan.json``
   naming what is built (preprocessing choice, shape, and a digest of every source file's
   name, label, size and mtime). A build killed with SIGKILL leaves that folder; the next
@@ -44,6 +44,7 @@ from ckvision.data.cache import (
     clean_stale_partials,
 )
 from ckvision.data.imagenet import throttled_progress
+from ckvision.data.npy_rows import RowWriter, create_npy
 from ckvision.data.variation import Preprocessing
 from ckvision.errors import DataError
 from ckvision.fsutil import atomic_write_json, check_free_space, replace_dir
@@ -60,16 +61,37 @@ def resumable_dir(final: Path) -> Path:
     return final.with_name(f".{final.name}.resumable")
 
 
+_WRITER: RowWriter | None = None  # this process's writer of images.npy (one build at a time)
+
+
+def _open_writer(images: str, side: int) -> None:
+    """Give this process its :class:`RowWriter` (a worker's pool initializer)."""
+    global _WRITER  # noqa: PLW0603 - one writer per worker process, for every chunk it does
+    _WRITER = RowWriter(Path(images), (side, side, 3), np.dtype(np.uint8))
+
+
+def _close_writer() -> None:
+    global _WRITER  # noqa: PLW0603
+    if _WRITER is not None:
+        _WRITER.close()
+    _WRITER = None
+
+
 def _chunk_worker(args: tuple[str, str, dict[str, Any], int, list[str]]) -> int:
     """Preprocess ``files`` into rows ``start..`` of ``images.npy`` in ``work``."""
     from ckvision.data.preprocess import rgb8_file
 
-    work, source, spec_dict, start, files = args
+    _work, source, spec_dict, start, files = args
     spec = Preprocessing.from_dict(spec_dict)
-    array = np.load(Path(work) / "images.npy", mmap_mode="r+")
-    for offset, file in enumerate(files):
-        array[start + offset] = rgb8_file(Path(source) / file, spec)
-    del array  # no flush: the parent syncs before it marks the chunk done
+    if _WRITER is None:
+        raise RuntimeError("_chunk_worker runs in a process given a writer by _open_writer")
+    todo = iter(files)
+
+    def fill(rows: np.ndarray) -> None:
+        for row, file in zip(rows, todo, strict=False):
+            row[...] = rgb8_file(Path(source) / file, spec)
+
+    _WRITER.write(start, len(files), fill)  # no fsync: the parent syncs, then marks it done
     return start
 
 
@@ -152,7 +174,7 @@ def build_rgb8_parallel(
         images = work / "images.npy"
         if not images.is_file():
             shape = (len(items), spec.side, spec.side, 3)
-            np.lib.format.open_memmap(images, mode="w+", dtype=np.uint8, shape=shape).flush()
+            create_npy(images, shape, np.dtype(np.uint8))
             atomic_write_json(work / PLAN_FILE, plan)
         report = throttled_progress(progress, "preprocessed", with_rate=True)
         jobs = [
@@ -175,10 +197,15 @@ def build_rgb8_parallel(
                 report(finished, len(items))
 
         if workers == 1:
-            for job in jobs:
-                mark(_chunk_worker(job))
+            _open_writer(str(images), spec.side)
+            try:
+                for job in jobs:
+                    mark(_chunk_worker(job))
+            finally:
+                _close_writer()
         else:
-            with get_context("spawn").Pool(workers) as pool:
+            context = get_context("spawn")
+            with context.Pool(workers, _open_writer, (str(images), spec.side)) as pool:
                 for start in pool.imap_unordered(_chunk_worker, jobs):
                     mark(start)
         _write_lines(work / "labels.txt", (str(label) for _file, label in items))
