@@ -428,9 +428,10 @@ class RunConfig:
     adaptive_batch: str = setting(
         "CK_ADAPTIVE_BATCH",
         "off",
-        "Offline: try the batch, half and twice it in the run, keep the fastest "
-        "(on when the auto-tuner chose the batch)",
-        choices=("on", "off"),
+        "Offline: try the batch, then half and twice it (half, double: only that one) in the "
+        "run, keep the fastest (set by the auto-tuner when it chose the batch: the neighbours "
+        "its probe could not tell from it)",
+        choices=("on", "off", "half", "double"),
     )
 
     def __post_init__(self) -> None:

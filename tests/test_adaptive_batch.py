@@ -17,8 +17,9 @@ from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.harness import run_benchmark
-from ckvision.harness.adaptive import BatchChooser
+from ckvision.harness.adaptive import SWITCH_MARGIN, BatchChooser
 from ckvision.models.contract import ModelContract
+from ckvision.tuning.probe import Layout, Measurement
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,6 +81,49 @@ def test_respects_the_models_max_batch_and_batch_one() -> None:
     assert BatchChooser(8, max_batch=8, phase_samples=4).candidates == [8, 4]
     only = BatchChooser(1, max_batch=1, phase_samples=4)
     assert only.candidates == [1] and only.settled
+
+
+def test_tries_only_the_neighbours_it_is_given() -> None:
+    assert BatchChooser(4, phase_samples=4, neighbours=("half",)).candidates == [4, 2]
+    assert BatchChooser(4, phase_samples=4, neighbours=("double",)).candidates == [4, 8]
+    alone = BatchChooser(4, phase_samples=4, neighbours=())
+    assert alone.candidates == [4] and alone.settled and alone.current == 4
+    assert BatchChooser(1, phase_samples=4, neighbours=("half",)).settled  # no batch 0
+
+
+@pytest.mark.parametrize(("lead", "kept"), [(1.015, 2), (1.03, 4)])
+def test_another_batch_must_lead_by_the_switch_margin(lead: float, kept: int) -> None:
+    """A lead inside a one-second phase's noise is no reason to switch (SWITCH_MARGIN)."""
+    clock = Clock()
+    chooser = BatchChooser(2, phase_samples=8, neighbours=("double",), clock=clock)
+    _phase(chooser, clock, 2 * 0.010)  # batch 2: 100 samples/s
+    _phase(chooser, clock, 4 * 0.010 / lead)  # batch 4: 100 x lead
+    assert chooser.settled and chooser.current == kept
+    assert chooser.record()["switch_margin"] == SWITCH_MARGIN == 0.02
+
+
+def _m(batch: int, rate: float, workers: int = 2, threads: int = 1) -> Measurement:
+    return Measurement(Layout(workers, threads, batch), rate)
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected"),
+    [
+        ({1: 190.0, 4: 193.0}, "on"),  # both within 5%: the probe cannot tell
+        ({1: 195.0, 4: 179.0}, "half"),  # as seen on this VM: 2.5% and 10% behind
+        ({1: 150.0, 4: 196.0}, "double"),
+        ({1: 150.0, 4: 160.0}, "off"),  # the probe told them apart: no phase is wasted
+        ({4: 150.0}, "half"),  # batch 1 not measured: the run tries it
+    ],
+)
+def test_the_auto_tuner_asks_only_for_neighbours_its_probe_could_not_tell_apart(
+    rates: dict[int, float], expected: str
+) -> None:
+    best = _m(2, 200.0)
+    others = [_m(b, r) for b, r in rates.items()]
+    # a neighbour batch at another split of the cores is another layout: it does not count
+    results = [best, *others, _m(1, 199.0, workers=1, threads=2)]
+    assert tuning._neighbours_to_try(best, results) == expected
 
 
 def test_an_offline_run_settles_its_batch_and_records_it(

@@ -2,11 +2,15 @@
 
 A probe before the run measures a few seconds of a machine that may change by the time
 the run starts (seen on a shared VM: the probe's batch cost 10% against the best). With
-``CK_ADAPTIVE_BATCH=on`` (the auto-tuner turns it on when it chose the batch) an Offline
-performance run tries the tuned batch, then half and twice it, each for a phase of
-completed samples, and keeps the batch whose phase completed the most samples per second
-for the rest of the run. The phases are short against an Offline run (a second each at
-the expected rate); the entry records what was tried and what it settled on.
+``CK_ADAPTIVE_BATCH=on`` an Offline performance run tries the tuned batch, then half and
+twice it (``half`` or ``double``: only that one), each for a phase of completed samples,
+and keeps for the rest of the run the batch whose phase completed the most samples per
+second, by more than :data:`SWITCH_MARGIN` over the tuned batch's phase (a phase is
+about a second: a smaller lead is its noise, and a switch it decides costs the run
+what the lead was not). The entry records what was tried and what it settled on.
+
+Every phase on a slower batch costs the run its deficit: the auto-tuner only asks for
+the neighbours its probe could not tell from the tuned batch (:mod:`ckvision.tuning`).
 
 The rate of a phase is the samples completed at that batch size after the phase's first
 completion, over the time since it: batches of the previous size still in flight when
@@ -20,10 +24,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BatchChooser", "PHASE_S", "MAX_ADAPTIVE_BATCH"]
+__all__ = ["BatchChooser", "PHASE_S", "MAX_ADAPTIVE_BATCH", "SWITCH_MARGIN", "NEIGHBOURS"]
 
 PHASE_S = 1.0  # each candidate's phase lasts about this long at the expected rate
 MAX_ADAPTIVE_BATCH = 64
+SWITCH_MARGIN = 0.02  # another batch replaces the tuned one only when this much faster
+# CK_ADAPTIVE_BATCH value -> which neighbours of the tuned batch are tried
+NEIGHBOURS = {"on": ("half", "double"), "half": ("half",), "double": ("double",), "off": ()}
 
 
 class BatchChooser:
@@ -35,10 +42,12 @@ class BatchChooser:
         *,
         max_batch: int = 0,
         phase_samples: int,
+        neighbours: tuple[str, ...] = NEIGHBOURS["on"],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         limit = min(max_batch, MAX_ADAPTIVE_BATCH) if max_batch > 0 else MAX_ADAPTIVE_BATCH
-        others = [b for b in (max(1, start // 2), start * 2) if b != start and b <= limit]
+        sizes = {"half": max(1, start // 2), "double": start * 2}
+        others = [sizes[n] for n in neighbours if sizes[n] != start and sizes[n] <= limit]
         self.candidates = [start, *others]
         self.current = start
         self.phase_samples = max(1, phase_samples)
@@ -74,10 +83,16 @@ class BatchChooser:
             if untried:
                 self.current = untried[0]
             else:
-                self.current = max(self.rates, key=lambda b: self.rates[b])
+                self.current = self._winner()
                 self.settled = True
                 self._settled_at = self._total
             self._phase_start, self._phase_done = None, 0
+
+    def _winner(self) -> int:
+        """The fastest batch, if it beat the tuned one by more than the margin."""
+        start = self.candidates[0]
+        fastest = max(self.rates, key=lambda b: self.rates[b])
+        return fastest if self.rates[fastest] > self.rates[start] * (1 + SWITCH_MARGIN) else start
 
     def record(self) -> dict[str, Any]:
         """What the entry keeps: the candidates' rates and the batch the run settled on."""
@@ -88,4 +103,5 @@ class BatchChooser:
             "batch": self.current,
             "settled_after_samples": self._settled_at,
             "phase_samples": self.phase_samples,
+            "switch_margin": SWITCH_MARGIN,
         }

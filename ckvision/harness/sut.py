@@ -43,7 +43,7 @@ import numpy as np
 
 from ckvision.backends.base import Backend
 from ckvision.config import Mode, RunConfig, Scenario
-from ckvision.harness.adaptive import PHASE_S, BatchChooser
+from ckvision.harness.adaptive import NEIGHBOURS, PHASE_S, BatchChooser
 from ckvision.harness.ledger import Ledger
 from ckvision.harness.outputs import TOP_K, OutputContractError, check_values, top1, top_k
 from ckvision.harness.qsl import SampleLibrary
@@ -193,8 +193,9 @@ class SUT:
                     4 * config.batch_size * config.workers,
                     int((config.target_qps or 0.0) / 1.3 * PHASE_S),
                 ),
+                neighbours=NEIGHBOURS[config.adaptive_batch],
             )
-            if config.adaptive_batch == "on"
+            if config.adaptive_batch != "off"
             and config.scenario is Scenario.OFFLINE
             and config.mode is Mode.PERFORMANCE
             else None

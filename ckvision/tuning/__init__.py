@@ -86,6 +86,9 @@ LATENCY_FACTOR = 0.5  # expected latency under the probe: LoadGen generates enou
 # Our per-sample work only (LoadGen's comes on top): the estimate errs high, so an
 # Offline run lasts at least its minimum duration (too low a QPS ends it INVALID).
 HARNESS_COST_FACTOR = 1.0
+# a neighbouring batch (half, twice) the probe put more than this behind the chosen one
+# is not tried again inside the run (CK_ADAPTIVE_BATCH)
+NEIGHBOUR_MARGIN = 0.05
 SPREAD_LIMIT = 0.10  # (max - min) / median of a finalist's rounds above this: not cached
 MISS_LIMIT = 0.10  # |achieved / predicted - 1| above this: the cached choice is dropped
 _LAYOUT_FIELDS = {"workers": "workers", "threads": "threads", "batch": "batch_size"}
@@ -247,6 +250,23 @@ def autotune(
     return tuned, record
 
 
+def _neighbours_to_try(best: Measurement, results: list[Measurement]) -> str:
+    """The ``CK_ADAPTIVE_BATCH`` value for a run at ``best``'s layout: which neighbouring
+    batches (half, twice, same workers and threads) the run tries, those the probe did not
+    measure or measured within :data:`NEIGHBOUR_MARGIN` of ``best``."""
+    rates = {m.layout: m.samples_per_s for m in results}
+    lay = best.layout
+    near = [
+        name
+        for name, batch in (("half", lay.batch // 2), ("double", lay.batch * 2))
+        if batch >= 1
+        and batch != lay.batch
+        and rates.get(Layout(lay.workers, lay.threads, batch), best.samples_per_s)
+        >= best.samples_per_s * (1 - NEIGHBOUR_MARGIN)
+    ]
+    return {0: "off", 2: "on"}.get(len(near)) or near[0]
+
+
 def _tune_layout(
     config: RunConfig,
     explicit: set[str],
@@ -312,7 +332,9 @@ def _tune_layout(
         and config.scenario is Scenario.OFFLINE
         and config.mode is Mode.PERFORMANCE
     ):
-        changes["adaptive_batch"] = "on"  # the run checks the probe's batch against its own
+        # the run checks the probe's batch against the neighbours the probe could not tell
+        # from it (a phase on a clearly slower batch only costs the run its deficit)
+        changes["adaptive_batch"] = _neighbours_to_try(best, results)
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         changes["target_qps"] = _target_qps(config, expected)
