@@ -15,7 +15,9 @@ batches, the way a loop over a dataset does; ours gets LoadGen's sample order). 
 VM's speed drifts by tens of percent within minutes, so (b)-(d) are measured in rounds,
 raw and ours in turns (the order reversed every other round); an Offline round brackets
 ours between two raw runs and takes their mean as its raw figure; (b) is the worst round's
-ratio, the others the median of the rounds' ratios. Run it on a quiet machine all the same:
+ratio, the others the median of the rounds' ratios; (b'') is how far the two raw runs of a
+round disagreed at worst (1 - |a - b| / mean): the machine's own noise, against which (b)'s
+margin must be read. Run it on a quiet machine all the same:
 
     python benchmarks/side_by_side.py --model build/efficientnet-lite0.onnx --seconds 10
 """
@@ -117,20 +119,21 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     def raw_best() -> Figure:
         return (_raw(args.model, contract, images, best, args.seconds), "", nan)
 
-    offline = [  # per round: raw best, ours default, ours with raw's layout forced
-        _bracketed(
-            _in_turns(
-                n,
-                [
-                    raw_best,
-                    lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, None),
-                    lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, (best, raw[best])),
-                    raw_best,
-                ],
-            )
+    measured = [  # per round: raw best, ours default, ours with raw's layout forced, raw
+        _in_turns(
+            n,
+            [
+                raw_best,
+                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, None),
+                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, (best, raw[best])),
+                raw_best,
+            ],
         )
         for n in range(args.rounds)
     ]
+    offline = [_bracketed(row) for row in measured]
+    # how far the machine moved within a round: its two raw runs, same code, same layout
+    drift = [abs(row[0][0] - row[3][0]) / ((row[0][0] + row[3][0]) / 2) for row in measured]
     latency = [  # per round: raw p90, ours p90 (and its own backend calls' p90)
         _in_turns(
             n,
@@ -149,9 +152,12 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     for n, row in enumerate(offline, 1):
         print(f"  ours default Offline, round {n}: {row[1][1]}")
     for n, (raw_rate, default, forced) in enumerate(offline, 1):
+        ends = measured[n - 1]
         print(
-            f"  Offline round {n}: raw best ({best.describe()}) {raw_rate[0]:.1f}, "
-            f"ours default {default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s"
+            f"  Offline round {n}: raw best ({best.describe()}) {raw_rate[0]:.1f} "
+            f"(its two runs {ends[0][0]:.1f} / {ends[3][0]:.1f}: the machine moved "
+            f"{drift[n - 1]:.1%}), ours default {default[0]:.1f}, ours with raw's layout "
+            f"{forced[0]:.1f} samples/s"
         )
     for n, (raw_p90, ours) in enumerate(latency, 1):
         print(
@@ -170,6 +176,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         ("(b) ours default Offline / raw, worst round", worst_default, TARGET_DEFAULT, True),
         ("(b) same, median of the rounds", median(offline, 1, 0), 0.0, True),
         ("(c) ours forced layout / raw best", median(offline, 2, 0), 0.0, True),
+        ("(b'') raw vs raw within a round, worst", 1 - max(drift), 0.0, True),
         ("(d) ours SingleStream p90 / raw p90", median(latency, 1, 0), TARGET_P90, False),
         ("(d') same, against its own backend calls", median(latency, 1, 1, True), 0.0, True),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
