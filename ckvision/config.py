@@ -327,6 +327,21 @@ class RunConfig:
     device: str = setting(
         "CK_DEVICE", "cpu", "pytorch backend device: cpu, cuda", choices=("cpu", "cuda")
     )
+    cuda_graphs: str = setting(
+        "CK_CUDA_GRAPHS",
+        "on",
+        "pytorch on CUDA and tensorrt: one captured CUDA graph per batch size (on), or every "
+        "call launched op by op (off)",
+        choices=("on", "off"),
+    )
+    cuda_streams: int = setting(
+        "CK_CUDA_STREAMS",
+        0,
+        "pytorch on CUDA: GPU streams the workers share; 0 = one per worker (batches "
+        "overlap on the GPU), N = N shared (batches run back to back, the workers' host "
+        "work overlaps)",
+        minimum=0,
+    )
     verbose: int = setting("CK_VERBOSE", 0, "0 (quiet) .. 3 (debug)", minimum=0, maximum=3)
     triton_urls: str = setting(
         "CK_TRITON_URLS",

@@ -27,13 +27,16 @@ class FakeGpuRunner:
 
     made: list[FakeGpuRunner] = []
 
-    def __init__(self, torch: Any, model: Any, spec: RunnerSpec, size: int) -> None:
+    def __init__(
+        self, torch: Any, model: Any, spec: RunnerSpec, size: int, stream: Any = None
+    ) -> None:
         self.size = size
+        self.stream = stream  # None: a stream of its own
         self.host_in_np = np.zeros((size, *spec.sample_shape), np.float32)
         self.busy = threading.Lock()
         self.overlaps = 0
         self.copies = 0
-        self.stats = np.zeros(4)
+        self.stats = np.zeros(5)
         FakeGpuRunner.made.append(self)
 
     def run_rows(self, source: np.ndarray, rows: Any) -> np.ndarray:
@@ -55,7 +58,7 @@ class FakeGpuRunner:
             n = len(batch)
             self.host_in_np[:n] = batch
             time.sleep(0.001)
-            self.stats += (1, 0, 0, 0)
+            self.stats += (1, 0, 0, 0, 0)
             return self.host_in_np[:n].reshape(n, -1).sum(axis=1, keepdims=True)
         finally:
             self.busy.release()
@@ -70,6 +73,9 @@ class _FakeTorch:
     class cuda:  # noqa: N801 - mirrors torch.cuda
         @staticmethod
         def synchronize() -> None:
+            pass
+
+        class Stream:  # noqa: D106 - a fake stream: only its identity matters here
             pass
 
     class _Tensor:
@@ -98,6 +104,15 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> RunnerPool:
     return RunnerPool(_FakeTorch(), model=None, spec=spec)
 
 
+def _at_once(work: Any, count: int) -> None:
+    """``work(0) .. work(count - 1)`` on threads of their own at once; back when all end."""
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _batch(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, *SHAPE)).astype(np.float32)
 
@@ -113,16 +128,35 @@ def test_threads_never_share_a_runner_and_results_match(pool: RunnerPool) -> Non
             if not np.allclose(got[:, 0], batch.reshape(8, -1).sum(axis=1), atol=1e-4):
                 errors.append(f"thread {seed} batch {i}: wrong logits")
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _at_once(work, 4)
     assert not errors
     assert len(FakeGpuRunner.made) == 2  # per_size: the other threads waited for a free one
     assert sum(r.overlaps for r in FakeGpuRunner.made) == 0
     assert pool.take_stats()["batches"] == 80
     assert pool.take_stats()["batches"] == 0  # taken means reset
+
+
+@pytest.mark.parametrize(("shared", "distinct"), [(0, 0), (1, 1), (2, 2)])
+def test_runners_share_the_pools_streams_when_asked(
+    monkeypatch: pytest.MonkeyPatch, shared: int, distinct: int
+) -> None:
+    """CK_CUDA_STREAMS=N: the runners of every size run on the pool's N streams, in turn
+    (back to back on one with N=1); 0: each runner on a stream of its own (None here)."""
+    FakeGpuRunner.made = []
+    monkeypatch.setattr(torch_cuda, "CudaRunner", FakeGpuRunner)
+    spec = RunnerSpec(SHAPE, None, False, True, per_size=4, shared_streams=shared)
+    pool = RunnerPool(_FakeTorch(), model=None, spec=spec)
+    pool.prepare(8, _batch(8, 0), iterations=1)
+    pool.prepare(2, _batch(2, 0), iterations=1)
+    streams = [r.stream for r in FakeGpuRunner.made]
+    assert len(streams) == 8
+    if shared:
+        assert len({id(s) for s in streams}) == distinct
+        assert all(isinstance(s, _FakeTorch.cuda.Stream) for s in streams)
+        assert (streams[1] is streams[0]) is (shared == 1)  # in turn over the N streams
+        assert streams[2] is streams[0]
+    else:
+        assert streams == [None] * 8
 
 
 def test_short_batch_is_padded_to_a_prepared_size(pool: RunnerPool) -> None:
@@ -175,6 +209,15 @@ def test_gather_rows_into_an_inference_tensor_with_real_torch() -> None:
     assert got.data_ptr() == out.data_ptr()  # into the buffer given, no new allocation
 
 
+def test_memory_the_gpu_cannot_map_is_gathered_on_the_host() -> None:
+    """Plain (not page-locked) or non-float32 host memory gets no GPU view: the runner
+    falls back to the host gather instead of handing the GPU an address it cannot read."""
+    torch = pytest.importorskip("torch")
+    assert torch_cuda.device_view(torch, torch.zeros((4, *SHAPE))) is None
+    assert torch_cuda.device_view(torch, torch.zeros((4, *SHAPE), dtype=torch.float16)) is None
+    assert torch_cuda.device_view(torch, torch.zeros((4, 8))[:, ::2]) is None
+
+
 def test_consecutive_runs() -> None:
     assert torch_cuda.consecutive_runs([]) == []
     assert torch_cuda.consecutive_runs([4]) == [(0, 4, 1)]
@@ -188,9 +231,15 @@ def test_consecutive_runs() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("precision", "graphs"), [("fp32", False), ("fp16", True)])
-def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool) -> None:
-    """On a GPU: padded, shared-pool and page-locked row batches give the CPU model's logits."""
+@pytest.mark.parametrize(
+    ("precision", "graphs", "shared"), [("fp32", False, 0), ("fp16", True, 0), ("fp32", True, 1)]
+)
+def test_real_cuda_runners_match_cpu(
+    tmp_path: Any, precision: str, graphs: bool, shared: int
+) -> None:
+    """On a GPU: padded, shared-pool and page-locked row batches give the CPU model's
+    logits, with each runner on its own stream or all on one shared stream (graphs
+    captured on the runner's own stream, replayed on the shared one)."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU and a CUDA build of torch")
@@ -213,7 +262,9 @@ def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool
     with torch.inference_mode():
         want = model(torch.from_numpy(batch)).numpy()
     tol = 2e-2 if precision == "fp16" else 1e-4
-    options = BackendOptions(device="cuda", precision=precision, cuda_graphs=graphs, streams=2)
+    options = BackendOptions(
+        device="cuda", precision=precision, cuda_graphs=graphs, streams=2, shared_streams=shared
+    )
     with create_backend("pytorch", script, contract, options) as backend:
         backend.warmup(batch)
         np.testing.assert_allclose(backend.predict(batch), want, rtol=tol, atol=tol)
@@ -223,4 +274,20 @@ def test_real_cuda_runners_match_cpu(tmp_path: Any, precision: str, graphs: bool
         rows = np.array([6, 7, 2, 0, 1])
         np.testing.assert_allclose(backend.predict_rows(ram, rows), want[rows], rtol=tol, atol=tol)
         np.testing.assert_allclose(backend.predict(ram[4:5]), want[4:5], rtol=tol, atol=tol)
-        assert backend.cuda_stats()["batches"] >= 3
+        wrong: list[str] = []
+
+        def work(seed: int) -> None:  # workers at once: their runners share the streams
+            rng = np.random.default_rng(seed)
+            for _ in range(10):
+                picked = rng.integers(0, len(batch), 4)
+                got = backend.predict_rows(ram, picked)
+                if not np.allclose(got, want[picked], rtol=tol, atol=tol):
+                    wrong.append(f"worker {seed}: rows {picked.tolist()}")
+
+        _at_once(work, 3)
+        assert not wrong
+        stats = backend.cuda_stats()
+        assert stats["batches"] >= 3
+        # the row batch was gathered by the GPU from the page-locked samples (mapped), not
+        # on the host: the path that reads them over the bus is the one checked above
+        assert stats["gpu_gathered"] >= 1

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TinyRun
 
@@ -54,6 +55,66 @@ def test_candidates_split_the_cores_and_respect_max_batch() -> None:
     assert {(lay.workers, lay.threads) for lay in layouts} == {(1, 4), (2, 2), (4, 1)}
     assert {lay.batch for lay in layouts} == {1, 2, 4}
     assert all(lay.batch == 1 for lay in candidate_layouts(2, max_batch=1))
+
+
+def test_an_accelerator_gets_runners_and_large_batches() -> None:
+    """A GPU's throughput keeps rising far past a CPU's batches (EfficientNet-Lite0 on an
+    H200: about 10x from batch 16 to 256) and its workers are runners on streams of their
+    own: a grid of core splits up to batch 16 left a default GPU run at a fraction of the
+    raw loop's best."""
+    from ckvision.tuning.probe import ACCEL_BATCHES, ACCEL_WORKERS
+
+    layouts = candidate_layouts(16, accelerator=True)
+    assert {lay.workers for lay in layouts} == set(ACCEL_WORKERS)
+    assert {lay.threads for lay in layouts} == {16}  # every runner gathers on all cores
+    assert {lay.batch for lay in layouts} == set(ACCEL_BATCHES)
+    assert max(ACCEL_BATCHES) >= 256
+    assert all(lay.streams == 0 for lay in layouts)  # sharing only where the backend can
+    small = candidate_layouts(16, max_batch=64, accelerator=True)
+    assert {lay.batch for lay in small} == {b for b in ACCEL_BATCHES if b <= 64}
+    assert max(lay.batch for lay in candidate_layouts(16)) == 16  # a CPU's grid as before
+    # a backend whose runners can share a stream: each worker count above one also on one
+    # shared stream (concurrent fp32 batches slowed each other down on an H200)
+    shared = candidate_layouts(16, accelerator=True, stream_sharing=True)
+    assert {(lay.workers, lay.streams) for lay in shared} == {(w, 0) for w in ACCEL_WORKERS} | {
+        (w, 1) for w in ACCEL_WORKERS if w > 1
+    }
+    assert all(lay.streams == 0 for lay in candidate_layouts(16, stream_sharing=True))
+
+
+def test_the_probe_opens_runners_for_its_largest_layout(
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    cache_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each probe backend gets a runner (CUDA stream, TensorRT context) for every worker
+    any layout has (the run gets one per worker): with the run's single runner, a
+    4-worker layout queued on it and lost the probe."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning.probe import ACCEL_WORKERS
+
+    opened: list[BackendOptions] = []
+
+    def create(name: str, model: Path, contract: ModelContract, options: BackendOptions):
+        opened.append(options)
+        return create_backend(name, model, contract, options)
+
+    monkeypatch.setattr(tuning, "create_backend", create)
+    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
+    _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
+    assert opened and all(o.streams >= max(ACCEL_WORKERS) for o in opened)
+
+
+@pytest.mark.parametrize(("value", "graphs"), [("on", True), ("off", False), ("", True)])
+def test_gpu_settings_reach_the_backend(value: str, graphs: bool) -> None:
+    """CK_CUDA_GRAPHS and the workers (one CUDA runner / TensorRT context each) come from
+    the one settings table; before, a run could not ask for graphs and got 2 runners."""
+    env = {"CK_LOADGEN_WORKERS": "3", "CK_CUDA_GRAPHS": value} if value else {}
+    options = BackendOptions.from_config(RunConfig.from_env(env, {}))
+    assert options.cuda_graphs is graphs
+    assert options.streams == (3 if value else 1)
 
 
 def test_offline_default_is_probed_cached_and_recorded(
@@ -193,8 +254,10 @@ def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch)
         name = "fake"
         gathers_rows = False
 
-        class capabilities:  # noqa: N801 - the attribute the probe reads
+        class capabilities:  # noqa: N801 - the attributes the probe reads
             max_batch = 0
+            accelerator = False
+            stream_sharing = False
 
         class contract:  # noqa: N801
             num_classes = 10
@@ -204,7 +267,7 @@ def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch)
         tuning, "candidate_layouts", lambda *_a, **_k: [lucky, steady, Layout(2, 1, 8)]
     )
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
-    changes, record = tuning._tune_layout(config, set(), None, lambda _t: Fake(), {}, 0.01)
+    changes, record = tuning._tune_layout(config, set(), None, lambda *_a: Fake(), {}, 0.01)
     assert (changes["workers"], changes["threads"], changes["batch_size"]) == (2, 1, 1)
     finals = seen[3:]
     assert finals == [lucky, steady] * tuning.FINAL_ROUNDS  # in turns, A B A B A B
@@ -293,6 +356,8 @@ def test_the_probe_gathers_batches_as_the_sut_does() -> None:
     lock = threading.Lock()
 
     class Recorder:
+        gathers_rows = False
+
         def predict(self, batch: np.ndarray) -> np.ndarray:
             with lock:
                 seen.append((batch[:, 0, 0, 0].astype(int), np.shares_memory(batch, samples)))
@@ -306,3 +371,100 @@ def test_the_probe_gathers_batches_as_the_sut_does() -> None:
     assert len(set(rows.tolist())) > 16
     # copies into a buffer per worker (random rows are all but never consecutive)
     assert not any(view for _r, view in seen)
+
+
+def test_the_probe_hands_rows_to_a_backend_that_gathers_them() -> None:
+    """A backend that takes rows itself (the pytorch backend on CUDA: the GPU gathers them
+    from page-locked memory) gets from the probe what it gets from our SUT: its own host
+    memory holding the samples, and random rows. A probe that handed it consecutive
+    slices of plain memory measured another path (a host copy per batch), and predicted
+    a third more than the run it chose achieved (seen on an H200)."""
+    import threading
+
+    import numpy as np
+
+    from ckvision.tuning.probe import Layout, measure_layout
+
+    samples = np.arange(64, dtype=np.float32).reshape(64, 1, 1, 1)
+    handed: list[np.ndarray] = []
+    seen: list[tuple[np.ndarray, bool]] = []
+    lock = threading.Lock()
+
+    class Gatherer:
+        gathers_rows = True
+
+        def host_memory(self, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+            handed.append(np.zeros(shape, dtype))  # type: ignore[call-overload]
+            return handed[-1]
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            raise AssertionError("the SUT hands this backend rows, not batches")
+
+        def predict_rows(self, source: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            with lock:
+                seen.append((np.asarray(rows), source is handed[0]))
+            return source[rows]
+
+    outputs: list[np.ndarray] = []
+    measure_layout(Gatherer(), samples, Layout(2, 1, 4), 0.05, outputs.append, gather=True)  # type: ignore[arg-type]
+    assert len(handed) == 1 and np.array_equal(handed[0], samples)  # the samples, in its memory
+    assert seen and all(mine and len(rows) == 4 for rows, mine in seen)
+    rows = np.concatenate([r for r, _m in seen])
+    assert len(set(rows.tolist())) > 16  # random rows, as LoadGen's order
+    assert len(outputs) == len(seen) - 2  # every timed call's output had the SUT's work
+
+
+def test_a_shared_stream_layout_is_probed_on_its_own_backend_and_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a backend whose runners can share a GPU stream, the probe measures the shared
+    layouts on a backend opened with one shared stream (not the per-worker one), warms
+    each layout's runners up before timing it, and a shared winner sets CK_CUDA_STREAMS."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning.probe import Layout, Measurement
+
+    opened: dict[tuple[int, int], object] = {}
+    warmed: list[tuple[int, int]] = []
+    timed: list[tuple[Layout, object]] = []
+
+    class Fake:
+        name = "fake"
+        gathers_rows = True
+
+        class capabilities:  # noqa: N801
+            max_batch = 0
+            accelerator = True
+            stream_sharing = True
+
+        class contract:  # noqa: N801
+            num_classes = 10
+
+        def __init__(self, key: tuple[int, int]) -> None:
+            self.key = key
+
+        def warmup(self, batch: object, iterations: int = 3) -> None:
+            warmed.append(self.key)
+
+    def backend(threads: int, streams: int = 0) -> Fake:
+        return opened.setdefault((threads, streams), Fake((threads, streams)))  # type: ignore[return-value]
+
+    def measure(runner: Fake, _s: object, lay: Layout, *_a: object, **_k: object) -> Measurement:
+        timed.append((lay, runner))
+        rate = lay.batch * lay.workers * (3.0 if lay.streams else 1.0)  # shared wins
+        return Measurement(lay, rate)
+
+    monkeypatch.setattr(tuning, "measure_layout", measure)
+    monkeypatch.setattr(tuning, "harness_cost_s", lambda *_a: 0.0)
+    samples = np.zeros((4, 1, 1, 1), np.float32)
+    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, device="cuda")
+    changes, record = tuning._tune_layout(config, set(), samples, backend, {}, 0.01)
+    assert changes["cuda_streams"] == 1 and changes["workers"] == 4
+    assert "shared GPU stream" in record["layout"]
+    assert all(runner.key[1] == lay.streams for lay, runner in timed)  # type: ignore[attr-defined]
+    assert {k[1] for k in opened} == {0, 1}
+    assert len(warmed) == len(timed)  # every measurement's runners made before its timing
+    # the user's CK_CUDA_STREAMS wins and limits the search
+    changes, _r = tuning._tune_layout(
+        config.with_(cuda_streams=0), {"cuda_streams"}, samples, backend, {}, 0.01
+    )
+    assert "cuda_streams" not in changes

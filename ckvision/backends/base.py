@@ -29,6 +29,8 @@ class BackendOptions:
     compile: bool = False  # pytorch: torch.compile
     cuda_graphs: bool = False  # tensorrt / pytorch
     streams: int = 2  # tensorrt: execution contexts; pytorch on CUDA: runners per batch size
+    # (a run gives one per harness worker: BackendOptions.from_config)
+    shared_streams: int = 0  # pytorch on CUDA: 0 = a stream per runner, N = N shared ones
     run_dir: Path | None = None  # where a backend keeps its logs of the run (triton)
     triton_urls: tuple[str, ...] = ()  # triton: servers to use; () = start one
     triton_protocol: str = "http"  # triton: http | grpc
@@ -52,6 +54,9 @@ class BackendOptions:
             execution_provider=config.execution_provider,
             precision=config.precision,
             device=config.device,
+            cuda_graphs=config.cuda_graphs == "on",
+            streams=config.workers,  # one runner / execution context per harness worker
+            shared_streams=config.cuda_streams,
             cache_dir=None if model_path is None else Path(model_path).parent / "ort-trt-cache",
             run_dir=run_dir,
             triton_urls=tuple(u.strip() for u in config.triton_urls.split(",") if u.strip()),
@@ -72,6 +77,12 @@ class Capabilities:
     max_batch: int  # 0 = no limit
     layouts: tuple[str, ...] = ("NCHW",)
     dtypes: tuple[str, ...] = ("float32",)
+    # computes off the host's cores (a GPU): its layouts are runners x batch, not a split of
+    # the cores, and its batches go as large as the device wants (the auto-tuner's grid)
+    accelerator: bool = False
+    # its workers' runners may share GPU streams (BackendOptions.shared_streams): the
+    # auto-tuner tries one shared stream beside one stream per worker
+    stream_sharing: bool = False
 
 
 class Backend(abc.ABC):

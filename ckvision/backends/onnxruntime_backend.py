@@ -208,4 +208,8 @@ class OnnxRuntimeBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
         device = "cpu" if self.options.execution_provider == "cpu" else "cuda:0"
-        return Capabilities(device=device, max_batch=self._fixed_batch or self.contract.max_batch)
+        return Capabilities(
+            device=device,
+            max_batch=self._fixed_batch or self.contract.max_batch,
+            accelerator=device != "cpu",
+        )

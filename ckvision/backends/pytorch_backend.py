@@ -6,8 +6,9 @@ with its real weights, through :func:`ckvision.models.efficientnet.load_efficien
 or a builder added with :func:`register_torch_model`).
 Options: ``device`` cpu|cuda, ``precision`` fp32|fp16 (fp16 on CUDA only), ``threads``,
 ``compile`` (torch.compile), ``cuda_graphs`` (one captured graph per batch size; CUDA
-only) and ``streams`` (CUDA: runners per batch size that may work at once, one per
-harness worker).
+only), ``streams`` (CUDA: runners per batch size that may work at once, one per
+harness worker) and ``shared_streams`` (CUDA: 0 = each runner on a stream of its own,
+N = all on N shared streams).
 
 On CUDA every batch goes through a :class:`~ckvision.backends.torch_cuda.CudaRunner`:
 the harness's samples in page-locked memory (:meth:`PyTorchBackend.host_memory`),
@@ -142,6 +143,7 @@ class PyTorchBackend(Backend):
             channels_last=self.contract.layout == "NCHW",
             graphs=self.options.cuda_graphs,
             per_size=self.options.streams,
+            shared_streams=self.options.shared_streams,
         )
 
     def warmup(self, batch: np.ndarray, iterations: int = 3) -> None:
@@ -220,4 +222,10 @@ class PyTorchBackend(Backend):
         device = self.options.device
         if device == "cuda" and self._torch is not None:
             device = f"cuda:0 ({self._torch.cuda.get_device_name(0)})"
-        return Capabilities(device=device, max_batch=0, layouts=(self.contract.layout,))
+        return Capabilities(
+            device=device,
+            max_batch=0,
+            layouts=(self.contract.layout,),
+            accelerator=self.options.device == "cuda",
+            stream_sharing=self.options.device == "cuda",
+        )

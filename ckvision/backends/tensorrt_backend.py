@@ -226,5 +226,8 @@ class TensorRTBackend(Backend):
     def capabilities(self) -> Capabilities:
         meta = self._metadata()
         return Capabilities(
-            device=self._gpu or meta.gpu_name, max_batch=meta.max_batch, dtypes=("float32",)
+            device=self._gpu or meta.gpu_name,
+            max_batch=meta.max_batch,
+            dtypes=("float32",),
+            accelerator=True,
         )

@@ -3,10 +3,14 @@
 A :class:`CudaRunner` serves one batch size on its own stream:
 
 * samples in page-locked host memory (the harness's RAM copy of the dataset is allocated
-  by :meth:`RunnerPool.host_memory`) are gathered into the runner's pinned input by one
-  multi-threaded ``index_select`` (consecutive rows, e.g. a SingleStream sample, go
-  straight to the GPU with no host copy); any other batch is copied into the pinned
-  input by numpy; then one asynchronous copy (``non_blocking``) to the GPU;
+  by :meth:`RunnerPool.host_memory`) are gathered by the GPU itself: one ``index_select``
+  on the runner's stream reads the batch's rows straight from that memory (mapped into
+  the GPU's address space: :func:`device_view`) into the GPU input, with no host copy
+  (an H200 host: 50 GB/s, against 7-14 GB/s for a host gather and its copy); where
+  the memory cannot be mapped, one multi-threaded host ``index_select`` into the
+  runner's pinned input and one asynchronous copy. Consecutive rows (a SingleStream
+  sample) go straight to the GPU; any other batch is copied into the pinned input by
+  numpy, then one asynchronous copy (``non_blocking``) to the GPU;
 * the cast to fp16 and to channels-last happens on the GPU, inside the forward pass
   (and inside the CUDA graph when there is one), so no extra host pass is made;
 * the logits come back as float32 into a pinned host buffer, and the stream is
@@ -14,7 +18,11 @@ A :class:`CudaRunner` serves one batch size on its own stream:
 
 A :class:`RunnerPool` hands runners to the harness's worker threads: up to ``per_size``
 runners per batch size work at once, each call takes a free one, so copies of one
-batch overlap the compute of another. A batch smaller than a size already made is padded
+batch overlap the compute of another (each runner on its own stream), or, with
+``shared_streams``, the host work of one batch (its response, the next batch's enqueue)
+overlaps the GPU work of another, which runs back to back with it on a stream they share
+(concurrent kernels of fp32 EfficientNet-Lite0 at batch 256 slowed each other down on an
+H200: 4 streams 0.82x a serial loop). A batch smaller than a size already made is padded
 to it (the padding rows are computed and dropped), so a short last batch never captures
 a graph or benchmarks cuDNN kernels for a new shape in the middle of a test. torch is
 passed in, never imported here, so importing this module needs no torch.
@@ -33,7 +41,14 @@ import numpy as np
 
 from ckvision.errors import BackendError
 
-__all__ = ["RunnerSpec", "CudaRunner", "RunnerPool", "consecutive_runs", "gather_rows"]
+__all__ = [
+    "RunnerSpec",
+    "CudaRunner",
+    "RunnerPool",
+    "consecutive_runs",
+    "gather_rows",
+    "device_view",
+]
 
 
 @dataclass(frozen=True)
@@ -43,21 +58,36 @@ class RunnerSpec:
     channels_last: bool
     graphs: bool
     per_size: int = 1  # runners of one batch size that may work at once
+    # GPU streams the runners run their batches on: 0 = each its own (one batch's copies
+    # and kernels overlap another's), N = the pool's N, shared (batches run back to back,
+    # as a serial loop runs them, while the workers' host work overlaps)
+    shared_streams: int = 0
 
 
 class CudaRunner:
-    """One batch size on one stream; not thread-safe (the pool gives it to one thread)."""
+    """One batch size; not thread-safe (the pool gives it to one thread). Made and
+    captured on a stream of its own; its batches run on ``stream`` (its own, or one the
+    pool shares), and a call waits for its own batch only (an event after its copy back)."""
 
-    def __init__(self, torch: Any, model: Any, spec: RunnerSpec, size: int) -> None:
+    def __init__(
+        self, torch: Any, model: Any, spec: RunnerSpec, size: int, stream: Any = None
+    ) -> None:
         self.torch, self.model, self.size = torch, model, size
         shape = (size, *spec.sample_shape)
-        self.stream = torch.cuda.Stream()
+        self.own_stream = torch.cuda.Stream()
+        self.stream = self.own_stream if stream is None else stream
+        self.done = torch.cuda.Event()
         self.graph: Any = None
-        self.stats = np.zeros(4)  # batches, host copy s, enqueue s, wait + copy out s
-        with torch.inference_mode(), torch.cuda.stream(self.stream):  # all work on our stream
+        # batches, host copy s, enqueue s, wait + copy out s, batches the GPU gathered
+        self.stats = np.zeros(5)
+        self.mapped: bool | None = None  # page-locked samples readable by the GPU: unknown
+        with torch.inference_mode(), torch.cuda.stream(self.own_stream):  # made on our own
             self.host_in = torch.zeros(shape, dtype=torch.float32, pin_memory=True)
             self.host_in_np: np.ndarray = self.host_in.numpy()
             self.dev_in = torch.zeros(shape, dtype=torch.float32, device="cuda")
+            self.rows_host = torch.zeros(size, dtype=torch.int64, pin_memory=True)
+            self.rows_host_np: np.ndarray = self.rows_host.numpy()
+            self.rows_dev = torch.zeros(size, dtype=torch.int64, device="cuda")
             cast = spec.dtype != torch.float32 or spec.channels_last
             fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
             self.static_in = (
@@ -70,7 +100,7 @@ class CudaRunner:
             self.host_out_np: np.ndarray = self.host_out.numpy()
             for _ in range(2):
                 out = self._forward()
-        self.stream.synchronize()
+        self.own_stream.synchronize()
         self.dev_out = out
         if spec.graphs:
             self._capture()
@@ -86,7 +116,7 @@ class CudaRunner:
         try:
             with (
                 torch.inference_mode(),
-                torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"),
+                torch.cuda.graph(graph, stream=self.own_stream, capture_error_mode="thread_local"),
             ):
                 self.dev_out = self._forward()
         except RuntimeError as err:
@@ -99,49 +129,64 @@ class CudaRunner:
         t0 = time.perf_counter()
         n = len(batch)
         np.copyto(self.host_in_np[:n], batch, casting="same_kind")
-        return self._infer(n, [(0, self.host_in[:n])], t0)
+        return self._infer(n, self.host_in[:n], t0)
 
     def run_rows(self, source: Any, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Logits of rows ``rows`` of ``source``, a float32 host tensor in page-locked
         memory. Consecutive rows (a SingleStream sample) go straight to the GPU; others are
-        gathered into the pinned input by one ``index_select`` (C++, on torch's CPU
-        threads, without the GIL), then copied in one piece: a copy call per row would
-        take the GIL back per row, and other workers' threads hold it (measured on an
-        H200 host: 25 ms of enqueue per batch of 256 with 4 workers)."""
+        gathered by the GPU from ``source`` mapped into its address space (the row
+        indices go over first); where it cannot be mapped, into the pinned input by one
+        host ``index_select`` (C++, on torch's CPU threads, without the GIL), then copied
+        in one piece: a copy call per row would take the GIL back per row, and other
+        workers' threads hold it (measured on an H200 host: 25 ms of enqueue per batch
+        of 256 with 4 workers)."""
         t0 = time.perf_counter()
         index_np = np.asarray(rows, dtype=np.int64)
         n, first = len(index_np), int(index_np[0])
         if int(index_np[-1]) - first == n - 1 and (n < 3 or bool(np.all(np.diff(index_np) == 1))):
-            part = source[first : first + n]
-        else:
-            part = gather_rows(self.torch, source, index_np, self.host_in[:n])
-        return self._infer(n, [(0, part)], t0)
+            return self._infer(n, source[first : first + n], t0)
+        view = device_view(self.torch, source) if self.mapped is not False else None
+        self.mapped = view is not None
+        if view is None:
+            return self._infer(n, gather_rows(self.torch, source, index_np, self.host_in[:n]), t0)
+        self.rows_host_np[:n] = index_np
+        return self._infer(n, None, t0, gather=(view, self.rows_host[:n], self.rows_dev[:n]))
 
-    def _infer(self, n: int, parts: list[tuple[int, Any]], t0: float) -> np.ndarray:
+    def _infer(
+        self, n: int, part: Any, t0: float, gather: tuple[Any, Any, Any] | None = None
+    ) -> np.ndarray:
+        """``part`` (host rows) copied to the GPU input, or ``gather``: (the samples' GPU
+        view, row indices in pinned memory, their GPU buffer), gathered on the GPU."""
         torch = self.torch
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.cuda.stream(self.stream):
-            for at, part in parts:
-                self.dev_in[at : at + len(part)].copy_(part, non_blocking=True)
+            if gather is None:
+                self.dev_in[: len(part)].copy_(part, non_blocking=True)
+            else:
+                view, rows_host, rows_dev = gather
+                rows_dev.copy_(rows_host, non_blocking=True)
+                torch.index_select(view, 0, rows_dev, out=self.dev_in[:n])
             if self.graph is not None:
                 self.graph.replay()
                 out = self.dev_out
             else:
                 out = self._forward()
             self.host_out[:n].copy_(out[:n], non_blocking=True)
+            self.done.record(self.stream)
         t2 = time.perf_counter()
-        self.stream.synchronize()  # the one wait per batch: the logits are on the host
+        self.done.synchronize()  # the one wait per batch: its logits are on the host
         result = np.array(self.host_out_np[:n])
         t3 = time.perf_counter()
-        self.stats += (1, t1 - t0, t2 - t1, t3 - t2)
+        self.stats += (1, t1 - t0, t2 - t1, t3 - t2, gather is not None)
         return result
 
     def close(self) -> None:
         if self.graph is not None:
             self.graph.reset()
         self.graph = self.dev_out = self.static_in = self.dev_in = None
-        self.host_in = self.host_out = None
+        self.host_in = self.host_out = self.rows_host = self.rows_dev = None
         self.host_in_np = self.host_out_np = np.empty(0, np.float32)
+        self.rows_host_np = np.empty(0, np.int64)
 
 
 class RunnerPool:
@@ -154,6 +199,8 @@ class RunnerPool:
         self._made: dict[int, int] = {}
         self._cond = threading.Condition()
         self._make_lock = threading.Lock()  # one capture at a time
+        self._streams = [torch.cuda.Stream() for _ in range(spec.shared_streams)]
+        self._turn = 0  # which shared stream the next runner gets (under _make_lock)
         # page-locked host arrays handed out: (address, bytes, the array while it lives)
         self._pinned: list[tuple[int, int, weakref.ref[np.ndarray]]] = []
 
@@ -164,7 +211,7 @@ class RunnerPool:
             for runner in runners:
                 for _ in range(iterations):
                     runner.run(batch[:size])
-                runner.stats = np.zeros(4)  # the warm-up is not part of any test
+                runner.stats = np.zeros(5)  # the warm-up is not part of any test
         finally:
             for runner in runners:
                 self._release(runner)
@@ -210,15 +257,16 @@ class RunnerPool:
     def take_stats(self) -> dict[str, float]:
         """Where the time of the batches since the last call went, per batch, and reset."""
         with self._cond:
-            total = sum((r.stats for r in self._all), np.zeros(4))
+            total = sum((r.stats for r in self._all), np.zeros(5))
             for runner in self._all:
-                runner.stats = np.zeros(4)
+                runner.stats = np.zeros(5)
         batches = max(total[0], 1.0)
         return {
             "batches": float(total[0]),
             "host_copy_ms": 1e3 * total[1] / batches,
             "enqueue_ms": 1e3 * total[2] / batches,
             "wait_ms": 1e3 * total[3] / batches,
+            "gpu_gathered": float(total[4]),  # batches the GPU gathered from mapped memory
         }
 
     def sizes(self) -> list[int]:
@@ -245,7 +293,11 @@ class RunnerPool:
         """A new runner (``_made`` already counts it; undone if making it fails)."""
         try:
             with self._make_lock:
-                runner = CudaRunner(self.torch, self.model, self.spec, size)
+                shared = None
+                if self._streams:  # in turn: runners of a size spread over the streams
+                    shared = self._streams[self._turn % len(self._streams)]
+                    self._turn += 1
+                runner = CudaRunner(self.torch, self.model, self.spec, size, shared)
         except BaseException:
             with self._cond:
                 self._made[size] -= 1
@@ -269,6 +321,35 @@ class RunnerPool:
         self.torch.cuda.synchronize()
         for runner in runners:
             runner.close()
+
+
+class _Mapped:
+    """``__cuda_array_interface__`` of a page-locked host tensor: the address the GPU
+    reads it at (with unified addressing, the host address of memory ``cudaHostAlloc``
+    made, which is mapped for every GPU)."""
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor  # kept alive by the view made from this (torch holds us)
+        self.__cuda_array_interface__ = {
+            "shape": tuple(tensor.shape),
+            "typestr": "<f4",
+            "data": (int(tensor.data_ptr()), False),
+            "strides": None,
+            "version": 2,
+        }
+
+
+def device_view(torch: Any, source: Any) -> Any | None:
+    """A CUDA tensor over ``source`` (float32, C order, page-locked host memory) that GPU
+    kernels read over the bus, or None where torch or the driver cannot map it (then the
+    host gathers). Made per batch: it lives no longer than the call that reads it."""
+    if source.dtype != torch.float32 or not source.is_contiguous() or not source.is_pinned():
+        return None
+    try:
+        view = torch.as_tensor(_Mapped(source), device="cuda")
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return view if view.is_cuda and int(view.data_ptr()) == int(source.data_ptr()) else None
 
 
 def gather_rows(torch: Any, source: Any, rows: np.ndarray, out: Any) -> Any:

@@ -51,6 +51,7 @@ from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choic
 from ckvision.tuning.pipeline import pipeline_layouts, tune_prefetch
 from ckvision.tuning.preprocess import tune_preprocess_threads
 from ckvision.tuning.probe import (
+    ACCEL_WORKERS,
     Layout,
     Measurement,
     candidate_layouts,
@@ -125,6 +126,7 @@ def autotune(
         "provider": config.execution_provider,
         "precision": config.precision,
         "device": config.device,
+        "cuda_graphs": config.cuda_graphs,  # graphs or not: other figures on a GPU
     }
     if config.backend == "triton":  # whose server, serving what: other figures
         options["server"] = config.triton_urls or "started by the run"
@@ -133,7 +135,7 @@ def autotune(
     path = cache_path(env)
     cached = load_choice(path, key) or {}
     measured: dict[str, Any] = dict(cached.get("measured", {}))
-    backends: dict[int, Backend] = {}
+    backends: dict[tuple[int, int], Backend] = {}
     # where the probe's Triton servers keep their repository copies and logs: removed
     # after the probe, unless it failed with our error (which names a log in it)
     work: list[Path] = []
@@ -152,10 +154,15 @@ def autotune(
         session.load()
         return session
 
-    def backend(threads: int) -> Backend:
-        if threads not in backends:
-            backends[threads] = open_backend(config.with_(threads=threads), f"t{threads}")
-        return backends[threads]
+    def backend(threads: int, streams: int = 0) -> Backend:
+        if (threads, streams) not in backends:
+            # runners / execution contexts (BackendOptions.streams) for as many workers
+            # as any layout of the probe has: one each, as the run will give them
+            workers = max(config.workers, *ACCEL_WORKERS)
+            tuned = config.with_(threads=threads, workers=workers, cuda_streams=streams)
+            where = f"t{threads}" + (f".s{streams}" if streams else "")
+            backends[(threads, streams)] = open_backend(tuned, where)
+        return backends[(threads, streams)]
 
     started = time.perf_counter()
     try:
@@ -261,7 +268,7 @@ def _neighbours_to_try(best: Measurement, results: list[Measurement]) -> str:
         for name, batch in (("half", lay.batch // 2), ("double", lay.batch * 2))
         if batch >= 1
         and batch != lay.batch
-        and rates.get(Layout(lay.workers, lay.threads, batch), best.samples_per_s)
+        and rates.get(Layout(lay.workers, lay.threads, batch, lay.streams), best.samples_per_s)
         >= best.samples_per_s * (1 - NEIGHBOUR_MARGIN)
     ]
     return {0: "off", 2: "on"}.get(len(near)) or near[0]
@@ -271,7 +278,7 @@ def _tune_layout(
     config: RunConfig,
     explicit: set[str],
     samples: np.ndarray,
-    backend: Callable[[int], Backend],
+    backend: Callable[..., Backend],
     measured: dict[str, Any],
     budget_s: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -280,22 +287,37 @@ def _tune_layout(
     if len(fixed) == 3 and not want_qps:
         return {}, {}
     cores = usable_cores()
-    max_batch = backend(1).capabilities.max_batch
+    capabilities = backend(fixed.get("threads", cores)).capabilities
+    sharing = capabilities.stream_sharing
+    if "cuda_streams" in explicit:
+        fixed["streams"] = config.cuda_streams
     layouts = [
         lay
-        for lay in candidate_layouts(cores, max_batch)
+        for lay in candidate_layouts(
+            cores, capabilities.max_batch, None, capabilities.accelerator, sharing
+        )
         if all(getattr(lay, k) == v for k, v in fixed.items())
     ]
     if not layouts:  # the user's values are outside the grid: probe exactly them
         layouts = [
-            Layout(fixed.get("workers", 1), fixed.get("threads", cores), fixed.get("batch", 1))
+            Layout(
+                fixed.get("workers", 1),
+                fixed.get("threads", cores),
+                fixed.get("batch", 1),
+                fixed.get("streams", 0) if sharing else 0,
+            )
         ]
     todo = [lay for lay in layouts if _lkey(lay) not in measured]
 
     def measure(lay: Layout, seconds: float) -> float:
-        runner = backend(lay.threads)
+        runner = backend(lay.threads, lay.streams)
+        if capabilities.accelerator:
+            # its runners (CUDA graphs, cuDNN's kernel choice) made here, not by the timed
+            # threads: made on a fresh thread each took 3-8 s (seen on an H200), and the
+            # probe of 27 layouts 2 minutes; the run makes them before its test too
+            runner.warmup(samples[np.arange(lay.batch) % len(samples)], iterations=1)
         return measure_layout(
-            runner, samples, lay, seconds, output_work(runner), gather=not runner.gathers_rows
+            runner, samples, lay, seconds, output_work(runner), gather=True
         ).samples_per_s
 
     for lay in todo:
@@ -326,6 +348,8 @@ def _tune_layout(
     changes: dict[str, Any] = {
         f: getattr(best.layout, k) for k, f in _LAYOUT_FIELDS.items() if f not in explicit
     }
+    if sharing and "cuda_streams" not in explicit:
+        changes["cuda_streams"] = best.layout.streams
     if (
         "batch_size" in changes
         and "adaptive_batch" not in explicit
@@ -475,7 +499,7 @@ def _tune_server(
 
     def rate(session: Backend, seconds: float) -> float:
         return measure_layout(
-            session, samples, layout, seconds, output_work(session), gather=not session.gathers_rows
+            session, samples, layout, seconds, output_work(session), gather=True
         ).samples_per_s
 
     pre = config.triton_preprocess_threads
@@ -667,4 +691,5 @@ def _prediction(record: Mapping[str, Any], inference: float) -> tuple[float, flo
 
 
 def _lkey(layout: Layout) -> str:
-    return f"w{layout.workers}.t{layout.threads}.b{layout.batch}"
+    shared = f".s{layout.streams}" if layout.streams else ""
+    return f"w{layout.workers}.t{layout.threads}.b{layout.batch}{shared}"

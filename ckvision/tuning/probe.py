@@ -35,11 +35,18 @@ __all__ = [
     "harness_cost_s",
     "output_work",
     "BATCHES",
+    "ACCEL_BATCHES",
+    "ACCEL_WORKERS",
     "spread",
     "close_all",
 ]
 
 BATCHES = (1, 2, 4, 8, 16)
+# An accelerator (Capabilities.accelerator): its throughput keeps rising far past a CPU's
+# batches (EfficientNet-Lite0 on an H200: about 10x from batch 16 to 256), and its layouts
+# are runners on streams of their own, not a split of the host's cores.
+ACCEL_BATCHES = (1, 4, 16, 64, 256)  # (the run tries the tuned one's half: CK_ADAPTIVE_BATCH)
+ACCEL_WORKERS = (1, 2, 4)
 
 
 @dataclass(frozen=True, order=True)
@@ -47,9 +54,11 @@ class Layout:
     workers: int
     threads: int
     batch: int
+    streams: int = 0  # GPU streams the workers share (CK_CUDA_STREAMS); 0 = one each
 
     def describe(self) -> str:
-        return f"{self.workers} workers x {self.threads} threads x batch {self.batch}"
+        text = f"{self.workers} workers x {self.threads} threads x batch {self.batch}"
+        return text + (f" on {self.streams} shared GPU stream(s)" if self.streams else "")
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,8 @@ class Measurement:
     samples_per_s: float
 
     def as_record(self) -> dict[str, float | int]:
-        return {**asdict(self.layout), "samples_per_s": round(self.samples_per_s, 2)}
+        fields = {k: v for k, v in asdict(self.layout).items() if k != "streams" or v}
+        return {**fields, "samples_per_s": round(self.samples_per_s, 2)}
 
 
 def usable_cores() -> int:
@@ -68,12 +78,26 @@ def usable_cores() -> int:
 
 
 def candidate_layouts(
-    cores: int, max_batch: int = 0, batches: tuple[int, ...] = BATCHES
+    cores: int,
+    max_batch: int = 0,
+    batches: tuple[int, ...] | None = None,
+    accelerator: bool = False,
+    stream_sharing: bool = False,
 ) -> list[Layout]:
-    """Every split of ``cores`` into workers x threads, at each batch the model allows."""
-    splits = [(w, cores // w) for w in range(1, cores + 1) if cores % w == 0]
+    """Every split of ``cores`` into workers x threads, at each batch the model allows; on
+    an accelerator, :data:`ACCEL_WORKERS` runners (the host's cores all theirs, for the
+    gathers and copies) at each of :data:`ACCEL_BATCHES`, with ``stream_sharing`` each
+    count above one also on one shared stream."""
+    if accelerator:
+        splits = [(w, cores, 0) for w in ACCEL_WORKERS]
+        if stream_sharing:
+            splits += [(w, cores, 1) for w in ACCEL_WORKERS if w > 1]
+        batches = ACCEL_BATCHES if batches is None else batches
+    else:
+        splits = [(w, cores // w, 0) for w in range(1, cores + 1) if cores % w == 0]
+        batches = BATCHES if batches is None else batches
     sizes = [b for b in batches if not max_batch or b <= max_batch] or [1]
-    return [Layout(w, t, b) for w, t in splits for b in sizes]
+    return [Layout(w, t, b, s) for w, t, s in splits for b in sizes]
 
 
 def measure_layout(
@@ -89,10 +113,12 @@ def measure_layout(
 
     With at least a batch of ``samples``, each worker walks their consecutive slices (no
     copies), from its own offset, the way a loop over a dataset reads it; with fewer, the
-    one batch holds them all, repeated in turn. ``gather``: each worker instead copies
-    every batch of more than one sample from random rows into its own buffer, as our SUT
-    forms batches from LoadGen's random sample order (on the worker's time, in series
-    with its calls).
+    one batch holds them all, repeated in turn. ``gather``: each batch of more than one
+    sample is made of random rows, as our SUT forms batches from LoadGen's random sample
+    order: copied by the worker into its own buffer (on its time, in series with its
+    calls), or, for a backend that :attr:`~Backend.gathers_rows`, taken by the backend
+    itself (``predict_rows``) from the samples in its :meth:`~Backend.host_memory`,
+    as the SUT hands them over.
     """
     size = layout.batch
     if len(samples) >= size:
@@ -100,6 +126,10 @@ def measure_layout(
     else:
         batches = [np.ascontiguousarray(samples[np.arange(size) % len(samples)])]
     gather = gather and size > 1
+    source: np.ndarray | None = None
+    if gather and backend.gathers_rows:
+        source = backend.host_memory(samples.shape, samples.dtype)
+        source[...] = samples
     counts = [0] * layout.workers
     errors: list[BaseException] = []
     clock = [0.0, 0.0]  # start, deadline: set once every worker has made its first call
@@ -113,21 +143,26 @@ def measure_layout(
     def work(i: int) -> None:
         k = i * len(batches) // layout.workers
         rng = np.random.default_rng(i)
-        buffer = np.empty((size, *samples.shape[1:]), samples.dtype) if gather else None
+        own = gather and source is None
+        buffer = np.empty((size, *samples.shape[1:]), samples.dtype) if own else None
 
-        def batch() -> np.ndarray:
+        def call() -> np.ndarray:
+            if source is not None:
+                return backend.predict_rows(source, rng.integers(0, len(samples), size))
             if buffer is None:
-                return batches[k % len(batches)]
-            return gather_rows(samples, rng.integers(0, len(samples), size), buffer)
+                return backend.predict(batches[k % len(batches)])
+            return backend.predict(
+                gather_rows(samples, rng.integers(0, len(samples), size), buffer)
+            )
 
         try:
-            backend.predict(batch())  # untimed: this thread's first call
+            call()  # untimed: this thread's first call
         except Exception as err:  # reported after the join, never swallowed
             errors.append(err)
         start.wait()
         try:
             while not errors and time.perf_counter() < clock[1]:
-                out = backend.predict(batch())
+                out = call()
                 if after is not None:
                     after(out)
                 k += 1
