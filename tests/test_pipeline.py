@@ -84,9 +84,16 @@ def test_autotune_probe_builds_backends_with_the_runs_options(
         config, tiny_onnx_model, tiny_contract, tiny_dataset.path, set(), log=lambda _: None
     )
     assert record is not None and made
+    from dataclasses import replace
+
+    from ckvision.tuning.probe import ACCEL_WORKERS
+
+    run = BackendOptions.from_config(config, tiny_onnx_model)
     for options in made:
-        # one builder: the probe never drops the Triton fields (a second server) or the cache
-        assert options == BackendOptions.from_config(config, tiny_onnx_model)
+        # one builder: the probe never drops the Triton fields (a second server) or the
+        # cache; only its runner count is its own (one for each worker of its largest layout)
+        assert replace(options, streams=run.streams) == run
+        assert options.streams == max(config.workers, *ACCEL_WORKERS)
         assert options.triton_urls == ("http://127.0.0.1:9", "http://127.0.0.1:10")
         assert options.triton_protocol == "grpc" and options.triton_model == "other"
         assert options.cache_dir == tiny_onnx_model.parent / "ort-trt-cache"
