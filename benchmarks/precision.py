@@ -1,6 +1,7 @@
 """INT8 vs FP32 on this CPU, raw ONNX Runtime and through our harness, in one run.
 
-(a) raw ORT at each model's best layout (every workers x threads x batch searched);
+(a) raw ORT at each model's best layout (every workers x threads x batch searched, the
+    3 fastest timed again for --seconds, twice each);
 (b) ours, DEFAULT Offline (auto-tuned, fresh probe cache), FP32 and INT8 in turns per
     round; ratio INT8 / FP32 of the medians                              target >= 2.0;
 (c) ours, default SingleStream p90 latency, FP32 / INT8                  (for information);
@@ -142,7 +143,9 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     }
     images = np.ascontiguousarray(data["fp32"].images)  # normalised, in RAM, as our QSL
     raw = {
-        name: raw_best_layout(model, contract, images, args.layout_seconds)
+        name: raw_best_layout(
+            model, contract, images, args.layout_seconds, final_seconds=args.seconds
+        )
         for name, (model, contract) in models.items()
     }
     offline: dict[str, list[float]] = {"fp32": [], "int8": []}

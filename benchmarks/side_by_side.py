@@ -1,9 +1,13 @@
 """Our default runs vs raw ONNX Runtime at ITS best layout, side by side, in one run.
 
 (a) raw ORT: every layout searched (1 session x N threads .. N parallel runs on one
-    session x 1 thread, batch 1..32), the best kept;
+    session x 1 thread, batch 1..32) for --layout-seconds, then its 3 fastest timed again
+    for --seconds, twice each, and the best of those kept (a short sweep alone crowns a
+    layout by its luck on a drifting machine);
 (b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a)
     in every round (the worst round is the figure; the median is for information);
+(b0) raw at (a)'s layout in (b)'s place: the same ratio for raw itself, the worst round (for
+    information): how low the worst round goes on this machine with no harness at all;
 (c) ours, Offline with (a)'s layout forced                               (for information);
 (d) raw batch-1 latency p90 vs our default SingleStream p90             target <= 1.03x;
 (d') our SingleStream p90 / p90 of the backend calls inside that same run (immune to
@@ -16,10 +20,11 @@ VM's speed drifts by tens of percent within minutes, so (b)-(d) are measured in 
 raw and ours in turns (the order reversed every other round); an Offline round brackets
 ours between two raw runs and takes their mean as its raw figure; (b) is the worst round's
 ratio, the others the median of the rounds' ratios; (b'') is how far the two raw runs of a
-round disagreed at worst (1 - |a - b| / mean): the machine's own noise, against which (b)'s
-margin must be read. Run it on a quiet machine all the same:
+round disagreed at worst (1 - |a - b| / mean) and (b0) is (b)'s statistic for a raw run
+placed where ours is: the machine's own noise, against which (b)'s margin must be read.
+Run it on a quiet machine all the same:
 
-    python benchmarks/side_by_side.py --model build/efficientnet-lite0.onnx --seconds 10
+    python benchmarks/side_by_side.py --model $M --seconds 10
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_common import contract_of  # noqa: E402 - the sibling script's helpers
+from bench_common import (  # noqa: E402 - the sibling script's helpers
+    contract_of,
+    raw_finalist,
+    raw_layout_rates,
+    raw_rate,
+)
 
 from ckvision.backends import BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -44,8 +54,6 @@ from ckvision.models.contract import ModelContract
 from ckvision.tuning import autotune
 from ckvision.tuning.probe import (
     Layout,
-    candidate_layouts,
-    measure_layout,
     usable_cores,
 )
 
@@ -100,7 +108,7 @@ def _in_turns(round_: int, steps: list[Callable[[], Figure]]) -> list[Figure]:
 
 
 def _bracketed(row: list[Figure]) -> list[Figure]:
-    """A round measured raw, ours, ours, raw: raw is the mean of its two ends (the
+    """A round measured raw, the runs compared, raw: raw is the mean of its two ends (the
     machine's drift within the round cancels to first order), ours as measured."""
     first, *ours, last = row
     return [((first[0] + last[0]) / 2, first[1], first[2]), *ours]
@@ -111,29 +119,31 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     data = _random_dataset(tmp / "data", contract, args.samples)
     images = np.ascontiguousarray(data.images)  # raw reads RAM, as our QSL does
     batches = tuple(int(b) for b in args.batches.split(","))
-    layouts = candidate_layouts(usable_cores(), 0, batches)
-    raw = {lay: _raw(args.model, contract, images, lay, args.layout_seconds) for lay in layouts}
-    best = max(raw, key=lambda lay: raw[lay])
+    raw = raw_layout_rates(args.model, contract, images, args.layout_seconds, batches)
+    best, best_rate, finals = raw_finalist(args.model, contract, images, raw, args.seconds)
     nan = float("nan")
 
     def raw_best() -> Figure:
-        return (_raw(args.model, contract, images, best, args.seconds), "", nan)
+        return (raw_rate(args.model, contract, images, best, args.seconds), "", nan)
 
-    measured = [  # per round: raw best, ours default, ours with raw's layout forced, raw
+    # per round: raw best, ours default, raw best again (the control: (b)'s statistic
+    # for raw itself), ours with raw's layout forced, raw best
+    measured = [
         _in_turns(
             n,
             [
                 raw_best,
                 lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, None),
-                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, (best, raw[best])),
+                raw_best,
+                lambda: _ours(args, contract, data, tmp, Scenario.OFFLINE, (best, best_rate)),
                 raw_best,
             ],
         )
         for n in range(args.rounds)
     ]
-    offline = [_bracketed(row) for row in measured]
+    offline = [_bracketed(row) for row in measured]  # raw, default, control, forced
     # how far the machine moved within a round: its two raw runs, same code, same layout
-    drift = [abs(row[0][0] - row[3][0]) / ((row[0][0] + row[3][0]) / 2) for row in measured]
+    drift = [abs(row[0][0] - row[4][0]) / ((row[0][0] + row[4][0]) / 2) for row in measured]
     latency = [  # per round: raw p90, ours p90 (and its own backend calls' p90)
         _in_turns(
             n,
@@ -149,15 +159,21 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     print(f"model {args.model}, {usable_cores()} cores, {args.seconds:g} s per Offline run")
     for lay, rate in sorted(raw.items(), key=lambda kv: -kv[1]):
         print(f"  raw ORT {lay.describe():<40} {rate:10.1f} samples/s")
+    for lay, rate in sorted(finals.items(), key=lambda kv: -kv[1]):
+        print(
+            f"  raw ORT finalist {lay.describe():<31} {rate:10.1f} samples/s "
+            f"(mean of {args.seconds:g} s runs)"
+        )
+    print(f"  raw best: {best.describe()}")
     for n, row in enumerate(offline, 1):
         print(f"  ours default Offline, round {n}: {row[1][1]}")
-    for n, (raw_rate, default, forced) in enumerate(offline, 1):
+    for n, (bracket, default, control, forced) in enumerate(offline, 1):
         ends = measured[n - 1]
         print(
-            f"  Offline round {n}: raw best ({best.describe()}) {raw_rate[0]:.1f} "
-            f"(its two runs {ends[0][0]:.1f} / {ends[3][0]:.1f}: the machine moved "
-            f"{drift[n - 1]:.1%}), ours default {default[0]:.1f}, ours with raw's layout "
-            f"{forced[0]:.1f} samples/s"
+            f"  Offline round {n}: raw best ({best.describe()}) {bracket[0]:.1f} "
+            f"(its two runs {ends[0][0]:.1f} / {ends[4][0]:.1f}: the machine moved "
+            f"{drift[n - 1]:.1%}; in ours' place {control[0]:.1f}), ours default "
+            f"{default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s"
         )
     for n, (raw_p90, ours) in enumerate(latency, 1):
         print(
@@ -172,10 +188,12 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         return float(np.median([r[num][0] / (r[den][2] if calls else r[den][0]) for r in rows]))
 
     worst_default = min(r[1][0] / r[0][0] for r in offline)  # the target holds in EVERY round
+    worst_control = min(r[2][0] / r[0][0] for r in offline)
     checks = [
         ("(b) ours default Offline / raw, worst round", worst_default, TARGET_DEFAULT, True),
         ("(b) same, median of the rounds", median(offline, 1, 0), 0.0, True),
-        ("(c) ours forced layout / raw best", median(offline, 2, 0), 0.0, True),
+        ("(b0) raw in ours' place / raw, worst round", worst_control, 0.0, True),
+        ("(c) ours forced layout / raw best", median(offline, 3, 0), 0.0, True),
         ("(b'') raw vs raw within a round, worst", 1 - max(drift), 0.0, True),
         ("(d) ours SingleStream p90 / raw p90", median(latency, 1, 0), TARGET_P90, False),
         ("(d') same, against its own backend calls", median(latency, 1, 1, True), 0.0, True),
@@ -204,15 +222,6 @@ def _random_dataset(path: Path, contract: ModelContract, count: int) -> Preproce
         items=[(f"r{i:05d}", 0) for i in range(count)],
         load=lambda _f: rng.standard_normal(shape, dtype=np.float32),
     )
-
-
-def _raw(
-    model: Path, contract: ModelContract, images: np.ndarray, layout: Layout, seconds: float
-) -> float:
-    backend = create_backend("onnxruntime", model, contract, BackendOptions(threads=layout.threads))
-    with backend:
-        backend.load()
-        return measure_layout(backend, images, layout, seconds).samples_per_s
 
 
 def _raw_p90(model: Path, contract: ModelContract, images: np.ndarray, seconds: float) -> float:
