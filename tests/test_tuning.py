@@ -468,3 +468,85 @@ def test_a_shared_stream_layout_is_probed_on_its_own_backend_and_chosen(
         config.with_(cuda_streams=0), {"cuda_streams"}, samples, backend, {}, 0.01
     )
     assert "cuda_streams" not in changes
+
+
+def _measured(rates: dict[tuple[int, int, int], float]) -> list[object]:
+    from ckvision.tuning.probe import Layout, Measurement
+
+    return [Measurement(Layout(*lay), rate) for lay, rate in rates.items()]
+
+
+@pytest.mark.parametrize(
+    ("rates", "accelerator", "chosen", "preferred"),
+    [
+        # 1 x 2 threads leads by 2%: single-threaded workers keep their pace when a core
+        # slows, so they win within the margin (seen: 194 vs 190 probed, 140-190 vs 200 run)
+        ({(1, 2, 4): 194.0, (2, 1, 1): 190.0, (2, 1, 2): 185.0}, False, (2, 1, 1), True),
+        # a lead beyond the margin stands
+        ({(1, 2, 4): 200.0, (2, 1, 1): 190.0}, False, (1, 2, 4), False),
+        # already the leanest: nothing to prefer
+        ({(2, 1, 2): 200.0, (1, 2, 2): 199.0}, False, (2, 1, 2), False),
+        # an accelerator's runners all have the host's threads: the fastest, always
+        ({(1, 2, 64): 194.0, (2, 1, 64): 190.0}, True, (1, 2, 64), False),
+    ],
+)
+def test_the_choice_prefers_single_threaded_workers_within_the_margin(
+    rates: dict[tuple[int, int, int], float],
+    accelerator: bool,
+    chosen: tuple[int, int, int],
+    preferred: bool,
+) -> None:
+    import ckvision.tuning as tuning
+    from ckvision.tuning.probe import Layout
+
+    assert tuning.THREADS_MARGIN == 0.03
+    best, why = tuning._choose(_measured(rates), accelerator)  # type: ignore[arg-type]
+    assert best.layout == Layout(*chosen)
+    assert best.samples_per_s == rates[chosen]  # the prediction is the chosen one's rate
+    assert (why is not None) == preferred
+    if why:
+        assert "fewer threads per worker" in why
+
+
+def test_the_leanest_layout_is_always_a_finalist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two fastest of the first pass share a split; the best single-threaded layout is
+    timed in the alternating rounds too, and its median decides (it wins within 3%)."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning.probe import Layout, Measurement
+
+    a, b, lean = Layout(1, 2, 4), Layout(1, 2, 2), Layout(2, 1, 2)
+    script = {a: [200.0, 196.0, 196.0, 196.0], b: [199.0], lean: [180.0, 192.0, 191.0, 193.0]}
+    seen: list[Layout] = []
+
+    def measure(
+        backend: object,
+        sample: object,
+        layout: Layout,
+        seconds: float,
+        after: object = None,
+        gather: bool = False,
+    ) -> Measurement:
+        seen.append(layout)
+        rates = script.get(layout)
+        return Measurement(layout, rates.pop(0) if rates else 150.0)
+
+    class Fake:
+        name = "fake"
+        gathers_rows = False
+
+        class capabilities:  # noqa: N801 - the attributes the probe reads
+            max_batch = 0
+            accelerator = False
+            stream_sharing = False
+
+        class contract:  # noqa: N801
+            num_classes = 10
+
+    monkeypatch.setattr(tuning, "measure_layout", measure)
+    monkeypatch.setattr(tuning, "candidate_layouts", lambda *_a, **_k: [a, b, lean])
+    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
+    changes, record = tuning._tune_layout(config, set(), None, lambda *_a: Fake(), {}, 0.01)
+    assert seen[3:] == [a, b, lean] * tuning.FINAL_ROUNDS
+    assert (changes["workers"], changes["threads"], changes["batch_size"]) == (2, 1, 2)
+    assert record["samples_per_s"] == 192.0
+    assert "fewer threads per worker" in record["preferred"]

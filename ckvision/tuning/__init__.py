@@ -9,7 +9,9 @@ said in one line and recorded in the run's entry under ``tuning``.
 
 A choice that holds (issue 19): the finalists are measured in repeated rounds, and a
 probe whose rounds disagree by more than :data:`SPREAD_LIMIT` (a busy machine) is used
-for this run but never cached; the probe's spread is recorded. After an Offline run,
+for this run but never cached; the probe's spread is recorded. On a CPU the best layout of
+single-threaded workers is always a finalist, and wins within :data:`THREADS_MARGIN` of
+the fastest (a session's threads wait for its slowest core at every operator). After an Offline run,
 :func:`validate_choice` compares what the run achieved with what the probe predicted: a
 run that misses the prediction by more than :data:`MISS_LIMIT` (either way: a probe taken
 under load predicts too little) drops the cached choice, so the next run probes again.
@@ -69,6 +71,7 @@ __all__ = [
     "autotune",
     "validate_choice",
     "SPREAD_LIMIT",
+    "THREADS_MARGIN",
     "MISS_LIMIT",
     "explicit_settings",
     "Layout",
@@ -91,6 +94,13 @@ HARNESS_COST_FACTOR = 1.0
 # is not tried again inside the run (CK_ADAPTIVE_BATCH)
 NEIGHBOUR_MARGIN = 0.05
 SPREAD_LIMIT = 0.10  # (max - min) / median of a finalist's rounds above this: not cached
+# On a CPU, a layout with fewer intra-op threads per worker wins when it is within this of
+# the fastest: a session's threads meet at every operator, so it runs at the pace of its
+# slowest core, while single-threaded workers each keep their own. On a VM whose cores
+# slow down unevenly a few seconds at a time, a short probe can catch 1 x 2 threads in a
+# fast moment (seen on 2 vCPUs: 194 vs 2 x 1 thread's 190 in the probe, then 10 s runs
+# of 140-190 against a steady 200).
+THREADS_MARGIN = 0.03
 MISS_LIMIT = 0.10  # |achieved / predicted - 1| above this: the cached choice is dropped
 _LAYOUT_FIELDS = {"workers": "workers", "threads": "threads", "batch": "batch_size"}
 
@@ -329,7 +339,15 @@ def _tune_layout(
         # a layout 20% slower than the best won a one-shot probe). The two best are
         # measured again in turns, A B A B A B, and each keeps the median of its rounds;
         # how far the rounds disagree is the probe's spread (a busy machine: not cached).
-        finalists = sorted(todo, key=lambda lay: -measured[_lkey(lay)])[:2]
+        ranked = sorted(todo, key=lambda lay: -measured[_lkey(lay)])
+        finalists = ranked[:2]
+        if not capabilities.accelerator:
+            # the best of the leanest workers is always timed in turns too: the choice
+            # prefers it within THREADS_MARGIN, so its figure must be as good as the rest
+            lean = min(lay.threads for lay in ranked)
+            leanest = next(lay for lay in ranked if lay.threads == lean)
+            if leanest not in finalists:
+                finalists.append(leanest)
         rounds: dict[str, list[float]] = {_lkey(lay): [] for lay in finalists}
         share = budget_s / 2 / (FINAL_ROUNDS * len(finalists))
         for _round in range(FINAL_ROUNDS):
@@ -339,7 +357,7 @@ def _tune_layout(
             measured[key] = round(float(np.median(rates)), 2)
         spread = max(spread_of(rates) for rates in rounds.values())
     results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
-    best = max(results, key=lambda m: m.samples_per_s)
+    best, preferred = _choose(results, capabilities.accelerator)
     cost_key = f"harness_cost.b{best.layout.batch}"
     if cost_key not in measured:
         classes = backend(best.layout.threads).contract.num_classes
@@ -371,7 +389,28 @@ def _tune_layout(
         "candidates": [m.as_record() for m in results],
         "from_cache": not todo,
         "spread": None if spread is None else round(spread, 4),
+        **({"preferred": preferred} if preferred else {}),
     }
+
+
+def _choose(results: list[Measurement], accelerator: bool) -> tuple[Measurement, str | None]:
+    """The layout a run takes from the probe's ``results``, and why, when it is not the
+    fastest: on a CPU, the fewest threads per worker within :data:`THREADS_MARGIN` of the
+    fastest (then the fastest of those); on an accelerator, the fastest."""
+    fastest = max(results, key=lambda m: m.samples_per_s)
+    if accelerator:
+        return fastest, None
+    floor = fastest.samples_per_s * (1 - THREADS_MARGIN)
+    near = [m for m in results if m.samples_per_s >= floor]
+    pick = min(near, key=lambda m: (m.layout.threads, -m.samples_per_s))
+    if pick.layout.threads == fastest.layout.threads:
+        return fastest, None
+    return pick, (
+        f"{pick.layout.describe()} ({pick.samples_per_s:.1f} samples/s) over "
+        f"{fastest.layout.describe()} ({fastest.samples_per_s:.1f}): within "
+        f"{THREADS_MARGIN:.0%}, fewer threads per worker (they keep their pace when one "
+        "core slows)"
+    )
 
 
 def _tune_latency(
