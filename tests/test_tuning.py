@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -226,14 +227,14 @@ def test_accuracy_single_stream_needs_no_probe(
     assert _tune(config, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env) == (config, None)
 
 
-def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The two best of the first pass are measured again in turns; each keeps the median
-    of its rounds, so one flattering measurement (a quiet moment) cannot pick the layout."""
+def _scripted_probe(
+    monkeypatch: pytest.MonkeyPatch, script: dict[Any, list[float]], layouts: list[Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """``_tune_layout`` over ``layouts``, each measurement the next rate of its ``script``
+    (10.0 once it runs out): (changes, record, the layouts in the order measured)."""
     import ckvision.tuning as tuning
     from ckvision.tuning.probe import Layout, Measurement
 
-    lucky, steady = Layout(1, 2, 4), Layout(2, 1, 1)
-    script = {lucky: [200.0, 120.0, 125.0, 118.0], steady: [150.0, 160.0, 158.0, 161.0]}
     seen: list[Layout] = []
 
     def measure(
@@ -263,11 +264,21 @@ def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch)
             num_classes = 10
 
     monkeypatch.setattr(tuning, "measure_layout", measure)
-    monkeypatch.setattr(
-        tuning, "candidate_layouts", lambda *_a, **_k: [lucky, steady, Layout(2, 1, 8)]
-    )
+    monkeypatch.setattr(tuning, "candidate_layouts", lambda *_a, **_k: layouts)
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
     changes, record = tuning._tune_layout(config, set(), None, lambda *_a: Fake(), {}, 0.01)
+    return changes, record, seen
+
+
+def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two best of the first pass are measured again in turns; each keeps the median
+    of its rounds, so one flattering measurement (a quiet moment) cannot pick the layout."""
+    import ckvision.tuning as tuning
+    from ckvision.tuning.probe import Layout
+
+    lucky, steady = Layout(1, 2, 4), Layout(2, 1, 1)
+    script = {lucky: [200.0, 120.0, 125.0, 118.0], steady: [150.0, 160.0, 158.0, 161.0]}
+    changes, record, seen = _scripted_probe(monkeypatch, script, [lucky, steady, Layout(2, 1, 8)])
     assert (changes["workers"], changes["threads"], changes["batch_size"]) == (2, 1, 1)
     finals = seen[3:]
     assert finals == [lucky, steady] * tuning.FINAL_ROUNDS  # in turns, A B A B A B
@@ -512,40 +523,11 @@ def test_the_leanest_layout_is_always_a_finalist(monkeypatch: pytest.MonkeyPatch
     """The two fastest of the first pass share a split; the best single-threaded layout is
     timed in the alternating rounds too, and its median decides (it wins within 3%)."""
     import ckvision.tuning as tuning
-    from ckvision.tuning.probe import Layout, Measurement
+    from ckvision.tuning.probe import Layout
 
     a, b, lean = Layout(1, 2, 4), Layout(1, 2, 2), Layout(2, 1, 2)
     script = {a: [200.0, 196.0, 196.0, 196.0], b: [199.0], lean: [180.0, 192.0, 191.0, 193.0]}
-    seen: list[Layout] = []
-
-    def measure(
-        backend: object,
-        sample: object,
-        layout: Layout,
-        seconds: float,
-        after: object = None,
-        gather: bool = False,
-    ) -> Measurement:
-        seen.append(layout)
-        rates = script.get(layout)
-        return Measurement(layout, rates.pop(0) if rates else 150.0)
-
-    class Fake:
-        name = "fake"
-        gathers_rows = False
-
-        class capabilities:  # noqa: N801 - the attributes the probe reads
-            max_batch = 0
-            accelerator = False
-            stream_sharing = False
-
-        class contract:  # noqa: N801
-            num_classes = 10
-
-    monkeypatch.setattr(tuning, "measure_layout", measure)
-    monkeypatch.setattr(tuning, "candidate_layouts", lambda *_a, **_k: [a, b, lean])
-    config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
-    changes, record = tuning._tune_layout(config, set(), None, lambda *_a: Fake(), {}, 0.01)
+    changes, record, seen = _scripted_probe(monkeypatch, script, [a, b, lean])
     assert seen[3:] == [a, b, lean] * tuning.FINAL_ROUNDS
     assert (changes["workers"], changes["threads"], changes["batch_size"]) == (2, 1, 2)
     assert record["samples_per_s"] == 192.0
