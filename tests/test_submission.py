@@ -695,6 +695,7 @@ def test_install_source_at_pinned_commit(
     tree: Path,
     scheme: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo, first = fake_inference_repo
     url = str(repo) if scheme == "path" else f"file://{repo}"
@@ -705,12 +706,11 @@ def test_install_source_at_pinned_commit(
     assert marker["commit"] == first and marker["url"] == url
     assert "looks OK" in (dest / "src" / "tools/submission/submission_checker/main.py").read_text()
     assert main([*argv, f"--commit={first[:10]}"]) == 0  # idempotent
-    # the checker found through CK's variable (what the soft entry sets)
-    os.environ["CK_ENV_MLPERF_INFERENCE"] = str(dest / "src")
-    try:
-        assert main(["submission", "check", str(tree)]) == 0
-    finally:
-        del os.environ["CK_ENV_MLPERF_INFERENCE"]
+    # the checker found through CK's variable (what the soft entry sets); ours, which a
+    # developer with the real source exports for the tests above, would come first
+    monkeypatch.delenv("CKVISION_INFERENCE_SRC", raising=False)
+    monkeypatch.setenv("CK_ENV_MLPERF_INFERENCE", str(dest / "src"))
+    assert main(["submission", "check", str(tree)]) == 0
     assert "checker v6.1 verdict: submission looks OK" in capsys.readouterr().out
     assert main([*argv, "--commit=0123456789"]) != 0
     assert "git checkout failed" in capsys.readouterr().err
