@@ -5,7 +5,9 @@
     for --seconds, twice each, and the best of those kept (a short sweep alone crowns a
     layout by its luck on a drifting machine);
 (b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a)
-    in every round (the worst round is the figure; the median is for information);
+    in every round in which the machine held still (its three raw runs within 2 % of each
+    other; no such round: not judged, a miss); the worst of all rounds and the median are
+    for information;
 (b0) raw at (a)'s layout in (b)'s place: the same ratio for raw itself, the worst round (for
     information): how low the worst round goes on this machine with no harness at all;
 (c) ours, Offline with (a)'s layout forced                               (for information);
@@ -22,7 +24,9 @@ ours between two raw runs and takes their mean as its raw figure; (b) is the wor
 ratio, the others the median of the rounds' ratios; (b'') is how far the two raw runs of a
 round disagreed at worst (1 - |a - b| / mean) and (b0) is (b)'s statistic for a raw run
 placed where ours is: the machine's own noise, against which (b)'s margin must be read.
-Run it on a quiet machine all the same:
+A round whose three raw runs (before ours, in ours' place, after) spread by more than 2 %
+cannot judge a 3 % margin: (b)'s target is judged on the rounds that held still, and the
+count of them is printed. Run it on a quiet machine all the same:
 
     python benchmarks/side_by_side.py --model $M --seconds 10
 """
@@ -58,6 +62,7 @@ from ckvision.tuning.probe import (
 )
 
 TARGET_DEFAULT, TARGET_P90, TARGET_NULL = 0.97, 1.03, 100_000.0
+STILL = 0.02  # a round held still: its three raw runs within 2 % (max - min) / mean
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +149,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     offline = [_bracketed(row) for row in measured]  # raw, default, control, forced
     # how far the machine moved within a round: its two raw runs, same code, same layout
     drift = [abs(row[0][0] - row[4][0]) / ((row[0][0] + row[4][0]) / 2) for row in measured]
+    spread = [_spread([row[0][0], row[2][0], row[4][0]]) for row in measured]
     latency = [  # per round: raw p90, ours p90 (and its own backend calls' p90)
         _in_turns(
             n,
@@ -173,7 +179,9 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
             f"  Offline round {n}: raw best ({best.describe()}) {bracket[0]:.1f} "
             f"(its two runs {ends[0][0]:.1f} / {ends[4][0]:.1f}: the machine moved "
             f"{drift[n - 1]:.1%}; in ours' place {control[0]:.1f}), ours default "
-            f"{default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s"
+            f"{default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s; "
+            f"raw's three runs spread {spread[n - 1]:.1%}: "
+            f"{'held still' if spread[n - 1] <= STILL else 'moving'}"
         )
     for n, (raw_p90, ours) in enumerate(latency, 1):
         print(
@@ -187,10 +195,15 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         of step ``den``'s own backend calls)."""
         return float(np.median([r[num][0] / (r[den][2] if calls else r[den][0]) for r in rows]))
 
-    worst_default = min(r[1][0] / r[0][0] for r in offline)  # the target holds in EVERY round
+    still = [r for r, s in zip(offline, spread, strict=True) if s <= STILL]
+    # the target holds in EVERY round that can judge it (nan: none could, a miss)
+    worst_still = min((r[1][0] / r[0][0] for r in still), default=float("nan"))
+    worst_default = min(r[1][0] / r[0][0] for r in offline)
     worst_control = min(r[2][0] / r[0][0] for r in offline)
+    held = f"{len(still)} of {len(offline)} rounds held still"
     checks = [
-        ("(b) ours default Offline / raw, worst round", worst_default, TARGET_DEFAULT, True),
+        ("(b) ours default / raw, worst still round", worst_still, TARGET_DEFAULT, True),
+        ("(b) same, worst of every round", worst_default, 0.0, True),
         ("(b) same, median of the rounds", median(offline, 1, 0), 0.0, True),
         ("(b0) raw in ours' place / raw, worst round", worst_control, 0.0, True),
         ("(c) ours forced layout / raw best", median(offline, 3, 0), 0.0, True),
@@ -199,15 +212,24 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         ("(d') same, against its own backend calls", median(latency, 1, 1, True), 0.0, True),
         ("(e) null backend samples/s", null, TARGET_NULL, True),
     ]
-    print(f"  over {args.rounds} Offline and {args.latency_rounds} SingleStream rounds:")
+    print(
+        f"  over {args.rounds} Offline ({held}: raw's three runs within "
+        f"{STILL:.0%}) and {args.latency_rounds} SingleStream rounds:"
+    )
     misses = 0
     for name, value, target, higher in checks:
-        ok = value >= target if higher else value <= target
+        ok = value >= target if higher else value <= target  # nan: never ok
         misses += not ok
         shown = f"{value:.3f}" if target < 10 else f"{value:,.0f}"
         goal = "(info)" if target == 0 else f"target {'>=' if higher else '<='} {target:g}"
-        print(f"  {name:<40} {shown:>10}  {goal}  {'PASS' if ok else 'MISS'}")
+        verdict = "PASS" if ok else ("NOT JUDGED" if value != value else "MISS")
+        print(f"  {name:<40} {shown:>10}  {goal}  {verdict}")
     return 0 if misses == 0 else 2
+
+
+def _spread(rates: list[float]) -> float:
+    """How far runs of the same code on the same layout disagree: (max - min) / mean."""
+    return (max(rates) - min(rates)) / (sum(rates) / len(rates))
 
 
 def _random_dataset(path: Path, contract: ModelContract, count: int) -> PreprocessedDataset:
