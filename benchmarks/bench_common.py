@@ -111,13 +111,18 @@ def raw_finalist(
     seconds: float,
     count: int = FINALISTS,
     rounds: int = FINAL_ROUNDS,
+    also: tuple[Layout, ...] = (),
 ) -> tuple[Layout, float, dict[Layout, float]]:
-    """The best of ``rates``' ``count`` fastest layouts, each timed again for ``seconds`` in
-    ``rounds`` rounds (the order reversed every other round): a short sweep on a drifting
-    machine crowns a layout by its luck (seen: 1 x 2 threads led a 1 s sweep by 3% and
-    then ran 10 s runs 15-25% under 2 x 1 thread), and every ratio of ours is against
-    raw at ITS best. Returns (best, its mean rate, every finalist's mean rate)."""
-    finalists = sorted(rates, key=lambda lay: -rates[lay])[: max(1, count)]
+    """The best of ``rates``' ``count`` fastest layouts and of ``also`` (e.g. the layout our
+    auto-tuner picks: raw is never denied a layout ours found), each timed again for
+    ``seconds`` in ``rounds`` rounds (the order reversed every other round): a short sweep
+    on a drifting machine crowns a layout by its luck (seen: 1 x 2 threads led a 1 s sweep
+    by 3% and then ran 10 s runs 15-25% under 2 x 1 thread; and INT8's 2 x 1 x batch 4,
+    sixth in a 1 s sweep, left out while our default ran it at 1.02-1.13x raw's "best"),
+    and every ratio of ours is against raw at ITS best. Returns (best, its mean rate,
+    every finalist's mean rate)."""
+    fastest = sorted(rates, key=lambda lay: -rates[lay])[: max(1, count)]
+    finalists = fastest + [lay for lay in dict.fromkeys(also) if lay not in fastest]
     timed: dict[Layout, list[float]] = {lay: [] for lay in finalists}
     for n in range(max(1, rounds)):
         for layout in finalists if n % 2 == 0 else finalists[::-1]:
