@@ -1,11 +1,15 @@
 """Helpers the side-by-side benchmarks share: the model's contract read from its ONNX
-graph, a random memory-mapped dataset of its input shape, the raw backend's throughput, and
-raw ONNX Runtime at ITS best layout (the figure every ratio of ours is against)."""
+graph, a random memory-mapped dataset of its input shape, the raw backend's throughput,
+raw ONNX Runtime at ITS best layout (the figure every ratio of ours is against), our
+default Offline run as a user gets it, the layout our auto-tuner picks, and whether the
+machine held still while a ratio was measured."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,10 +26,15 @@ __all__ = [
     "raw_layout_rates",
     "raw_finalist",
     "raw_best_layout",
+    "default_offline",
+    "tuned_layout",
+    "spread",
+    "STILL",
 ]
 
 FINALISTS = 3  # raw's fastest layouts of the short sweep, timed again at full length
 FINAL_ROUNDS = 2
+STILL = 0.02  # a machine held still: runs of the same code within 2 % (max - min) / mean
 
 
 def contract_of(model: Path) -> ModelContract:
@@ -161,3 +170,54 @@ def raw_rate(
     with backend:
         backend.load()
         return measure_layout(backend, rows, layout, seconds).samples_per_s
+
+
+def spread(rates: list[float]) -> float:
+    """How far runs of the same code on the same layout disagree: (max - min) / mean.
+    Over :data:`STILL`, the machine moved more than a 3 % margin can be judged against."""
+    return (max(rates) - min(rates)) / (sum(rates) / len(rates))
+
+
+def default_offline(model: Path, dataset: Path, seconds: float, out: Path) -> tuple[float, str]:
+    """Our default Offline run as a user gets it: THE pipeline (``ckvision.program.run``):
+    the probe or its cached choice (``$CK_TUNING_CACHE``), the in-run batch choice, and the
+    check of the choice against what the run achieved (a miss drops the cached choice: the
+    next run probes). Returns (LoadGen's samples/s, how the layout was chosen)."""
+    from ckvision.program import run
+
+    record = run(
+        {},
+        {"scenario": "Offline", "mode": "PerformanceOnly", "min_duration_s": seconds,
+         "progress": "off"},
+        out / f"default-{time.time_ns()}",
+        model=model,
+        dataset=dataset,
+        log=lambda _line: None,
+    )  # fmt: skip
+    tuning: dict[str, Any] = record.get("tuning") or {}
+    check = tuning.get("validation") or {}
+    how = f"{tuning.get('summary', 'flags')}; from cache: {tuning.get('from_cache')}"
+    if check.get("checked"):
+        how += f"; check: {check.get('ratio')} of the prediction, {check.get('action')}"
+    return float(record["loadgen"]["samples_per_second"]), how
+
+
+def tuned_layout(
+    model: Path, contract: ModelContract, dataset: Path, seconds: float, cache: Path
+) -> Layout:
+    """The layout our auto-tuner picks for a default Offline run of ``seconds``, probed
+    into ``cache`` (a cache of its own: the first default run still probes afresh, as a
+    user's first run does). Raw's finalists include it: raw is never denied a layout ours
+    found."""
+    from ckvision.config import Mode, RunConfig, Scenario
+    from ckvision.tuning import autotune
+
+    config = RunConfig(
+        scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, min_duration_s=seconds, progress="off"
+    )
+    env = {**os.environ, "CK_TUNING_CACHE": str(cache)}
+    explicit = {"scenario", "mode", "min_duration_s"}
+    tuned, _record = autotune(
+        config, model, contract, dataset, explicit, log=lambda _: None, env=env
+    )
+    return Layout(tuned.workers, tuned.threads, tuned.batch_size)

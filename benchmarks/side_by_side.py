@@ -44,10 +44,14 @@ from pathlib import Path
 
 import numpy as np
 from bench_common import (  # noqa: E402 - the sibling script's helpers
+    STILL,
     contract_of,
+    default_offline,
     raw_finalist,
     raw_layout_rates,
     raw_rate,
+    spread,
+    tuned_layout,
 )
 
 from ckvision.backends import BackendOptions, create_backend
@@ -63,7 +67,6 @@ from ckvision.tuning.probe import (
 )
 
 TARGET_DEFAULT, TARGET_P90, TARGET_NULL = 0.97, 1.03, 100_000.0
-STILL = 0.02  # a round held still: its three raw runs within 2 % (max - min) / mean
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +129,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     images = np.ascontiguousarray(data.images)  # raw reads RAM, as our QSL does
     batches = tuple(int(b) for b in args.batches.split(","))
     raw = raw_layout_rates(args.model, contract, images, args.layout_seconds, batches)
-    tuned = _tuned_layout(args, contract, data, tmp)
+    tuned = tuned_layout(args.model, contract, data.path, args.seconds, tmp / "tuning-for-raw.json")
     best, best_rate, finals = raw_finalist(
         args.model, contract, images, raw, args.seconds, also=(tuned,)
     )
@@ -153,7 +156,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     offline = [_bracketed(row) for row in measured]  # raw, default, control, forced
     # how far the machine moved within a round: its two raw runs, same code, same layout
     drift = [abs(row[0][0] - row[4][0]) / ((row[0][0] + row[4][0]) / 2) for row in measured]
-    spread = [_spread([row[0][0], row[2][0], row[4][0]]) for row in measured]
+    spreads = [spread([row[0][0], row[2][0], row[4][0]]) for row in measured]
     latency = [  # per round: raw p90, ours p90 (and its own backend calls' p90)
         _in_turns(
             n,
@@ -184,8 +187,8 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
             f"(its two runs {ends[0][0]:.1f} / {ends[4][0]:.1f}: the machine moved "
             f"{drift[n - 1]:.1%}; in ours' place {control[0]:.1f}), ours default "
             f"{default[0]:.1f}, ours with raw's layout {forced[0]:.1f} samples/s; "
-            f"raw's three runs spread {spread[n - 1]:.1%}: "
-            f"{'held still' if spread[n - 1] <= STILL else 'moving'}"
+            f"raw's three runs spread {spreads[n - 1]:.1%}: "
+            f"{'held still' if spreads[n - 1] <= STILL else 'moving'}"
         )
     for n, (raw_p90, ours) in enumerate(latency, 1):
         print(
@@ -199,7 +202,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         of step ``den``'s own backend calls)."""
         return float(np.median([r[num][0] / (r[den][2] if calls else r[den][0]) for r in rows]))
 
-    still = [r for r, s in zip(offline, spread, strict=True) if s <= STILL]
+    still = [r for r, s in zip(offline, spreads, strict=True) if s <= STILL]
     # the target holds in EVERY round that can judge it (nan: none could, a miss)
     worst_still = min((r[1][0] / r[0][0] for r in still), default=float("nan"))
     worst_default = min(r[1][0] / r[0][0] for r in offline)
@@ -229,30 +232,6 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         verdict = "PASS" if ok else ("NOT JUDGED" if value != value else "MISS")
         print(f"  {name:<40} {shown:>10}  {goal}  {verdict}")
     return 0 if misses == 0 else 2
-
-
-def _tuned_layout(
-    args: argparse.Namespace, contract: ModelContract, data: PreprocessedDataset, tmp: Path
-) -> Layout:
-    """The layout our auto-tuner picks for the default Offline run, probed into a cache
-    of its own: the first default round still probes afresh, as a user's first run does."""
-    config = RunConfig(
-        scenario=Scenario.OFFLINE,
-        mode=Mode.PERFORMANCE,
-        min_duration_s=args.seconds,
-        progress="off",
-    )
-    env = {**os.environ, "CK_TUNING_CACHE": str(tmp / "tuning-for-raw.json")}
-    explicit = {"scenario", "mode", "min_duration_s"}
-    tuned, _record = autotune(
-        config, args.model, contract, data.path, explicit, log=lambda _: None, env=env
-    )
-    return Layout(tuned.workers, tuned.threads, tuned.batch_size)
-
-
-def _spread(rates: list[float]) -> float:
-    """How far runs of the same code on the same layout disagree: (max - min) / mean."""
-    return (max(rates) - min(rates)) / (sum(rates) / len(rates))
 
 
 def _random_dataset(path: Path, contract: ModelContract, count: int) -> PreprocessedDataset:
@@ -296,7 +275,8 @@ def _ours(
     """(our figure, how the layout was chosen, p90 of the backend calls inside the run)."""
     seconds = args.latency_seconds if scenario is Scenario.SINGLE_STREAM else args.seconds
     if scenario is Scenario.OFFLINE and forced is None:
-        return _default_run(args, data, tmp, seconds)
+        rate, how = default_offline(args.model, data.path, seconds, tmp)
+        return rate, how, float("nan")
     config = RunConfig(
         scenario=scenario, mode=Mode.PERFORMANCE, min_duration_s=seconds, progress="off"
     )
@@ -339,31 +319,6 @@ def _ours(
         inner = float(np.percentile(calls, 90)) if calls else float("nan")
         return float(result.summary["latency_p90_ns"]), summary, inner
     return float(result.summary["samples_per_second"]), summary, float("nan")
-
-
-def _default_run(
-    args: argparse.Namespace, data: PreprocessedDataset, tmp: Path, seconds: float
-) -> tuple[float, str, float]:
-    """Our default Offline run as a user gets it: THE pipeline (``ckvision.program.run``):
-    the probe or its cached choice, the in-run batch choice, and the check of the choice
-    against what the run achieved (a miss drops the cached choice: the next round probes)."""
-    from ckvision.program import run
-
-    record = run(
-        {},
-        {"scenario": "Offline", "mode": "PerformanceOnly", "min_duration_s": seconds,
-         "progress": "off"},
-        tmp / f"default-{time.time_ns()}",
-        model=args.model,
-        dataset=data.path,
-        log=lambda _line: None,
-    )  # fmt: skip
-    tuning = record.get("tuning") or {}
-    check = tuning.get("validation") or {}
-    how = f"{tuning.get('summary', 'flags')}; from cache: {tuning.get('from_cache')}"
-    if check.get("checked"):
-        how += f"; check: {check.get('ratio')} of the prediction, {check.get('action')}"
-    return float(record["loadgen"]["samples_per_second"]), how, float("nan")
 
 
 def _null(tmp: Path, classes: int) -> float:
