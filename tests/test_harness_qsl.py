@@ -10,7 +10,7 @@ import pytest
 from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import ConfigError, DataError
-from ckvision.harness.qsl import SampleLibrary
+from ckvision.harness.qsl import SampleLibrary, row_runs
 
 
 def _library(n: int = 10, shape: tuple[int, ...] = (3, 2, 2), **config: Any) -> SampleLibrary:
@@ -135,3 +135,29 @@ def test_rgb8_dataset_is_normalised_when_loaded(tmp_path: Any) -> None:
 def test_images_and_labels_must_pair() -> None:
     with pytest.raises(DataError, match="^10 images but 9 labels$"):
         SampleLibrary(np.zeros((10, 3, 2, 2), np.float32), np.arange(9), RunConfig())
+
+
+def test_row_runs_is_a_permutation_in_passes_of_ascending_rows() -> None:
+    rows = np.array([5, 2, 5, 3, 2, 5, 4, 2])
+    order = row_runs(rows)
+    assert sorted(order.tolist()) == list(range(len(rows)))  # every sample, once
+    # first occurrences ascending, then second occurrences, then third
+    assert rows[order].tolist() == [2, 3, 4, 5, 2, 5, 2, 5]
+    assert order.tolist()[:4] == [1, 3, 6, 0]  # each pass keeps LoadGen's order of a row
+    assert row_runs(np.array([7])).tolist() == [0] and row_runs(np.array([], np.intp)).size == 0
+
+
+def test_in_row_order_makes_most_offline_batches_views() -> None:
+    """LoadGen's Offline query names each loaded sample many times in random order; queued
+    in row order, most batches of 4 are views of RAM (random order: almost none)."""
+    qsl = _library(n=300)
+    qsl.load(range(0, 300, 2))  # RAM rows are the loaded indices' ascending order
+    indices = np.random.default_rng(1).choice(np.arange(0, 300, 2), 3000)
+    order = qsl.in_row_order(indices.tolist())
+    assert sorted(order.tolist()) == list(range(3000))
+
+    def views(queued: np.ndarray) -> float:
+        batches = queued[: len(queued) // 4 * 4].reshape(-1, 4)
+        return float(np.mean([np.shares_memory(qsl.gather(qsl.rows(b)), qsl.ram) for b in batches]))
+
+    assert views(indices[order]) > 0.7 and views(indices) < 0.01

@@ -18,7 +18,7 @@ from ckvision.config import RunConfig
 from ckvision.data.cache import PreprocessedDataset, release_mapped_pages
 from ckvision.errors import ConfigError, DataError
 
-__all__ = ["SampleLibrary", "DEFAULT_BUFFER", "gather_rows"]
+__all__ = ["SampleLibrary", "DEFAULT_BUFFER", "gather_rows", "row_runs"]
 
 DEFAULT_BUFFER = 1024  # performance sample count when CK_LOADGEN_BUFFER_SIZE is unset
 _ROW_COPY_BYTES = 64 * 1024  # samples at least this big are gathered row by row
@@ -112,6 +112,12 @@ class SampleLibrary:
         ``out`` when given, to spare an allocation per batch)."""
         return gather_rows(self._ram, rows, out)
 
+    def in_row_order(self, indices: Sequence[int]) -> np.ndarray:
+        """The order to queue one query's samples ``indices`` in (positions into them): in
+        runs of consecutive RAM rows, so that most batches are views of RAM, as a loop
+        over a dataset reads it, not copies of scattered rows (:func:`row_runs`)."""
+        return row_runs(self._row[np.asarray(indices, dtype=np.intp)])
+
     def first_batch(self, n: int) -> np.ndarray:
         """The first ``n`` samples of the run, read from the dataset (for warm-up)."""
         return np.ascontiguousarray(self.images[: max(1, min(n, self.size))])
@@ -131,6 +137,25 @@ def gather_rows(ram: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None
     else:
         np.take(ram, rows, axis=0, out=dest)
     return dest
+
+
+def row_runs(rows: np.ndarray) -> np.ndarray:
+    """Positions into ``rows`` that put them in runs of consecutive rows: every row's first
+    occurrence in ascending order, then every row's second, and so on (LoadGen's Offline
+    query names each loaded sample many times, in random order; the order of a query's
+    samples is the SUT's to choose). A gather then copies only the batches that straddle
+    a gap: measured on 2 vCPU, INT8 EfficientNet-Lite0, batch 4, the 2.4 MB copy of four
+    random rows was 357 of the 495 us a batch spent outside ``session.run``."""
+    n = len(rows)
+    if n < 2:
+        return np.arange(n)
+    by_row = np.argsort(rows, kind="stable")
+    ordered = rows[by_row]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    occurrence = np.empty(n, dtype=np.intp)
+    occurrence[by_row] = np.arange(n) - np.repeat(starts, lengths)
+    return np.lexsort((rows, occurrence))
 
 
 def _consecutive(rows: np.ndarray) -> bool:

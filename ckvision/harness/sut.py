@@ -4,7 +4,9 @@ LoadGen calls ``issue`` on its own thread; ``issue`` records the samples in the
 :class:`~ckvision.harness.ledger.Ledger` and queues them; ``workers`` threads take
 batches and infer. How long a batch may wait to fill differs: Server waits up to
 ``server_batch_timeout_us``, measured from the arrival of the batch's oldest sample
-(:class:`BatchQueue`); elsewhere nothing waits (:class:`ImmediateQueue`).
+(:class:`BatchQueue`); elsewhere nothing waits (:class:`ImmediateQueue`). Offline's one
+query is queued in runs of consecutive RAM rows (:meth:`SampleLibrary.in_row_order`), so
+most of its batches are views of RAM rather than gathered copies.
 
 SingleStream is the exception: its one sample per query is inferred right in ``issue``
 (a hand-off to a worker costs two thread wake-ups per query, tens of microseconds, all
@@ -184,6 +186,9 @@ class SUT:
         # rows go to the device without a host gather (never encoded ones: they are
         # preprocessed on the host as the batch forms)
         self.direct = backend.gathers_rows and not qsl.encoded
+        # Offline's one query is queued in runs of consecutive RAM rows: most batches are
+        # then views of RAM, as raw's loop over a dataset reads it, not gathered copies
+        self.row_order = config.scenario is Scenario.OFFLINE and not self.direct and not qsl.encoded
         # CK_ADAPTIVE_BATCH: an Offline performance run settles its batch size in the run
         self.chooser = (
             BatchChooser(
@@ -222,6 +227,9 @@ class SUT:
                 return
             if self.inline:
                 self._run(samples, None)
+            elif self.row_order and len(samples) > 1:
+                order = self.qsl.in_row_order([s.index for s in samples])
+                self.queue.put([samples[i] for i in order.tolist()])
             else:
                 self.queue.put(samples)
         except BaseException as err:  # noqa: BLE001 - nothing may escape into LoadGen
