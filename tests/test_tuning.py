@@ -146,6 +146,48 @@ def test_offline_default_is_probed_cached_and_recorded(
     assert record2 is not None and record2["from_cache"] and again == tuned
 
 
+def test_the_probe_forms_batches_as_the_run_of_its_scenario_does(
+    tiny_onnx_model: Path,
+    tiny_contract: ModelContract,
+    tiny_dataset: PreprocessedDataset,
+    cache_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline's run queues its query in row order, so its batches are views of RAM;
+    Server's are LoadGen's random rows, gathered. The probe times each the way its run
+    forms it, and a figure timed one way is never reused for the other (seen: a probe of
+    gathered batches predicted a quarter of a null-backend Offline run in row order, and
+    LoadGen, told to expect that, issued too few samples: INVALID)."""
+    import ckvision.tuning as tuning
+    from ckvision.harness.sut import batches_are_views
+
+    real = tuning.measure_layout
+    forms: list[bool] = []
+
+    def measure(*args: Any, gather: bool = False, **kwargs: Any) -> Any:
+        forms.append(gather)
+        return real(*args, gather=gather, **kwargs)
+
+    monkeypatch.setattr(tuning, "measure_layout", measure)
+    offline = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
+    _t, record = _tune(offline, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
+    assert record is not None and record["batches"] == "views of consecutive rows"
+    assert forms and not any(forms)
+    forms.clear()
+    server = offline.with_(scenario=Scenario.SERVER)
+    _t, record = _tune(server, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
+    assert record is not None and not record["from_cache"]  # Offline's figures not reused
+    assert record["batches"] == "gathered rows" and forms and all(forms)
+    forms.clear()
+    _t, record = _tune(offline, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
+    assert record is not None and record["from_cache"] and not forms  # both kept, apart
+    # the one rule the SUT and the probe read
+    assert batches_are_views(Scenario.OFFLINE, gathers_rows=False, encoded=False)
+    assert not batches_are_views(Scenario.SERVER, gathers_rows=False, encoded=False)
+    assert not batches_are_views(Scenario.OFFLINE, gathers_rows=True, encoded=False)
+    assert not batches_are_views(Scenario.OFFLINE, gathers_rows=False, encoded=True)
+
+
 def test_explicit_values_win_and_limit_the_search(
     tiny_onnx_model: Path,
     tiny_contract: ModelContract,
@@ -266,7 +308,9 @@ def _scripted_probe(
     monkeypatch.setattr(tuning, "measure_layout", measure)
     monkeypatch.setattr(tuning, "candidate_layouts", lambda *_a, **_k: layouts)
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
-    changes, record = tuning._tune_layout(config, set(), None, lambda *_a: Fake(), {}, 0.01)
+    changes, record = tuning._tune_layout(
+        config, set(), None, lambda *_a: Fake(), lambda: True, {}, 0.01
+    )
     return changes, record, seen
 
 
@@ -468,7 +512,7 @@ def test_a_shared_stream_layout_is_probed_on_its_own_backend_and_chosen(
     monkeypatch.setattr(tuning, "harness_cost_s", lambda *_a: 0.0)
     samples = np.zeros((4, 1, 1, 1), np.float32)
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE, device="cuda")
-    changes, record = tuning._tune_layout(config, set(), samples, backend, {}, 0.01)
+    changes, record = tuning._tune_layout(config, set(), samples, backend, lambda: True, {}, 0.01)
     assert changes["cuda_streams"] == 1 and changes["workers"] == 4
     assert "shared GPU stream" in record["layout"]
     assert all(runner.key[1] == lay.streams for lay, runner in timed)  # type: ignore[attr-defined]
@@ -476,7 +520,7 @@ def test_a_shared_stream_layout_is_probed_on_its_own_backend_and_chosen(
     assert len(warmed) == len(timed)  # every measurement's runners made before its timing
     # the user's CK_CUDA_STREAMS wins and limits the search
     changes, _r = tuning._tune_layout(
-        config.with_(cuda_streams=0), {"cuda_streams"}, samples, backend, {}, 0.01
+        config.with_(cuda_streams=0), {"cuda_streams"}, samples, backend, lambda: True, {}, 0.01
     )
     assert "cuda_streams" not in changes
 

@@ -50,7 +50,18 @@ from ckvision.harness.ledger import Ledger
 from ckvision.harness.outputs import TOP_K, OutputContractError, check_values, top1, top_k
 from ckvision.harness.qsl import SampleLibrary
 
-__all__ = ["SUT", "BatchQueue", "ImmediateQueue", "make_sut", "top_k"]
+__all__ = ["SUT", "BatchQueue", "ImmediateQueue", "batches_are_views", "make_sut", "top_k"]
+
+
+def batches_are_views(scenario: Scenario, gathers_rows: bool, encoded: bool) -> bool:
+    """Whether the SUT forms a run's batches mostly as views of consecutive RAM rows (True:
+    Offline's one query, queued in row order) or of LoadGen's random rows (False: copied
+    on the host, taken by a backend that :attr:`~Backend.gathers_rows` itself, or
+    preprocessed from encoded files as the batch forms). The auto-tuner's probe times
+    batches formed the same way: a probe of gathered batches predicted a quarter of what
+    an Offline run of the null backend reached in row order, and LoadGen, told to expect
+    that, issued too few samples for the minimum duration (INVALID)."""
+    return scenario is Scenario.OFFLINE and not gathers_rows and not encoded
 
 
 class BatchQueue:
@@ -188,7 +199,7 @@ class SUT:
         self.direct = backend.gathers_rows and not qsl.encoded
         # Offline's one query is queued in runs of consecutive RAM rows: most batches are
         # then views of RAM, as raw's loop over a dataset reads it, not gathered copies
-        self.row_order = config.scenario is Scenario.OFFLINE and not self.direct and not qsl.encoded
+        self.row_order = batches_are_views(config.scenario, backend.gathers_rows, qsl.encoded)
         # CK_ADAPTIVE_BATCH: an Offline performance run settles its batch size in the run
         self.chooser = (
             BatchChooser(

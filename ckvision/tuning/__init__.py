@@ -49,6 +49,7 @@ from ckvision.backends.base import Backend
 from ckvision.config import ENV_VARS, Mode, RunConfig, Scenario
 from ckvision.data.cache import PreprocessedDataset
 from ckvision.errors import CkVisionError
+from ckvision.harness.sut import batches_are_views
 from ckvision.tuning.cache import cache_key, cache_path, drop_choice, load_choice, store_choice
 from ckvision.tuning.pipeline import pipeline_layouts, tune_prefetch
 from ckvision.tuning.preprocess import tune_preprocess_threads
@@ -174,13 +175,28 @@ def autotune(
             backends[(threads, streams)] = open_backend(tuned, where)
         return backends[(threads, streams)]
 
+    forms: list[bool] = []
+
+    def gathers() -> bool:
+        """True: the run's batches are random rows (gathered), as the probe must time
+        them; False: views of consecutive rows (:func:`batches_are_views`)."""
+        if not forms:
+            threads = config.threads if "threads" in explicit else usable_cores()
+            views = batches_are_views(
+                config.scenario, backend(threads).gathers_rows, config.input_format == "jpeg"
+            )
+            forms.append(not views)
+        return forms[0]
+
     started = time.perf_counter()
     try:
         served = _served_encoded(config, backend)
         if served:  # the probe sends what the run sends: the files themselves
             samples = _encoded_samples(Path(dataset_dir), contract, config)
         if config.scenario in (Scenario.OFFLINE, Scenario.SERVER):
-            changes, record = _tune_layout(config, explicit, samples, backend, measured, budget_s)
+            changes, record = _tune_layout(
+                config, explicit, samples, backend, gathers, measured, budget_s
+            )
             if _starts_server(config):
                 changes, record = _tune_server(
                     config,
@@ -188,6 +204,7 @@ def autotune(
                     int(contract.num_classes),
                     served,
                     open_backend,
+                    gathers,
                     changes,
                     record,
                     measured,
@@ -289,6 +306,7 @@ def _tune_layout(
     explicit: set[str],
     samples: np.ndarray,
     backend: Callable[..., Backend],
+    gathers: Callable[[], bool],
     measured: dict[str, Any],
     budget_s: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -299,6 +317,7 @@ def _tune_layout(
     cores = usable_cores()
     capabilities = backend(fixed.get("threads", cores)).capabilities
     sharing = capabilities.stream_sharing
+    gather = gathers()
     if "cuda_streams" in explicit:
         fixed["streams"] = config.cuda_streams
     layouts = [
@@ -317,7 +336,7 @@ def _tune_layout(
                 fixed.get("streams", 0) if sharing else 0,
             )
         ]
-    todo = [lay for lay in layouts if _lkey(lay) not in measured]
+    todo = [lay for lay in layouts if _lkey(lay, gather) not in measured]
 
     def measure(lay: Layout, seconds: float) -> float:
         runner = backend(lay.threads, lay.streams)
@@ -327,19 +346,19 @@ def _tune_layout(
             # probe of 27 layouts 2 minutes; the run makes them before its test too
             runner.warmup(samples[np.arange(lay.batch) % len(samples)], iterations=1)
         return measure_layout(
-            runner, samples, lay, seconds, output_work(runner), gather=True
+            runner, samples, lay, seconds, output_work(runner), gather=gather
         ).samples_per_s
 
     for lay in todo:
         rate = measure(lay, budget_s / 2 / len(todo))
-        measured[_lkey(lay)] = round(rate, 2)
+        measured[_lkey(lay, gather)] = round(rate, 2)
     spread = None
     if todo:
         # A quiet moment on a shared machine flatters whichever layout it falls on (seen:
         # a layout 20% slower than the best won a one-shot probe). The two best are
         # measured again in turns, A B A B A B, and each keeps the median of its rounds;
         # how far the rounds disagree is the probe's spread (a busy machine: not cached).
-        ranked = sorted(todo, key=lambda lay: -measured[_lkey(lay)])
+        ranked = sorted(todo, key=lambda lay: -measured[_lkey(lay, gather)])
         finalists = ranked[:2]
         if not capabilities.accelerator:
             # the best of the leanest workers is always timed in turns too: the choice
@@ -348,15 +367,15 @@ def _tune_layout(
             leanest = next(lay for lay in ranked if lay.threads == lean)
             if leanest not in finalists:
                 finalists.append(leanest)
-        rounds: dict[str, list[float]] = {_lkey(lay): [] for lay in finalists}
+        rounds: dict[str, list[float]] = {_lkey(lay, gather): [] for lay in finalists}
         share = budget_s / 2 / (FINAL_ROUNDS * len(finalists))
         for _round in range(FINAL_ROUNDS):
             for lay in finalists:
-                rounds[_lkey(lay)].append(measure(lay, share))
+                rounds[_lkey(lay, gather)].append(measure(lay, share))
         for key, rates in rounds.items():
             measured[key] = round(float(np.median(rates)), 2)
         spread = max(spread_of(rates) for rates in rounds.values())
-    results = [Measurement(lay, measured[_lkey(lay)]) for lay in layouts]
+    results = [Measurement(lay, measured[_lkey(lay, gather)]) for lay in layouts]
     best, preferred = _choose(results, capabilities.accelerator)
     cost_key = f"harness_cost.b{best.layout.batch}"
     if cost_key not in measured:
@@ -387,6 +406,7 @@ def _tune_layout(
         "summary": summary,
         "expected_samples_per_s": round(expected, 2),
         "candidates": [m.as_record() for m in results],
+        "batches": "gathered rows" if gather else "views of consecutive rows",
         "from_cache": not todo,
         "spread": None if spread is None else round(spread, 4),
         **({"preferred": preferred} if preferred else {}),
@@ -510,6 +530,7 @@ def _tune_server(
     classes: int,
     preprocesses: bool,
     open_backend: Callable[[RunConfig, str], Backend],
+    gathers: Callable[[], bool],
     changes: dict[str, Any],
     record: dict[str, Any],
     measured: dict[str, Any],
@@ -526,6 +547,7 @@ def _tune_server(
     threads = thread_candidates(cores) if open_threads else []
     if len(pairs) < 2 and len(threads) < 2:
         return changes, record
+    gather = gathers()
 
     def serve(instances: int, delay_us: int, pre: int | None) -> Backend:
         tuned = config.with_(
@@ -538,7 +560,7 @@ def _tune_server(
 
     def rate(session: Backend, seconds: float) -> float:
         return measure_layout(
-            session, samples, layout, seconds, output_work(session), gather=True
+            session, samples, layout, seconds, output_work(session), gather=gather
         ).samples_per_s
 
     pre = config.triton_preprocess_threads
@@ -549,7 +571,7 @@ def _tune_server(
             pairs,
             lambda i, d: serve(i, d, pre),
             rate,
-            lambda i, d: f"server.i{i}.q{d}.p{pre}.{_lkey(layout)}",
+            lambda i, d: f"server.i{i}.q{d}.p{pre}.{_lkey(layout, gather)}",
             measured,
             budget_s if len(threads) < 2 else budget_s * 2 / 3,
         )
@@ -563,7 +585,7 @@ def _tune_server(
             threads,
             lambda t: serve(instances, delay, t),
             rate,
-            lambda t: f"server.i{instances}.q{delay}.p{t}.{_lkey(layout)}",
+            lambda t: f"server.i{instances}.q{delay}.p{t}.{_lkey(layout, gather)}",
             measured,
             budget_s / 3 if served else budget_s,
         )
@@ -729,6 +751,8 @@ def _prediction(record: Mapping[str, Any], inference: float) -> tuple[float, flo
     return inference, 1.0 / (1.0 / inference + 1.0 / pre), min(inference, pre)
 
 
-def _lkey(layout: Layout) -> str:
+def _lkey(layout: Layout, gather: bool) -> str:
+    """The probe's cache key of ``layout``, timed on gathered batches or on views."""
     shared = f".s{layout.streams}" if layout.streams else ""
-    return f"w{layout.workers}.t{layout.threads}.b{layout.batch}{shared}"
+    form = ".rows" if gather else ".views"
+    return f"w{layout.workers}.t{layout.threads}.b{layout.batch}{shared}{form}"
