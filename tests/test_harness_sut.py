@@ -218,20 +218,25 @@ def test_partial_batch_waits_until_due() -> None:
     assert time.monotonic() - started >= 0.04
 
 
-@pytest.mark.parametrize("scenario", [Scenario.OFFLINE, Scenario.SERVER])
+@pytest.mark.parametrize(
+    ("scenario", "side", "row_order"),
+    [(Scenario.OFFLINE, 48, True), (Scenario.SERVER, 48, False), (Scenario.OFFLINE, 2, False)],
+)
 def test_offline_queues_its_query_in_row_order(
-    scenario: Scenario, tiny_contract: ModelContract
+    scenario: Scenario, side: int, row_order: bool, tiny_contract: ModelContract
 ) -> None:
-    """Offline's one query is queued in runs of consecutive RAM rows (its batches are then
-    views, not gathered copies), each sample with its own response id; other scenarios
-    keep LoadGen's order."""
+    """Offline's one query of samples of ROW_ORDER_MIN_BYTES or more (27 KB here) is
+    queued in runs of consecutive RAM rows (its batches are then views, not gathered
+    copies), each sample with its own response id; other scenarios, and samples too small
+    for a copy to cost more than visiting the query out of order (48 bytes), keep
+    LoadGen's order."""
     from types import SimpleNamespace
 
     from ckvision.harness.ledger import Ledger
     from ckvision.harness.qsl import SampleLibrary
     from ckvision.harness.sut import make_sut
 
-    images = np.zeros((8, 3, 2, 2), np.float32)
+    images = np.zeros((8, 3, side, side), np.float32)
     qsl = SampleLibrary(images, np.arange(8), RunConfig())
     qsl.load(range(1, 8, 2))  # indices 1, 3, 5, 7 in RAM rows 0-3
     config = RunConfig(scenario=scenario, batch_size=4, workers=1)
@@ -239,7 +244,8 @@ def test_offline_queues_its_query_in_row_order(
     indices = [7, 3, 3, 1, 5, 7, 1, 5]
     sut.issue([SimpleNamespace(id=100 + k, index=i) for k, i in enumerate(indices)])
     queued = [(s.id, s.index) for s in sut.queue.take(8, 0.0) or []]
-    if scenario is Scenario.OFFLINE:
+    assert sut.row_order is row_order
+    if row_order:
         assert queued == [(103, 1), (101, 3), (104, 5), (100, 7)] + [
             (106, 1), (102, 3), (107, 5), (105, 7)
         ]  # fmt: skip

@@ -98,20 +98,27 @@ def test_rows_go_to_the_backend_from_its_own_memory(
         assert backend.row_batches > 0
 
 
-def test_a_backend_that_does_not_gather_gets_batches_of_its_memory_in_row_order(
+@pytest.mark.parametrize("row_order", [True, False])
+def test_a_backend_that_does_not_gather_gets_batches(
+    row_order: bool,
+    monkeypatch: pytest.MonkeyPatch,
     tiny_contract: ModelContract,
     tiny_run: TinyRun,
     quick_config: Callable[..., RunConfig],
     tmp_path: Path,
 ) -> None:
+    import ckvision.harness.sut as sut
+
+    # the tiny samples (3 KB) stay in LoadGen's order; as if they were images, row order
+    monkeypatch.setattr(sut, "ROW_ORDER_MIN_BYTES", 0 if row_order else sut.ROW_ORDER_MIN_BYTES)
     backend = RowsBackend(tiny_contract, gathers=False)
     config = quick_config(scenario=Scenario.OFFLINE, mode=Mode.ACCURACY, batch_size=8)
     result = tiny_run(config, backend, tmp_path, log=lambda _line: None)
     assert result.accuracy is not None and result.accuracy["good"] == 30
     assert backend.row_batches == 0 and backend.batches > 0  # batches, never rows
-    # Offline's one query is queued in row order: its batches are views of the backend's
-    # memory, as a loop over a dataset reads them, not copies gathered on the host
-    assert backend.host_batches == 0
+    # Offline's one query in row order: its batches are views of the backend's memory, as
+    # a loop over a dataset reads them; in LoadGen's order, copies gathered on the host
+    assert (backend.host_batches == 0) is row_order
 
 
 def test_default_backend_memory_and_rows(tiny_contract: ModelContract) -> None:

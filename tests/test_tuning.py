@@ -157,9 +157,11 @@ def test_the_probe_forms_batches_as_the_run_of_its_scenario_does(
     Server's are LoadGen's random rows, gathered. The probe times each the way its run
     forms it, and a figure timed one way is never reused for the other (seen: a probe of
     gathered batches predicted a quarter of a null-backend Offline run in row order, and
-    LoadGen, told to expect that, issued too few samples: INVALID)."""
+    LoadGen, told to expect that, issued too few samples: INVALID). Samples under
+    ROW_ORDER_MIN_BYTES stay in LoadGen's order in the run, so their probe gathers too."""
+    import ckvision.harness.sut as sut
     import ckvision.tuning as tuning
-    from ckvision.harness.sut import batches_are_views
+    from ckvision.harness.sut import ROW_ORDER_MIN_BYTES, batches_are_views
 
     real = tuning.measure_layout
     forms: list[bool] = []
@@ -170,6 +172,21 @@ def test_the_probe_forms_batches_as_the_run_of_its_scenario_does(
 
     monkeypatch.setattr(tuning, "measure_layout", measure)
     offline = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
+    small = tiny_dataset.images[0].nbytes
+    assert small < ROW_ORDER_MIN_BYTES  # the tiny model's samples: LoadGen's order
+    # the one rule the SUT and the probe read
+    image = 3 * 224 * 224  # an ImageNet sample in uint8
+    assert batches_are_views(Scenario.OFFLINE, False, False, image)
+    assert not batches_are_views(Scenario.SERVER, False, False, image)
+    assert not batches_are_views(Scenario.OFFLINE, True, False, image)
+    assert not batches_are_views(Scenario.OFFLINE, False, True, image)
+    assert not batches_are_views(Scenario.OFFLINE, False, False, small)
+    _t, record = _tune(offline, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
+    assert record is not None and record["batches"] == "gathered rows"
+    assert forms and all(forms)
+    forms.clear()
+    Path(cache_env["CK_TUNING_CACHE"]).unlink()
+    monkeypatch.setattr(sut, "ROW_ORDER_MIN_BYTES", small)  # as if they were images
     _t, record = _tune(offline, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
     assert record is not None and record["batches"] == "views of consecutive rows"
     assert forms and not any(forms)
@@ -181,11 +198,6 @@ def test_the_probe_forms_batches_as_the_run_of_its_scenario_does(
     forms.clear()
     _t, record = _tune(offline, tiny_onnx_model, tiny_contract, tiny_dataset, cache_env)
     assert record is not None and record["from_cache"] and not forms  # both kept, apart
-    # the one rule the SUT and the probe read
-    assert batches_are_views(Scenario.OFFLINE, gathers_rows=False, encoded=False)
-    assert not batches_are_views(Scenario.SERVER, gathers_rows=False, encoded=False)
-    assert not batches_are_views(Scenario.OFFLINE, gathers_rows=True, encoded=False)
-    assert not batches_are_views(Scenario.OFFLINE, gathers_rows=False, encoded=True)
 
 
 def test_explicit_values_win_and_limit_the_search(

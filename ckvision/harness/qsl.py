@@ -70,6 +70,11 @@ class SampleLibrary:
         return cls(dataset.images, dataset.labels, config, allocate)
 
     @property
+    def sample_bytes(self) -> int:
+        """The bytes of one sample in RAM."""
+        return int(np.prod(self.sample_shape)) * np.dtype(self.dtype).itemsize
+
+    @property
     def ram(self) -> np.ndarray:
         """The loaded samples, in the order :meth:`rows` gives."""
         return self._ram

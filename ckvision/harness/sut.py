@@ -50,18 +50,42 @@ from ckvision.harness.ledger import Ledger
 from ckvision.harness.outputs import TOP_K, OutputContractError, check_values, top1, top_k
 from ckvision.harness.qsl import SampleLibrary
 
-__all__ = ["SUT", "BatchQueue", "ImmediateQueue", "batches_are_views", "make_sut", "top_k"]
+__all__ = [
+    "SUT",
+    "BatchQueue",
+    "ImmediateQueue",
+    "ROW_ORDER_MIN_BYTES",
+    "batches_are_views",
+    "make_sut",
+    "top_k",
+]
 
 
-def batches_are_views(scenario: Scenario, gathers_rows: bool, encoded: bool) -> bool:
+# Row order saves a copy per sample (its bytes) and costs a visit of the query's scattered
+# sample objects out of their order (LoadGen's and ours: about 1.5 us a sample). Measured
+# on 2 vCPU, Offline, batch 8, alternating runs, views/rows: 3 KB samples 0.84 (1 or 2
+# workers; MLPerf's TEST04 failed on it), 12 KB 0.99-1.04, 24 KB 1.11-1.15, 48 KB 1.20,
+# 192 KB 1.65; an ImageNet sample is 147 KB (uint8) to 588 KB (float32).
+ROW_ORDER_MIN_BYTES = 16 * 1024
+
+
+def batches_are_views(
+    scenario: Scenario, gathers_rows: bool, encoded: bool, sample_bytes: int
+) -> bool:
     """Whether the SUT forms a run's batches mostly as views of consecutive RAM rows (True:
-    Offline's one query, queued in row order) or of LoadGen's random rows (False: copied
-    on the host, taken by a backend that :attr:`~Backend.gathers_rows` itself, or
-    preprocessed from encoded files as the batch forms). The auto-tuner's probe times
-    batches formed the same way: a probe of gathered batches predicted a quarter of what
-    an Offline run of the null backend reached in row order, and LoadGen, told to expect
-    that, issued too few samples for the minimum duration (INVALID)."""
-    return scenario is Scenario.OFFLINE and not gathers_rows and not encoded
+    Offline's one query of samples of at least :data:`ROW_ORDER_MIN_BYTES`, queued in row
+    order) or of LoadGen's random rows (False: copied on the host, taken by a backend
+    that :attr:`~Backend.gathers_rows` itself, or preprocessed from encoded files as the
+    batch forms). The auto-tuner's probe times batches formed the same way: a probe of
+    gathered batches predicted a quarter of what an Offline run of the null backend
+    reached in row order, and LoadGen, told to expect that, issued too few samples for
+    the minimum duration (INVALID)."""
+    return (
+        scenario is Scenario.OFFLINE
+        and not gathers_rows
+        and not encoded
+        and sample_bytes >= ROW_ORDER_MIN_BYTES
+    )
 
 
 class BatchQueue:
@@ -199,7 +223,9 @@ class SUT:
         self.direct = backend.gathers_rows and not qsl.encoded
         # Offline's one query is queued in runs of consecutive RAM rows: most batches are
         # then views of RAM, as raw's loop over a dataset reads it, not gathered copies
-        self.row_order = batches_are_views(config.scenario, backend.gathers_rows, qsl.encoded)
+        self.row_order = batches_are_views(
+            config.scenario, backend.gathers_rows, qsl.encoded, qsl.sample_bytes
+        )
         # CK_ADAPTIVE_BATCH: an Offline performance run settles its batch size in the run
         self.chooser = (
             BatchChooser(

@@ -183,7 +183,10 @@ def autotune(
         if not forms:
             threads = config.threads if "threads" in explicit else usable_cores()
             views = batches_are_views(
-                config.scenario, backend(threads).gathers_rows, config.input_format == "jpeg"
+                config.scenario,
+                backend(threads).gathers_rows,
+                config.input_format == "jpeg",
+                samples[0].nbytes,
             )
             forms.append(not views)
         return forms[0]
