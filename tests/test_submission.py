@@ -139,6 +139,7 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     os.environ["CK_PROGRESS"] = "off"
     work = tmp_path_factory.mktemp("submission-work")
     last = ""
+    failed: set[str] = set()  # the entries whose checks failed, over every attempt
     for _attempt in range(ATTEMPTS):
         assert _run(work, assets, "--no-build") == 0
         try:
@@ -157,6 +158,7 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
             match = re.search(r"entry (submission\.tiny\.(\w+)\.(performance|test0[14]))", text)
             if not match or not ("compliance" in text or "INVALID" in text):
                 raise
+            failed.add(match.group(1))
             if "Increase expected QPS" in text:  # a quiet machine outran the target: raise it
                 at = RUN_ARGS.index(f"--target-qps={TARGET_QPS[0]}")
                 TARGET_QPS[0] *= 4
@@ -167,6 +169,9 @@ def work(assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
             # would fail every new compliance run compared with it)
             for kind in ("performance", "test01", "test04"):
                 shutil.rmtree(work / "experiment" / f"submission.tiny.{match.group(2)}.{kind}")
+    # one check failing on every attempt is our SUT, not the machine (seen: Offline's
+    # TEST04 after a change that slowed the reference run by 16%, reported as a skip)
+    assert len(failed) > 1, f"the same check failed on all {ATTEMPTS} attempts: {last[:300]}"
     # 1 s runs on a busy shared machine: the timing bands are MLPerf's and not ours to widen
     pytest.skip(
         f"compliance performance missed its 10-20 % band {ATTEMPTS} times: machine too "
