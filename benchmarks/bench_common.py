@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ __all__ = [
     "tuned_layout",
     "spread",
     "STILL",
+    "Check",
+    "print_checks",
 ]
 
 FINALISTS = 3  # raw's fastest layouts of the short sweep, timed again at full length
@@ -221,3 +224,26 @@ def tuned_layout(
         config, model, contract, dataset, explicit, log=lambda _: None, env=env
     )
     return Layout(tuned.workers, tuned.threads, tuned.batch_size)
+
+
+# name, value, target (None: for information, no verdict), True: higher is better
+Check = tuple[str, float, float | None, bool]
+
+
+def print_checks(checks: Sequence[Check]) -> int:
+    """One line per check: its value and, where it has a target, the target and PASS, MISS,
+    or NOT JUDGED (nan: no round could judge it; a miss). A row for information carries no
+    verdict. Returns the script's exit status: 0 when every target holds, else 2."""
+    width = max(len(name) for name, *_ in checks)
+    misses = 0
+    for name, value, target, higher in checks:
+        shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+        if target is None:
+            print(f"  {name:<{width}}  {shown:>10}  (info)")
+            continue
+        ok = value >= target if higher else value <= target  # nan: never ok
+        misses += not ok
+        verdict = "PASS" if ok else ("NOT JUDGED" if value != value else "MISS")
+        goal = f"target {'>=' if higher else '<='} {target:g}"
+        print(f"  {name:<{width}}  {shown:>10}  {goal}  {verdict}")
+    return 0 if misses == 0 else 2

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import contract_of, random_dataset, raw_throughput  # noqa: E402 (sibling script)
+from bench_common import Check, contract_of, print_checks, random_dataset, raw_throughput  # noqa: E402 (sibling script)
 
 from ckvision.backends import Backend, BackendOptions, create_backend
 from ckvision.config import Mode, RunConfig, Scenario
@@ -102,12 +102,13 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
         ),
     ]
     _print_table(args, contract, rows)
-    results = [
+    results: list[Check] = [
         ("(a) ours Offline / raw best throughput", ours_qps / raw_qps, TARGET_OFFLINE, True),
         ("(b) ours SingleStream p90 / raw p90", ours_p90 / raw_p90, TARGET_LATENCY, False),
         ("(c) null backend Offline samples/s", null_tiny, TARGET_NULL, True),
     ]
-    return _print_verdicts(results)
+    print()
+    return print_checks(results)
 
 
 def _raw_latency_p90(backend: Backend, data: PreprocessedDataset, seconds: float) -> float:
@@ -181,18 +182,6 @@ def _print_table(
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-
-
-def _print_verdicts(results: list[tuple[str, float, float, bool]]) -> int:
-    misses = 0
-    print()
-    for name, value, target, higher_is_better in results:
-        ok = value >= target if higher_is_better else value <= target
-        misses += not ok
-        sign = ">=" if higher_is_better else "<="
-        shown = f"{value:.3f}" if target < 10 else f"{value:,.0f}"
-        print(f"  {name:<42} {shown:>10}  target {sign} {target:g}  {'PASS' if ok else 'MISS'}")
-    return 0 if misses == 0 else 2
 
 
 def _quiet(line: str) -> None:

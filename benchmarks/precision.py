@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 from bench_common import (  # noqa: E402 - the sibling script's helpers
     STILL,
+    Check,
     default_offline,
+    print_checks,
     raw_finalist,
     raw_layout_rates,
     raw_rate,
@@ -221,31 +223,24 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     still_ours = [v for v, still in zip(ours, held, strict=True) if still]
     lat = {name: float(np.median(v)) for name, v in latency.items()}
     accuracy = acc["ratio"] if acc["ratio"] is not None else float("nan")
-    checks = [
-        ("(a) raw INT8 / FP32, median", _median(rounds, "raw"), 0.0),
+    checks: list[Check] = [
+        ("(a) raw INT8 / FP32, median", _median(rounds, "raw"), None, True),
         ("(b) ours INT8 / FP32, worst still round", min(still_ours, default=float("nan")),
-         TARGET_SPEEDUP),
-        ("(b) same, worst of every round", min(ours), 0.0),
-        ("(b) same, median of the rounds", float(np.median(ours)), 0.0),
+         TARGET_SPEEDUP, True),
+        ("(b) same, worst of every round", min(ours), None, True),
+        ("(b) same, median of the rounds", float(np.median(ours)), None, True),
         ("(b) ours' ratio / raw's, median", float(np.median(
-            [_ratio(row, "ours") / _ratio(row, "raw") for row in rounds])), 0.0),
-        ("(c) ours SingleStream p90 FP32 / INT8", lat["fp32"] / lat["int8"], 0.0),
-        ("(d) top-1 INT8 / FP32", accuracy, TARGET_ACCURACY),
-        ("(e) ours / raw best, FP32, median", _median_of(rounds, "fp32"), 0.0),
-        ("(e) ours / raw best, INT8, median", _median_of(rounds, "int8"), 0.0),
+            [_ratio(row, "ours") / _ratio(row, "raw") for row in rounds])), None, True),
+        ("(c) ours SingleStream p90 FP32 / INT8", lat["fp32"] / lat["int8"], None, True),
+        ("(d) top-1 INT8 / FP32", accuracy, TARGET_ACCURACY, True),
+        ("(e) ours / raw best, FP32, median", _median_of(rounds, "fp32"), None, True),
+        ("(e) ours / raw best, INT8, median", _median_of(rounds, "int8"), None, True),
     ]  # fmt: skip
     print(
         f"  over {len(rounds)} rounds ({sum(held)} held still: each precision's two raw "
         f"runs within {STILL:.0%}):"
     )
-    misses = 0
-    for name, value, target in checks:
-        ok = value >= target  # nan: never ok
-        misses += not ok
-        goal = "(info)" if target == 0 else f"target >= {target:g}"
-        verdict = "PASS" if ok else ("NOT JUDGED" if value != value else "MISS")
-        print(f"  {name:<42} {value:8.3f}  {goal}  {verdict}")
-    return 0 if misses == 0 else 2
+    return print_checks(checks)
 
 
 def _ratio(row: dict[str, _Round], which: str) -> float:
