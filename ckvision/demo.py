@@ -54,9 +54,17 @@ def benchmark_args(scenario: str, mode: str, env: dict[str, str]) -> list[str]:
         "--process_multi_keys",
         "--quiet",
         "--return_error_if_external_fail=yes",
+        f"--dep_add_tags.weights={_demo_model_tags()}",
         f"--dep_add_tags.images={_demo_dataset_tags()}",
     ]
     return args
+
+
+def _demo_model_tags() -> str:
+    """Always the embedded FP32 model, even when an INT8 model derived from it (whose tags
+    carry its name too) is installed: without these, CK's --quiet took the newest match,
+    and the demo recorded INT8 runs under its FP32 names and figures."""
+    return f"{MODEL},fp32"
 
 
 def _demo_dataset_tags() -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 from conftest import IMAGE
 from onnx import TensorProto, helper
@@ -392,6 +393,20 @@ def test_report_puts_precisions_side_by_side() -> None:
     assert precision_table(runs[:2]).empty  # one precision: nothing to compare
 
 
+def test_the_runs_table_names_the_precision_of_each_run() -> None:
+    from ckvision.analysis import summary_table
+    from ckvision.analysis.frame import run_row
+
+    fp32 = _recorded("fp32", "Offline", "PerformanceOnly", qps=100.0)
+    int8 = _recorded("int8", "Offline", "PerformanceOnly", qps=242.0)
+    table = summary_table(pd.DataFrame([run_row(r) for r in (fp32, int8)]))
+    # beside the model's name, which INT8 keeps (its contract is carried over)
+    assert list(table.columns[table.columns.get_loc("model") :][:2]) == ["model", "precision"]
+    assert list(table["precision"]) == ["fp32", "int8"]
+    assert list(summary_table(pd.DataFrame([run_row(int8)]))["precision"]) == ["int8"]
+    assert "precision" not in summary_table(pd.DataFrame([run_row(fp32)]))  # FP32 alone
+
+
 @pytest.fixture(scope="module")
 def ck_int8_world(ck_world: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A copy of the session's CK world (its env entries: python, the FP32 model, the
@@ -449,6 +464,23 @@ def test_ck_installs_the_int8_package_from_the_installed_fp32_model(
     for tags in ("model,onnx,resnet50", "model,onnx,efficientnet-lite0,fp32"):
         assert check_package_tags(tags)["package"] != INT8_PACKAGE_UID  # one match, not ours
     assert check_package_tags("model,onnx,int8,from.resnet50")["package"] == INT8_PACKAGE_UID
+    # `make demo` after this install still runs the embedded FP32 model: its weights tags
+    # (added to the program's dependency tags) select the FP32 env alone, not the INT8 one,
+    # which carries the model's name too
+    from ckvision.demo import PROGRAM, benchmark_args
+
+    (added,) = [
+        a.split("=", 1)[1]
+        for a in benchmark_args("Offline", "AccuracyOnly", {})
+        if a.startswith("--dep_add_tags.weights=")
+    ]
+    meta = Path(__file__).resolve().parents[1] / "program" / PROGRAM / ".cm" / "meta.json"
+    dep_tags = json.loads(meta.read_text())["run_deps"]["weights"]["tags"]
+    both = ck(env, "show", "env", f"--tags={dep_tags}").stdout
+    assert "int8" in both and "fp32" in both  # without the demo's tags: two matches
+    demo = [line for line in ck(env, "show", "env", f"--tags={dep_tags},{added}").stdout
+            .splitlines() if "64bits" in line]  # fmt: skip
+    assert len(demo) == 1 and ",fp32," in demo[0] and "int8" not in demo[0], demo
 
 
 def _activation_scales(model: Path) -> dict[str, float]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ckvision.experiments.entries import RecordedRun, Warn, find_entries, iter_runs
 
-__all__ = ["load_experiments", "run_row"]
+__all__ = ["load_experiments", "run_row", "run_precision"]
 
 
 def _flatten(prefix: str, data: Any, out: dict[str, Any]) -> None:
@@ -34,7 +34,22 @@ def run_row(run: RecordedRun) -> dict[str, Any]:
         "path": str(run.path),
     }
     _flatten("", record, row)
+    row["precision"] = run_precision(record)[0]
     return row
+
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def run_precision(record: dict[str, Any]) -> tuple[str, str]:
+    """(precision, calibration method or "-") of a recorded run's model."""
+    model = record.get("model") or {}
+    precision = model.get("precision") or next(
+        (t for t in model.get("tags", []) if t in _PRECISIONS),
+        (record.get("config") or {}).get("precision") or "fp32",
+    )
+    method = (model.get("quantization") or {}).get("method") or "-"
+    return str(precision), str(method)
 
 
 def load_experiments(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ckvision.analysis.frame import run_precision
 from ckvision.experiments.entries import RecordedRun
 
 __all__ = [
@@ -19,7 +20,6 @@ __all__ = [
     "latency_distribution",
     "accuracy_table",
     "precision_table",
-    "run_precision",
 ]
 
 
@@ -217,20 +217,6 @@ def accuracy_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def run_precision(record: dict[str, Any]) -> tuple[str, str]:
-    """(precision, calibration method or "-") of a recorded run's model."""
-    model = record.get("model") or {}
-    precision = model.get("precision") or next(
-        (t for t in model.get("tags", []) if t in _PRECISIONS),
-        (record.get("config") or {}).get("precision") or "fp32",
-    )
-    method = (model.get("quantization") or {}).get("method") or "-"
-    return str(precision), str(method)
 
 
 def precision_table(runs: Sequence[RecordedRun]) -> pd.DataFrame:

@@ -101,6 +101,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(_column(frame, sources[0]), errors="coerce")
             values = values.fillna(pd.to_numeric(_column(frame, sources[1]), errors="coerce"))
             out[name] = (values if name == "in flight" else values / 1e3).values
+    precision = _column(frame, "precision").fillna("fp32")
+    if (precision != "fp32").any():  # an INT8 or FP16 model beside (or instead of) FP32
+        out.insert(list(out.columns).index("model") + 1, "precision", precision.values)
     jpeg = [_true(v) for v in _column(frame, JPEG_FLAG)]
     if any(jpeg):  # JPEG-in runs (issue 20): never mistaken for MLPerf-style ones
         engine = _column(frame, "dataset.preprocessing.engine")
