@@ -98,6 +98,8 @@ def test_ckvision_results_shows_the_rest_and_exits_zero(entry: Path) -> None:
     warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("ckvision: warning:")]
     assert len(warnings) == len(BAD_POINTS)
     assert "100" in out.stdout and "200" in out.stdout
+    # no accuracy in these runs: its columns read "-", as every missing value does
+    assert "None" not in out.stdout and " - " in out.stdout
 
 
 def test_ckvision_results_with_only_bad_points_fails_with_one_line(tmp_path: Path) -> None:

@@ -15,7 +15,12 @@ __all__ = ["print_run", "print_results", "format_table"]
 
 
 def format_table(table: pd.DataFrame) -> str:
-    return str(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+    """The table as text: floats to 3 places, and "-" for every missing value (pandas'
+    ``na_rep`` leaves a None in a column of objects printed as "None")."""
+    shown = table.copy()
+    for name in shown.select_dtypes(include="object").columns:
+        shown[name] = shown[name].where(shown[name].notna(), "-")
+    return str(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
 
 
 def print_run(record: dict[str, Any]) -> None:
