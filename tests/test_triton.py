@@ -279,9 +279,9 @@ def test_a_csv_that_is_not_perf_analyzers_is_one_line(tmp_path: Path) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from ckvision.triton.server import free_port
+
+    return free_port()
 
 
 def _servers_on(repo: Path, copies_only: bool = False) -> list[int]:
@@ -365,7 +365,7 @@ def test_a_served_model_that_breaks_the_contract_is_refused(triton_server: Any) 
 def test_port_in_use_and_not_ready_in_time_stop_the_server(
     tmp_path: Path, triton_server: Any
 ) -> None:
-    from ckvision.triton.server import TritonServer, find_triton
+    from ckvision.triton.server import TritonServer, find_triton, free_ports
 
     install = find_triton()
     with socket.socket() as busy:
@@ -374,7 +374,7 @@ def test_port_in_use_and_not_ready_in_time_stop_the_server(
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port {port} is in use"):
             TritonServer(
-                install, triton_server.repo, tmp_path, ports=(port, _free_port(), _free_port())
+                install, triton_server.repo, tmp_path, ports=(port, *free_ports(2))
             ).start()
     server = TritonServer(install, triton_server.repo, tmp_path, ready_timeout_s=0.01)
     with pytest.raises(BackendError, match=r"not ready within 0.01 s"):
@@ -383,6 +383,40 @@ def test_port_in_use_and_not_ready_in_time_stop_the_server(
     assert len(_servers_on(triton_server.repo)) == 1  # only the session's server
     with pytest.raises(ConfigError, match="is not a Triton model repository"):
         TritonServer(install, tmp_path, tmp_path).start()
+
+
+def test_ports_we_choose_are_chosen_again_when_lost_and_a_refusal_is_named(
+    tmp_path: Path, triton_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ports we picked are free when picked, not when the server binds them: one the same
+    as another (three binds of port 0 may repeat one; seen in CI) or taken in between is
+    picked again; ports the user gave are not, and the refusal says why, not the usage
+    text's "--load-model ... will result in error" line that it said before."""
+    import ckvision.triton.server as server_module
+
+    install = server_module.find_triton()
+    one, two = server_module.free_ports(2)
+    with pytest.raises(BackendError) as refused:
+        server_module.TritonServer(
+            install, triton_server.repo, tmp_path, ports=(one, one, two)
+        ).start()
+    assert "cannot listen to HTTP requests and GRPC requests at the same address and port" in str(
+        refused.value
+    )
+    assert "load-model" not in str(refused.value)
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        picks = iter([(one, one, two), (taken, one, two)])
+        real = server_module.free_ports
+        monkeypatch.setattr(server_module, "free_ports", lambda n: next(picks, None) or real(n))
+        with server_module.TritonServer(install, triton_server.repo, tmp_path / "again") as server:
+            assert len(set(server.ports or ())) == 3 and taken not in (server.ports or ())
+            assert server.proc is not None and server.proc.poll() is None
+        assert next(picks, "spent") == "spent"  # both bad picks were tried, then a third
+    log = (tmp_path / "again" / server_module.LOG_NAME).read_text()
+    assert "at the same address and port" in log and "Started HTTPService" in log
 
 
 def test_requests_failing_mid_run_fail_the_run_with_every_sample_completed(
@@ -533,7 +567,9 @@ def test_two_servers_share_the_requests_and_triton_server_stops_on_sigterm(
     """The scale-out path: `ckvision triton-server` on a second "machine", two URLs."""
     import tritonclient.http as http
 
-    ports = [_free_port() for _ in range(3)]
+    from ckvision.triton.server import free_ports
+
+    ports = list(free_ports(3))  # distinct: three binds of port 0 may repeat one
     proc = subprocess.Popen(
         [
             sys.executable,

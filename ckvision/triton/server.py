@@ -26,14 +26,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 from ckvision.errors import BackendError, ConfigError
 
-__all__ = ["TritonInstall", "TritonServer", "find_triton", "free_port", "LOG_NAME"]
+__all__ = ["TritonInstall", "TritonServer", "find_triton", "free_port", "free_ports", "LOG_NAME"]
 
 LOG_NAME = "tritonserver.log"
 EXIT_TIMEOUT_S = 5
 _SHM_GLOB = "triton_python_backend_shm_region_*"
+PORT_ATTEMPTS = 3  # ports we chose and lost to another process before the server bound them
+# what tritonserver logs when it cannot have its ports: taken, or two of them the same
+_PORT_LOST = ("already in use", "at the same address and port")
 _PROBE = (
     "import os,sys,sysconfig,numpy,pytriton;"
     "print(pytriton.__path__[0]);print(sysconfig.get_config_var('LIBDIR'));"
@@ -111,9 +115,21 @@ def _default_python() -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """``count`` distinct ports free now, bound all at once: a port bound and closed may be
+    handed out again by the next bind, and tritonserver refuses HTTP and gRPC on one port
+    ("cannot listen to HTTP requests and GRPC requests at the same address and port")."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(int(sock.getsockname()[1]) for sock in socks)
 
 
 def _check_port_free(port: int) -> None:
@@ -185,6 +201,7 @@ class TritonServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None
         self._shm_before: set[Path] = set()
+        self._log_from = 0
 
     @property
     def http_url(self) -> str:
@@ -223,8 +240,23 @@ class TritonServer:
             raise ConfigError(
                 f"{self.repository} is not a Triton model repository (no <model>/config.pbtxt)"
             )
-        if self.ports is None:
-            self.ports = (free_port(), free_port(), free_port())
+        chosen = self.ports is None  # ours to choose again if another process takes one
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if chosen:
+                self.ports = cast(tuple[int, int, int], free_ports(3))
+            try:
+                self._start_once()
+                return self
+            except (ConfigError, BackendError) as err:
+                lost = isinstance(err, ConfigError) or any(
+                    mark in self._log_text() for mark in _PORT_LOST
+                )
+                if not (chosen and lost and attempt < PORT_ATTEMPTS):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> None:
+        assert self.ports is not None
         for port in self.ports:
             _check_port_free(port)
         # a server killed outright (SIGKILL, OOM) leaves its 1 MiB regions: clear old ones
@@ -244,6 +276,7 @@ class TritonServer:
             "--log-verbose=0",
         ]
         with open(self.log_path, "ab") as log:
+            self._log_from = log.tell()  # this start's part of the log
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
                 args,
                 env=self._environ(),
@@ -258,13 +291,28 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
-        return self
+
+    def _log_text(self) -> str:
+        """What this start of the server has logged (the log file is appended to)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_from)
+                return log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def _log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return "no log"
+        """The line that says why the server stopped: its last error line; for a command
+        line it refused, the reason printed before or after its usage text (whose option
+        help mentions "error" too)."""
+        lines = self._log_text().splitlines()
+        usage = next(
+            (i for i, ln in enumerate(lines) if ln.startswith("Usage: tritonserver")), None
+        )
+        if usage is not None:
+            last_help = max(i for i, ln in enumerate(lines) if ln[:1] in (" ", "\t") or i == usage)
+            reason = [ln.strip() for ln in lines[:usage] + lines[last_help + 1 :] if ln.strip()]
+            return (" ".join(reason) or "tritonserver refused its command line")[:300]
         errors = [ln for ln in lines if ln.startswith("E") or "error" in ln.lower()]
         return (errors or lines or ["empty log"])[-1].strip()[:300]
 
