@@ -185,7 +185,8 @@ def default_offline(model: Path, dataset: Path, seconds: float, out: Path) -> tu
     """Our default Offline run as a user gets it: THE pipeline (``ckvision.program.run``):
     the probe or its cached choice (``$CK_TUNING_CACHE``), the in-run batch choice, and the
     check of the choice against what the run achieved (a miss drops the cached choice: the
-    next run probes). Returns (LoadGen's samples/s, how the layout was chosen)."""
+    next run probes). Returns (LoadGen's samples/s, how the layout was chosen and the
+    batch the run settled on)."""
     from ckvision.program import run
 
     record = run(
@@ -200,6 +201,10 @@ def default_offline(model: Path, dataset: Path, seconds: float, out: Path) -> tu
     tuning: dict[str, Any] = record.get("tuning") or {}
     check = tuning.get("validation") or {}
     how = f"{tuning.get('summary', 'flags')}; from cache: {tuning.get('from_cache')}"
+    in_run = tuning.get("in_run") or {}
+    if in_run.get("tried"):
+        tried = ", ".join(f"b{b} {rate:.0f}" for b, rate in in_run["tried"].items())
+        how += f"; in the run: batch {in_run.get('batch')} ({tried})"
     if check.get("checked"):
         how += f"; check: {check.get('ratio')} of the prediction, {check.get('action')}"
     return float(record["loadgen"]["samples_per_second"]), how

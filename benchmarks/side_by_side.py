@@ -6,6 +6,8 @@
     --seconds, twice each, and the best of those kept (a short sweep alone crowns a
     layout by its luck on a drifting machine, and may leave out the one ours runs);
 (b) ours, DEFAULT Offline (auto-tuned from a fresh probe, no flags)      target >= 0.97x (a)
+    (the later rounds take the cached choice, as a user's later runs do; --fresh: every
+    round probes afresh, as a user's first run does)
     in every round in which the machine held still (its three raw runs within 2 % of each
     other; no such round: not judged, a miss); the worst of all rounds and the median are
     for information;
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--latency-seconds", type=float, default=2.0, help="length of each SingleStream run"
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="every default Offline run probes afresh (a first run), not from the cache",
     )
     args = parser.parse_args(argv)
     if min(args.rounds, args.latency_rounds) < 1 or min(args.seconds, args.latency_seconds) <= 0:
@@ -269,6 +276,8 @@ def _ours(
     """(our figure, how the layout was chosen, p90 of the backend calls inside the run)."""
     seconds = args.latency_seconds if scenario is Scenario.SINGLE_STREAM else args.seconds
     if scenario is Scenario.OFFLINE and forced is None:
+        if args.fresh:  # a user's first run: no cached choice
+            Path(os.environ["CK_TUNING_CACHE"]).unlink(missing_ok=True)
         rate, how = default_offline(args.model, data.path, seconds, tmp)
         return rate, how, float("nan")
     config = RunConfig(

@@ -444,8 +444,8 @@ class RunConfig:
         "CK_ADAPTIVE_BATCH",
         "off",
         "Offline: try the batch, then half and twice it (half, double: only that one) in the "
-        "run, keep the fastest (set by the auto-tuner when it chose the batch: the neighbours "
-        "its probe could not tell from it)",
+        "run, follow a winner up to 2 steps further its way, keep the fastest (set by the "
+        "auto-tuner when it chose the batch: the neighbours its probe could not tell from it)",
         choices=("on", "off", "half", "double"),
     )
 

@@ -147,7 +147,7 @@ def run_benchmark(
     recorder = LatencyRecorder()
     ledger.observers.append(recorder.observe)
     sut = make_sut(config, backend, qsl, ledger)
-    for size in sut.chooser.candidates[1:] if sut.chooser else []:
+    for size in sut.chooser.reachable if sut.chooser else []:
         backend.warmup(qsl.first_batch(size))  # a first call at a new size is slow
     duration = _run_loadgen(
         sut,

@@ -198,7 +198,14 @@ def autotune(
             samples = _encoded_samples(Path(dataset_dir), contract, config)
         if config.scenario in (Scenario.OFFLINE, Scenario.SERVER):
             changes, record = _tune_layout(
-                config, explicit, samples, backend, gathers, measured, budget_s
+                config,
+                explicit,
+                samples,
+                backend,
+                gathers,
+                measured,
+                budget_s,
+                cached.get("spread"),
             )
             if _starts_server(config):
                 changes, record = _tune_server(
@@ -287,10 +294,16 @@ def autotune(
     return tuned, record
 
 
-def _neighbours_to_try(best: Measurement, results: list[Measurement]) -> str:
+def _neighbours_to_try(
+    best: Measurement, results: list[Measurement], spread: float | None = None
+) -> str:
     """The ``CK_ADAPTIVE_BATCH`` value for a run at ``best``'s layout: which neighbouring
     batches (half, twice, same workers and threads) the run tries, those the probe did not
-    measure or measured within :data:`NEIGHBOUR_MARGIN` of ``best``."""
+    measure or measured within :data:`NEIGHBOUR_MARGIN` of ``best``, or within the probe's
+    own ``spread`` when that is wider: a lead smaller than how far the probe's repeated
+    measurements disagreed is not one it can tell (seen on 2 vCPUs: batch 4 chosen at a
+    spread of 12 %, batch 2 put 5.0 % behind it, and 10 % faster in 10 s runs)."""
+    margin = max(NEIGHBOUR_MARGIN, spread or 0.0)
     rates = {m.layout: m.samples_per_s for m in results}
     lay = best.layout
     near = [
@@ -299,7 +312,7 @@ def _neighbours_to_try(best: Measurement, results: list[Measurement]) -> str:
         if batch >= 1
         and batch != lay.batch
         and rates.get(Layout(lay.workers, lay.threads, batch, lay.streams), best.samples_per_s)
-        >= best.samples_per_s * (1 - NEIGHBOUR_MARGIN)
+        >= best.samples_per_s * (1 - margin)
     ]
     return {0: "off", 2: "on"}.get(len(near)) or near[0]
 
@@ -312,6 +325,7 @@ def _tune_layout(
     gathers: Callable[[], bool],
     measured: dict[str, Any],
     budget_s: float,
+    cached_spread: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     fixed = {k: getattr(config, f) for k, f in _LAYOUT_FIELDS.items() if f in explicit}
     want_qps = "target_qps" not in explicit and config.mode is Mode.PERFORMANCE
@@ -355,7 +369,7 @@ def _tune_layout(
     for lay in todo:
         rate = measure(lay, budget_s / 2 / len(todo))
         measured[_lkey(lay, gather)] = round(rate, 2)
-    spread = None
+    spread = cached_spread  # all measured before: the spread of the probe that did it
     if todo:
         # A quiet moment on a shared machine flatters whichever layout it falls on (seen:
         # a layout 20% slower than the best won a one-shot probe). The two best are
@@ -398,7 +412,7 @@ def _tune_layout(
     ):
         # the run checks the probe's batch against the neighbours the probe could not tell
         # from it (a phase on a clearly slower batch only costs the run its deficit)
-        changes["adaptive_batch"] = _neighbours_to_try(best, results)
+        changes["adaptive_batch"] = _neighbours_to_try(best, results, spread)
     summary = best.layout.describe() + f" ({best.samples_per_s:.1f} samples/s in the probe)"
     if want_qps:
         changes["target_qps"] = _target_qps(config, expected)
