@@ -282,10 +282,16 @@ def test_accuracy_single_stream_needs_no_probe(
 
 
 def _scripted_probe(
-    monkeypatch: pytest.MonkeyPatch, script: dict[Any, list[float]], layouts: list[Any]
+    monkeypatch: pytest.MonkeyPatch,
+    script: dict[Any, list[float]],
+    layouts: list[Any],
+    measured: dict[str, Any] | None = None,
+    cached_spread: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     """``_tune_layout`` over ``layouts``, each measurement the next rate of its ``script``
-    (10.0 once it runs out): (changes, record, the layouts in the order measured)."""
+    (10.0 once it runs out), with ``measured`` (the cache's figures, filled in) and the
+    ``cached_spread`` of the probe that made them: (changes, record, the layouts in the
+    order measured)."""
     import ckvision.tuning as tuning
     from ckvision.tuning.probe import Layout, Measurement
 
@@ -321,9 +327,36 @@ def _scripted_probe(
     monkeypatch.setattr(tuning, "candidate_layouts", lambda *_a, **_k: layouts)
     config = RunConfig(scenario=Scenario.OFFLINE, mode=Mode.PERFORMANCE)
     changes, record = tuning._tune_layout(
-        config, set(), None, lambda *_a: Fake(), lambda: True, {}, 0.01
+        config,
+        set(),
+        None,
+        lambda *_a: Fake(),
+        lambda: True,
+        {} if measured is None else measured,
+        0.01,
+        cached_spread,
     )
     return changes, record, seen
+
+
+def test_the_run_tries_the_neighbours_within_the_probes_spread_cached_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batch 2 measured 8 % behind batch 4 by a probe whose rounds disagreed by 11 %: the
+    probe cannot tell them apart, so the run tries it, and so does every run that takes the
+    choice from the cache (the spread is the cached probe's)."""
+    from ckvision.tuning.probe import Layout
+
+    best, half = Layout(2, 1, 4), Layout(2, 1, 2)
+    script = {best: [200.0, 190.0, 212.0, 200.0], half: [184.0] * 4, Layout(1, 2, 4): [150.0]}
+    measured: dict[str, Any] = {}
+    changes, record, _seen = _scripted_probe(monkeypatch, script, [*script], measured)
+    assert changes["batch_size"] == 4 and record["spread"] == pytest.approx(0.11)
+    assert changes["adaptive_batch"] == "on"  # 8 % < 11 %: half too; 8: never measured
+    again, cached, seen = _scripted_probe(monkeypatch, {}, [*script], measured, 0.11)
+    assert not seen and cached["from_cache"] and again == changes
+    quiet, _r, _s = _scripted_probe(monkeypatch, {}, [*script], measured, 0.02)
+    assert quiet["adaptive_batch"] == "double"  # a probe that agreed told batch 2 apart
 
 
 def test_a_lucky_first_measurement_does_not_win(monkeypatch: pytest.MonkeyPatch) -> None:
